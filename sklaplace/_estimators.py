@@ -1,0 +1,695 @@
+"""scikit-learn-facing classes: parameters, validation, fit/predict plumbing. No math here."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _skorch
+from .curvature import CurvatureAccumulator
+from .marglik import log_marginal_likelihood, maximize_marginal_likelihood
+from .posterior import Posterior
+from .predictive import mc_probabilities, probit_probabilities
+
+__all__ = ["LaplaceClassifier", "LaplaceRegressor"]
+
+# Parameters that define the curvature: changing them after fit needs a new fit.
+_CURVATURE_PARAMS = ("subset_of_weights", "hessian_structure")
+
+
+class _BaseLaplace(BaseEstimator):
+    """Shared plumbing: the net, the data pass, the posterior and its hyper-parameters."""
+
+    _parameter_constraints: dict = {
+        "estimator": [object],
+        "subset_of_weights": [StrOptions({"last_layer", "all"})],
+        "hessian_structure": [StrOptions({"diag", "kron", "full"})],
+        "prior_precision": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"marglik"}),
+            "array-like",
+        ],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+    }
+
+    # ---------------------------------------------------------------- the net
+    def _fitted_net(self, X, y_net):
+        """Return the trained net: the frozen one as is, or a clone trained on (X, y_net)."""
+        est = self.estimator
+        if isinstance(est, FrozenEstimator):
+            net = est.estimator
+            _skorch.likelihood_of(net)
+            _skorch.check_fitted_net(net)
+            return net
+        _skorch.likelihood_of(est)
+        net = clone(est)
+        net.initialize()
+        X_net = _skorch.to_net_input(net, X)
+        seed = None
+        if self.random_state is not None:
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            net.fit(X_net, y_net)
+        return net
+
+    # ---------------------------------------------------------------- fit
+    def _validate_structure(self):
+        if self.subset_of_weights == "all":
+            if self.hessian_structure == "full":
+                raise ValueError(
+                    "hessian_structure='full' is only available with "
+                    "subset_of_weights='last_layer': a dense covariance over all weights "
+                    "costs (n_params)^2 memory. Use hessian_structure='kron' or 'diag' for "
+                    "all layers, or keep the last layer with 'full'."
+                )
+            raise ValueError(
+                "subset_of_weights='all' is not available in this version of sklaplace; "
+                "use subset_of_weights='last_layer'."
+            )
+
+    def _fit_posterior(self, X, y_net, y_loss, n_outputs_expected):
+        """Train or take the net, find its head, run the one curvature pass."""
+        self._validate_structure()
+        net = self._fitted_net(X, y_net)
+        likelihood, output_kind = _skorch.likelihood_of(net)
+        if likelihood not in self._likelihoods:
+            raise TypeError(
+                f"{type(self).__name__} needs a net for {' or '.join(self._likelihoods)}, got "
+                f"a {type(net).__name__}; use "
+                f"{'LaplaceRegressor' if likelihood == 'regression' else 'LaplaceClassifier'}."
+            )
+        X_net = _skorch.to_net_input(net, X)
+        head = _skorch.find_head(net, X_net, output_kind)
+        n_out_expected = 1 if likelihood == "binary" else n_outputs_expected
+        if head.n_out != n_out_expected:
+            raise ValueError(self._output_mismatch_message(head, n_out_expected, likelihood))
+
+        device = head.module.weight.device
+        acc = CurvatureAccumulator(
+            self.hessian_structure, likelihood, head.n_in, head.n_out, device=device
+        )
+        for a, z, yi in _skorch.iter_head(net, head, X_net, y_loss, self.batch_size):
+            acc.update(a, z, yi)
+
+        self.estimator_ = net
+        self.likelihood_ = likelihood
+        self.head_name_ = head.name
+        self.posterior_ = Posterior([acc.block()], [head.weight_matrix()], [head.name])
+        self.n_train_ = acc.n_rows
+        self.n_outputs_ = head.n_out
+        self.train_loss_ = float(acc.loss)
+        self._fitted_structure_ = {p: getattr(self, p) for p in _CURVATURE_PARAMS}
+        resolved = self._resolve_hyperparameters()
+        self.prior_precision_ = resolved["prior_precision"]
+        self.sigma_noise_ = resolved["sigma_noise"]
+        self._resolved_key_ = resolved["key"]
+        self.log_marginal_likelihood_value_ = self.log_marginal_likelihood()
+        return self
+
+    def _output_mismatch_message(self, head, expected, likelihood):
+        what = "targets" if likelihood == "regression" else "classes"
+        return (
+            f"The net's last layer {head.name!r} has {head.n_out} output(s), but y has "
+            f"{expected} {what}. Give the output layer one unit per "
+            f"{'target' if likelihood == 'regression' else 'class'} "
+            "(for example through a module__ parameter of the net)."
+        )
+
+    # ---------------------------------------------------------------- hyper-parameters
+    def _hyper_key(self):
+        sigma = getattr(self, "sigma_noise", None)
+        return (repr(self.prior_precision), repr(sigma), float(self.temperature))
+
+    def _prior_array(self, value) -> np.ndarray:
+        """A positive float or per-layer array -> array of shape (n_blocks,)."""
+        n_blocks = self.posterior_.n_blocks
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        if arr.size == 1:
+            arr = np.full(n_blocks, arr.item())
+        if arr.size != n_blocks:
+            raise ValueError(
+                f"prior_precision has {arr.size} values but the posterior has {n_blocks} "
+                f"layer(s) ({self.posterior_.names}); give one value per layer or a float."
+            )
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise ValueError(
+                f"prior_precision must be positive and finite, got {value!r}. It is the "
+                "precision (1 / variance) of the Gaussian prior on the weights; try 1.0."
+            )
+        return arr
+
+    def _resolve_hyperparameters(self) -> dict:
+        """Turn the current parameters into numbers, maximising the evidence where asked.
+
+        Called in fit and, when a parameter was changed with set_params after fit, at
+        prediction time; it never passes over the training data.
+        """
+        key = self._hyper_key()
+        if getattr(self, "_resolved_key_", None) == key:
+            return {
+                "prior_precision": self.prior_precision_,
+                "sigma_noise": self.sigma_noise_,
+                "key": key,
+            }
+        sigma_param = getattr(self, "sigma_noise", 1.0)
+        tune_prior = isinstance(self.prior_precision, str)
+        tune_sigma = isinstance(sigma_param, str)
+        prior = np.ones(self.posterior_.n_blocks) if tune_prior else None
+        if not tune_prior:
+            prior = self._prior_array(self.prior_precision)
+        if tune_sigma:
+            # start at the maximum-likelihood noise: sqrt(SSE / (N K))
+            sigma = float(np.sqrt(2 * self.train_loss_ / (self.n_train_ * self.n_outputs_)))
+            sigma = max(sigma, 1e-6)
+        else:
+            sigma = float(sigma_param)
+        if tune_prior or tune_sigma:
+            prior, sigma = maximize_marginal_likelihood(
+                self._evidence, prior, sigma, tune_prior=tune_prior, tune_sigma=tune_sigma
+            )
+        return {"prior_precision": prior, "sigma_noise": sigma, "key": key}
+
+    def _evidence(self, prior_precision, sigma_noise):
+        post = self.posterior_
+        ref = post.means[0]
+        return log_marginal_likelihood(
+            post,
+            torch.tensor(self.train_loss_, dtype=torch.float64, device=ref.device),
+            self.n_train_,
+            self.n_outputs_,
+            self.likelihood_,
+            torch.as_tensor(prior_precision, dtype=torch.float64, device=ref.device),
+            torch.as_tensor(sigma_noise, dtype=torch.float64, device=ref.device),
+            float(self.temperature),
+        )
+
+    def _scale(self, sigma: float) -> torch.Tensor:
+        """``1 / (sigma^2 T)``: the factor on the curvature in the posterior precision."""
+        s = sigma**2 if self.likelihood_ == "regression" else 1.0
+        return torch.tensor(1.0 / (s * float(self.temperature)), dtype=torch.float64)
+
+    def log_marginal_likelihood(self, prior_precision=None, sigma_noise=None):
+        """Laplace approximation of the log evidence ``log p(D | prior_precision, sigma)``.
+
+        Computed from the stored eigendecomposition: no pass over the data.
+
+        Parameters
+        ----------
+        prior_precision : float or array-like of shape (n_layers,), default=None
+            Defaults to the fitted ``prior_precision_``.
+        sigma_noise : float, default=None
+            Observation noise std (regression only). Defaults to ``sigma_noise_``.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self)
+        prior = self.prior_precision_ if prior_precision is None else prior_precision
+        prior = self._prior_array(prior)
+        sigma = self.sigma_noise_ if sigma_noise is None else sigma_noise
+        if self.likelihood_ == "regression" and (
+            not np.isscalar(sigma) or not np.isfinite(sigma) or sigma <= 0
+        ):
+            raise ValueError(f"sigma_noise must be a positive float, got {sigma!r}.")
+        with torch.no_grad():
+            return float(self._evidence(prior, float(sigma)))
+
+    # ---------------------------------------------------------------- predict plumbing
+    def _check_structure_unchanged(self):
+        for p, fitted in self._fitted_structure_.items():
+            if getattr(self, p) != fitted:
+                raise ValueError(
+                    f"{p} was changed from {fitted!r} to {getattr(self, p)!r} after fit; it "
+                    "defines the curvature, so call fit again."
+                )
+
+    def _predictive_moments(self, X, full_row_cov=False):
+        """Stream X through the net: GLM mean and output covariance per row.
+
+        Returns the mean (m, c), the output covariance (m, c, c) and the resolved
+        hyper-parameters; with ``full_row_cov`` also the covariance across rows (m, m, c).
+        """
+        check_is_fitted(self)
+        self._check_structure_unchanged()
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        hyper = self._resolve_hyperparameters()
+        net = self.estimator_
+        head = _skorch.Head(self.head_name_, dict(net.module_.named_modules())[self.head_name_])
+        block = self.posterior_.blocks[0]
+        ref = self.posterior_.means[0]
+        tau = torch.as_tensor(hyper["prior_precision"][0], dtype=torch.float64, device=ref.device)
+        scale = self._scale(hyper["sigma_noise"]).to(ref.device)
+        means, covs, feats = [], [], []
+        X_net = _skorch.to_net_input(net, X)
+        for a, z, _ in _skorch.iter_head(net, head, X_net, None, self.batch_size):
+            a = a.to(torch.float64)
+            means.append(z.to(torch.float64))
+            covs.append(block.output_cov(a, tau, scale))
+            if full_row_cov:
+                feats.append(a)
+        mean = torch.cat(means)
+        cov = torch.cat(covs)
+        row_cov = block.row_cov(torch.cat(feats), tau, scale) if full_row_cov else None
+        return mean, cov, row_cov, hyper
+
+    def _generator(self) -> torch.Generator:
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        return torch.Generator().manual_seed(int(seed))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+_COMMON_PARAMS_DOC = """
+    estimator : skorch net or sklearn.frozen.FrozenEstimator
+        The network. An unfitted skorch net is cloned and trained in ``fit``;
+        ``FrozenEstimator(fitted_net)`` is used as is and never retrained (the pattern for
+        tuning hyper-parameters with ``GridSearchCV`` without retraining the net). The last
+        ``torch.nn.Linear`` the module applies must produce its output.
+    subset_of_weights : {"last_layer", "all"}, default="last_layer"
+        Which weights get a posterior; the others stay at their trained values.
+    hessian_structure : {"kron", "diag", "full"}, default="kron"
+        Structure of the curvature: Kronecker-factored (Ritter et al. 2018), diagonal, or
+        dense (exact; last layer only, memory grows as (n_features * n_outputs)^2).
+    prior_precision : float, array-like of shape (n_layers,) or "marglik", default=1.0
+        Precision of the isotropic Gaussian prior on the weights. "marglik" maximises the
+        Laplace evidence in ``fit`` (cheap: through stored eigenvalues, no data pass).
+    temperature : float, default=1.0
+        Divides the likelihood's curvature: ``P = H / (sigma^2 T) + prior_precision``.
+    n_samples : int, default=100
+        Number of Monte Carlo draws where sampling is used.
+    batch_size : int, default=None
+        Rows per forward pass in ``fit`` and prediction; default: the net's own.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the training of an unfitted net and the Monte Carlo draws.
+"""
+
+_HYPER_NOTE = """
+    Hyper-parameters that do not change the curvature (``prior_precision``,
+    ``temperature``, ``sigma_noise``, ``link_approx``, ``n_samples``) are read when
+    predicting, as ``KNeighborsClassifier`` reads ``n_neighbors``: after
+    ``set_params(prior_precision=...)`` the next prediction uses the new value without
+    refitting and without a pass over the training data. The fitted ``prior_precision_``
+    and ``log_marginal_likelihood_value_`` describe the values at fit time.
+"""
+
+
+class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
+    __doc__ = f"""Laplace-approximated Bayesian classifier around a skorch net.
+
+    ``fit`` computes a Gaussian posterior over the net's last-layer weights, centred on the
+    trained weights, and ``predict_proba`` averages the softmax over it with the
+    linearised (GLM) predictive: less over-confident probabilities, most of all away from
+    the training data, at the cost of one forward pass.
+
+    Parameters
+    ----------{_COMMON_PARAMS_DOC}    link_approx : {{"probit", "mc"}}, default="probit"
+        How the Gaussian over logits becomes probabilities: the probit approximation
+        (deterministic) or an average over ``n_samples`` draws.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    estimator_ : skorch net
+        The trained net used (the frozen one itself when given FrozenEstimator).
+    posterior_ : sklaplace.posterior.Posterior
+    prior_precision_ : ndarray of shape (n_layers,)
+    log_marginal_likelihood_value_ : float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has feature names (pandas input).
+
+    Notes
+    -----
+    Supported nets: ``NeuralNetClassifier`` with ``CrossEntropyLoss`` on logits, or with
+    skorch's default ``NLLLoss`` and a module ending in ``nn.Softmax``: then the logits
+    are the last Linear layer's outputs (the softmax's input), which is what the posterior
+    is placed on. ``NeuralNetBinaryClassifier`` with ``BCEWithLogitsLoss``.
+    {_HYPER_NOTE}
+    Examples
+    --------
+    >>> import torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from sklearn.datasets import load_iris
+    >>> from sklaplace import LaplaceClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> module = torch.nn.Sequential(
+    ...     torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    >>> net = NeuralNetClassifier(module, criterion=torch.nn.CrossEntropyLoss,
+    ...                           max_epochs=30, lr=0.1, verbose=0)
+    >>> clf = LaplaceClassifier(net, prior_precision=1.0, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+
+    _likelihoods = ("classification", "binary")
+    _parameter_constraints: dict = {
+        **_BaseLaplace._parameter_constraints,
+        "link_approx": [StrOptions({"probit", "mc"})],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        subset_of_weights="last_layer",
+        hessian_structure="kron",
+        prior_precision=1.0,
+        temperature=1.0,
+        link_approx="probit",
+        n_samples=100,
+        batch_size=None,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.subset_of_weights = subset_of_weights
+        self.hessian_structure = hessian_structure
+        self.prior_precision = prior_precision
+        self.temperature = temperature
+        self.link_approx = link_approx
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Train the net if needed, then compute the Laplace posterior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels, of any type (encoded with a LabelEncoder).
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        classes = encoder.classes_
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has a single class ({classes[0]!r}); a classifier needs samples of at "
+                "least 2 classes."
+            )
+        y_enc = encoder.transform(y)
+        net = self.estimator.estimator if isinstance(self.estimator, FrozenEstimator) else None
+        if net is not None and hasattr(net, "classes_") and not _is_binary_net(net):
+            classes, y_enc = _frozen_classes(net, y, classes, y_enc)
+        y_net = y_enc.astype(np.float32) if _is_binary_net(self._net()) else y_enc
+        self.classes_ = classes
+        n_expected = len(classes)
+        if _is_binary_net(self._net()) and n_expected != 2:
+            raise ValueError(
+                f"A NeuralNetBinaryClassifier needs exactly 2 classes, y has {n_expected}. "
+                "Use NeuralNetClassifier with one output per class."
+            )
+        return self._fit_posterior(X, y_net, y_net, n_expected)
+
+    def _net(self):
+        est = self.estimator
+        return est.estimator if isinstance(est, FrozenEstimator) else est
+
+    def predict_proba(self, X):
+        """Posterior predictive class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        mean, cov, _, _ = self._predictive_moments(X)
+        if self.link_approx == "probit":
+            var = torch.diagonal(cov, dim1=1, dim2=2)
+            proba = probit_probabilities(self.likelihood_, mean, var)
+        else:
+            proba = mc_probabilities(
+                self.likelihood_, mean, cov, self.n_samples, self._generator()
+            )
+        return proba.cpu().numpy()
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Class with the highest posterior predictive probability.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _is_binary_net(net) -> bool:
+    from skorch import NeuralNetBinaryClassifier
+
+    return isinstance(net, NeuralNetBinaryClassifier)
+
+
+def _frozen_classes(net, y, classes, y_enc):
+    """Align labels with a frozen net's own ``classes_`` when y uses those labels."""
+    net_classes = np.asarray(net.classes_)
+    if np.isin(classes, net_classes).all() and (
+        len(net_classes) != len(classes) or not np.array_equal(net_classes, classes)
+    ):
+        return net_classes, np.searchsorted(net_classes, y)
+    return classes, y_enc
+
+
+class LaplaceRegressor(RegressorMixin, _BaseLaplace):
+    __doc__ = f"""Laplace-approximated Bayesian regressor around a skorch net.
+
+    The predictive mean is the trained net's prediction (the linearised model is exact at
+    the trained weights); the predictive standard deviation combines the weight
+    uncertainty of the Laplace posterior with the observation noise ``sigma_noise``.
+
+    Parameters
+    ----------{_COMMON_PARAMS_DOC}    sigma_noise : float or "marglik", default=1.0
+        Standard deviation of the Gaussian observation noise (same for every output).
+        "marglik" maximises the evidence in ``fit`` (jointly with the prior precision when
+        that is "marglik" too).
+
+    Attributes
+    ----------
+    estimator_ : skorch net
+    posterior_ : sklaplace.posterior.Posterior
+    prior_precision_ : ndarray of shape (n_layers,)
+    sigma_noise_ : float
+    log_marginal_likelihood_value_ : float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has feature names (pandas input).
+
+    Notes
+    -----
+    Shapes follow ``GaussianProcessRegressor`` and the shape of ``y`` at fit: a 1-D ``y``
+    gives 1-D means and stds, a 2-D ``y`` of shape (n, K) gives (m, K).
+    {_HYPER_NOTE}
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetRegressor
+    >>> from sklaplace import LaplaceRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-2, 2, size=(200, 1))
+    >>> y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=200)
+    >>> module = torch.nn.Sequential(
+    ...     torch.nn.Linear(1, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    >>> net = NeuralNetRegressor(module, max_epochs=50, lr=0.05, verbose=0)
+    >>> reg = LaplaceRegressor(net, sigma_noise="marglik", random_state=0).fit(X, y)
+    >>> mean, std = reg.predict(X[:3], return_std=True)
+    >>> mean.shape, std.shape
+    ((3,), (3,))
+    """
+
+    _likelihoods = ("regression",)
+    _parameter_constraints: dict = {
+        **_BaseLaplace._parameter_constraints,
+        "sigma_noise": [Interval(Real, 0, None, closed="neither"), StrOptions({"marglik"})],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        subset_of_weights="last_layer",
+        hessian_structure="kron",
+        prior_precision=1.0,
+        sigma_noise=1.0,
+        temperature=1.0,
+        n_samples=100,
+        batch_size=None,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.subset_of_weights = subset_of_weights
+        self.hessian_structure = hessian_structure
+        self.prior_precision = prior_precision
+        self.sigma_noise = sigma_noise
+        self.temperature = temperature
+        self.n_samples = n_samples
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Train the net if needed, then compute the Laplace posterior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(
+            self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True
+        )
+        self._y_ndim_ = y.ndim
+        y2 = y.reshape(len(y), -1)
+        dtype = np.float32
+        est = self.estimator
+        net = est.estimator if isinstance(est, FrozenEstimator) else None
+        if net is not None and getattr(net, "initialized_", False):
+            dtype = _skorch.to_net_input(net, y2[:1]).dtype
+        y_net = y2.astype(dtype)
+        return self._fit_posterior(X, y_net, y_net, y2.shape[1])
+
+    def predict(self, X, return_std=False, return_cov=False):
+        """Predictive mean, optionally with its standard deviation or covariance.
+
+        The std and covariance are those of a new observation ``y``: they include the
+        observation noise ``sigma_noise`` (``var = Var[f] + sigma_noise^2``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+        return_cov : bool, default=False
+            Covariance across the rows of X (per target). At most one of ``return_std``
+            and ``return_cov`` may be True.
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        y_std : ndarray of the same shape, if ``return_std``
+        y_cov : ndarray of shape (n_samples, n_samples) or (n_samples, n_samples, n_targets),
+            if ``return_cov``
+        """
+        if return_std and return_cov:
+            raise RuntimeError(
+                "At most one of return_std or return_cov can be requested, not both."
+            )
+        mean, cov, row_cov, hyper = self._predictive_moments(X, full_row_cov=return_cov)
+        noise = hyper["sigma_noise"] ** 2
+        y_mean = self._shape(mean.cpu().numpy())
+        if return_std:
+            var = torch.diagonal(cov, dim1=1, dim2=2) + noise
+            return y_mean, self._shape(var.sqrt().cpu().numpy())
+        if return_cov:
+            m = row_cov.shape[0]
+            eye = torch.eye(m, dtype=row_cov.dtype, device=row_cov.device)[:, :, None]
+            y_cov = (row_cov + noise * eye).cpu().numpy()
+            return y_mean, (y_cov[:, :, 0] if self._y_ndim_ == 1 else y_cov)
+        return y_mean
+
+    def _shape(self, arr):
+        return arr[:, 0] if self._y_ndim_ == 1 else arr
+
+    def predict_interval(self, X, confidence=0.9):
+        """Central predictive interval of a new observation at each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        confidence : float in (0, 1), default=0.9
+
+        Returns
+        -------
+        lower, upper : ndarrays shaped like ``predict(X)``
+        """
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
+        mean, std = self.predict(X, return_std=True)
+        z = norm.ppf(0.5 + confidence / 2)
+        return mean - z * std, mean + z * std
+
+    def sample_y(self, X, n_samples=1, random_state=0):
+        """Draw joint samples of new observations at the rows of X.
+
+        Samples come from ``N(mean, cov)`` with ``mean, cov = predict(X, return_cov=True)``
+        (observation noise included), as in ``GaussianProcessRegressor.sample_y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=0
+
+        Returns
+        -------
+        ndarray of shape (n_samples_X, n_samples) or (n_samples_X, n_targets, n_samples)
+        """
+        rng = check_random_state(random_state)
+        mean, cov = self.predict(X, return_cov=True)
+        if self._y_ndim_ == 1:
+            return _gaussian_draws(rng, mean, cov, n_samples)
+        draws = [
+            _gaussian_draws(rng, mean[:, k], cov[:, :, k], n_samples) for k in range(mean.shape[1])
+        ]
+        return np.stack(draws, axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def _gaussian_draws(rng, mean, cov, n_samples):
+    """(m, n_samples) draws of N(mean, cov) through the symmetric root of cov."""
+    lam, vec = np.linalg.eigh(cov)
+    root = vec * np.sqrt(np.clip(lam, 0.0, None))
+    return mean[:, None] + root @ rng.standard_normal((len(mean), n_samples))

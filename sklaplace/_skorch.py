@@ -1,0 +1,240 @@
+"""Everything that knows skorch: criterion -> likelihood, data iteration, the last layer.
+
+The rest of the package sees plain tensors: features entering the last ``nn.Linear``
+(with a trailing 1 when it has a bias) and the logits / means it produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+from skorch.dataset import unpack_data
+from skorch.exceptions import NotInitializedError
+from torch import Tensor, nn
+
+__all__ = ["Head", "check_fitted_net", "find_head", "iter_head", "likelihood_of"]
+
+_SUPPORTED = (
+    "NeuralNetClassifier with CrossEntropyLoss (module returns logits) or NLLLoss "
+    "(module returns probabilities, skorch's default); NeuralNetBinaryClassifier with "
+    "BCEWithLogitsLoss; NeuralNetRegressor with MSELoss"
+)
+
+
+def _criterion_class(net: NeuralNet) -> type:
+    crit = getattr(net, "criterion_", None) or net.criterion
+    return crit if isinstance(crit, type) else type(crit)
+
+
+def likelihood_of(net: NeuralNet) -> tuple[str, str]:
+    """Map a skorch net to ``(likelihood, output_kind)``.
+
+    ``likelihood`` is ``"classification"``, ``"binary"`` or ``"regression"``;
+    ``output_kind`` is ``"logits"`` when the module's output is the last layer's output
+    and ``"probabilities"`` when the module applies a softmax after it (skorch's
+    ``NeuralNetClassifier`` with its default ``NLLLoss``, which takes the log of the
+    module's output).
+    """
+    if not isinstance(net, NeuralNet):
+        raise TypeError(
+            f"estimator must be a skorch net, got {type(net).__name__}. Supported: {_SUPPORTED}."
+        )
+    crit = _criterion_class(net)
+    if isinstance(net, NeuralNetBinaryClassifier):
+        if issubclass(crit, nn.BCEWithLogitsLoss):
+            return "binary", "logits"
+    elif isinstance(net, NeuralNetClassifier):
+        if issubclass(crit, nn.CrossEntropyLoss):
+            return "classification", "logits"
+        if issubclass(crit, nn.NLLLoss):
+            return "classification", "probabilities"
+    elif isinstance(net, NeuralNetRegressor):
+        if issubclass(crit, nn.MSELoss):
+            return "regression", "logits"
+    raise TypeError(
+        f"Unsupported net/criterion: {type(net).__name__} with {crit.__name__}. "
+        f"Supported: {_SUPPORTED}."
+    )
+
+
+def check_fitted_net(net: NeuralNet) -> None:
+    """Raise ``NotFittedError`` (with the fix) when a frozen net was never trained."""
+    try:
+        net.check_is_fitted()
+    except (NotInitializedError, NotFittedError) as exc:
+        raise NotFittedError(
+            f"The {type(net).__name__} inside FrozenEstimator is not fitted. Fit the net "
+            "first (net.fit(X, y)) and then wrap it, or pass the unfitted net itself so "
+            "that fit trains it."
+        ) from exc
+
+
+def net_dtype(net: NeuralNet) -> torch.dtype:
+    """The floating dtype of the net's parameters (float32 unless the user chose otherwise)."""
+    for p in net.module_.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> Iterator:
+    """Yield ``(Xi, yi)`` batches in order, through the net's own dataset and iterator.
+
+    ``batch_size`` overrides the net's validation batch size; shuffling is turned off so
+    that rows come out in the order they went in.
+    """
+    dataset = net.get_dataset(X, y)
+    kwargs = net.get_params_for("iterator_valid")
+    kwargs.setdefault("batch_size", net.batch_size)
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    if kwargs["batch_size"] == -1:
+        kwargs["batch_size"] = len(dataset)
+    if kwargs.get("shuffle"):
+        kwargs["shuffle"] = False
+    for batch in net.iterator_valid(dataset, **kwargs):
+        yield unpack_data(batch)
+
+
+@dataclass
+class Head:
+    """The last ``nn.Linear`` a net applies: its module name and the module."""
+
+    name: str
+    module: nn.Linear
+
+    @property
+    def has_bias(self) -> bool:
+        return self.module.bias is not None
+
+    @property
+    def n_in(self) -> int:
+        return self.module.in_features + int(self.has_bias)
+
+    @property
+    def n_out(self) -> int:
+        return self.module.out_features
+
+    def weight_matrix(self, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``[W | b]`` of shape (n_out, n_in): the bias absorbed as the last column."""
+        w = self.module.weight.detach().to(dtype)
+        if self.has_bias:
+            w = torch.cat([w, self.module.bias.detach().to(dtype)[:, None]], dim=1)
+        return w
+
+
+class _Recorder:
+    """Forward hooks that record which leaf modules run, in order, and the head's I/O."""
+
+    def __init__(self, module: nn.Module, watch_all: bool) -> None:
+        self.calls: list[str] = []
+        self.io: dict[str, tuple[Tensor, Tensor]] = {}
+        self.handles = []
+        for name, mod in module.named_modules():
+            if (watch_all and not list(mod.children())) or isinstance(mod, nn.Linear):
+                self.handles.append(mod.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def hook(mod, inputs, output):
+            self.calls.append(name)
+            if isinstance(mod, nn.Linear):
+                self.io[name] = (inputs[0], output)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _first_output(out):
+    return out[0] if isinstance(out, tuple | list) else out
+
+
+def find_head(net: NeuralNet, X, output_kind: str) -> Head:
+    """Find the last ``nn.Linear`` applied on a first batch of ``X`` and check it is the output.
+
+    The module's output must equal the head's output (``output_kind="logits"``) or its
+    softmax (``"probabilities"``); otherwise the error names the modules that run after it.
+    """
+    module = net.module_
+    rec = _Recorder(module, watch_all=True)
+    try:
+        Xi, _ = next(iter_batches(net, X, batch_size=min(len(X), 64)))
+        with torch.no_grad():
+            out = _first_output(net.evaluation_step((Xi, None)))
+    finally:
+        rec.remove()
+    linear_calls = [c for c in rec.calls if c in rec.io]
+    if not linear_calls:
+        raise ValueError(
+            f"The net's module ({type(module).__name__}) applies no torch.nn.Linear layer; "
+            "sklaplace's last-layer Laplace needs the output to come from an nn.Linear."
+        )
+    name = linear_calls[-1]
+    if linear_calls.count(name) > 1:
+        raise ValueError(
+            f"The last Linear layer {name!r} is applied {linear_calls.count(name)} times in "
+            "one forward pass; its weights are shared, which the last-layer Laplace cannot "
+            "express. Make the output layer a Linear used once."
+        )
+    head = Head(name, dict(module.named_modules())[name])
+    a, z = rec.io[name]
+    if a.dim() != 2:
+        raise ValueError(
+            f"The last Linear layer {name!r} receives input of shape {tuple(a.shape)}; "
+            "sklaplace supports a last layer applied to 2-D (rows, features) input."
+        )
+    target = torch.softmax(z, dim=1) if output_kind == "probabilities" else z
+    out = out.reshape(target.shape) if out.numel() == target.numel() else out
+    after = rec.calls[len(rec.calls) - rec.calls[::-1].index(name) :]
+    if out.shape != target.shape or not torch.allclose(out, target, rtol=1e-4, atol=1e-5):
+        expected = "softmax of the" if output_kind == "probabilities" else "the"
+        raise ValueError(
+            f"The net's output is not {expected} output of its last Linear layer {name!r}; "
+            f"modules applied after it: {after or 'none (the forward transforms it)'}. "
+            "The last-layer Laplace needs the module to end in nn.Linear"
+            + (
+                " followed by nn.Softmax (NLLLoss)."
+                if output_kind == "probabilities"
+                else " (use CrossEntropyLoss on logits, or NLLLoss with a final Softmax)."
+            )
+        )
+    return head
+
+
+def iter_head(
+    net: NeuralNet, head: Head, X, y=None, batch_size: int | None = None
+) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """Yield ``(a, z, yi)`` per batch: head input (bias column appended), head output, targets.
+
+    Runs the net in evaluation mode without gradients; tensors stay on the net's device.
+    """
+    store = {}
+
+    def hook(mod, inputs, output):
+        store["io"] = (inputs[0], output)
+
+    handle = head.module.register_forward_hook(hook)
+    try:
+        for Xi, yi in iter_batches(net, X, y, batch_size=batch_size):
+            with torch.no_grad():
+                net.evaluation_step((Xi, yi))
+            a, z = store.pop("io")
+            if head.has_bias:
+                a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+            if yi is not None and isinstance(yi, Tensor):
+                yi = yi.to(z.device)
+            yield a, z, yi
+    finally:
+        handle.remove()
+
+
+def to_net_input(net: NeuralNet, X: np.ndarray) -> np.ndarray:
+    """Cast validated float input to the net's parameter dtype (float64 in, float32 net)."""
+    return np.asarray(X, dtype=torch.empty((), dtype=net_dtype(net)).numpy().dtype)
