@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ _CURVATURE_PARAMS = ("subset_of_weights", "hessian_structure")
 class _BaseLaplace(BaseEstimator):
     """Shared plumbing: the net, the data pass, the posterior and its hyper-parameters."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "estimator": [object],
         "subset_of_weights": [StrOptions({"last_layer", "all"})],
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
@@ -362,7 +363,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
     """
 
     _likelihoods = ("classification", "binary")
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseLaplace._parameter_constraints,
         "link_approx": [StrOptions({"probit", "mc"})],
     }
@@ -543,7 +544,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
     """
 
     _likelihoods = ("regression",)
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseLaplace._parameter_constraints,
         "sigma_noise": [Interval(Real, 0, None, closed="neither"), StrOptions({"marglik"})],
     }
