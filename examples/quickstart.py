@@ -12,12 +12,12 @@ import argparse
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 from sklearn.model_selection import GridSearchCV, PredefinedSplit, train_test_split
 from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
 
 from sklaplace import LaplaceClassifier
 from sklaplace.metrics import expected_calibration_error
