@@ -47,25 +47,47 @@ class _BaseLaplace(BaseEstimator):
     }
 
     # ---------------------------------------------------------------- the net
-    def _fitted_net(self, X, y_net):
+    def _check_likelihood(self, net):
+        """The net's ``(likelihood, output_kind)``; TypeError if this estimator can't use it."""
+        likelihood, output_kind = _skorch.likelihood_of(net)
+        if likelihood not in self._likelihoods:
+            raise TypeError(
+                f"{type(self).__name__} needs a net for {' or '.join(self._likelihoods)}, got "
+                f"a {type(net).__name__}; use "
+                f"{'LaplaceRegressor' if likelihood == 'regression' else 'LaplaceClassifier'}."
+            )
+        return likelihood, output_kind
+
+    def _fitted_net(self, X, y_net, n_outputs_expected):
         """Return the trained net: the frozen one as is, or a clone trained on (X, y_net)."""
         est = self.estimator
         if isinstance(est, FrozenEstimator):
             net = est.estimator
-            _skorch.likelihood_of(net)
+            self._check_likelihood(net)
             _skorch.check_fitted_net(net)
             return net
-        _skorch.likelihood_of(est)
+        self._check_likelihood(est)
         net = clone(est)
-        net.initialize()
-        X_net = _skorch.to_net_input(net, X)
         seed = None
         if self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with torch.random.fork_rng(devices=[]):
+        # with a seed, training leaves the global torch RNG as it was; without, it uses it
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            net.fit(X_net, y_net)
+            net.initialize()
+            X_net = _skorch.to_net_input(net, X)
+            try:
+                net.fit(X_net, y_net)
+            except IndexError as exc:  # torch's "Target 3 is out of bounds." from the loss
+                if "out of bounds" not in str(exc):
+                    raise
+                raise ValueError(
+                    f"Training the {type(net).__name__} failed ({exc}): its output layer has "
+                    f"fewer units than y has classes ({n_outputs_expected}). Give the output "
+                    "layer one unit per class (for example through a module__ parameter of "
+                    "the net)."
+                ) from exc
         return net
 
     # ---------------------------------------------------------------- fit
@@ -86,14 +108,8 @@ class _BaseLaplace(BaseEstimator):
     def _fit_posterior(self, X, y_net, y_loss, n_outputs_expected):
         """Train or take the net, find its head, run the one curvature pass."""
         self._validate_structure()
-        net = self._fitted_net(X, y_net)
-        likelihood, output_kind = _skorch.likelihood_of(net)
-        if likelihood not in self._likelihoods:
-            raise TypeError(
-                f"{type(self).__name__} needs a net for {' or '.join(self._likelihoods)}, got "
-                f"a {type(net).__name__}; use "
-                f"{'LaplaceRegressor' if likelihood == 'regression' else 'LaplaceClassifier'}."
-            )
+        net = self._fitted_net(X, y_net, n_outputs_expected)
+        likelihood, output_kind = self._check_likelihood(net)
         X_net = _skorch.to_net_input(net, X)
         head = _skorch.find_head(net, X_net, output_kind)
         n_out_expected = 1 if likelihood == "binary" else n_outputs_expected
@@ -411,8 +427,8 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         classes = encoder.classes_
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class ({classes[0]!r}); a classifier needs samples of at "
-                "least 2 classes."
+                f"y contains only one class ({classes.tolist()[0]!r}); a classifier needs "
+                "samples of at least 2 classes."
             )
         y_enc = encoder.transform(y)
         net = self.estimator.estimator if isinstance(self.estimator, FrozenEstimator) else None
@@ -423,8 +439,9 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         n_expected = len(classes)
         if _is_binary_net(self._net()) and n_expected != 2:
             raise ValueError(
-                f"A NeuralNetBinaryClassifier needs exactly 2 classes, y has {n_expected}. "
-                "Use NeuralNetClassifier with one output per class."
+                "Only binary classification is supported with a NeuralNetBinaryClassifier "
+                f"(one logit); y has {n_expected} classes. Use NeuralNetClassifier with one "
+                "output per class."
             )
         return self._fit_posterior(X, y_net, y_net, n_expected)
 
@@ -478,7 +495,14 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks that self is fitted before classes_ is read
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # a NeuralNetBinaryClassifier has a single logit: two classes only
+        tags.classifier_tags.multi_class = not _is_binary_net(self._net())
+        return tags
 
 
 def _is_binary_net(net) -> bool:

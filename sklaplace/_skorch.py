@@ -64,14 +64,18 @@ def likelihood_of(net: NeuralNet) -> tuple[str, str]:
 
 def check_fitted_net(net: NeuralNet) -> None:
     """Raise ``NotFittedError`` (with the fix) when a frozen net was never trained."""
+    message = (
+        f"The {type(net).__name__} inside FrozenEstimator is not fitted. Fit the net "
+        "first (net.fit(X, y)) and then wrap it, or pass the unfitted net itself so "
+        "that fit trains it."
+    )
     try:
         net.check_is_fitted()
     except (NotInitializedError, NotFittedError) as exc:
-        raise NotFittedError(
-            f"The {type(net).__name__} inside FrozenEstimator is not fitted. Fit the net "
-            "first (net.fit(X, y)) and then wrap it, or pass the unfitted net itself so "
-            "that fit trains it."
-        ) from exc
+        raise NotFittedError(message) from exc
+    # initialized but never run: lazy layers (nn.LazyLinear) have no weights yet
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.module_.parameters()):
+        raise NotFittedError(message)
 
 
 def net_dtype(net: NeuralNet) -> torch.dtype:
@@ -170,6 +174,11 @@ def find_head(net: NeuralNet, X, output_kind: str) -> Head:
             out = _first_output(net.evaluation_step((Xi, None)))
     finally:
         rec.remove()
+    if not torch.isfinite(out).all():
+        raise ValueError(
+            "The net's output contains NaN or inf on the training data; its training has "
+            "probably diverged. Lower the net's learning rate, or scale X and y."
+        )
     linear_calls = [c for c in rec.calls if c in rec.io]
     if not linear_calls:
         raise ValueError(

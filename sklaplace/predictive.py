@@ -47,6 +47,8 @@ def mc_probabilities(
 
     The draws use the symmetric square root of each row's ``f_cov`` (from its
     eigendecomposition, eigenvalues clamped at zero), so a singular covariance is fine.
+    The same ``n_samples`` standard normal vectors serve every row, so a row's result does
+    not depend on which other rows are predicted with it.
 
     Parameters
     ----------
@@ -58,10 +60,12 @@ def mc_probabilities(
     """
     lam, vec = torch.linalg.eigh(f_cov)
     root = vec * lam.clamp_min(0.0).sqrt()[:, None, :]
-    z = torch.randn(
-        (n_samples, *f_mean.shape), generator=generator, dtype=f_mean.dtype, device=f_mean.device
+    # One set of standard normal draws shared by every row (common random numbers): a row's
+    # estimate then depends only on the row and the seed, not on its position in X.
+    z = torch.randn((n_samples, f_mean.shape[1]), generator=generator, dtype=f_mean.dtype).to(
+        f_mean.device
     )
-    f = f_mean + torch.einsum("mkr,smr->smk", root, z)
+    f = f_mean + torch.einsum("mkr,sr->smk", root, z)
     return _link(likelihood, f).mean(0)
 
 
