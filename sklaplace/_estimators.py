@@ -8,24 +8,38 @@ from typing import ClassVar
 import numpy as np
 import torch
 from scipy.stats import norm
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    clone,
+    is_classifier,
+)
 from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _skorch
-from .curvature import CurvatureAccumulator
-from .marglik import log_marginal_likelihood, maximize_marginal_likelihood
+from . import _passes, _skorch
+from .marglik import (
+    heldout_log_likelihood,
+    log_marginal_likelihood,
+    maximize_marginal_likelihood,
+    maximize_on_grid,
+)
 from .posterior import Posterior
 from .predictive import mc_probabilities, probit_probabilities
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
 # Parameters that define the curvature: changing them after fit needs a new fit.
-_CURVATURE_PARAMS = ("subset_of_weights", "hessian_structure")
+_CURVATURE_PARAMS = ("subset_of_weights", "hessian_structure", "validation_fraction")
+# Ways to choose the prior precision in fit instead of giving a number.
+_PRIOR_MODES = ("marglik", "holdout", "weight_decay")
 
 
 class _BaseLaplace(BaseEstimator):
@@ -37,11 +51,12 @@ class _BaseLaplace(BaseEstimator):
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
             Interval(Real, 0, None, closed="neither"),
-            StrOptions({"marglik"}),
+            StrOptions(set(_PRIOR_MODES)),
             "array-like",
         ],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
     }
@@ -58,16 +73,55 @@ class _BaseLaplace(BaseEstimator):
             )
         return likelihood, output_kind
 
+    def _is_holdout(self) -> bool:
+        return isinstance(self.prior_precision, str) and self.prior_precision == "holdout"
+
+    def _holdout_split(self, y) -> np.ndarray:
+        """Indices of the rows held out for tuning (stratified for classifiers if possible)."""
+        n = len(y)
+        n_valid = int(np.ceil(self.validation_fraction * n))
+        if n_valid < 1 or n - n_valid < 1:
+            raise ValueError(
+                f"prior_precision='holdout' with validation_fraction="
+                f"{self.validation_fraction} leaves no rows for tuning or for the curvature "
+                f"out of {n}; pass more rows or change validation_fraction."
+            )
+        stratify = None
+        if is_classifier(self):
+            _, counts = np.unique(y, return_counts=True)
+            if counts.min() >= 2 and n_valid >= len(counts):
+                stratify = y
+        _, valid = train_test_split(
+            np.arange(n),
+            test_size=n_valid,
+            stratify=stratify,
+            random_state=check_random_state(self.random_state).randint(np.iinfo(np.int32).max),
+        )
+        return np.sort(valid)
+
     def _fitted_net(self, X, y_net, n_outputs_expected):
-        """Return the trained net: the frozen one as is, or a clone trained on (X, y_net)."""
+        """The trained net and, in 'holdout' mode, the rows it never trained on.
+
+        A frozen net is used as is. An unfitted one is cloned and trained on (X, y_net);
+        in 'holdout' mode it trains without the held-out rows: they are its own
+        ``train_split`` validation rows when it has one, else an internal split.
+        """
         est = self.estimator
         if isinstance(est, FrozenEstimator):
             net = est.estimator
             self._check_likelihood(net)
             _skorch.check_fitted_net(net)
-            return net
+            return net, (self._holdout_split(y_net) if self._is_holdout() else None)
         self._check_likelihood(est)
         net = clone(est)
+        train_rows, recorder, valid = slice(None), None, None
+        if self._is_holdout():
+            if net.train_split:
+                recorder = _skorch.RecordingSplit(net.train_split)
+                net.set_params(train_split=recorder)
+            else:
+                valid = self._holdout_split(y_net)
+                train_rows = np.setdiff1d(np.arange(len(y_net)), valid)
         seed = None
         if self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -78,7 +132,7 @@ class _BaseLaplace(BaseEstimator):
             net.initialize()
             X_net = _skorch.to_net_input(net, X)
             try:
-                net.fit(X_net, y_net)
+                net.fit(X_net[train_rows], y_net[train_rows])
             except IndexError as exc:  # torch's "Target 3 is out of bounds." from the loss
                 if "out of bounds" not in str(exc):
                     raise
@@ -88,7 +142,16 @@ class _BaseLaplace(BaseEstimator):
                     "layer one unit per class (for example through a module__ parameter of "
                     "the net)."
                 ) from exc
-        return net
+        if recorder is not None:
+            valid = recorder.valid_indices
+            net.set_params(train_split=recorder.split)
+            if valid is None:
+                raise ValueError(
+                    "prior_precision='holdout' could not tell which rows the net's "
+                    f"train_split ({recorder.split!r}) held out; use skorch's ValidSplit or "
+                    "train_split=None (then sklaplace holds out validation_fraction of the rows)."
+                )
+        return net, valid
 
     # ---------------------------------------------------------------- fit
     def _validate_structure(self):
@@ -105,10 +168,10 @@ class _BaseLaplace(BaseEstimator):
                 "use subset_of_weights='last_layer'."
             )
 
-    def _fit_posterior(self, X, y_net, y_loss, n_outputs_expected):
+    def _fit_posterior(self, X, y_net, n_outputs_expected):
         """Train or take the net, find its head, run the one curvature pass."""
         self._validate_structure()
-        net = self._fitted_net(X, y_net, n_outputs_expected)
+        net, valid = self._fitted_net(X, y_net, n_outputs_expected)
         likelihood, output_kind = self._check_likelihood(net)
         X_net = _skorch.to_net_input(net, X)
         head = _skorch.find_head(net, X_net, output_kind)
@@ -116,21 +179,45 @@ class _BaseLaplace(BaseEstimator):
         if head.n_out != n_out_expected:
             raise ValueError(self._output_mismatch_message(head, n_out_expected, likelihood))
 
-        device = head.module.weight.device
-        acc = CurvatureAccumulator(
-            self.hessian_structure, likelihood, head.n_in, head.n_out, device=device
+        fingerprint = _passes.net_fingerprint(net)
+        train = slice(None)
+        if valid is not None:
+            train = np.setdiff1d(np.arange(len(y_net)), valid)
+        block, loss, n_rows = _passes.last_layer_curvature(
+            net,
+            head,
+            X_net[train],
+            y_net[train],
+            likelihood,
+            self.hessian_structure,
+            self.batch_size,
+            fingerprint,
         )
-        for a, z, yi in _skorch.iter_head(net, head, X_net, y_loss, self.batch_size):
-            acc.update(a, z, yi)
-
         self.estimator_ = net
         self.likelihood_ = likelihood
         self.head_name_ = head.name
-        self.posterior_ = Posterior([acc.block()], [head.weight_matrix()], [head.name])
-        self.n_train_ = acc.n_rows
+        self.posterior_ = Posterior([block], [head.weight_matrix()], [head.name])
+        self.n_train_ = n_rows
         self.n_outputs_ = head.n_out
-        self.train_loss_ = float(acc.loss)
+        self.train_loss_ = float(loss)
+        self.validation_indices_ = valid
+        self._heldout_ = None
+        if valid is not None:
+            batches = list(
+                _passes.head_batches(
+                    net, head, X_net[valid], y_net[valid], self.batch_size, fingerprint
+                )
+            )
+            self._heldout_ = tuple(
+                torch.cat([b[i] for b in batches]).to(torch.float64) for i in range(3)
+            )
+        self._weight_decay_ = None
+        if isinstance(self.prior_precision, str) and self.prior_precision == "weight_decay":
+            self._weight_decay_ = _skorch.weight_decay_coefficient(
+                net, head, likelihood, head.n_out
+            )
         self._fitted_structure_ = {p: getattr(self, p) for p in _CURVATURE_PARAMS}
+        self._resolved_key_ = None
         resolved = self._resolve_hyperparameters()
         self.prior_precision_ = resolved["prior_precision"]
         self.sigma_noise_ = resolved["sigma_noise"]
@@ -171,7 +258,7 @@ class _BaseLaplace(BaseEstimator):
         return arr
 
     def _resolve_hyperparameters(self) -> dict:
-        """Turn the current parameters into numbers, maximising the evidence where asked.
+        """Turn the current parameters into numbers, tuning them where a mode is asked for.
 
         Called in fit and, when a parameter was changed with set_params after fit, at
         prediction time; it never passes over the training data.
@@ -183,23 +270,104 @@ class _BaseLaplace(BaseEstimator):
                 "sigma_noise": self.sigma_noise_,
                 "key": key,
             }
-        sigma_param = getattr(self, "sigma_noise", 1.0)
-        tune_prior = isinstance(self.prior_precision, str)
-        tune_sigma = isinstance(sigma_param, str)
-        prior = np.ones(self.posterior_.n_blocks) if tune_prior else None
-        if not tune_prior:
-            prior = self._prior_array(self.prior_precision)
-        if tune_sigma:
-            # start at the maximum-likelihood noise: sqrt(SSE / (N K))
-            sigma = float(np.sqrt(2 * self.train_loss_ / (self.n_train_ * self.n_outputs_)))
-            sigma = max(sigma, 1e-6)
-        else:
-            sigma = float(sigma_param)
-        if tune_prior or tune_sigma:
-            prior, sigma = maximize_marginal_likelihood(
-                self._evidence, prior, sigma, tune_prior=tune_prior, tune_sigma=tune_sigma
+        mode = self.prior_precision if isinstance(self.prior_precision, str) else None
+        if (mode == "holdout") != (self._heldout_ is not None) or (
+            (mode == "weight_decay") != (self._weight_decay_ is not None)
+        ):
+            raise ValueError(
+                f"prior_precision={self.prior_precision!r} needs what fit stores for that "
+                "mode ('holdout': held-out rows; 'weight_decay': the training setup); it "
+                "was changed after fit, so call fit again."
             )
+        sigma_param = getattr(self, "sigma_noise", 1.0)
+        tune_sigma = isinstance(sigma_param, str)
+        sigma = self._sigma_mle() if tune_sigma else float(sigma_param)
+        n_blocks = self.posterior_.n_blocks
+        if mode == "weight_decay":
+            sigma = self._tune_sigma(sigma, tune_sigma)
+            prior = self._tied_prior(sigma)
+        elif mode == "holdout":
+            prior = np.ones(n_blocks)
+            for _ in range(
+                3 if tune_sigma else 1
+            ):  # alternate: tau on held-out, sigma on evidence
+                prior = np.full(n_blocks, self._tune_on_heldout(sigma))
+                sigma = self._tune_sigma(sigma, tune_sigma, prior)
+        elif mode == "marglik":
+            prior, sigma = maximize_marginal_likelihood(
+                self._evidence,
+                np.ones(n_blocks),
+                sigma,
+                tune_prior=True,
+                tune_sigma=tune_sigma,
+            )
+        else:
+            prior = self._prior_array(self.prior_precision)
+            sigma = self._tune_sigma(sigma, tune_sigma, prior)
+        self._check_numerics(prior, sigma)
         return {"prior_precision": prior, "sigma_noise": sigma, "key": key}
+
+    def _sigma_mle(self) -> float:
+        """Starting noise std: the maximum-likelihood ``sqrt(SSE / (N K))``."""
+        return max(float(np.sqrt(2 * self.train_loss_ / (self.n_train_ * self.n_outputs_))), 1e-6)
+
+    def _tied_prior(self, sigma):
+        """'weight_decay': the prior whose posterior mode is the trained weights.
+
+        ``tau = c / (sigma^2 T)`` (see ``_skorch.weight_decay_coefficient``); ``sigma`` may
+        be a tensor, so that the evidence stays differentiable in it.
+        """
+        scale = 1.0 / (sigma**2 * float(self.temperature))
+        if self.likelihood_ != "regression":
+            scale = 1.0 / float(self.temperature)
+        if isinstance(sigma, torch.Tensor):
+            return (self._weight_decay_ * scale).expand(self.posterior_.n_blocks)
+        return np.full(self.posterior_.n_blocks, self._weight_decay_ * scale)
+
+    def _tune_sigma(self, sigma: float, tune: bool, prior=None) -> float:
+        """Maximise the evidence over sigma, the prior fixed or (``None``) tied to sigma."""
+        if not tune:
+            return sigma
+
+        def evidence(_, s):
+            tau = self._tied_prior(s) if prior is None else torch.as_tensor(prior)
+            return self._evidence(tau, s)
+
+        _, sigma = maximize_marginal_likelihood(
+            evidence, np.ones(self.posterior_.n_blocks), sigma, tune_prior=False, tune_sigma=True
+        )
+        return sigma
+
+    def _tune_on_heldout(self, sigma: float) -> float:
+        """The prior precision maximising the held-out log-likelihood (grid, then refined)."""
+        a, z, y = self._heldout_
+        block = self.posterior_.blocks[0]
+        scale = self._scale(sigma).to(a.device)
+
+        def objective(tau):
+            t = torch.as_tensor(tau, dtype=torch.float64, device=a.device)
+            var = torch.diagonal(block.output_cov(a, t, scale), dim1=1, dim2=2)
+            return float(heldout_log_likelihood(self.likelihood_, z, var, y, sigma))
+
+        best, _ = maximize_on_grid(objective, np.logspace(-4, 6, 31))
+        return best
+
+    def _check_numerics(self, prior: np.ndarray, sigma: float) -> None:
+        """Refuse hyper-parameters whose posterior is not numerically positive definite."""
+        scale = self._scale(sigma)
+        for block, tau, name in zip(
+            self.posterior_.blocks, prior, self.posterior_.names, strict=True
+        ):
+            lam = block.eigenvalues(torch.as_tensor(tau, dtype=torch.float64), scale.cpu())
+            inv = 1.0 / lam
+            if not (torch.isfinite(lam).all() and (lam > 0).all() and torch.isfinite(inv).all()):
+                raise ValueError(
+                    f"prior_precision={tau:.3g} (sigma_noise={sigma:.3g}, temperature="
+                    f"{self.temperature}) makes the posterior precision of layer {name!r} "
+                    "numerically singular or infinite (eigenvalues from "
+                    f"{float(lam.min()):.3g} to {float(lam.max()):.3g}). Choose values "
+                    "between about 1e-8 and 1e8."
+                )
 
     def _evidence(self, prior_precision, sigma_noise):
         post = self.posterior_
@@ -274,7 +442,8 @@ class _BaseLaplace(BaseEstimator):
         scale = self._scale(hyper["sigma_noise"]).to(ref.device)
         means, covs, feats = [], [], []
         X_net = _skorch.to_net_input(net, X)
-        for a, z, _ in _skorch.iter_head(net, head, X_net, None, self.batch_size):
+        fingerprint = _passes.net_fingerprint(net)
+        for a, z, _ in _passes.head_batches(net, head, X_net, None, self.batch_size, fingerprint):
             a = a.to(torch.float64)
             means.append(z.to(torch.float64))
             covs.append(block.output_cov(a, tau, scale))
@@ -307,13 +476,29 @@ _COMMON_PARAMS_DOC = """
     hessian_structure : {"kron", "diag", "full"}, default="kron"
         Structure of the curvature: Kronecker-factored (Ritter et al. 2018), diagonal, or
         dense (exact; last layer only, memory grows as (n_features * n_outputs)^2).
-    prior_precision : float, array-like of shape (n_layers,) or "marglik", default=1.0
-        Precision of the isotropic Gaussian prior on the weights. "marglik" maximises the
-        Laplace evidence in ``fit`` (cheap: through stored eigenvalues, no data pass).
+    prior_precision : float, array-like of shape (n_layers,) or str, default=1.0
+        Precision of the isotropic Gaussian prior on the weights, or how ``fit`` chooses it:
+
+        - "marglik": maximise the Laplace evidence (cheap: through stored eigenvalues, no
+          data pass). Needs no held-out data, but on over-fitted nets it tends to pick
+          under-confident posteriors.
+        - "holdout": maximise the log-likelihood of held-out rows under the predictive (as
+          ``LogisticRegressionCV`` tunes ``C``). The rows are the net's own ``train_split``
+          validation rows when ``fit`` trains a net that has one; otherwise
+          ``validation_fraction`` of the rows, held out from training (unfitted net) and
+          always from the curvature. With a frozen net, pass rows it was not trained on, or
+          the tuning sees its over-confidence on rows it memorised.
+        - "weight_decay": the prior implied by the L2 weight decay the net was trained with
+          (coupled ``weight_decay`` of SGD, Adam, ...), so that the posterior mode is the
+          trained weights: ``N * weight_decay`` for a mean-reduced loss over ``N`` rows per
+          epoch (see the user guide). Not for decoupled decay (AdamW).
     temperature : float, default=1.0
         Divides the likelihood's curvature: ``P = H / (sigma^2 T) + prior_precision``.
     n_samples : int, default=100
         Number of Monte Carlo draws where sampling is used.
+    validation_fraction : float in (0, 1), default=0.2
+        Share of the rows held out for ``prior_precision="holdout"`` when the net has no
+        validation split of its own.
     batch_size : int, default=None
         Rows per forward pass in ``fit`` and prediction; default: the net's own.
     random_state : int, RandomState instance or None, default=None
@@ -394,6 +579,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         temperature=1.0,
         link_approx="probit",
         n_samples=100,
+        validation_fraction=0.2,
         batch_size=None,
         random_state=None,
     ):
@@ -404,6 +590,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         self.temperature = temperature
         self.link_approx = link_approx
         self.n_samples = n_samples
+        self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.random_state = random_state
 
@@ -443,7 +630,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
                 f"(one logit); y has {n_expected} classes. Use NeuralNetClassifier with one "
                 "output per class."
             )
-        return self._fit_posterior(X, y_net, y_net, n_expected)
+        return self._fit_posterior(X, y_net, n_expected)
 
     def _net(self):
         est = self.estimator
@@ -583,6 +770,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         sigma_noise=1.0,
         temperature=1.0,
         n_samples=100,
+        validation_fraction=0.2,
         batch_size=None,
         random_state=None,
     ):
@@ -593,6 +781,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         self.sigma_noise = sigma_noise
         self.temperature = temperature
         self.n_samples = n_samples
+        self.validation_fraction = validation_fraction
         self.batch_size = batch_size
         self.random_state = random_state
 
@@ -620,7 +809,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         if net is not None and getattr(net, "initialized_", False):
             dtype = _skorch.to_net_input(net, y2[:1]).dtype
         y_net = y2.astype(dtype)
-        return self._fit_posterior(X, y_net, y_net, y2.shape[1])
+        return self._fit_posterior(X, y_net, y2.shape[1])
 
     def predict(self, X, return_std=False, return_cov=False):
         """Predictive mean, optionally with its standard deviation or covariance.

@@ -17,7 +17,15 @@ from skorch.dataset import unpack_data
 from skorch.exceptions import NotInitializedError
 from torch import Tensor, nn
 
-__all__ = ["Head", "check_fitted_net", "find_head", "iter_head", "likelihood_of"]
+__all__ = [
+    "Head",
+    "RecordingSplit",
+    "check_fitted_net",
+    "find_head",
+    "iter_head",
+    "likelihood_of",
+    "weight_decay_coefficient",
+]
 
 _SUPPORTED = (
     "NeuralNetClassifier with CrossEntropyLoss (module returns logits) or NLLLoss "
@@ -247,3 +255,93 @@ def iter_head(
 def to_net_input(net: NeuralNet, X: np.ndarray) -> np.ndarray:
     """Cast validated float input to the net's parameter dtype (float64 in, float32 net)."""
     return np.asarray(X, dtype=torch.empty((), dtype=net_dtype(net)).numpy().dtype)
+
+
+class RecordingSplit:
+    """Wrap a net's ``train_split`` to remember which rows it held out for validation.
+
+    skorch trains on the first dataset ``train_split`` returns and validates on the second;
+    the held-out rows were never used to fit the weights, so they can tune the Laplace
+    hyper-parameters. The wrapper calls the original split and records the indices.
+    """
+
+    def __init__(self, split) -> None:
+        self.split = split
+        self.valid_indices = None
+
+    def __call__(self, dataset, y=None, **kwargs):
+        ds_train, ds_valid = self.split(dataset, y, **kwargs)
+        indices = getattr(ds_valid, "indices", None)
+        self.valid_indices = None if indices is None else np.asarray(indices)
+        return ds_train, ds_valid
+
+
+_DECOUPLED = ("AdamW",)
+
+
+def weight_decay_coefficient(net: NeuralNet, head: Head, likelihood: str, n_outputs: int):
+    """Coefficient ``c`` with prior precision ``c / (sigma^2 T)`` matching L2 training.
+
+    An optimiser with coupled weight decay ``lambda`` (SGD, Adam, RMSprop, ... with
+    ``weight_decay=lambda``) adds ``lambda * theta`` to the gradient of the per-batch loss, so
+    the trained weights are a stationary point of the epoch objective. Summed over one epoch
+    of ``N`` rows in ``n_b`` batches and multiplied to match the summed loss of
+    DESIGN.md section 4:
+
+    * criterion reduction "mean": cross-entropy ``sum CE + (N lambda / 2) ||theta||^2``;
+      MSE (mean over rows and K outputs) ``0.5 sum (y - f)^2 + (N K lambda / 4) ||theta||^2``;
+    * reduction "sum": ``n_b lambda`` instead of ``N lambda`` (and ``n_b lambda / 2`` for MSE).
+
+    The Laplace posterior's log density is ``-scale * loss - tau / 2 ||theta||^2`` with
+    ``scale = 1 / (sigma^2 T)``; its maximum is the trained weights when
+    ``tau = scale * c`` with ``c = N lambda`` (CE), ``N K lambda / 2`` (MSE), etc.
+
+    Raises ``ValueError`` where no such prior exists: decoupled weight decay (AdamW or
+    ``decoupled_weight_decay=True``), no record of the training epochs, or a head whose
+    weight and bias have different weight decay.
+    """
+    opt = getattr(net, "optimizer_", None)
+    if opt is None:
+        raise ValueError(
+            "prior_precision='weight_decay' needs the net's optimizer; the net has none "
+            "(was it trained with skorch?)."
+        )
+    params = [head.module.weight] + ([head.module.bias] if head.has_bias else [])
+    decays = set()
+    for group in opt.param_groups:
+        if any(p is q for p in group["params"] for q in params):
+            if group.get("decoupled_weight_decay") or type(opt).__name__ in _DECOUPLED:
+                raise ValueError(
+                    f"The net was trained with decoupled weight decay ({type(opt).__name__}); "
+                    "it shrinks the weights outside the loss's gradient, so no Gaussian prior "
+                    "reproduces it and prior_precision='weight_decay' does not apply. Use a "
+                    "float, 'marglik' or 'holdout'."
+                )
+            decays.add(float(group.get("weight_decay", 0.0)))
+    if len(decays) != 1:
+        raise ValueError(
+            f"The last layer {head.name!r} has parameters with different weight decays "
+            f"{sorted(decays)}; prior_precision='weight_decay' needs one value."
+        )
+    lam = decays.pop()
+    if lam <= 0:
+        raise ValueError(
+            "The net was trained without weight decay (optimizer weight_decay=0), so it "
+            "implies no prior (an infinitely wide one); prior_precision='weight_decay' needs "
+            "weight_decay > 0. Use a float, 'marglik' or 'holdout'."
+        )
+    try:
+        batches = net.history[-1, "batches"]
+        sizes = [b["train_batch_size"] for b in batches if "train_batch_size" in b]
+    except (IndexError, KeyError) as exc:
+        raise ValueError(
+            "prior_precision='weight_decay' needs the net's training history (rows per "
+            "epoch); this net has none."
+        ) from exc
+    if not sizes:
+        raise ValueError("The net's last epoch recorded no training batches.")
+    reduction = getattr(net.criterion_, "reduction", "mean")
+    count = sum(sizes) if reduction == "mean" else len(sizes)
+    if likelihood == "regression":
+        return count * (n_outputs if reduction == "mean" else 1) * lam / 2.0
+    return count * lam

@@ -35,6 +35,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._cache import get_cache
 
 
 # ---------------------------------------------------------------- common checks
@@ -336,7 +337,18 @@ class _ForwardCounter:
         self.calls += 1
 
 
-def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net):
+@pytest.fixture
+def no_cache():
+    """Disable sklaplace's pass cache, so that every prediction runs its own forward pass."""
+    cache = get_cache()
+    old = cache.max_bytes
+    cache.max_bytes = 0
+    cache.clear()
+    yield
+    cache.max_bytes = old
+
+
+def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net, no_cache):
     X_tr, _, X_te, y_tr, _, _ = digits
     net, _ = digits_net
     batch_size = 50
@@ -358,7 +370,7 @@ def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net):
         counter.handle.remove()
 
 
-def test_regressor_sigma_noise_retunes_without_a_data_pass(reg_data):
+def test_regressor_sigma_noise_retunes_without_a_data_pass(reg_data, no_cache):
     X, Y = reg_data
     reg = _laplace_regressor(1, batch_size=40).fit(X[:100], Y[:100, 0])
     counter = _ForwardCounter(reg.estimator_.module_)
