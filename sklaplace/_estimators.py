@@ -287,10 +287,8 @@ class _BaseLaplace(BaseEstimator):
             sigma = self._tune_sigma(sigma, tune_sigma)
             prior = self._tied_prior(sigma)
         elif mode == "holdout":
-            prior = np.ones(n_blocks)
-            for _ in range(
-                3 if tune_sigma else 1
-            ):  # alternate: tau on held-out, sigma on evidence
+            # coordinate ascent: tau on the held-out rows, sigma on the evidence
+            for _ in range(3 if tune_sigma else 1):
                 prior = np.full(n_blocks, self._tune_on_heldout(sigma))
                 sigma = self._tune_sigma(sigma, tune_sigma, prior)
         elif mode == "marglik":
@@ -317,9 +315,8 @@ class _BaseLaplace(BaseEstimator):
         ``tau = c / (sigma^2 T)`` (see ``_skorch.weight_decay_coefficient``); ``sigma`` may
         be a tensor, so that the evidence stays differentiable in it.
         """
-        scale = 1.0 / (sigma**2 * float(self.temperature))
-        if self.likelihood_ != "regression":
-            scale = 1.0 / float(self.temperature)
+        noise = sigma**2 if self.likelihood_ == "regression" else 1.0
+        scale = 1.0 / (noise * float(self.temperature))
         if isinstance(sigma, torch.Tensor):
             return (self._weight_decay_ * scale).expand(self.posterior_.n_blocks)
         return np.full(self.posterior_.n_blocks, self._weight_decay_ * scale)
