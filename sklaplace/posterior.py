@@ -70,6 +70,27 @@ class DiagBlock:
         """Map standard normal draws ``z`` (n, n_out, n_in) to posterior deviations."""
         return z * self.eigenvalues(tau, scale).rsqrt()
 
+    def jacobian_cov(self, g: Tensor, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariance of the net's outputs through this layer's weights: (m, c, c).
+
+        For a layer inside the net, the Jacobian of output ``k`` of row ``n`` with respect
+        to its weight matrix is ``J_nk = sum_p g[k, n, p] a[n, p]^T``: at each position ``p``
+        (one for a dense layer, one per pixel for a convolution) the vector backpropagated
+        from ``f_k`` to the layer's output times the layer's input. With ``S = 1 / eig(P)``,
+        ``Cov[f_k, f_l] = sum_ij J_nk,ij J_nl,ij S_ij``; for one position this is
+        ``sum_i g_ki g_li sum_j a_j^2 S_ij``, O(m c^2 n_out + m n_out n_in).
+
+        Parameters
+        ----------
+        g : Tensor of shape (c, m, P, n_out)
+        a : Tensor of shape (m, P, n_in)
+        """
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        if a.shape[1] == 1:
+            w = (a[:, 0] * a[:, 0]) @ inv.T
+            return torch.einsum("kni,ni,lni->nkl", g[:, :, 0], w, g[:, :, 0])
+        return _outer_jacobian_cov(g, a, inv)
+
 
 class KronBlock:
     """Kronecker-factored curvature of one layer: ``H = B (x) A``.
@@ -128,6 +149,28 @@ class KronBlock:
         """Matrix-normal draws: ``Q_B (z / sqrt(L)) Q_A^T`` for ``z`` of shape (n, n_out, n_in)."""
         return self.Q_B @ (z * self.eigenvalues(tau, scale).rsqrt()) @ self.Q_A.T
 
+    def jacobian_cov(self, g: Tensor, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariance of the net's outputs through this layer's weights: (m, c, c).
+
+        ``J_nk = sum_p g[k, n, p] a[n, p]^T`` as in ``DiagBlock.jacobian_cov``. In the
+        eigenbasis ``Q_B (x) Q_A`` it is ``sum_p v_kp u_p^T`` with ``v = Q_B^T g`` and
+        ``u = Q_A^T a``, so for one position
+        ``Cov[f_k, f_l] = sum_ij v_ki v_li u_j^2 / L_ij``: O(m (c n_out^2 + n_in^2 +
+        c^2 n_out)) per row block, and no (m, c, n_params) Jacobian is formed.
+
+        Parameters
+        ----------
+        g : Tensor of shape (c, m, P, n_out)
+        a : Tensor of shape (m, P, n_in)
+        """
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        v = g @ self.Q_B
+        u = a @ self.Q_A
+        if a.shape[1] == 1:
+            w = (u[:, 0] * u[:, 0]) @ inv.T
+            return torch.einsum("kni,ni,lni->nkl", v[:, :, 0], w, v[:, :, 0])
+        return _outer_jacobian_cov(v, u, inv)
+
 
 class FullBlock:
     """Dense curvature of one layer, ``H = Q diag(lam) Q^T`` over ``vec(W)``.
@@ -175,8 +218,49 @@ class FullBlock:
         flat = z.reshape(z.shape[0], -1) * self.eigenvalues(tau, scale).rsqrt()
         return (flat @ self.Q.T).reshape(z.shape)
 
+    def jacobian_cov(self, g: Tensor, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariance of the net's outputs through this layer's weights: (m, c, c).
+
+        ``J_nk = sum_p g[k, n, p] a[n, p]^T`` as in ``DiagBlock.jacobian_cov``, rotated
+        into the eigenbasis: ``Cov[f_k, f_l] = (Q^T vec J_k)^T diag(1/L) (Q^T vec J_l)``.
+        """
+        inv = (1.0 / self.eigenvalues(tau, scale)).reshape(self.shape)
+        c, m = g.shape[:2]
+        rows = max(1, _CHUNK_ELEMENTS // max(1, c * self.n_params))
+        out = []
+        for s in range(0, m, rows):
+            jac = torch.einsum("knpo,npi->nkoi", g[:, s : s + rows], a[s : s + rows])
+            rot = (jac.reshape(*jac.shape[:2], -1) @ self.Q).reshape(jac.shape)
+            out.append(_scaled_gram(rot, inv))
+        return torch.cat(out)
+
 
 Block = DiagBlock | KronBlock | FullBlock
+
+# Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once when a
+# layer is applied at several positions (convolutions, sequences).
+_CHUNK_ELEMENTS = 2**22
+
+
+def _scaled_gram(jac: Tensor, inv: Tensor) -> Tensor:
+    """``sum_ij J_k,ij J_l,ij inv_ij`` for ``jac`` of shape (m, c, n_out, n_in): (m, c, c)."""
+    scaled = (jac * inv.sqrt()).flatten(2)
+    return scaled @ scaled.transpose(1, 2)
+
+
+def _outer_jacobian_cov(g: Tensor, a: Tensor, inv: Tensor) -> Tensor:
+    """``Cov[f_k, f_l] = sum_ij J_k,ij J_l,ij inv_ij`` with ``J_k = sum_p g_kp a_p^T``.
+
+    Forms the per-row Jacobians of a chunk of rows at a time, so memory stays at most
+    ``_CHUNK_ELEMENTS`` whatever the number of rows.
+    """
+    c, m = g.shape[:2]
+    rows = max(1, _CHUNK_ELEMENTS // max(1, c * inv.numel()))
+    out = []
+    for s in range(0, m, rows):
+        jac = torch.einsum("knpo,npi->nkoi", g[:, s : s + rows], a[s : s + rows])
+        out.append(_scaled_gram(jac, inv))
+    return torch.cat(out)
 
 
 class Posterior:
