@@ -1,0 +1,118 @@
+"""Calibration on a tabular task: MAP vs temperature scaling vs Laplace.
+
+An MLP (two hidden layers of 256) is trained with skorch for many epochs on 200 rows of
+scikit-learn's bundled breast cancer data (30 numeric features), long enough to be
+over-confident. Two post-hoc fixes use the same 150 held-out validation rows and never
+retrain the net: scikit-learn's temperature scaling,
+``CalibratedClassifierCV(FrozenEstimator(net), method="temperature")`` (scikit-learn >=
+1.8), and a last-layer Kronecker Laplace approximation whose prior precision is chosen by
+``GridSearchCV`` on validation log loss (``PredefinedSplit``: curvature from the training
+rows, score on the validation rows). The figure shows reliability diagrams on the 219
+test rows and the histogram of the top-class probability; the script prints accuracy,
+log loss and expected calibration error (ECE, 10 bins).
+
+What the picture shows: with this seed both fixes cut the test log loss about in half
+(MAP 0.25, temperature scaling 0.11, Laplace 0.12) and lower the ECE, by moving mass away
+from probability 1 (right panel). With ~200 test rows most bins of the reliability diagram
+hold a handful of rows, so the curves are noisy: read the printed log loss first.
+
+Run:  python examples/calibration_tabular.py [--quick] [--out calibration_tabular.png]
+"""
+
+import argparse
+
+import numpy as np
+import torch
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.datasets import load_breast_cancer
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.model_selection import GridSearchCV, PredefinedSplit, train_test_split
+from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+
+from sklaplace import LaplaceClassifier
+from sklaplace.metrics import expected_calibration_error
+from sklaplace.plotting import ReliabilityDisplay
+
+
+def main(quick=False, out="calibration_tabular.png"):
+    torch.manual_seed(0)
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    X_train, X_rest, y_train, y_rest = train_test_split(X, y, train_size=200, random_state=0)
+    X_val, X_test, y_val, y_test = train_test_split(X_rest, y_rest, train_size=150, random_state=0)
+
+    module = torch.nn.Sequential(
+        torch.nn.Linear(30, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 2),
+    )
+    net = NeuralNetClassifier(
+        module,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=50 if quick else 200,
+        batch_size=64,
+        train_split=None,
+        verbose=0,
+    ).fit(X_train, y_train)
+
+    temp = CalibratedClassifierCV(FrozenEstimator(net), method="temperature").fit(X_val, y_val)
+
+    fold = np.r_[np.full(len(y_train), -1), np.zeros(len(y_val))]
+    search = GridSearchCV(
+        LaplaceClassifier(FrozenEstimator(net)),
+        {"prior_precision": np.logspace(-2, 4, 13)},
+        scoring="neg_log_loss",
+        cv=PredefinedSplit(fold),
+        refit=False,
+    ).fit(np.r_[X_train, X_val], np.r_[y_train, y_val])
+    best = search.best_params_["prior_precision"]
+    laplace = LaplaceClassifier(FrozenEstimator(net), prior_precision=best).fit(X_train, y_train)
+
+    proba = {
+        "MAP (trained net)": net.predict_proba(X_test).astype(np.float64),
+        "temperature scaling": temp.predict_proba(X_test),
+        f"Laplace (prior {best:.3g})": laplace.predict_proba(X_test),
+    }
+    # the float32 net's probabilities sum to one only up to ~1e-7, which log_loss warns about
+    proba = {name: p / p.sum(axis=1, keepdims=True) for name, p in proba.items()}
+    classes = laplace.classes_
+    print(f"{'breast cancer, test rows':<28}{'accuracy':>10}{'log loss':>10}{'ECE':>8}")
+    for name, p in proba.items():
+        acc = accuracy_score(y_test, classes[p.argmax(1)])
+        ll = log_loss(y_test, p, labels=classes)
+        ece = expected_calibration_error(y_test, p, labels=classes, n_bins=10)
+        print(f"{name:<28}{acc:>10.4f}{ll:>10.4f}{ece:>8.4f}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    bins = np.linspace(0.5, 1, 11)
+    for name, p in proba.items():
+        ReliabilityDisplay.from_predictions(y_test, p, labels=classes, n_bins=10, name=name, ax=ax)
+        hist.hist(p.max(1), bins=bins, histtype="step", lw=1.5, label=name)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Reliability on the test rows", fontsize=10)
+    ax.set_xlim(0.45, 1.02)
+    hist.set(yscale="log", xlabel="top-class probability", ylabel="test rows")
+    hist.set_title("Histogram of the confidence", fontsize=10)
+    hist.legend(loc="upper left", fontsize=8)
+    fig.savefig(out, dpi=72)
+    print(f"Saved the figure to {out}")
+    return proba
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs (for CI)")
+    parser.add_argument("--out", default="calibration_tabular.png", help="where to save the PNG")
+    args = parser.parse_args()
+    main(quick=args.quick, out=args.out)
