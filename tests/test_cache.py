@@ -1,0 +1,376 @@
+"""The pass cache: tuning hyper-parameters pays for the data pass once, and never lies.
+
+``GridSearchCV(LaplaceClassifier(FrozenEstimator(net)), ...)`` fits and scores the same
+frozen net on the same folds once per candidate. The forward pass and the curvature do not
+depend on ``prior_precision``, ``temperature`` or ``sigma_noise``, so sklaplace computes them
+once per fold and looks them up for the other candidates. These tests count the module's
+forward calls and the curvature computations to show that, and show that the cache is never
+stale (a retrained net, one changed row or label, another Hessian structure, a changed
+BatchNorm buffer or another architecture with the same weights all give the fresh result),
+survives ``clone`` and stays within its memory bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from _nets import classifier_net, regressor_net
+from sklearn.base import clone
+from sklearn.datasets import make_classification, make_regression
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV, KFold
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from sklaplace import LaplaceClassifier, LaplaceRegressor, _passes
+from sklaplace._cache import LRUCache, get_cache
+from sklaplace.metrics import neg_gaussian_nll
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+@pytest.fixture
+def cache():
+    """The process-wide cache, emptied before the test; its bound is restored after it."""
+    c = get_cache()
+    old = c.max_bytes
+    c.clear()
+    yield c
+    c.max_bytes = old
+    c.clear()
+
+
+class Counter:
+    """Counts the net's forward calls (one per batch) and the curvature computations."""
+
+    def __init__(self, module: nn.Module, monkeypatch) -> None:
+        self.forward = 0
+        self.curvature = 0
+        self._handle = module.register_forward_hook(self._hook)
+        counter = self
+        original = _passes.CurvatureAccumulator
+
+        class CountingAccumulator(original):
+            def __init__(self, *args, **kwargs):
+                counter.curvature += 1
+                super().__init__(*args, **kwargs)
+
+        monkeypatch.setattr(_passes, "CurvatureAccumulator", CountingAccumulator)
+
+    def _hook(self, module, inputs, output):
+        self.forward += 1
+
+    def reset(self) -> None:
+        self.forward = self.curvature = 0
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    counters = []
+
+    def make(module):
+        counters.append(Counter(module, monkeypatch))
+        return counters[-1]
+
+    yield make
+    for c in counters:
+        c.remove()
+
+
+@pytest.fixture(scope="module")
+def cls_data():
+    X, y = make_classification(
+        n_samples=300, n_features=6, n_informative=4, n_redundant=0, n_classes=3,
+        class_sep=1.0, random_state=0,
+    )  # fmt: skip
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def cls_net(cls_data):
+    X, y = cls_data
+    torch.manual_seed(0)
+    return classifier_net(3, max_epochs=10, lr=0.1).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def reg_data():
+    X, y = make_regression(n_samples=300, n_features=5, noise=10.0, random_state=0)
+    return X.astype(np.float32), (y / y.std()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def reg_net(reg_data):
+    X, y = reg_data
+    torch.manual_seed(0)
+    return regressor_net(1, max_epochs=20, lr=0.05).fit(X, y[:, None])
+
+
+def _summary(clf, X_eval):
+    """What a fit produces: curvature eigenvalues, training loss and predictions on X_eval."""
+    one = torch.tensor(1.0, dtype=torch.float64)
+    eig = clf.posterior_.blocks[0].eigenvalues(one, one).numpy().ravel()
+    pred = clf.predict_proba(X_eval) if hasattr(clf, "predict_proba") else clf.predict(X_eval)
+    return {"eigenvalues": eig, "loss": np.array([clf.train_loss_]), "prediction": pred}
+
+
+def _assert_same(a, b):
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12, atol=1e-14, err_msg=key)
+
+
+def _differs(a, b):
+    return any(
+        a[k].shape != b[k].shape or not np.allclose(a[k], b[k], rtol=1e-9, atol=1e-12) for k in a
+    )
+
+
+# ---------------------------------------------------------------- one pass per fold
+CV = KFold(5, shuffle=True, random_state=0)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_grid_search_pays_for_the_data_pass_once_per_fold(
+    kind, cls_data, cls_net, reg_data, reg_net, cache, counting
+):
+    """20 candidates x 5 folds run as many forward calls and curvatures as 1 x 5 folds.
+
+    The counts include GridSearchCV's refit on all rows and the scoring passes on the test
+    folds. The same search with the cache disabled gives the same scores: the cache changes
+    the cost, not a number.
+    """
+    if kind == "classifier":
+        (X, y), net, scoring = cls_data, cls_net, "neg_log_loss"
+        estimator = LaplaceClassifier(FrozenEstimator(net))
+        grid = {"prior_precision": np.logspace(-2, 3, 10), "temperature": [0.5, 1.0]}
+    else:
+        (X, y), net, scoring = reg_data, reg_net, neg_gaussian_nll
+        estimator = LaplaceRegressor(FrozenEstimator(net))
+        grid = {
+            "prior_precision": np.logspace(-2, 3, 5),
+            "sigma_noise": [0.3, 1.0],
+            "temperature": [0.5, 1.0],
+        }
+    counter = counting(net.module_)
+
+    GridSearchCV(estimator, {"prior_precision": [1.0]}, cv=CV, scoring=scoring).fit(X, y)
+    one = (counter.forward, counter.curvature)
+    cache.clear()
+    counter.reset()
+    search = GridSearchCV(estimator, grid, cv=CV, scoring=scoring).fit(X, y)
+    assert len(search.cv_results_["params"]) == 20
+    assert (counter.forward, counter.curvature) == one
+    assert one[1] == 5 + 1  # one curvature per fold, one for the refit
+    assert cache.hits > 0
+
+    cache.max_bytes = 0
+    cache.clear()
+    counter.reset()
+    uncached = GridSearchCV(estimator, grid, cv=CV, scoring=scoring).fit(X, y)
+    assert counter.curvature == 20 * 5 + 1
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"], rtol=1e-9
+    )
+    assert search.best_params_ == uncached.best_params_
+
+
+def test_a_tight_bound_keeps_what_the_search_reuses(cls_data, cls_net, cache, counting):
+    """A bound too small for the training passes still gives one data pass per fold.
+
+    What a grid search reuses is each fold's curvature and the scored fold's pass (about
+    8 kB per fold here); the training pass (about 19 kB per fold) is never reused, so it is
+    not kept and cannot evict them.
+    """
+    X, y = cls_data
+    cache.max_bytes = 60_000  # < 5 training passes, > 5 curvatures and scored passes
+    counter = counting(cls_net.module_)
+    estimator = LaplaceClassifier(FrozenEstimator(cls_net))
+    grid = {"prior_precision": np.logspace(-2, 3, 20)}
+    GridSearchCV(estimator, grid, cv=CV, scoring="neg_log_loss", refit=False).fit(X, y)
+    assert counter.curvature == 5
+    n_batches = 5 * (math.ceil(240 / 64) + math.ceil(60 / 64))  # fit and score, once
+    assert counter.forward == n_batches + 5  # + find_head's probe of each fold
+
+
+# ---------------------------------------------------------------- never stale
+class BatchNormNet(nn.Module):
+    """Linear -> BatchNorm -> activation -> Linear: weights, a buffer and an architecture."""
+
+    def __init__(self, activation: str = "relu") -> None:
+        super().__init__()
+        self.hidden = nn.Linear(6, 16)
+        self.bn = nn.BatchNorm1d(16)
+        self.act = {"relu": nn.ReLU(), "tanh": nn.Tanh()}[activation]
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, X):
+        return self.out(self.act(self.bn(self.hidden(X))))
+
+
+def _bn_net():
+    return NeuralNetClassifier(
+        BatchNormNet, criterion=nn.CrossEntropyLoss, max_epochs=5, lr=0.1, batch_size=64,
+        train_split=None, verbose=0,
+    )  # fmt: skip
+
+
+def _retrain(net, X, y):
+    net.partial_fit(X, y, epochs=1)  # the same net object, weights changed in place
+    return net, X, y, {}
+
+
+def _change_a_row(net, X, y):
+    X[7] += 0.5  # the same array object, one row changed in place
+    return net, X, y, {}
+
+
+def _change_a_label(net, X, y):
+    y[7] = (y[7] + 1) % 3
+    return net, X, y, {}
+
+
+def _change_the_structure(net, X, y):
+    return net, X, y, {"hessian_structure": "diag"}
+
+
+def _change_a_buffer(net, X, y):
+    with torch.no_grad():
+        net.module_.bn.running_mean[:4] += 0.3  # used in eval mode, not a parameter
+    return net, X, y, {}
+
+
+def _change_the_architecture(net, X, y):
+    other = clone(net).set_params(module__activation="tanh").initialize()
+    other.module_.load_state_dict(net.module_.state_dict())  # same weights and buffers
+    return other, X, y, {}
+
+
+CHANGES = [
+    _retrain,
+    _change_a_row,
+    _change_a_label,
+    _change_the_structure,
+    _change_a_buffer,
+    _change_the_architecture,
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.lstrip("_"))
+def test_a_change_is_never_served_from_the_cache(change, cls_data, cache):
+    """After the change, the cached fit equals a fresh computation, and differs from before."""
+    X, y = (a.copy() for a in cls_data)
+    X_eval = cls_data[0][::7].copy()
+    torch.manual_seed(0)
+    net = _bn_net().fit(X, y)
+    before = _summary(LaplaceClassifier(FrozenEstimator(net)).fit(X, y), X_eval)  # warm
+
+    net, X, y, params = change(net, X, y)
+    warm = _summary(LaplaceClassifier(FrozenEstimator(net), **params).fit(X, y), X_eval)
+    cache.clear()
+    fresh = _summary(LaplaceClassifier(FrozenEstimator(net), **params).fit(X, y), X_eval)
+    _assert_same(warm, fresh)
+    assert _differs(before, fresh)  # the change matters, so a stale hit would be caught
+
+
+def test_the_same_content_in_new_objects_is_a_hit(cls_data, cls_net, cache, counting):
+    """Keys are contents, not identities: copies of X and y hit the cache."""
+    X, y = cls_data
+    counter = counting(cls_net.module_)
+    first = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y), X)
+    counter.reset()
+    again = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X.copy(), y.copy()), X)
+    assert (counter.forward, counter.curvature) == (0, 0)
+    _assert_same(first, again)
+
+
+# ---------------------------------------------------------------- clone
+def test_a_clone_fit_is_a_cache_hit(cls_data, cls_net, cache, counting):
+    X, y = cls_data
+    clf = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=2.0).fit(X, y)
+    counter = counting(cls_net.module_)
+    copy = clone(clf).fit(X, y)
+    assert (counter.forward, counter.curvature) == (0, 0)
+    _assert_same(_summary(clf, X), _summary(copy, X))
+
+
+def test_a_clone_that_retrains_the_same_weights_reuses_the_curvature(cls_data, cache, monkeypatch):
+    """With random_state, an unfitted net trains to the same weights: the curvature is a hit."""
+    X, y = cls_data
+    clf = LaplaceClassifier(classifier_net(3, max_epochs=3), random_state=0).fit(X, y)
+    counter = Counter(nn.Module(), monkeypatch)  # counts curvature computations only
+    copy = clone(clf).fit(X, y)
+    assert counter.curvature == 0
+    _assert_same(_summary(clf, X), _summary(copy, X))
+
+
+# ---------------------------------------------------------------- bounded
+def _entry_sizes(cache):
+    return [size for _, size in cache._data.values()]
+
+
+def test_an_entry_larger_than_the_bound_is_not_stored(cls_data, cls_net, cache, counting):
+    X, y = cls_data
+    reference = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y), X)
+    cache.clear()
+    cache.max_bytes = 2_000  # one pass is 300 rows x 17 features x 4 bytes = 20 kB
+    counter = counting(cls_net.module_)
+    small = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y), X)
+    assert all(size <= cache.max_bytes for size in _entry_sizes(cache))
+    assert cache._bytes <= cache.max_bytes
+    counter.reset()
+    LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y)  # nothing large to reuse
+    assert counter.curvature == 1
+    assert counter.forward >= math.ceil(len(X) / cls_net.batch_size)  # the whole pass again
+    _assert_same(small, reference)
+
+
+def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, counting):
+    """Fitting on many row subsets keeps the cache within its bound; results stay exact."""
+    X, y = cls_data
+    subsets = [np.arange(i, 300, 4) for i in range(4)]
+    references = []
+    for rows in subsets:
+        references.append(
+            _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X[rows], y[rows]), X)
+        )
+    cache.clear()
+    cache.max_bytes = 30_000  # room for about one subset's pass and curvature
+    counter = counting(cls_net.module_)
+    for rows, reference in zip(subsets, references, strict=True):
+        result = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X[rows], y[rows]), X)
+        assert 0 < cache._bytes <= cache.max_bytes
+        _assert_same(result, reference)
+    counter.reset()
+    rows = subsets[0]  # evicted long ago: computed again, and still right
+    result = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X[rows], y[rows]), X)
+    assert counter.curvature == 1
+    _assert_same(result, references[0])
+
+
+def test_lowering_the_bound_evicts_at_once_and_zero_disables(cls_data, cls_net, cache):
+    X, y = cls_data
+    LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y).predict_proba(X)
+    assert cache._bytes > 10_000
+    cache.max_bytes = 10_000
+    assert cache._bytes <= 10_000
+    cache.max_bytes = 0
+    assert len(cache) == 0
+    LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y).predict_proba(X)
+    assert len(cache) == 0
+
+
+def test_lru_order():
+    cache = LRUCache(max_bytes=200)
+    cache.put("a", np.zeros(10))  # 80 bytes each
+    cache.put("b", np.zeros(10))
+    assert cache.get("a") is not None  # "a" is now the most recently used
+    cache.put("c", np.zeros(10))  # 240 > 200: evicts the least recently used, "b"
+    assert cache.get("b") is None
+    assert cache.get("a") is not None and cache.get("c") is not None
+    cache.put("big", np.zeros(30))  # 240 bytes: larger than the bound, not stored
+    assert cache.get("big") is None and len(cache) == 2
