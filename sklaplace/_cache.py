@@ -6,13 +6,16 @@ and scores the same frozen net on the same folds once per candidate. The forward
 not depend on the candidate, so they are computed once and looked up afterwards.
 
 Keys are fingerprints of the *contents* that determine the result: every tensor of the net's
-``state_dict`` (weights and buffers), the input rows, the targets and the curvature settings.
-A retrained net, other rows or other settings give another key, so a stale entry is never
+``state_dict`` (weights and buffers), the module's ``repr`` (its layers: the same weights
+behind another activation are another net), the input rows, the targets and the curvature
+settings. A retrained net, other rows or other settings give another key, so a stale entry is never
 served. The cache lives at module level: it survives ``clone`` (which GridSearchCV applies
 to every candidate) and is per process (each joblib worker has its own).
 
-The cache is bounded by an estimate of the bytes it holds (``max_bytes``, default 512 MiB);
+The cache is bounded by an estimate of the bytes it holds (``max_bytes``, default 256 MiB);
 an entry larger than the bound is not stored, and least recently used entries are evicted.
+Whatever is stored stays resident until evicted, in every process (``benchmarks/
+RESULTS_memory.md``); set ``get_cache().max_bytes = 0`` to stream only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def _nbytes(obj: Any) -> int:
         return obj.numel() * obj.element_size()
     if isinstance(obj, np.ndarray):
         return obj.nbytes
+    if isinstance(obj, str | bytes):
+        return len(obj)
     if isinstance(obj, list | tuple):
         return sum(_nbytes(o) for o in obj)
     if isinstance(obj, dict):
@@ -62,12 +67,29 @@ class LRUCache:
     (True, 1, 1)
     """
 
-    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
-        self.max_bytes = int(max_bytes)
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
         self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self.max_bytes = max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        """The bound; lowering it evicts least recently used entries at once."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._max_bytes = int(value)
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._data and self._bytes > self._max_bytes:
+            _, (_, old) = self._data.popitem(last=False)
+            self._bytes -= old
+        if not self._data:
+            self._bytes = 0
 
     def get(self, key: Any) -> Any:
         item = self._data.get(key)
@@ -80,15 +102,13 @@ class LRUCache:
 
     def put(self, key: Any, value: Any) -> None:
         size = _nbytes(value)
-        if size > self.max_bytes:
+        if self._max_bytes <= 0 or size > self._max_bytes:
             return
         if key in self._data:
             self._bytes -= self._data.pop(key)[1]
         self._data[key] = (value, size)
         self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, (_, old) = self._data.popitem(last=False)
-            self._bytes -= old
+        self._evict()
 
     def clear(self) -> None:
         self._data.clear()
@@ -108,9 +128,11 @@ def get_cache() -> LRUCache:
 
 
 def fingerprint_module(module: torch.nn.Module) -> str:
-    """Hash of the module's class and of every tensor in its ``state_dict``."""
+    """Hash of the module's class, its ``repr`` and every tensor in its ``state_dict``."""
     h = hashlib.blake2b(digest_size=16)
     h.update(type(module).__qualname__.encode())
+    # the architecture: the same weights in another module (nn.Tanh for nn.ReLU) differ
+    h.update(repr(module).encode())
     for name, tensor in module.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         h.update(name.encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -20,7 +21,11 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -31,8 +36,7 @@ from .marglik import (
     maximize_marginal_likelihood,
     maximize_on_grid,
 )
-from .posterior import Posterior
-from .predictive import mc_probabilities, probit_probabilities
+from .predictive import mc_probabilities, probit_probabilities, sample_probabilities
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
@@ -47,7 +51,7 @@ class _BaseLaplace(BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "estimator": [object],
-        "subset_of_weights": [StrOptions({"last_layer", "all"})],
+        "subset_of_weights": [StrOptions({"last_layer", "all"}), list, tuple],
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
             Interval(Real, 0, None, closed="neither"),
@@ -56,6 +60,7 @@ class _BaseLaplace(BaseEstimator):
         ],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "predictive": [StrOptions({"glm", "nn"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -155,17 +160,20 @@ class _BaseLaplace(BaseEstimator):
 
     # ---------------------------------------------------------------- fit
     def _validate_structure(self):
-        if self.subset_of_weights == "all":
-            if self.hessian_structure == "full":
-                raise ValueError(
-                    "hessian_structure='full' is only available with "
-                    "subset_of_weights='last_layer': a dense covariance over all weights "
-                    "costs (n_params)^2 memory. Use hessian_structure='kron' or 'diag' for "
-                    "all layers, or keep the last layer with 'full'."
-                )
+        subset = self.subset_of_weights
+        if not isinstance(subset, str) and (
+            len(subset) == 0 or not all(isinstance(n, str) for n in subset)
+        ):
             raise ValueError(
-                "subset_of_weights='all' is not available in this version of sklaplace; "
-                "use subset_of_weights='last_layer'."
+                "subset_of_weights must be 'last_layer', 'all' or a non-empty list of module "
+                f"names (as in net.module_.named_modules()), got {subset!r}."
+            )
+        if subset != "last_layer" and self.hessian_structure == "full":
+            raise ValueError(
+                "hessian_structure='full' is only available with "
+                "subset_of_weights='last_layer': a dense covariance over all weights "
+                "costs (n_params)^2 memory. Use hessian_structure='kron' or 'diag' for "
+                "all layers, or keep the last layer with 'full'."
             )
 
     def _fit_posterior(self, X, y_net, n_outputs_expected):
@@ -173,48 +181,53 @@ class _BaseLaplace(BaseEstimator):
         self._validate_structure()
         net, valid = self._fitted_net(X, y_net, n_outputs_expected)
         likelihood, output_kind = self._check_likelihood(net)
-        X_net = _skorch.to_net_input(net, X)
-        head = _skorch.find_head(net, X_net, output_kind)
+        X_net = X  # cast to the net's dtype batch by batch (_skorch.iter_batches), not copied
+        fingerprint = _passes.net_fingerprint(net)
+        head = _passes.find_head(net, X_net, output_kind, fingerprint)
         n_out_expected = 1 if likelihood == "binary" else n_outputs_expected
         if head.n_out != n_out_expected:
             raise ValueError(self._output_mismatch_message(head, n_out_expected, likelihood))
 
-        fingerprint = _passes.net_fingerprint(net)
         train = slice(None)
         if valid is not None:
             train = np.setdiff1d(np.arange(len(y_net)), valid)
-        block, loss, n_rows = _passes.last_layer_curvature(
+        posterior, loss, n_rows = _passes.fit_posterior(
             net,
             head,
             X_net[train],
             y_net[train],
             likelihood,
             self.hessian_structure,
+            self.subset_of_weights,
             self.batch_size,
             fingerprint,
         )
         self.estimator_ = net
         self.likelihood_ = likelihood
         self.head_name_ = head.name
-        self.posterior_ = Posterior([block], [head.weight_matrix()], [head.name])
+        self.posterior_ = posterior
         self.n_train_ = n_rows
         self.n_outputs_ = head.n_out
         self.train_loss_ = float(loss)
         self.validation_indices_ = valid
         self._heldout_ = None
         if valid is not None:
-            batches = list(
-                _passes.head_batches(
-                    net, head, X_net[valid], y_net[valid], self.batch_size, fingerprint
-                )
-            )
-            self._heldout_ = tuple(
-                torch.cat([b[i] for b in batches]).to(torch.float64) for i in range(3)
-            )
+            # the held-out rows and their targets; each candidate prior is scored on them
+            self._heldout_ = (X_net[valid], torch.as_tensor(y_net[valid]))
         self._weight_decay_ = None
         if isinstance(self.prior_precision, str) and self.prior_precision == "weight_decay":
-            self._weight_decay_ = _skorch.weight_decay_coefficient(
-                net, head, likelihood, head.n_out
+            modules = dict(net.module_.named_modules())
+            self._weight_decay_ = np.array(
+                [
+                    _skorch.weight_decay_coefficient(
+                        net,
+                        [p for p in modules[name].parameters(recurse=False) if p.requires_grad],
+                        name,
+                        likelihood,
+                        head.n_out,
+                    )
+                    for name in posterior.names
+                ]
             )
         self._fitted_structure_ = {p: getattr(self, p) for p in _CURVATURE_PARAMS}
         self._resolved_key_ = None
@@ -242,7 +255,13 @@ class _BaseLaplace(BaseEstimator):
     def _prior_array(self, value) -> np.ndarray:
         """A positive float or per-layer array -> array of shape (n_blocks,)."""
         n_blocks = self.posterior_.n_blocks
-        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        try:
+            arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"prior_precision must be a positive float, one per layer, or one of "
+                f"{_PRIOR_MODES}; got {value!r}."
+            ) from exc
         if arr.size == 1:
             arr = np.full(n_blocks, arr.item())
         if arr.size != n_blocks:
@@ -271,8 +290,9 @@ class _BaseLaplace(BaseEstimator):
                 "key": key,
             }
         mode = self.prior_precision if isinstance(self.prior_precision, str) else None
-        if (mode == "holdout") != (self._heldout_ is not None) or (
-            (mode == "weight_decay") != (self._weight_decay_ is not None)
+        # a mode needs what fit stored for it; leaving a mode (e.g. for a float) needs nothing
+        if (mode == "holdout" and self._heldout_ is None) or (
+            mode == "weight_decay" and self._weight_decay_ is None
         ):
             raise ValueError(
                 f"prior_precision={self.prior_precision!r} needs what fit stores for that "
@@ -287,10 +307,15 @@ class _BaseLaplace(BaseEstimator):
             sigma = self._tune_sigma(sigma, tune_sigma)
             prior = self._tied_prior(sigma)
         elif mode == "holdout":
-            # coordinate ascent: tau on the held-out rows, sigma on the evidence
-            for _ in range(3 if tune_sigma else 1):
-                prior = np.full(n_blocks, self._tune_on_heldout(sigma))
-                sigma = self._tune_sigma(sigma, tune_sigma, prior)
+            if tune_sigma:
+                # sigma from the evidence alone (maximised jointly with the prior, as with
+                # "marglik"), then tau on the held-out rows at that sigma. Alternating the two
+                # criteria need not converge: the held-out optimum can jump between two
+                # values that each move the evidence's sigma back (a 2-cycle, seen in tests).
+                _, sigma = maximize_marginal_likelihood(
+                    self._evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
+                )
+            prior = np.full(n_blocks, self._tune_on_heldout(sigma))
         elif mode == "marglik":
             prior, sigma = maximize_marginal_likelihood(
                 self._evidence,
@@ -318,8 +343,8 @@ class _BaseLaplace(BaseEstimator):
         noise = sigma**2 if self.likelihood_ == "regression" else 1.0
         scale = 1.0 / (noise * float(self.temperature))
         if isinstance(sigma, torch.Tensor):
-            return (self._weight_decay_ * scale).expand(self.posterior_.n_blocks)
-        return np.full(self.posterior_.n_blocks, self._weight_decay_ * scale)
+            return torch.as_tensor(self._weight_decay_, device=sigma.device) * scale
+        return self._weight_decay_ * scale
 
     def _tune_sigma(self, sigma: float, tune: bool, prior=None) -> float:
         """Maximise the evidence over sigma, the prior fixed or (``None``) tied to sigma."""
@@ -336,25 +361,93 @@ class _BaseLaplace(BaseEstimator):
         return sigma
 
     def _tune_on_heldout(self, sigma: float) -> float:
-        """The prior precision maximising the held-out log-likelihood (grid, then refined)."""
-        a, z, y = self._heldout_
-        block = self.posterior_.blocks[0]
-        scale = self._scale(sigma).to(a.device)
+        """The prior precision maximising the held-out log-likelihood (grid, then refined).
 
-        def objective(tau):
-            t = torch.as_tensor(tau, dtype=torch.float64, device=a.device)
-            var = torch.diagonal(block.output_cov(a, t, scale), dim1=1, dim2=2)
-            return float(heldout_log_likelihood(self.likelihood_, z, var, y, sigma))
+        For the last layer the held-out rows' features are computed once and every
+        candidate costs O(m d^2); for other subsets each candidate is one GLM pass over the
+        held-out rows.
+        """
+        X_val, y_val = self._heldout_
+        net, head = self.estimator_, self._head()
+        device = self.posterior_.means[0].device
+        scale = self._scale(sigma).to(device)
+        fingerprint = _passes.net_fingerprint(net)
+        y_val = y_val.to(device)
+        n_blocks = self.posterior_.n_blocks
+
+        def tau_of(value):
+            return torch.full((n_blocks,), float(value), dtype=torch.float64, device=device)
+
+        if self.subset_of_weights == "last_layer":
+            batches = list(
+                _passes.head_batches(net, head, X_val, None, self.batch_size, fingerprint)
+            )
+            a = torch.cat([b[0] for b in batches]).to(torch.float64)
+            z = torch.cat([b[1] for b in batches]).to(torch.float64)
+            block = self.posterior_.blocks[0]
+
+            def objective(tau):
+                var = torch.diagonal(block.output_cov(a, tau_of(tau)[0], scale), dim1=1, dim2=2)
+                return float(heldout_log_likelihood(self.likelihood_, z, var, y_val, sigma))
+
+        else:
+
+            def objective(tau):
+                total, start = 0.0, 0
+                for mean, cov, _ in _passes.glm_batches(
+                    net,
+                    head,
+                    self.posterior_,
+                    X_val,
+                    tau_of(tau),
+                    scale,
+                    self.subset_of_weights,
+                    self.batch_size,
+                    fingerprint,
+                ):
+                    var = torch.diagonal(cov, dim1=1, dim2=2)
+                    yb = y_val[start : start + len(mean)]
+                    start += len(mean)
+                    total += float(heldout_log_likelihood(self.likelihood_, mean, var, yb, sigma))
+                return total
 
         best, _ = maximize_on_grid(objective, np.logspace(-4, 6, 31))
         return best
 
+    def _head(self) -> _skorch.Head:
+        """The fitted net's head module, looked up by name (it survives pickling)."""
+        modules = dict(self.estimator_.module_.named_modules())
+        return _skorch.Head(self.head_name_, modules[self.head_name_])
+
     def _check_numerics(self, prior: np.ndarray, sigma: float) -> None:
         """Refuse hyper-parameters whose posterior is not numerically positive definite."""
         scale = self._scale(sigma)
+        with np.errstate(over="ignore"):
+            noise_var = np.square(np.float64(sigma))
+        if self.likelihood_ == "regression" and not np.isfinite(noise_var):
+            raise ValueError(
+                f"sigma_noise={sigma:.3g} is too large to compute with: sigma_noise^2 "
+                "overflows float64. Scale the targets, or choose a smaller value."
+            )
+        if not torch.isfinite(scale):
+            raise ValueError(
+                f"sigma_noise={sigma:.3g} and temperature={self.temperature:.3g} are too small "
+                "to compute with: the curvature's factor 1 / (sigma_noise^2 * temperature) "
+                "overflows float64. Choose larger values (the targets' scale is a guide)."
+            )
         for block, tau, name in zip(
             self.posterior_.blocks, prior, self.posterior_.names, strict=True
         ):
+            with np.errstate(over="ignore", divide="ignore"):
+                prior_variance = 1.0 / np.float64(tau)
+            if not np.isfinite(prior_variance):
+                # e.g. a subnormal 1e-320: whether the posterior precision then looks
+                # singular would depend on round-off in the curvature's smallest eigenvalues
+                raise ValueError(
+                    f"prior_precision={tau:.3g} for layer {name!r} is too small to compute "
+                    "with: the prior variance 1 / prior_precision overflows float64. Choose "
+                    "values between about 1e-8 and 1e8."
+                )
             lam = block.eigenvalues(torch.as_tensor(tau, dtype=torch.float64), scale.cpu())
             inv = 1.0 / lam
             if not (torch.isfinite(lam).all() and (lam > 0).all() and torch.isfinite(inv).all()):
@@ -382,8 +475,11 @@ class _BaseLaplace(BaseEstimator):
 
     def _scale(self, sigma: float) -> torch.Tensor:
         """``1 / (sigma^2 T)``: the factor on the curvature in the posterior precision."""
-        s = sigma**2 if self.likelihood_ == "regression" else 1.0
-        return torch.tensor(1.0 / (s * float(self.temperature)), dtype=torch.float64)
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            # out of float64's range: inf (refused by _check_numerics) or 0, never a raw error
+            s = np.float64(sigma) ** 2 if self.likelihood_ == "regression" else 1.0
+            scale = 1.0 / (s * np.float64(self.temperature))
+        return torch.tensor(float(scale), dtype=torch.float64)
 
     def log_marginal_likelihood(self, prior_precision=None, sigma_noise=None):
         """Laplace approximation of the log evidence ``log p(D | prior_precision, sigma)``.
@@ -402,17 +498,31 @@ class _BaseLaplace(BaseEstimator):
         float
         """
         check_is_fitted(self)
+        self._validate_params_after_fit()
         prior = self.prior_precision_ if prior_precision is None else prior_precision
         prior = self._prior_array(prior)
         sigma = self.sigma_noise_ if sigma_noise is None else sigma_noise
         if self.likelihood_ == "regression" and (
-            not np.isscalar(sigma) or not np.isfinite(sigma) or sigma <= 0
+            not isinstance(sigma, Real) or not np.isfinite(sigma) or sigma <= 0
         ):
             raise ValueError(f"sigma_noise must be a positive float, got {sigma!r}.")
+        self._check_numerics(prior, float(sigma))
         with torch.no_grad():
             return float(self._evidence(prior, float(sigma)))
 
     # ---------------------------------------------------------------- predict plumbing
+    def _validate_params_after_fit(self):
+        """Check, as fit does, the parameters read at prediction time (set_params may have
+        changed them after fit); prior_precision has its own check (``_prior_array``)."""
+        constraints = {
+            k: v for k, v in self._parameter_constraints.items() if k != "prior_precision"
+        }
+        validate_parameter_constraints(
+            constraints,
+            {k: getattr(self, k) for k in constraints},
+            caller_name=type(self).__name__,
+        )
+
     def _check_structure_unchanged(self):
         for p, fitted in self._fitted_structure_.items():
             if getattr(self, p) != fitted:
@@ -421,39 +531,119 @@ class _BaseLaplace(BaseEstimator):
                     "defines the curvature, so call fit again."
                 )
 
-    def _predictive_moments(self, X, full_row_cov=False):
-        """Stream X through the net: GLM mean and output covariance per row.
+    def _prepare_prediction(self, X):
+        """Validate X and resolve the hyper-parameters, eagerly (errors surface here).
 
-        Returns the mean (m, c), the output covariance (m, c, c) and the resolved
-        hyper-parameters; with ``full_row_cov`` also the covariance across rows (m, m, c).
+        Returns X, the resolved hyper-parameters, the prior precision per block and the
+        curvature scale as float64 tensors on the posterior's device, and the net's
+        fingerprint (the cache key of its passes).
         """
         check_is_fitted(self)
+        self._validate_params_after_fit()
         self._check_structure_unchanged()
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        self._to_net_device()  # the net may have been moved since fit or loading
         hyper = self._resolve_hyperparameters()
-        net = self.estimator_
-        head = _skorch.Head(self.head_name_, dict(net.module_.named_modules())[self.head_name_])
-        block = self.posterior_.blocks[0]
-        ref = self.posterior_.means[0]
-        tau = torch.as_tensor(hyper["prior_precision"][0], dtype=torch.float64, device=ref.device)
-        scale = self._scale(hyper["sigma_noise"]).to(ref.device)
+        device = self.posterior_.means[0].device
+        tau = torch.as_tensor(hyper["prior_precision"], dtype=torch.float64, device=device)
+        scale = self._scale(hyper["sigma_noise"]).to(device)
+        return X, hyper, tau, scale, _passes.net_fingerprint(self.estimator_)
+
+    def _predictive_batches(self, X):
+        """The resolved hyper-parameters and an iterator of ``(mean, cov, a)`` per batch.
+
+        The GLM mean (b, c) and output covariance (b, c, c), float64 on the net's device,
+        and for the last layer the head's input features (b, d) (else None). Callers reduce
+        each batch before taking the next, so prediction memory does not grow with the rows
+        of X beyond the returned arrays. X is cast to the net's dtype batch by batch.
+        """
+        X, hyper, tau, scale, fingerprint = self._prepare_prediction(X)
+        batches = _passes.glm_batches(
+            self.estimator_,
+            self._head(),
+            self.posterior_,
+            X,
+            tau,
+            scale,
+            self.subset_of_weights,
+            self.batch_size,
+            fingerprint,
+        )
+        return hyper, batches
+
+    def _sample_batches(self, X):
+        """The resolved hyper-parameters and head outputs (n_samples, b, c) per batch, under
+        ``n_samples`` weight draws from the posterior shared by every row (predictive="nn")."""
+        X, hyper, tau, scale, _ = self._prepare_prediction(X)
+        batches = _passes.sampled_batches(
+            self.estimator_,
+            self._head(),
+            self.posterior_,
+            X,
+            self.n_samples,
+            tau,
+            scale,
+            self._seed(),
+            self.batch_size,
+        )
+        return hyper, batches
+
+    def _predictive_moments(self, X, full_row_cov=False):
+        """All rows at once: the mean (m, c), the output covariance (m, c, c), the
+        covariance across rows (m, m, c) if ``full_row_cov`` (else None) and the resolved
+        hyper-parameters."""
+        if full_row_cov and self.subset_of_weights != "last_layer":
+            raise ValueError(
+                "Covariances across rows (return_cov=True, sample_y) are available for "
+                "subset_of_weights='last_layer' only; use return_std=True, or "
+                "predictive='nn' to draw whole functions from the posterior."
+            )
+        hyper, batches = self._predictive_batches(X)
         means, covs, feats = [], [], []
-        X_net = _skorch.to_net_input(net, X)
-        fingerprint = _passes.net_fingerprint(net)
-        for a, z, _ in _passes.head_batches(net, head, X_net, None, self.batch_size, fingerprint):
-            a = a.to(torch.float64)
-            means.append(z.to(torch.float64))
-            covs.append(block.output_cov(a, tau, scale))
+        for mean, cov, a in batches:
+            means.append(mean)
+            covs.append(cov)
             if full_row_cov:
                 feats.append(a)
-        mean = torch.cat(means)
-        cov = torch.cat(covs)
-        row_cov = block.row_cov(torch.cat(feats), tau, scale) if full_row_cov else None
-        return mean, cov, row_cov, hyper
+        row_cov = None
+        if full_row_cov:
+            device = self.posterior_.means[0].device
+            tau = torch.as_tensor(hyper["prior_precision"][0], dtype=torch.float64, device=device)
+            scale = self._scale(hyper["sigma_noise"]).to(device)
+            row_cov = self.posterior_.blocks[0].row_cov(torch.cat(feats), tau, scale)
+        return torch.cat(means), torch.cat(covs), row_cov, hyper
 
-    def _generator(self) -> torch.Generator:
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        return torch.Generator().manual_seed(int(seed))
+    def _seed(self) -> int:
+        """One seed per prediction call: every batch then shares the same Monte Carlo draws."""
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _generator(self, seed=None) -> torch.Generator:
+        return torch.Generator().manual_seed(self._seed() if seed is None else seed)
+
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self):
+        """The state to pickle, with every posterior tensor copied to the CPU.
+
+        A posterior fitted on a GPU then loads on a machine without one (skorch does the same
+        for the net: it maps a CUDA net to the CPU on load, with a warning); ``__setstate__``
+        moves the tensors back to the net's device. The live estimator is not changed.
+        """
+        return {k: _tensors_to(v, torch.device("cpu")) for k, v in super().__getstate__().items()}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._to_net_device()
+
+    def _to_net_device(self) -> None:
+        """Move the fitted tensors (posterior, held-out features) to the net's device."""
+        net = self.__dict__.get("estimator_")
+        posterior = self.__dict__.get("posterior_")
+        if net is None or posterior is None:
+            return
+        device = _skorch.net_device(net)
+        if posterior.means[0].device != device:
+            for k, v in list(self.__dict__.items()):
+                self.__dict__[k] = _tensors_to(v, device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -491,6 +681,11 @@ _COMMON_PARAMS_DOC = """
           epoch (see the user guide). Not for decoupled decay (AdamW).
     temperature : float, default=1.0
         Divides the likelihood's curvature: ``P = H / (sigma^2 T) + prior_precision``.
+    predictive : {"glm", "nn"}, default="glm"
+        "glm": the linearised net, whose outputs are Gaussian (closed form; the mean is the
+        net's prediction). "nn": run the net itself with ``n_samples`` weight draws from
+        the posterior (via ``torch.func.functional_call``; the live weights are never
+        written) and average; reproducible with ``random_state``.
     n_samples : int, default=100
         Number of Monte Carlo draws where sampling is used.
     validation_fraction : float in (0, 1), default=0.2
@@ -534,7 +729,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
     prior_precision_ : ndarray of shape (n_layers,)
     log_marginal_likelihood_value_ : float
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Only when X has feature names (pandas input).
 
     Notes
@@ -575,6 +770,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         prior_precision=1.0,
         temperature=1.0,
         link_approx="probit",
+        predictive="glm",
         n_samples=100,
         validation_fraction=0.2,
         batch_size=None,
@@ -586,6 +782,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         self.prior_precision = prior_precision
         self.temperature = temperature
         self.link_approx = link_approx
+        self.predictive = predictive
         self.n_samples = n_samples
         self.validation_fraction = validation_fraction
         self.batch_size = batch_size
@@ -644,15 +841,24 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        mean, cov, _, _ = self._predictive_moments(X)
-        if self.link_approx == "probit":
-            var = torch.diagonal(cov, dim1=1, dim2=2)
-            proba = probit_probabilities(self.likelihood_, mean, var)
-        else:
-            proba = mc_probabilities(
-                self.likelihood_, mean, cov, self.n_samples, self._generator()
+        if self.predictive == "nn":
+            _, samples = self._sample_batches(X)
+            return np.concatenate(
+                [sample_probabilities(self.likelihood_, f).cpu().numpy() for f in samples]
             )
-        return proba.cpu().numpy()
+        _, batches = self._predictive_batches(X)
+        seed = self._seed()
+        parts = []
+        for mean, cov, _ in batches:
+            if self.link_approx == "probit":
+                var = torch.diagonal(cov, dim1=1, dim2=2)
+                proba = probit_probabilities(self.likelihood_, mean, var)
+            else:
+                proba = mc_probabilities(
+                    self.likelihood_, mean, cov, self.n_samples, self._generator(seed)
+                )
+            parts.append(proba.cpu().numpy())
+        return np.concatenate(parts)
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
@@ -716,7 +922,9 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
     ----------{_COMMON_PARAMS_DOC}    sigma_noise : float or "marglik", default=1.0
         Standard deviation of the Gaussian observation noise (same for every output).
         "marglik" maximises the evidence in ``fit`` (jointly with the prior precision when
-        that is "marglik" too).
+        that is "marglik" too). With ``prior_precision="holdout"``, sigma is the one that
+        maximises the evidence jointly with the prior precision, and the prior precision is
+        then tuned on the held-out rows at that sigma.
 
     Attributes
     ----------
@@ -726,7 +934,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
     sigma_noise_ : float
     log_marginal_likelihood_value_ : float
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Only when X has feature names (pandas input).
 
     Notes
@@ -766,6 +974,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         prior_precision=1.0,
         sigma_noise=1.0,
         temperature=1.0,
+        predictive="glm",
         n_samples=100,
         validation_fraction=0.2,
         batch_size=None,
@@ -777,6 +986,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         self.prior_precision = prior_precision
         self.sigma_noise = sigma_noise
         self.temperature = temperature
+        self.predictive = predictive
         self.n_samples = n_samples
         self.validation_fraction = validation_fraction
         self.batch_size = batch_size
@@ -833,17 +1043,44 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
             raise RuntimeError(
                 "At most one of return_std or return_cov can be requested, not both."
             )
-        mean, cov, row_cov, hyper = self._predictive_moments(X, full_row_cov=return_cov)
-        noise = hyper["sigma_noise"] ** 2
-        y_mean = self._shape(mean.cpu().numpy())
-        if return_std:
-            var = torch.diagonal(cov, dim1=1, dim2=2) + noise
-            return y_mean, self._shape(var.sqrt().cpu().numpy())
+        if self.predictive == "nn":
+            return self._predict_sampled(X, return_std, return_cov)
         if return_cov:
+            mean, _, row_cov, hyper = self._predictive_moments(X, full_row_cov=True)
+            noise = hyper["sigma_noise"] ** 2
             m = row_cov.shape[0]
             eye = torch.eye(m, dtype=row_cov.dtype, device=row_cov.device)[:, :, None]
             y_cov = (row_cov + noise * eye).cpu().numpy()
+            y_mean = self._shape(mean.cpu().numpy())
             return y_mean, (y_cov[:, :, 0] if self._y_ndim_ == 1 else y_cov)
+        hyper, batches = self._predictive_batches(X)
+        noise = hyper["sigma_noise"] ** 2
+        means, stds = [], []
+        for mean, cov, _ in batches:  # one batch at a time: memory O(output)
+            means.append(mean.cpu().numpy())
+            if return_std:
+                var = torch.diagonal(cov, dim1=1, dim2=2) + noise
+                stds.append(var.sqrt().cpu().numpy())
+        y_mean = self._shape(np.concatenate(means))
+        if return_std:
+            return y_mean, self._shape(np.concatenate(stds))
+        return y_mean
+
+    def _predict_sampled(self, X, return_std, return_cov):
+        """predict() with predictive="nn": moments of the outputs of sampled nets + noise."""
+        hyper, samples = self._sample_batches(X)
+        f = torch.cat(list(samples), dim=1)  # (n_samples, m, K)
+        noise = hyper["sigma_noise"] ** 2
+        y_mean = self._shape(f.mean(0).cpu().numpy())
+        if return_std:
+            std = (f.var(0, correction=0) + noise).sqrt()
+            return y_mean, self._shape(std.cpu().numpy())
+        if return_cov:
+            centred = f - f.mean(0)
+            cov = torch.einsum("snk,smk->nmk", centred, centred) / f.shape[0]
+            cov = cov + noise * torch.eye(f.shape[1], dtype=f.dtype, device=f.device)[:, :, None]
+            cov = cov.cpu().numpy()
+            return y_mean, (cov[:, :, 0] if self._y_ndim_ == 1 else cov)
         return y_mean
 
     def _shape(self, arr):
@@ -861,7 +1098,7 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         -------
         lower, upper : ndarrays shaped like ``predict(X)``
         """
-        if not 0 < confidence < 1:
+        if not (isinstance(confidence, Real) and 0 < confidence < 1):
             raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
         mean, std = self.predict(X, return_std=True)
         z = norm.ppf(0.5 + confidence / 2)
@@ -883,6 +1120,8 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         -------
         ndarray of shape (n_samples_X, n_samples) or (n_samples_X, n_targets, n_samples)
         """
+        if not isinstance(n_samples, Integral) or n_samples < 0:
+            raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}.")
         rng = check_random_state(random_state)
         mean, cov = self.predict(X, return_cov=True)
         if self._y_ndim_ == 1:
@@ -897,6 +1136,35 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+def _tensors_to(obj, device: torch.device, memo=None):
+    """``obj`` with every tensor it holds on ``device``: a copy where anything moves.
+
+    Walks lists, tuples (named ones too), dicts and sklaplace's own objects (posterior
+    blocks); anything else (the skorch net, numpy arrays) is returned as is. Objects are
+    copied, never changed, and shared objects stay shared.
+    """
+    memo = {} if memo is None else memo
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, torch.Tensor):
+        out = obj.to(device)
+    elif isinstance(obj, list):
+        out = [_tensors_to(o, device, memo) for o in obj]
+    elif isinstance(obj, tuple):
+        items = [_tensors_to(o, device, memo) for o in obj]
+        out = type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    elif isinstance(obj, dict):
+        out = {k: _tensors_to(v, device, memo) for k, v in obj.items()}
+    elif type(obj).__module__.startswith("sklaplace.") and hasattr(obj, "__dict__"):
+        out = copy.copy(obj)
+        memo[id(obj)] = out
+        out.__dict__.update({k: _tensors_to(v, device, memo) for k, v in vars(obj).items()})
+    else:
+        out = obj
+    memo[id(obj)] = out
+    return out
 
 
 def _gaussian_draws(rng, mean, cov, n_samples):

@@ -2,9 +2,11 @@
 
 A pass over rows ``X`` through a net yields, per batch, the features entering the last
 layer and its outputs. The same pass serves the curvature (fit), the held-out tuning and the
-predictive (predict). Both the pass and the curvature computed from it are stored in
-``sklaplace._cache`` under fingerprints of the net's weights, the rows, the targets and the
-settings, so that ``GridSearchCV`` over hyper-parameters with a frozen net does each once.
+predictive (predict). The curvature, the passes over rows that are predicted on (or held
+out) and the head found in the net are stored in ``sklaplace._cache`` under fingerprints of
+the net's weights, the rows, the targets and the settings, so that ``GridSearchCV`` over
+hyper-parameters with a frozen net does each once per fold. The training pass behind a
+curvature is not kept: only its result is reused.
 """
 
 from __future__ import annotations
@@ -12,13 +14,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import torch
+from skorch.utils import to_tensor
 from torch import Tensor
 
 from . import _skorch
+from ._all_layers import fit_all_layers, glm_output_cov, sample_predictions
 from ._cache import fingerprint_arrays, fingerprint_module, get_cache
 from .curvature import CurvatureAccumulator
+from .posterior import Posterior
 
-__all__ = ["head_batches", "last_layer_curvature", "net_fingerprint"]
+__all__ = [
+    "find_head",
+    "fit_posterior",
+    "glm_batches",
+    "head_batches",
+    "last_layer_curvature",
+    "net_batches",
+    "net_fingerprint",
+    "sampled_batches",
+]
 
 
 def net_fingerprint(net) -> str:
@@ -26,13 +41,41 @@ def net_fingerprint(net) -> str:
     return fingerprint_module(net.module_)
 
 
+def find_head(net, X_net: np.ndarray, output_kind: str, fingerprint=None) -> _skorch.Head:
+    """``_skorch.find_head``, looked up in the cache under (net, first rows of X) first.
+
+    Finding the head runs the first rows through the net; without the cache every fit of a
+    grid search over a frozen net would repeat that forward pass. Only the head's name is
+    stored: the ``Head`` is rebuilt on this net's own module.
+    """
+    cache = get_cache()
+    key = None
+    if fingerprint is not None:
+        probe = X_net[: _skorch.HEAD_PROBE_ROWS]
+        key = ("find_head", fingerprint, output_kind, fingerprint_arrays(probe))
+        name = cache.get(key)
+        if name is not None:
+            return _skorch.Head(name, dict(net.module_.named_modules())[name])
+    head = _skorch.find_head(net, X_net, output_kind)
+    if key is not None:
+        cache.put(key, head.name)
+    return head
+
+
 def head_batches(
-    net, head: _skorch.Head, X_net: np.ndarray, y=None, batch_size=None, fingerprint=None
+    net,
+    head: _skorch.Head,
+    X_net: np.ndarray,
+    y=None,
+    batch_size=None,
+    fingerprint=None,
+    store=True,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """``(a, z, y)`` per batch for the rows ``X_net``: from the cache, or streamed and stored.
 
     Streaming keeps at most one batch in memory unless the pass fits in the cache, in which
     case the batches are kept there for the next call with the same net and rows.
+    ``store=False`` looks the pass up but does not keep a new one.
     """
     cache = get_cache()
     key = None
@@ -42,6 +85,8 @@ def head_batches(
         if hit is not None:
             yield from hit
             return
+        if not store:
+            key = None
     stored, size = [], 0
     for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size):
         if key is not None and stored is not None:
@@ -80,9 +125,114 @@ def last_layer_curvature(
     acc = CurvatureAccumulator(
         structure, likelihood, head.n_in, head.n_out, device=head.module.weight.device
     )
-    for a, z, yi in head_batches(net, head, X_net, y, batch_size, fingerprint):
+    # the pass itself is not kept: its result is, and a kept training pass (the largest
+    # entry, and never predicted on: predictions look rows up without targets) would evict
+    # the small entries a grid search reuses, the curvatures and the scored folds' passes
+    for a, z, yi in head_batches(net, head, X_net, y, batch_size, fingerprint, store=False):
         acc.update(a, z, yi)
     result = (acc.block(), acc.loss, acc.n_rows)
     if key is not None:
         cache.put(key, result)
     return result
+
+
+def net_batches(net, X_net, y=None, batch_size=None) -> Iterator[tuple]:
+    """``(Xi, yi)`` per batch as tensors on the net's device (what the all-layer passes run)."""
+    device = _skorch.net_device(net)
+    for Xi, yi in _skorch.iter_batches(net, X_net, y, batch_size):
+        yield to_tensor(Xi, device=device), (None if yi is None else to_tensor(yi, device=device))
+
+
+def fit_posterior(
+    net,
+    head: _skorch.Head,
+    X_net: np.ndarray,
+    y: np.ndarray,
+    likelihood: str,
+    structure: str,
+    subset,
+    batch_size=None,
+    fingerprint=None,
+) -> tuple[Posterior, Tensor, int]:
+    """``(posterior, summed_loss, n_rows)`` for the selected weights: the one fit pass.
+
+    ``subset="last_layer"`` computes the head's curvature in closed form from its input
+    features (``last_layer_curvature``); ``"all"`` or a list of module names runs
+    ``_all_layers.fit_all_layers``. Both are looked up in the cache first.
+    """
+    if subset == "last_layer":
+        block, loss, n_rows = last_layer_curvature(
+            net, head, X_net, y, likelihood, structure, batch_size, fingerprint
+        )
+        return Posterior([block], [head.weight_matrix()], [head.name]), loss, n_rows
+    cache = get_cache()
+    key = None
+    if fingerprint is not None:
+        names = subset if isinstance(subset, str) else tuple(subset)
+        key = ("curvature-layers", fingerprint, head.name, fingerprint_arrays(X_net, y))
+        key = (*key, structure, likelihood, names)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    result = fit_all_layers(
+        net.module_,
+        head.module,
+        net_batches(net, X_net, y, batch_size),
+        likelihood,
+        structure,
+        "all" if subset == "all" else list(subset),
+    )
+    if key is not None:
+        cache.put(key, result)
+    return result
+
+
+def glm_batches(
+    net,
+    head: _skorch.Head,
+    posterior: Posterior,
+    X_net: np.ndarray,
+    tau: Tensor,
+    scale: Tensor,
+    subset,
+    batch_size=None,
+    fingerprint=None,
+) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """``(f_mean, f_cov, a)`` per batch: the linearised predictive of the head outputs.
+
+    For the last layer ``a`` is the head's input (float64), kept for covariances across
+    rows; for other subsets it is None. ``tau`` has one entry per posterior block.
+    """
+    if subset == "last_layer":
+        block = posterior.blocks[0]
+        for a, z, _ in head_batches(net, head, X_net, None, batch_size, fingerprint):
+            a = a.to(torch.float64)
+            yield z.to(torch.float64), block.output_cov(a, tau[0], scale), a
+        return
+    for Xi, _ in net_batches(net, X_net, None, batch_size):
+        mean, cov = glm_output_cov(net.module_, head.module, posterior, Xi, tau, scale)
+        yield mean, cov, None
+
+
+def sampled_batches(
+    net,
+    head: _skorch.Head,
+    posterior: Posterior,
+    X_net: np.ndarray,
+    n_samples: int,
+    tau: Tensor,
+    scale: Tensor,
+    seed: int,
+    batch_size=None,
+) -> Iterator[Tensor]:
+    """Head outputs ``(n_samples, b, c)`` per batch under weights drawn from the posterior.
+
+    The generator is re-seeded for every batch, so every batch (and every row) sees the
+    same weight draws; the net runs through ``torch.func.functional_call`` and its weights
+    are never written.
+    """
+    for Xi, _ in net_batches(net, X_net, None, batch_size):
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        yield sample_predictions(
+            net.module_, head.module, posterior, Xi, n_samples, tau, scale, generator
+        ).to(torch.float64)

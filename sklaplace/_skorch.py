@@ -94,12 +94,22 @@ def net_dtype(net: NeuralNet) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+def net_device(net: NeuralNet) -> torch.device:
+    """The device of the net's parameters (``net.device`` for a net without parameters)."""
+    for p in net.module_.parameters():
+        return p.device
+    return torch.device(net.device or "cpu")
+
+
 def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> Iterator:
     """Yield ``(Xi, yi)`` batches in order, through the net's own dataset and iterator.
 
     ``batch_size`` overrides the net's validation batch size; shuffling is turned off so
-    that rows come out in the order they went in.
+    that rows come out in the order they went in. Floating-point batches of X are cast to
+    the net's parameter dtype one at a time, so a float64 X given to a float32 net (or the
+    reverse) is never copied whole.
     """
+    dtype = net_dtype(net)
     dataset = net.get_dataset(X, y)
     kwargs = net.get_params_for("iterator_valid")
     kwargs.setdefault("batch_size", net.batch_size)
@@ -110,7 +120,10 @@ def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> It
     if kwargs.get("shuffle"):
         kwargs["shuffle"] = False
     for batch in net.iterator_valid(dataset, **kwargs):
-        yield unpack_data(batch)
+        Xi, yi = unpack_data(batch)
+        if isinstance(Xi, Tensor) and Xi.is_floating_point() and Xi.dtype != dtype:
+            Xi = Xi.to(dtype)
+        yield Xi, yi
 
 
 @dataclass
@@ -168,6 +181,10 @@ def _first_output(out):
     return out[0] if isinstance(out, tuple | list) else out
 
 
+# rows of X that find_head runs through the net (sklaplace._passes keys its cache on them)
+HEAD_PROBE_ROWS = 64
+
+
 def find_head(net: NeuralNet, X, output_kind: str) -> Head:
     """Find the last ``nn.Linear`` applied on a first batch of ``X`` and check it is the output.
 
@@ -177,9 +194,14 @@ def find_head(net: NeuralNet, X, output_kind: str) -> Head:
     module = net.module_
     rec = _Recorder(module, watch_all=True)
     try:
-        Xi, _ = next(iter_batches(net, X, batch_size=min(len(X), 64)))
+        Xi, _ = next(iter_batches(net, X, batch_size=min(len(X), HEAD_PROBE_ROWS)))
         with torch.no_grad():
             out = _first_output(net.evaluation_step((Xi, None)))
+    except RuntimeError as exc:  # e.g. torch's "mat1 and mat2 shapes cannot be multiplied"
+        raise ValueError(
+            f"The {type(net).__name__}'s module failed on X of shape {np.shape(X)}: {exc}. "
+            "Does X have the features (number and order) the net was trained on?"
+        ) from exc
     finally:
         rec.remove()
     if not torch.isfinite(out).all():
@@ -243,6 +265,14 @@ def iter_head(
             with torch.no_grad():
                 net.evaluation_step((Xi, yi))
             a, z = store.pop("io")
+            if not (torch.isfinite(a).all() and torch.isfinite(z).all()):
+                largest = float(Xi.abs().max()) if isinstance(Xi, Tensor) else float("nan")
+                raise ValueError(
+                    "The net's last layer receives or gives NaN or inf on some rows of X "
+                    f"(largest |X| in their batch: {largest:.3g}; the net computes in "
+                    f"{net_dtype(net)}). X is too large for the net (scale it, for example "
+                    "with StandardScaler), or the net's weights are not finite."
+                )
             if head.has_bias:
                 a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
             if yi is not None and isinstance(yi, Tensor):
@@ -279,7 +309,9 @@ class RecordingSplit:
 _DECOUPLED = ("AdamW",)
 
 
-def weight_decay_coefficient(net: NeuralNet, head: Head, likelihood: str, n_outputs: int):
+def weight_decay_coefficient(
+    net: NeuralNet, params: list, name: str, likelihood: str, n_outputs: int
+) -> float:
     """Coefficient ``c`` with prior precision ``c / (sigma^2 T)`` matching L2 training.
 
     An optimiser with coupled weight decay ``lambda`` (SGD, Adam, RMSprop, ... with
@@ -306,7 +338,6 @@ def weight_decay_coefficient(net: NeuralNet, head: Head, likelihood: str, n_outp
             "prior_precision='weight_decay' needs the net's optimizer; the net has none "
             "(was it trained with skorch?)."
         )
-    params = [head.module.weight] + ([head.module.bias] if head.has_bias else [])
     decays = set()
     for group in opt.param_groups:
         if any(p is q for p in group["params"] for q in params):
@@ -320,7 +351,7 @@ def weight_decay_coefficient(net: NeuralNet, head: Head, likelihood: str, n_outp
             decays.add(float(group.get("weight_decay", 0.0)))
     if len(decays) != 1:
         raise ValueError(
-            f"The last layer {head.name!r} has parameters with different weight decays "
+            f"The layer {name!r} has parameters with different weight decays "
             f"{sorted(decays)}; prior_precision='weight_decay' needs one value."
         )
     lam = decays.pop()

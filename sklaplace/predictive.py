@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["mc_probabilities", "probit_probabilities"]
+__all__ = ["mc_probabilities", "probit_probabilities", "sample_probabilities"]
 
 
 def probit_probabilities(likelihood: str, f_mean: Tensor, f_var: Tensor) -> Tensor:
@@ -66,6 +66,11 @@ def mc_probabilities(
         f_mean.device
     )
     f = f_mean + torch.einsum("mkr,sr->smk", root, z)
+    return _link(likelihood, f).mean(0)
+
+
+def sample_probabilities(likelihood: str, f: Tensor) -> Tensor:
+    """Average of the link over sampled outputs ``f`` of shape (n_samples, m, c)."""
     return _link(likelihood, f).mean(0)
 
 
