@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -79,7 +80,8 @@ class _BaseLaplace(BaseEstimator):
         return likelihood, output_kind
 
     def _is_holdout(self) -> bool:
-        return isinstance(self.prior_precision, str) and self.prior_precision == "holdout"
+        """Whether a hyper-parameter is tuned on held-out rows (fit then holds rows out)."""
+        return "holdout" in (self.prior_precision, getattr(self, "sigma_noise", None))
 
     def _holdout_split(self, y) -> np.ndarray:
         """Indices of the rows held out for tuning (stratified for classifiers if possible)."""
@@ -87,9 +89,11 @@ class _BaseLaplace(BaseEstimator):
         n_valid = int(np.ceil(self.validation_fraction * n))
         if n_valid < 1 or n - n_valid < 1:
             raise ValueError(
-                f"prior_precision='holdout' with validation_fraction="
+                f"Tuning on held-out rows ('holdout', the default) with validation_fraction="
                 f"{self.validation_fraction} leaves no rows for tuning or for the curvature "
-                f"out of {n}; pass more rows or change validation_fraction."
+                f"out of {n} sample{'s' if n != 1 else ''} (n_samples={n}); pass more rows, "
+                "change validation_fraction, or give prior_precision (and sigma_noise) as "
+                "numbers."
             )
         stratify = None
         if is_classifier(self):
@@ -290,8 +294,15 @@ class _BaseLaplace(BaseEstimator):
                 "key": key,
             }
         mode = self.prior_precision if isinstance(self.prior_precision, str) else None
+        sigma_param = getattr(self, "sigma_noise", 1.0)
+        sigma_mode = sigma_param if isinstance(sigma_param, str) else None
+        if sigma_mode == "holdout" and mode in ("marglik", "weight_decay"):
+            raise ValueError(
+                f"sigma_noise='holdout' cannot be combined with prior_precision={mode!r}; "
+                "use prior_precision='holdout' (both tuned on the held-out rows) or a float."
+            )
         # a mode needs what fit stored for it; leaving a mode (e.g. for a float) needs nothing
-        if (mode == "holdout" and self._heldout_ is None) or (
+        if ("holdout" in (mode, sigma_mode) and self._heldout_ is None) or (
             mode == "weight_decay" and self._weight_decay_ is None
         ):
             raise ValueError(
@@ -299,11 +310,13 @@ class _BaseLaplace(BaseEstimator):
                 "mode ('holdout': held-out rows; 'weight_decay': the training setup); it "
                 "was changed after fit, so call fit again."
             )
-        sigma_param = getattr(self, "sigma_noise", 1.0)
-        tune_sigma = isinstance(sigma_param, str)
+        tune_sigma = sigma_mode is not None
         sigma = self._sigma_mle() if tune_sigma else float(sigma_param)
         n_blocks = self.posterior_.n_blocks
-        if mode == "weight_decay":
+        if sigma_mode == "holdout":
+            fixed = None if mode == "holdout" else self._prior_array(self.prior_precision)
+            prior, sigma = self._tune_on_heldout_jointly(fixed)
+        elif mode == "weight_decay":
             sigma = self._tune_sigma(sigma, tune_sigma)
             prior = self._tied_prior(sigma)
         elif mode == "holdout":
@@ -315,7 +328,8 @@ class _BaseLaplace(BaseEstimator):
                 _, sigma = maximize_marginal_likelihood(
                     self._evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
                 )
-            prior = np.full(n_blocks, self._tune_on_heldout(sigma))
+            evaluate = self._heldout_evaluator()
+            prior = np.full(n_blocks, self._tune_prior_on_heldout(evaluate, sigma))
         elif mode == "marglik":
             prior, sigma = maximize_marginal_likelihood(
                 self._evidence,
@@ -360,23 +374,42 @@ class _BaseLaplace(BaseEstimator):
         )
         return sigma
 
-    def _tune_on_heldout(self, sigma: float) -> float:
-        """The prior precision maximising the held-out log-likelihood (grid, then refined).
+    def _heldout_evaluator(self):
+        """``f(tau, sigma)``: the held-out log-likelihood under the GLM predictive.
 
         For the last layer the held-out rows' features are computed once and every
-        candidate costs O(m d^2); for other subsets each candidate is one GLM pass over the
-        held-out rows.
+        evaluation costs O(m d^2); for other subsets each evaluation is one GLM pass over
+        the held-out rows. ``f.rms`` is the root mean square of the held-out residuals
+        (regression), the scale around which sigma is searched.
         """
         X_val, y_val = self._heldout_
         net, head = self.estimator_, self._head()
         device = self.posterior_.means[0].device
-        scale = self._scale(sigma).to(device)
         fingerprint = _passes.net_fingerprint(net)
         y_val = y_val.to(device)
         n_blocks = self.posterior_.n_blocks
+        likelihood = self.likelihood_
 
         def tau_of(value):
             return torch.full((n_blocks,), float(value), dtype=torch.float64, device=device)
+
+        def moments(tau, sigma):
+            scale = self._scale(sigma).to(device)
+            if self.subset_of_weights == "last_layer":
+                yield z, self.posterior_.blocks[0].output_cov(a, tau_of(tau)[0], scale)
+                return
+            for mean, cov, _ in _passes.glm_batches(
+                net,
+                head,
+                self.posterior_,
+                X_val,
+                tau_of(tau),
+                scale,
+                self.subset_of_weights,
+                self.batch_size,
+                fingerprint,
+            ):
+                yield mean, cov
 
         if self.subset_of_weights == "last_layer":
             batches = list(
@@ -384,35 +417,77 @@ class _BaseLaplace(BaseEstimator):
             )
             a = torch.cat([b[0] for b in batches]).to(torch.float64)
             z = torch.cat([b[1] for b in batches]).to(torch.float64)
-            block = self.posterior_.blocks[0]
 
-            def objective(tau):
-                var = torch.diagonal(block.output_cov(a, tau_of(tau)[0], scale), dim1=1, dim2=2)
-                return float(heldout_log_likelihood(self.likelihood_, z, var, y_val, sigma))
+        def evaluate(tau, sigma):
+            total, start = 0.0, 0
+            for mean, cov in moments(tau, sigma):
+                var = torch.diagonal(cov, dim1=1, dim2=2)
+                yb = y_val[start : start + len(mean)]
+                start += len(mean)
+                total += float(heldout_log_likelihood(likelihood, mean, var, yb, sigma))
+            return total
 
-        else:
+        evaluate.rms = None
+        if likelihood == "regression":
+            sq, count = 0.0, 0
+            for mean, _ in moments(1.0, 1.0):
+                resid = y_val[count : count + len(mean)].reshape(mean.shape) - mean
+                sq += float((resid**2).sum())
+                count += len(mean)
+            evaluate.rms = max((sq / (count * mean.shape[1])) ** 0.5, 1e-6)
+        return evaluate
 
-            def objective(tau):
-                total, start = 0.0, 0
-                for mean, cov, _ in _passes.glm_batches(
-                    net,
-                    head,
-                    self.posterior_,
-                    X_val,
-                    tau_of(tau),
-                    scale,
-                    self.subset_of_weights,
-                    self.batch_size,
-                    fingerprint,
-                ):
-                    var = torch.diagonal(cov, dim1=1, dim2=2)
-                    yb = y_val[start : start + len(mean)]
-                    start += len(mean)
-                    total += float(heldout_log_likelihood(self.likelihood_, mean, var, yb, sigma))
-                return total
+    _PRIOR_GRID = np.logspace(-4, 6, 31)
 
-        best, _ = maximize_on_grid(objective, np.logspace(-4, 6, 31))
+    def _tune_prior_on_heldout(self, evaluate, sigma: float, warn: bool = True) -> float:
+        """The prior precision maximising the held-out log-likelihood (grid, then refined).
+
+        Warns when the optimum sits at an end of the searched range: at the top, the held-out
+        rows ask for no more uncertainty than the net's own, which is what rows the net was
+        trained on do.
+        """
+        best, _ = maximize_on_grid(lambda tau: evaluate(tau, sigma), self._PRIOR_GRID)
+        at_edge = best >= self._PRIOR_GRID[-1] * 0.999 or best <= self._PRIOR_GRID[0] * 1.001
+        if warn and at_edge:
+            warnings.warn(
+                f"The held-out rows are fitted best at prior_precision={best:.3g}, the "
+                f"{'top' if best > 1 else 'bottom'} of the searched range "
+                f"[{self._PRIOR_GRID[0]:.0e}, {self._PRIOR_GRID[-1]:.0e}]. At the top the "
+                "predictions are the net's own: the held-out rows show no over-confidence, "
+                "as happens when the net was trained on them (a FrozenEstimator fitted on "
+                "the same rows). Pass rows the net has not seen, or tune with GridSearchCV "
+                "on a validation split.",
+                UserWarning,
+                stacklevel=4,
+            )
         return best
+
+    def _tune_on_heldout_jointly(self, fixed_prior):
+        """sigma (and the prior, unless ``fixed_prior``) maximising the held-out likelihood.
+
+        Coordinate ascent on the one objective: the prior on its grid at the current sigma,
+        then sigma on a grid around the held-out residuals' RMS at that prior; no step can
+        decrease the objective. Three rounds.
+        """
+        if fixed_prior is not None and np.ptp(fixed_prior) > 0:
+            raise ValueError(
+                "sigma_noise='holdout' with a per-layer prior_precision array is not "
+                "supported; give one float or prior_precision='holdout'."
+            )
+        evaluate = self._heldout_evaluator()
+        n_blocks = self.posterior_.n_blocks
+        sigma = evaluate.rms
+        sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
+        prior = fixed_prior
+        rounds = 1 if fixed_prior is not None else 3
+        for i in range(rounds):
+            if fixed_prior is None:
+                quiet = i < rounds - 1  # warn about the final choice only
+                tau = self._tune_prior_on_heldout(evaluate, sigma, warn=not quiet)
+                prior = np.full(n_blocks, tau)
+            tau = float(prior[0])
+            sigma, _ = maximize_on_grid(lambda s, t=tau: evaluate(t, s), sigma_grid)
+        return prior, sigma
 
     def _head(self) -> _skorch.Head:
         """The fitted net's head module, looked up by name (it survives pickling)."""
@@ -663,7 +738,7 @@ _COMMON_PARAMS_DOC = """
     hessian_structure : {"kron", "diag", "full"}, default="kron"
         Structure of the curvature: Kronecker-factored (Ritter et al. 2018), diagonal, or
         dense (exact; last layer only, memory grows as (n_features * n_outputs)^2).
-    prior_precision : float, array-like of shape (n_layers,) or str, default=1.0
+    prior_precision : float, array-like of shape (n_layers,) or str, default="holdout"
         Precision of the isotropic Gaussian prior on the weights, or how ``fit`` chooses it:
 
         - "marglik": maximise the Laplace evidence (cheap: through stored eigenvalues, no
@@ -767,7 +842,7 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         *,
         subset_of_weights="last_layer",
         hessian_structure="kron",
-        prior_precision=1.0,
+        prior_precision="holdout",
         temperature=1.0,
         link_approx="probit",
         predictive="glm",
@@ -919,12 +994,17 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
     uncertainty of the Laplace posterior with the observation noise ``sigma_noise``.
 
     Parameters
-    ----------{_COMMON_PARAMS_DOC}    sigma_noise : float or "marglik", default=1.0
+    ----------{_COMMON_PARAMS_DOC}    sigma_noise : float, "holdout" or "marglik", \
+default="holdout"
         Standard deviation of the Gaussian observation noise (same for every output).
-        "marglik" maximises the evidence in ``fit`` (jointly with the prior precision when
-        that is "marglik" too). With ``prior_precision="holdout"``, sigma is the one that
-        maximises the evidence jointly with the prior precision, and the prior precision is
-        then tuned on the held-out rows at that sigma.
+        "holdout" maximises the held-out log-likelihood (jointly with the prior precision
+        when that is "holdout" too; see ``prior_precision``); "marglik" maximises the
+        evidence in ``fit`` (jointly with the prior precision when that is "marglik" too).
+        The evidence's sigma follows the training residuals, so it is too small for an
+        over-fitted net; the held-out one is not.
+        ``sigma_noise="marglik"`` with ``prior_precision="holdout"`` takes sigma from the
+        evidence (maximised jointly with the prior) and then tunes the prior on the held-out
+        rows at that sigma.
 
     Attributes
     ----------
@@ -962,7 +1042,10 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
     _likelihoods = ("regression",)
     _parameter_constraints: ClassVar[dict] = {
         **_BaseLaplace._parameter_constraints,
-        "sigma_noise": [Interval(Real, 0, None, closed="neither"), StrOptions({"marglik"})],
+        "sigma_noise": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"marglik", "holdout"}),
+        ],
     }
 
     def __init__(
@@ -971,8 +1054,8 @@ class LaplaceRegressor(RegressorMixin, _BaseLaplace):
         *,
         subset_of_weights="last_layer",
         hessian_structure="kron",
-        prior_precision=1.0,
-        sigma_noise=1.0,
+        prior_precision="holdout",
+        sigma_noise="holdout",
         temperature=1.0,
         predictive="glm",
         n_samples=100,

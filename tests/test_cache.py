@@ -146,11 +146,11 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
     """
     if kind == "classifier":
         (X, y), net, scoring = cls_data, cls_net, "neg_log_loss"
-        estimator = LaplaceClassifier(FrozenEstimator(net))
+        estimator = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0)
         grid = {"prior_precision": np.logspace(-2, 3, 10), "temperature": [0.5, 1.0]}
     else:
         (X, y), net, scoring = reg_data, reg_net, neg_gaussian_nll
-        estimator = LaplaceRegressor(FrozenEstimator(net))
+        estimator = LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0, sigma_noise=1.0)
         grid = {
             "prior_precision": np.logspace(-2, 3, 5),
             "sigma_noise": [0.3, 1.0],
@@ -189,7 +189,7 @@ def test_a_tight_bound_keeps_what_the_search_reuses(cls_data, cls_net, cache, co
     X, y = cls_data
     cache.max_bytes = 60_000  # < 5 training passes, > 5 curvatures and scored passes
     counter = counting(cls_net.module_)
-    estimator = LaplaceClassifier(FrozenEstimator(cls_net))
+    estimator = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0)
     grid = {"prior_precision": np.logspace(-2, 3, 20)}
     GridSearchCV(estimator, grid, cv=CV, scoring="neg_log_loss", refit=False).fit(X, y)
     assert counter.curvature == 5
@@ -267,12 +267,18 @@ def test_a_change_is_never_served_from_the_cache(change, cls_data, cache):
     X_eval = cls_data[0][::7].copy()
     torch.manual_seed(0)
     net = _bn_net().fit(X, y)
-    before = _summary(LaplaceClassifier(FrozenEstimator(net)).fit(X, y), X_eval)  # warm
+    before = _summary(
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y), X_eval
+    )  # warm
 
     net, X, y, params = change(net, X, y)
-    warm = _summary(LaplaceClassifier(FrozenEstimator(net), **params).fit(X, y), X_eval)
+    warm = _summary(
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, **params).fit(X, y), X_eval
+    )
     cache.clear()
-    fresh = _summary(LaplaceClassifier(FrozenEstimator(net), **params).fit(X, y), X_eval)
+    fresh = _summary(
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, **params).fit(X, y), X_eval
+    )
     _assert_same(warm, fresh)
     assert _differs(before, fresh)  # the change matters, so a stale hit would be caught
 
@@ -281,9 +287,11 @@ def test_the_same_content_in_new_objects_is_a_hit(cls_data, cls_net, cache, coun
     """Keys are contents, not identities: copies of X and y hit the cache."""
     X, y = cls_data
     counter = counting(cls_net.module_)
-    first = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y), X)
+    first = _summary(LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X)
     counter.reset()
-    again = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X.copy(), y.copy()), X)
+    again = _summary(
+        LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X.copy(), y.copy()), X
+    )
     assert (counter.forward, counter.curvature) == (0, 0)
     _assert_same(first, again)
 
@@ -301,7 +309,9 @@ def test_a_clone_fit_is_a_cache_hit(cls_data, cls_net, cache, counting):
 def test_a_clone_that_retrains_the_same_weights_reuses_the_curvature(cls_data, cache, monkeypatch):
     """With random_state, an unfitted net trains to the same weights: the curvature is a hit."""
     X, y = cls_data
-    clf = LaplaceClassifier(classifier_net(3, max_epochs=3), random_state=0).fit(X, y)
+    clf = LaplaceClassifier(
+        classifier_net(3, max_epochs=3), prior_precision=1.0, random_state=0
+    ).fit(X, y)
     counter = Counter(nn.Module(), monkeypatch)  # counts curvature computations only
     copy = clone(clf).fit(X, y)
     assert counter.curvature == 0
@@ -315,15 +325,19 @@ def _entry_sizes(cache):
 
 def test_an_entry_larger_than_the_bound_is_not_stored(cls_data, cls_net, cache, counting):
     X, y = cls_data
-    reference = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y), X)
+    reference = _summary(
+        LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X
+    )
     cache.clear()
     cache.max_bytes = 2_000  # one pass is 300 rows x 17 features x 4 bytes = 20 kB
     counter = counting(cls_net.module_)
-    small = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y), X)
+    small = _summary(LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X)
     assert all(size <= cache.max_bytes for size in _entry_sizes(cache))
     assert cache._bytes <= cache.max_bytes
     counter.reset()
-    LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y)  # nothing large to reuse
+    LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(
+        X, y
+    )  # nothing large to reuse
     assert counter.curvature == 1
     assert counter.forward >= math.ceil(len(X) / cls_net.batch_size)  # the whole pass again
     _assert_same(small, reference)
@@ -336,31 +350,41 @@ def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, count
     references = []
     for rows in subsets:
         references.append(
-            _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X[rows], y[rows]), X)
+            _summary(
+                LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(
+                    X[rows], y[rows]
+                ),
+                X,
+            )
         )
     cache.clear()
     cache.max_bytes = 30_000  # room for about one subset's pass and curvature
     counter = counting(cls_net.module_)
     for rows, reference in zip(subsets, references, strict=True):
-        result = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X[rows], y[rows]), X)
+        result = _summary(
+            LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X[rows], y[rows]),
+            X,
+        )
         assert 0 < cache._bytes <= cache.max_bytes
         _assert_same(result, reference)
     counter.reset()
     rows = subsets[0]  # evicted long ago: computed again, and still right
-    result = _summary(LaplaceClassifier(FrozenEstimator(cls_net)).fit(X[rows], y[rows]), X)
+    result = _summary(
+        LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X[rows], y[rows]), X
+    )
     assert counter.curvature == 1
     _assert_same(result, references[0])
 
 
 def test_lowering_the_bound_evicts_at_once_and_zero_disables(cls_data, cls_net, cache):
     X, y = cls_data
-    LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y).predict_proba(X)
+    LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y).predict_proba(X)
     assert cache._bytes > 10_000
     cache.max_bytes = 10_000
     assert cache._bytes <= 10_000
     cache.max_bytes = 0
     assert len(cache) == 0
-    LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y).predict_proba(X)
+    LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y).predict_proba(X)
     assert len(cache) == 0
 
 

@@ -87,14 +87,14 @@ def net(cls_data):
 @pytest.fixture(scope="module")
 def clf(cls_data, net):
     X, y = cls_data
-    return LaplaceClassifier(FrozenEstimator(net), random_state=0).fit(X, y)
+    return LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, random_state=0).fit(X, y)
 
 
 @pytest.fixture(scope="module")
 def clf_pandas(cls_data, net):
     X, y = cls_data
     frame = pd.DataFrame(X, columns=list("abcd"))
-    return LaplaceClassifier(FrozenEstimator(net)).fit(frame, pd.Series(y))
+    return LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(frame, pd.Series(y))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,9 @@ def reg_net(reg_data):
 @pytest.fixture(scope="module")
 def reg(reg_data, reg_net):
     X, y = reg_data
-    return LaplaceRegressor(FrozenEstimator(reg_net)).fit(X, y)
+    return LaplaceRegressor(FrozenEstimator(reg_net), prior_precision=1.0, sigma_noise=1.0).fit(
+        X, y
+    )
 
 
 def predictions(clf, reg, X):
@@ -344,13 +346,13 @@ def test_fit_on_malformed_input(net, kind, seed):
     X = rng.normal(size=(90, N_FEATURES))
     y = np.arange(90) % 3
     bad_X, bad_y, expected = _fit_kinds(X, y)[kind]
-    est = LaplaceClassifier(FrozenEstimator(net))
+    est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0)
     if expected is not None:
         expect_error(expected, est.fit, bad_X, bad_y)
         return
     fitted, exc = outcome(est.fit, bad_X, bad_y)
     assert exc is None
-    reference = LaplaceClassifier(FrozenEstimator(net)).fit(
+    reference = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(
         np.asarray(bad_X, dtype=float), np.ravel(bad_y)
     )
     np.testing.assert_array_equal(fitted.predict_proba(X), reference.predict_proba(X))
@@ -364,7 +366,7 @@ def test_fit_on_malformed_input(net, kind, seed):
 def test_regressor_fit_on_malformed_targets(reg_net, seed):
     X = np.random.default_rng(seed).normal(size=(60, N_FEATURES))
     y = X @ np.arange(1.0, 5.0) / 5
-    reg = LaplaceRegressor(FrozenEstimator(reg_net))
+    reg = LaplaceRegressor(FrozenEstimator(reg_net), prior_precision=1.0, sigma_noise=1.0)
     expect_error("infinity", reg.fit, X, np.r_[y[:-1], np.inf])
     expect_error("could not convert", reg.fit, X, np.full(60, "a"))
     expect_error("Complex data", reg.fit, X, y.astype(complex))

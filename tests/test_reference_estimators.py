@@ -137,7 +137,10 @@ def test_linear_regressor_temperature_and_prior_read_at_predict(structure):
     X, Y, X_new = _blr_data(1, False)
     _, W = _blr(X, Y, TAU, SIGMA)
     reg = LaplaceRegressor(
-        _frozen_linear_net(X, Y, W), hessian_structure=structure, sigma_noise=SIGMA
+        _frozen_linear_net(X, Y, W),
+        hessian_structure=structure,
+        prior_precision=TAU,
+        sigma_noise=SIGMA,
     ).fit(X, Y[:, 0])
     reg.set_params(temperature=2.5, prior_precision=0.4, sigma_noise=0.8)
     P, _ = _blr(X, Y, 0.4, 0.8, temperature=2.5)

@@ -133,7 +133,9 @@ def _margin(net, X):
 def test_saturated_softmax_leaves_the_prior(cls_data, cls_net, binary):
     """Saturated probabilities have zero curvature: the posterior is the prior."""
     X, y = cls_data
-    clf = LaplaceClassifier(FrozenEstimator(cls_net), hessian_structure="full").fit(X, y)
+    clf = LaplaceClassifier(
+        FrozenEstimator(cls_net), prior_precision=1.0, hessian_structure="full"
+    ).fit(X, y)
     assert float(eigenvalues(clf, 1.0).max()) > 10.0  # the unscaled net has curvature
     net_b, yb = binary
     for net, target in ((cls_net, y), (net_b, yb)):
@@ -143,7 +145,9 @@ def test_saturated_softmax_leaves_the_prior(cls_data, cls_net, binary):
         saturated = scaled_head(net, 1e4 / max_abs_output(net, X))
         assert _margin(saturated, X[rows]).min() >= 500 and rows.sum() > 50
         for structure in STRUCTURES:
-            clf = LaplaceClassifier(FrozenEstimator(saturated), hessian_structure=structure)
+            clf = LaplaceClassifier(
+                FrozenEstimator(saturated), prior_precision=1.0, hessian_structure=structure
+            )
             clf.fit(X[rows], target[rows])
             np.testing.assert_allclose(eigenvalues(clf, 1.0), 1.0, rtol=1e-12)
             check_healthy(clf, X, 1.0)
@@ -175,7 +179,9 @@ def test_rank_deficient_and_constant_features(cls_data, reg_data, structure):
     X, y = cls_data
     Xd = _degenerate(X)
     torch.manual_seed(0)
-    clf = LaplaceClassifier(classifier_net(3, max_epochs=5), hessian_structure=structure)
+    clf = LaplaceClassifier(
+        classifier_net(3, max_epochs=5), prior_precision=1.0, hessian_structure=structure
+    )
     check_healthy(clf.fit(Xd, y), Xd, 1.0)
     # more features into the last layer (64 + bias) than rows (20): A is singular
     torch.manual_seed(0)
@@ -189,7 +195,12 @@ def test_rank_deficient_and_constant_features(cls_data, reg_data, structure):
     X, y = reg_data
     Xd = _degenerate(X)
     torch.manual_seed(0)
-    reg = LaplaceRegressor(regressor_net(max_epochs=5), hessian_structure=structure)
+    reg = LaplaceRegressor(
+        regressor_net(max_epochs=5),
+        prior_precision=1.0,
+        sigma_noise=1.0,
+        hessian_structure=structure,
+    )
     reg.set_params(sigma_noise="marglik", prior_precision="marglik").fit(Xd, y)
     check_healthy(reg, Xd, reg.prior_precision_[0], reg.sigma_noise_)
 
@@ -199,7 +210,9 @@ def test_constant_X(cls_data, cls_net):
     X, y = cls_data
     X_const = np.tile(X[:1], (len(X), 1))
     for structure in STRUCTURES:
-        clf = LaplaceClassifier(FrozenEstimator(cls_net), hessian_structure=structure)
+        clf = LaplaceClassifier(
+            FrozenEstimator(cls_net), prior_precision=1.0, hessian_structure=structure
+        )
         check_healthy(clf.fit(X_const, y), X, 1.0)
 
 
@@ -207,9 +220,13 @@ def test_constant_X(cls_data, cls_net):
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_prior_precision_from_1e_minus_6_to_1e8(cls_data, reg_data, cls_net, reg_net, structure):
     X, y = cls_data
-    clf = LaplaceClassifier(FrozenEstimator(cls_net), hessian_structure=structure).fit(X, y)
+    clf = LaplaceClassifier(
+        FrozenEstimator(cls_net), prior_precision=1.0, hessian_structure=structure
+    ).fit(X, y)
     X_r, y_r = reg_data
-    reg = LaplaceRegressor(FrozenEstimator(reg_net), hessian_structure=structure).fit(X_r, y_r)
+    reg = LaplaceRegressor(
+        FrozenEstimator(reg_net), prior_precision=1.0, sigma_noise=1.0, hessian_structure=structure
+    ).fit(X_r, y_r)
     for prior in np.logspace(-6, 8, 8):
         check_healthy(clf.set_params(prior_precision=prior), X, prior)
         check_healthy(reg.set_params(prior_precision=prior), X_r, prior)
@@ -222,7 +239,7 @@ def test_prior_precision_from_1e_minus_6_to_1e8(cls_data, reg_data, cls_net, reg
 
 def test_out_of_range_hyper_parameters_give_clear_errors(cls_data, reg_data, cls_net, reg_net):
     X, y = cls_data
-    clf = LaplaceClassifier(FrozenEstimator(cls_net)).fit(X, y)
+    clf = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y)
     for prior, match in [
         (1e-320, "prior_precision=1e-320 .* too small"),
         # set_params: scikit-learn's parameter check; as an argument: ours
@@ -239,7 +256,9 @@ def test_out_of_range_hyper_parameters_give_clear_errors(cls_data, reg_data, cls
     check_healthy(clf.set_params(temperature=1.0, prior_precision=1e300), X, 1e300)
 
     X, y = reg_data
-    reg = LaplaceRegressor(FrozenEstimator(reg_net)).fit(X, y)
+    reg = LaplaceRegressor(FrozenEstimator(reg_net), prior_precision=1.0, sigma_noise=1.0).fit(
+        X, y
+    )
     for sigma, match in [
         (1e-200, "sigma_noise=1e-200 and temperature=1 are too small"),
         (1e200, "sigma_noise=1e.200 is too large"),
@@ -267,7 +286,7 @@ def test_float32_curvature_over_many_rows_matches_float64(cls_net):
     net64 = copy.deepcopy(cls_net)
     net64.module_.double()
     fitted = [
-        LaplaceClassifier(FrozenEstimator(net), batch_size=64).fit(X, y)
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, batch_size=64).fit(X, y)
         for net in (cls_net, net64)
     ]
     b32, b64 = (clf.posterior_.blocks[0] for clf in fitted)

@@ -113,6 +113,7 @@ def reg_data():
 
 def _laplace_regressor(n_out, **kwargs):
     net = regressor_net(n_out, max_epochs=20, lr=0.02, optimizer=torch.optim.Adam)
+    kwargs = {"prior_precision": 1.0, "sigma_noise": 1.0, **kwargs}
     return LaplaceRegressor(net, random_state=0, **kwargs)
 
 
