@@ -55,6 +55,7 @@ class _BaseLaplace(BaseEstimator):
         "subset_of_weights": [StrOptions({"last_layer", "all"}), list, tuple],
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
+            dict,
             Interval(Real, 0, None, closed="neither"),
             StrOptions(set(_PRIOR_MODES)),
             "array-like",
@@ -257,8 +258,18 @@ class _BaseLaplace(BaseEstimator):
         return (repr(self.prior_precision), repr(sigma), float(self.temperature))
 
     def _prior_array(self, value) -> np.ndarray:
-        """A positive float or per-layer array -> array of shape (n_blocks,)."""
+        """A positive float, per-layer array or {module name: value} -> (n_blocks,) array."""
         n_blocks = self.posterior_.n_blocks
+        if isinstance(value, dict):
+            names = self.posterior_.names
+            unknown = sorted(set(value) - set(names))
+            missing = [n for n in names if n not in value]
+            if unknown or missing:
+                raise ValueError(
+                    f"prior_precision as a dict needs one value for each layer of the "
+                    f"posterior, {names}; unknown: {unknown}, missing: {missing}."
+                )
+            value = [value[n] for n in names]
         try:
             arr = np.asarray(value, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as exc:
@@ -738,8 +749,11 @@ _COMMON_PARAMS_DOC = """
     hessian_structure : {"kron", "diag", "full"}, default="kron"
         Structure of the curvature: Kronecker-factored (Ritter et al. 2018), diagonal, or
         dense (exact; last layer only, memory grows as (n_features * n_outputs)^2).
-    prior_precision : float, array-like of shape (n_layers,) or str, default="holdout"
-        Precision of the isotropic Gaussian prior on the weights, or how ``fit`` chooses it:
+    prior_precision : float, array-like of shape (n_layers,), dict or str, \
+default="holdout"
+        Precision of the isotropic Gaussian prior on the weights (one value, one per layer
+        of ``posterior_.names`` as an array or a dict keyed by module name), or how ``fit``
+        chooses it:
 
         - "marglik": maximise the Laplace evidence (cheap: through stored eigenvalues, no
           data pass). Needs no held-out data, but on over-fitted nets it tends to pick

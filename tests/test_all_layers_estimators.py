@@ -1,0 +1,161 @@
+"""The estimators with subset_of_weights="all" or a list of modules, end to end."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification, make_regression
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from torch import nn
+
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._all_layers import fit_all_layers, glm_output_cov
+from sklaplace.predictive import probit_probabilities
+
+
+def _mlp(n_in, n_out):
+    return nn.Sequential(nn.Linear(n_in, 12), nn.Tanh(), nn.Linear(12, 8), nn.Tanh(),
+                         nn.Linear(8, n_out))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cls_setup():
+    X, y = make_classification(
+        n_samples=160, n_features=5, n_informative=4, n_redundant=0, n_classes=3,
+        random_state=0,
+    )  # fmt: skip
+    X = X.astype(np.float32)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        _mlp(5, 3),
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=0.02,
+        max_epochs=30,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    return X, y, net
+
+
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+def test_classifier_matches_the_math_functions(cls_setup, structure):
+    X, y, net = cls_setup
+    clf = LaplaceClassifier(
+        FrozenEstimator(net),
+        subset_of_weights="all",
+        hessian_structure=structure,
+        prior_precision=[2.0, 3.0, 4.0],
+    ).fit(X, y)
+    assert clf.posterior_.names == ["0", "2", "4"]
+    module, head = net.module_, net.module_[4]
+    batch = [(torch.as_tensor(X), torch.as_tensor(y))]
+    posterior, _, _ = fit_all_layers(module, head, batch, "classification", structure)
+    tau = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64)
+    mean, cov = glm_output_cov(module, head, posterior, torch.as_tensor(X), tau, torch.tensor(1.0))
+    expected = probit_probabilities(
+        "classification", mean, torch.diagonal(cov, dim1=1, dim2=2)
+    ).numpy()
+    np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_subnetwork_and_dict_prior(cls_setup):
+    X, y, net = cls_setup
+    clf = LaplaceClassifier(
+        FrozenEstimator(net), subset_of_weights=["2", "4"], prior_precision={"2": 1.5, "4": 3.0}
+    ).fit(X, y)
+    assert clf.posterior_.names == ["2", "4"]
+    np.testing.assert_array_equal(clf.prior_precision_, [1.5, 3.0])
+    same = LaplaceClassifier(
+        FrozenEstimator(net), subset_of_weights=["2", "4"], prior_precision=[1.5, 3.0]
+    ).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), same.predict_proba(X))
+    with pytest.raises(ValueError, match=r"unknown: \['9'\], missing: \['4'\]"):
+        clf.set_params(prior_precision={"2": 1.0, "9": 1.0}).predict_proba(X)
+
+
+def test_unknown_module_name_is_a_clear_error(cls_setup):
+    X, y, net = cls_setup
+    with pytest.raises(ValueError, match="nope"):
+        LaplaceClassifier(
+            FrozenEstimator(net), subset_of_weights=["nope"], prior_precision=1.0
+        ).fit(X, y)
+
+
+def test_marglik_gives_one_prior_per_layer(cls_setup):
+    X, y, net = cls_setup
+    clf = LaplaceClassifier(
+        FrozenEstimator(net), subset_of_weights="all", prior_precision="marglik"
+    ).fit(X, y)
+    assert clf.prior_precision_.shape == (3,)
+    for scale in (0.5, 2.0):  # a maximum: moving any layer's prior lowers the evidence
+        for i in range(3):
+            moved = clf.prior_precision_.copy()
+            moved[i] *= scale
+            assert clf.log_marginal_likelihood(moved) < clf.log_marginal_likelihood_value_
+
+
+def test_weight_sampling_predictive(cls_setup):
+    X, y, net = cls_setup
+    weights = {k: v.clone() for k, v in net.module_.state_dict().items()}
+    clf = LaplaceClassifier(
+        FrozenEstimator(net),
+        subset_of_weights="all",
+        prior_precision=1.0,
+        predictive="nn",
+        n_samples=30,
+        random_state=0,
+    ).fit(X, y)
+    first = clf.predict_proba(X)
+    np.testing.assert_array_equal(first, clf.predict_proba(X))  # reproducible
+    np.testing.assert_allclose(first.sum(1), 1.0, rtol=1e-6)
+    # each row's draws do not depend on the other rows predicted with it
+    np.testing.assert_allclose(clf.predict_proba(X[::-1])[::-1], first, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(clf.set_params(random_state=1).predict_proba(X), first)
+    # a very narrow posterior gives the net's own probabilities
+    sharp = clf.set_params(prior_precision=1e8).predict_proba(X)
+    np.testing.assert_allclose(sharp, net.predict_proba(X), atol=1e-3)
+    for k, v in net.module_.state_dict().items():  # live weights never written
+        assert torch.equal(v, weights[k])
+
+
+def test_grid_search_and_holdout_with_all_layers(cls_setup):
+    X, y, net = cls_setup
+    search = GridSearchCV(
+        LaplaceClassifier(FrozenEstimator(net), subset_of_weights="all"),
+        {"prior_precision": [0.1, 10.0, 1000.0]},
+        scoring="neg_log_loss",
+        cv=3,
+    ).fit(X, y)
+    assert search.best_params_["prior_precision"] in (0.1, 10.0, 1000.0)
+    unfitted = NeuralNetClassifier(
+        _mlp(5, 3),
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=0.02,
+        max_epochs=10,
+        verbose=0,
+    )
+    clf = LaplaceClassifier(unfitted, subset_of_weights="all", random_state=0).fit(X, y)
+    assert np.all(np.isfinite(clf.prior_precision_)) and len(clf.validation_indices_) > 0
+
+
+def test_regressor_all_layers():
+    X, y = make_regression(n_samples=120, n_features=3, noise=5.0, random_state=0)
+    X, y = X.astype(np.float32), (y / y.std()).astype(np.float32)
+    torch.manual_seed(0)
+    net = NeuralNetRegressor(
+        _mlp(3, 1), optimizer=torch.optim.Adam, lr=0.02, max_epochs=40, train_split=None,
+        verbose=0,
+    ).fit(X, y[:, None])  # fmt: skip
+    reg = LaplaceRegressor(
+        FrozenEstimator(net), subset_of_weights="all", prior_precision=1.0, sigma_noise=0.3
+    ).fit(X, y)
+    far = X * 20
+    mean, std = reg.predict(far, return_std=True)
+    np.testing.assert_allclose(mean, net.predict(far)[:, 0], rtol=1e-5, atol=1e-5)
+    _, std_in = reg.predict(X, return_std=True)
+    assert np.all(std > 0.3) and std.mean() > std_in.mean()  # wider away from the data
+    with pytest.raises(ValueError, match="last_layer"):
+        reg.predict(X[:5], return_cov=True)
