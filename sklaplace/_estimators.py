@@ -55,10 +55,10 @@ class _BaseLaplace(BaseEstimator):
         "subset_of_weights": [StrOptions({"last_layer", "all"}), list, tuple],
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
-            dict,
             Interval(Real, 0, None, closed="neither"),
             StrOptions(set(_PRIOR_MODES)),
             "array-like",
+            dict,
         ],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],

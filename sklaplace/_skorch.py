@@ -110,6 +110,10 @@ def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> It
     reverse) is never copied whole.
     """
     dtype = net_dtype(net)
+    fast = _array_batches(net, X, y, batch_size, dtype)
+    if fast is not None:
+        yield from fast
+        return
     dataset = net.get_dataset(X, y)
     kwargs = net.get_params_for("iterator_valid")
     kwargs.setdefault("batch_size", net.batch_size)
@@ -124,6 +128,50 @@ def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> It
         if isinstance(Xi, Tensor) and Xi.is_floating_point() and Xi.dtype != dtype:
             Xi = Xi.to(dtype)
         yield Xi, yi
+
+
+# iterator_valid__ settings that do not change which rows a batch holds or their values
+_PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
+
+
+def _array_batches(net: NeuralNet, X, y, batch_size, dtype):
+    """Batches sliced straight from numpy arrays, when that is what skorch would produce.
+
+    With skorch's own ``Dataset`` and torch's ``DataLoader`` (no custom collate or
+    sampler), a batch of array rows is the stacked rows as tensors; the DataLoader builds
+    it one row at a time in Python, which costs more than a small net's forward pass.
+    Slicing gives the same tensors. Anything else (custom datasets or loaders, sparse or
+    pandas input, dicts) returns None and goes through the net's own iterator.
+    """
+    from skorch.dataset import Dataset
+
+    if not (
+        net.dataset is Dataset
+        and net.iterator_valid is torch.utils.data.DataLoader
+        and isinstance(X, np.ndarray)
+        and X.ndim == 2
+        and (y is None or isinstance(y, np.ndarray))
+    ):
+        return None
+    kwargs = net.get_params_for("iterator_valid")
+    if set(kwargs) - _PLAIN_LOADER_KWARGS or kwargs.get("drop_last"):
+        return None
+    size = batch_size or kwargs.get("batch_size", net.batch_size)
+    size = len(X) if size == -1 else size
+
+    def batches():
+        for start in range(0, len(X), size):
+            Xi = torch.from_numpy(np.ascontiguousarray(X[start : start + size]))
+            if Xi.is_floating_point() and Xi.dtype != dtype:
+                Xi = Xi.to(dtype)
+            yi = (
+                None
+                if y is None
+                else torch.from_numpy(np.ascontiguousarray(y[start : start + size]))
+            )
+            yield Xi, yi
+
+    return batches()
 
 
 @dataclass

@@ -5,7 +5,7 @@ n_jobs=2)`` must choose the same candidate and give the same test scores in work
 (each with its own pass cache, each unpickling the estimator) as in one process. The
 workers must also not oversubscribe the cores: loky limits OpenMP's threads in its workers to
 ``cpu_count // n_jobs``, and dask's nanny starts workers with ``OMP_NUM_THREADS=1``; both are
-checked through ``torch.get_num_threads()`` in the workers (see benchmarks/NOTES_scale.md).
+checked through ``torch.get_num_threads()`` in the workers (see docs/scaling.rst).
 """
 
 import logging
