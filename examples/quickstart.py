@@ -69,16 +69,23 @@ def main(quick=False, out="reliability.png"):
     X_fit = np.concatenate([X_train, X_val])
     y_fit = np.concatenate([y_train, y_val])
     fold = np.r_[np.full(len(y_train), -1), np.zeros(len(y_val))]
-    search = GridSearchCV(
-        LaplaceClassifier(FrozenEstimator(net), hessian_structure="kron"),
-        {"prior_precision": np.logspace(-2, 4, 13)},
-        scoring="neg_log_loss",
-        cv=PredefinedSplit(fold),
-        refit=False,
-    )
-    search.fit(X_fit, y_fit)
-    best = search.best_params_["prior_precision"]
-    laplace = LaplaceClassifier(FrozenEstimator(net), prior_precision=best).fit(X_train, y_train)
+
+    def tuned(subset):
+        search = GridSearchCV(
+            LaplaceClassifier(FrozenEstimator(net), subset_of_weights=subset),
+            {"prior_precision": np.logspace(-2, 4, 13)},
+            scoring="neg_log_loss",
+            cv=PredefinedSplit(fold),
+            refit=False,
+        ).fit(X_fit, y_fit)
+        best = search.best_params_["prior_precision"]
+        laplace = LaplaceClassifier(
+            FrozenEstimator(net), subset_of_weights=subset, prior_precision=best
+        )
+        return laplace.fit(X_train, y_train), best
+
+    laplace, best = tuned("last_layer")
+    every_layer, best_all = tuned("all")
     # For comparison: the prior precision that maximises the evidence (no validation data).
     evidence = LaplaceClassifier(FrozenEstimator(net), prior_precision="marglik")
     evidence.fit(X_train, y_train)
@@ -88,15 +95,18 @@ def main(quick=False, out="reliability.png"):
     p_la = laplace.predict_proba(X_test)
     rows = {"MAP (trained net)": scores(y_test, p_map, classes)}
     rows[f"Laplace, prior tuned on val. ({best:.3g})"] = scores(y_test, p_la, classes)
+    rows[f"  all layers, prior tuned on val. ({best_all:.3g})"] = scores(
+        y_test, every_layer.predict_proba(X_test), classes
+    )
     tau = evidence.prior_precision_[0]
     rows[f"Laplace, prior by evidence ({tau:.3g})"] = scores(
         y_test, evidence.predict_proba(X_test), classes
     )
 
     names = list(next(iter(rows.values())))
-    print(f"{'digits, test set':<42}" + "".join(f"{n:>10}" for n in names))
+    print(f"{'digits, test set':<44}" + "".join(f"{n:>10}" for n in names))
     for method, vals in rows.items():
-        print(f"{method:<42}" + "".join(f"{vals[n]:>10.4f}" for n in names))
+        print(f"{method:<44}" + "".join(f"{vals[n]:>10.4f}" for n in names))
 
     try:
         import matplotlib
