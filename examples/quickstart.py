@@ -24,23 +24,13 @@ from sklaplace.metrics import expected_calibration_error
 
 
 def make_net(n_features, n_classes, max_epochs):
-    module = torch.nn.Sequential(
-        torch.nn.Linear(n_features, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, 128),
-        torch.nn.ReLU(),
-        torch.nn.Linear(128, n_classes),
-    )
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(n_features, 128), nn.ReLU(), nn.Linear(128, 128),
+                           nn.ReLU(), nn.Linear(128, n_classes))  # fmt: skip
     return NeuralNetClassifier(
-        module,
-        criterion=torch.nn.CrossEntropyLoss,
-        optimizer=torch.optim.Adam,
-        lr=1e-3,
-        max_epochs=max_epochs,
-        batch_size=64,
-        train_split=None,
-        verbose=0,
-    )
+        module, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=1e-3,
+        max_epochs=max_epochs, batch_size=64, train_split=None, verbose=0,
+    )  # fmt: skip
 
 
 def scores(y, proba, classes):
@@ -57,9 +47,8 @@ def main(quick=False, out="reliability.png"):
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
     X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
-    X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=0.25, random_state=0
-    )
+    split = train_test_split(X_rest, y_rest, test_size=0.25, random_state=0)
+    X_train, X_val, y_train, y_val = split
 
     # 1. Train the net as usual (long enough to over-fit, as nets usually are).
     net = make_net(X.shape[1], 10, max_epochs=30 if quick else 100).fit(X_train, y_train)
