@@ -35,6 +35,8 @@ from .predictive import mc_probabilities, probit_probabilities, sample_probabili
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
+# Held-out rows scored when tuning (a random subset of them when there are more).
+_MAX_TUNING_ROWS = 10_000
 # Parameters that define the curvature: changing them after fit needs a new fit.
 _CURVATURE_PARAMS = ("subset_of_weights", "hessian_structure", "validation_fraction")
 
@@ -185,19 +187,20 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
         if head.n_out != n_out_expected:
             raise ValueError(self._output_mismatch_message(head, n_out_expected, likelihood))
 
-        train = slice(None)
+        train = None  # all rows; else indices, so that X is never copied
         if valid is not None:
             train = np.setdiff1d(np.arange(len(y_net)), valid)
         posterior, loss, n_rows = _passes.fit_posterior(
             net,
             head,
-            X_net[train],
-            y_net[train],
+            X_net,
+            y_net,
             likelihood,
             self.hessian_structure,
             self.subset_of_weights,
             self.batch_size,
             fingerprint,
+            train,
         )
         self.estimator_ = net
         self.likelihood_ = likelihood
@@ -209,8 +212,14 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
         self.validation_indices_ = valid
         self._heldout_ = None
         if valid is not None:
-            # the held-out rows and their targets; each candidate prior is scored on them
-            self._heldout_ = (X_net[valid], torch.as_tensor(y_net[valid]))
+            # the held-out rows and their targets; each candidate prior is scored on them.
+            # At most _MAX_TUNING_ROWS of them (a random subset): a few hyper-parameters need
+            # no more, and the rows are kept with the estimator (predict may re-tune).
+            tune = valid
+            if len(valid) > _MAX_TUNING_ROWS:
+                rng = check_random_state(self.random_state)
+                tune = np.sort(rng.choice(valid, _MAX_TUNING_ROWS, replace=False))
+            self._heldout_ = (X_net[tune], torch.as_tensor(y_net[tune]))
         self._weight_decay_ = None
         if isinstance(self.prior_precision, str) and self.prior_precision == "weight_decay":
             modules = dict(net.module_.named_modules())
@@ -444,8 +453,9 @@ default="holdout"
           ``LogisticRegressionCV`` tunes ``C``). The rows are the net's own ``train_split``
           validation rows when ``fit`` trains a net that has one; otherwise
           ``validation_fraction`` of the rows, held out from training (unfitted net) and
-          always from the curvature. With a frozen net, pass rows it was not trained on, or
-          the tuning sees its over-confidence on rows it memorised.
+          always from the curvature; at most 10,000 of them are scored. With a frozen net,
+          pass rows it was not trained on, or the tuning sees its over-confidence on rows
+          it memorised.
         - "weight_decay": the prior implied by the L2 weight decay the net was trained with
           (coupled ``weight_decay`` of SGD, Adam, ...), so that the posterior mode is the
           trained weights: ``N * weight_decay`` for a mean-reduced loss over ``N`` rows per

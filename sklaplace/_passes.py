@@ -70,17 +70,19 @@ def head_batches(
     batch_size=None,
     fingerprint=None,
     store=True,
+    rows=None,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """``(a, z, y)`` per batch for the rows ``X_net``: from the cache, or streamed and stored.
 
     Streaming keeps at most one batch in memory unless the pass fits in the cache, in which
     case the batches are kept there for the next call with the same net and rows.
-    ``store=False`` looks the pass up but does not keep a new one.
+    ``store=False`` looks the pass up but does not keep a new one. ``rows`` (integer
+    indices) restricts the pass to those rows without copying X.
     """
     cache = get_cache()
     key = None
     if fingerprint is not None and cache.max_bytes > 0:
-        key = ("head", fingerprint, head.name, fingerprint_arrays(X_net, y))
+        key = ("head", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
         hit = cache.get(key)
         if hit is not None:
             yield from hit
@@ -88,7 +90,7 @@ def head_batches(
         if not store:
             key = None
     stored, size = [], 0
-    for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size):
+    for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
         if key is not None and stored is not None:
             size += a.numel() * a.element_size() + z.numel() * z.element_size()
             if size <= cache.max_bytes:
@@ -109,6 +111,7 @@ def last_layer_curvature(
     structure: str,
     batch_size=None,
     fingerprint=None,
+    rows=None,
 ) -> tuple:
     """``(block, summed_loss, n_rows)``: the last layer's eigendecomposed curvature.
 
@@ -117,7 +120,7 @@ def last_layer_curvature(
     cache = get_cache()
     key = None
     if fingerprint is not None:
-        key = ("curvature", fingerprint, head.name, fingerprint_arrays(X_net, y))
+        key = ("curvature", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
         key = (*key, structure, likelihood)
         hit = cache.get(key)
         if hit is not None:
@@ -128,7 +131,8 @@ def last_layer_curvature(
     # the pass itself is not kept: its result is, and a kept training pass (the largest
     # entry, and never predicted on: predictions look rows up without targets) would evict
     # the small entries a grid search reuses, the curvatures and the scored folds' passes
-    for a, z, yi in head_batches(net, head, X_net, y, batch_size, fingerprint, store=False):
+    passes = head_batches(net, head, X_net, y, batch_size, fingerprint, store=False, rows=rows)
+    for a, z, yi in passes:
         acc.update(a, z, yi)
     result = (acc.block(), acc.loss, acc.n_rows)
     if key is not None:
@@ -136,10 +140,10 @@ def last_layer_curvature(
     return result
 
 
-def net_batches(net, X_net, y=None, batch_size=None) -> Iterator[tuple]:
+def net_batches(net, X_net, y=None, batch_size=None, rows=None) -> Iterator[tuple]:
     """``(Xi, yi)`` per batch as tensors on the net's device (what the all-layer passes run)."""
     device = _skorch.net_device(net)
-    for Xi, yi in _skorch.iter_batches(net, X_net, y, batch_size):
+    for Xi, yi in _skorch.iter_batches(net, X_net, y, batch_size, rows):
         yield to_tensor(Xi, device=device), (None if yi is None else to_tensor(yi, device=device))
 
 
@@ -153,23 +157,25 @@ def fit_posterior(
     subset,
     batch_size=None,
     fingerprint=None,
+    rows=None,
 ) -> tuple[Posterior, Tensor, int]:
     """``(posterior, summed_loss, n_rows)`` for the selected weights: the one fit pass.
 
     ``subset="last_layer"`` computes the head's curvature in closed form from its input
     features (``last_layer_curvature``); ``"all"`` or a list of module names runs
-    ``_all_layers.fit_all_layers``. Both are looked up in the cache first.
+    ``_all_layers.fit_all_layers``. Both are looked up in the cache first. ``rows``
+    (integer indices, or None for all) selects the rows without copying X.
     """
     if subset == "last_layer":
         block, loss, n_rows = last_layer_curvature(
-            net, head, X_net, y, likelihood, structure, batch_size, fingerprint
+            net, head, X_net, y, likelihood, structure, batch_size, fingerprint, rows
         )
         return Posterior([block], [head.weight_matrix()], [head.name]), loss, n_rows
     cache = get_cache()
     key = None
     if fingerprint is not None:
         names = subset if isinstance(subset, str) else tuple(subset)
-        key = ("curvature-layers", fingerprint, head.name, fingerprint_arrays(X_net, y))
+        key = ("curvature-layers", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
         key = (*key, structure, likelihood, names)
         hit = cache.get(key)
         if hit is not None:
@@ -177,7 +183,7 @@ def fit_posterior(
     result = fit_all_layers(
         net.module_,
         head.module,
-        net_batches(net, X_net, y, batch_size),
+        net_batches(net, X_net, y, batch_size, rows),
         likelihood,
         structure,
         "all" if subset == "all" else list(subset),

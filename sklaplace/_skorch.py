@@ -101,20 +101,23 @@ def net_device(net: NeuralNet) -> torch.device:
     return torch.device(net.device or "cpu")
 
 
-def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> Iterator:
+def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None, rows=None) -> Iterator:
     """Yield ``(Xi, yi)`` batches in order, through the net's own dataset and iterator.
 
     ``batch_size`` overrides the net's validation batch size; shuffling is turned off so
     that rows come out in the order they went in. Floating-point batches of X are cast to
     the net's parameter dtype one at a time, so a float64 X given to a float32 net (or the
-    reverse) is never copied whole.
+    reverse) is never copied whole. ``rows`` (integer indices) selects rows batch by batch,
+    so a subset of X is never copied whole either.
     """
     dtype = net_dtype(net)
-    fast = _array_batches(net, X, y, batch_size, dtype)
+    fast = _array_batches(net, X, y, batch_size, dtype, rows)
     if fast is not None:
         yield from fast
         return
     dataset = net.get_dataset(X, y)
+    if rows is not None:
+        dataset = torch.utils.data.Subset(dataset, np.asarray(rows).tolist())
     kwargs = net.get_params_for("iterator_valid")
     kwargs.setdefault("batch_size", net.batch_size)
     if batch_size is not None:
@@ -134,7 +137,7 @@ def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None) -> It
 _PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
 
 
-def _array_batches(net: NeuralNet, X, y, batch_size, dtype):
+def _array_batches(net: NeuralNet, X, y, batch_size, dtype, rows=None):
     """Batches sliced straight from numpy arrays, when that is what skorch would produce.
 
     With skorch's own ``Dataset`` and torch's ``DataLoader`` (no custom collate or
@@ -156,19 +159,17 @@ def _array_batches(net: NeuralNet, X, y, batch_size, dtype):
     kwargs = net.get_params_for("iterator_valid")
     if set(kwargs) - _PLAIN_LOADER_KWARGS or kwargs.get("drop_last"):
         return None
+    n = len(X) if rows is None else len(rows)
     size = batch_size or kwargs.get("batch_size", net.batch_size)
-    size = len(X) if size == -1 else size
+    size = max(n, 1) if size == -1 else size
 
     def batches():
-        for start in range(0, len(X), size):
-            Xi = torch.from_numpy(np.ascontiguousarray(X[start : start + size]))
+        for start in range(0, n, size):
+            pick = slice(start, start + size) if rows is None else rows[start : start + size]
+            Xi = torch.from_numpy(np.ascontiguousarray(X[pick]))
             if Xi.is_floating_point() and Xi.dtype != dtype:
                 Xi = Xi.to(dtype)
-            yi = (
-                None
-                if y is None
-                else torch.from_numpy(np.ascontiguousarray(y[start : start + size]))
-            )
+            yi = None if y is None else torch.from_numpy(np.ascontiguousarray(y[pick]))
             yield Xi, yi
 
     return batches()
@@ -296,7 +297,7 @@ def find_head(net: NeuralNet, X, output_kind: str) -> Head:
 
 
 def iter_head(
-    net: NeuralNet, head: Head, X, y=None, batch_size: int | None = None
+    net: NeuralNet, head: Head, X, y=None, batch_size: int | None = None, rows=None
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """Yield ``(a, z, yi)`` per batch: head input (bias column appended), head output, targets.
 
@@ -309,7 +310,7 @@ def iter_head(
 
     handle = head.module.register_forward_hook(hook)
     try:
-        for Xi, yi in iter_batches(net, X, y, batch_size=batch_size):
+        for Xi, yi in iter_batches(net, X, y, batch_size=batch_size, rows=rows):
             with torch.no_grad():
                 net.evaluation_step((Xi, yi))
             a, z = store.pop("io")
