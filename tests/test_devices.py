@@ -115,19 +115,24 @@ def test_posterior_lives_on_the_nets_device(cls_data, cls_net, device, dtype):
 def test_float64_net_agrees_with_its_float32_twin(cls_data, reg_data, cls_net, reg_net, device):
     X, y = cls_data
     probas = [
-        LaplaceClassifier(FrozenEstimator(twin(cls_net, dtype, device)), hessian_structure=s)
+        LaplaceClassifier(
+            FrozenEstimator(twin(cls_net, dtype, device)), hessian_structure=s, prior_precision=1.0
+        )
         .fit(X, y)
         .predict_proba(X)
         for s in ("kron", "full")
         for dtype in DTYPES
     ]
-    # float32 forward passes differ from float64 ones in the 7th digit
+    # float32 forward passes differ from float64 ones in the 7th digit. A fixed prior: the
+    # held-out default tunes on a nearly flat objective, whose argmax such digits can move
     np.testing.assert_allclose(probas[0], probas[1], rtol=0, atol=1e-5)
     np.testing.assert_allclose(probas[2], probas[3], rtol=0, atol=1e-5)
 
     X, y = reg_data
     outs = [
-        LaplaceRegressor(FrozenEstimator(twin(reg_net, dtype, device)), sigma_noise=0.3)
+        LaplaceRegressor(
+            FrozenEstimator(twin(reg_net, dtype, device)), prior_precision=1.0, sigma_noise=0.3
+        )
         .fit(X, y)
         .predict(X, return_std=True)
         for dtype in DTYPES
