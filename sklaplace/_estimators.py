@@ -18,7 +18,6 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -90,18 +89,22 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
                 "change validation_fraction, or give prior_precision (and sigma_noise) as "
                 "numbers."
             )
-        stratify = None
+        rng = check_random_state(self.random_state)
         if is_classifier(self):
-            _, counts = np.unique(y, return_counts=True)
-            if counts.min() >= 2 and n_valid >= len(counts):
-                stratify = y
-        _, valid = train_test_split(
-            np.arange(n),
-            test_size=n_valid,
-            stratify=stratify,
-            random_state=check_random_state(self.random_state).randint(np.iinfo(np.int32).max),
-        )
-        return np.sort(valid)
+            classes, counts = np.unique(y, return_counts=True)
+            if counts.min() >= 2 and n_valid >= len(classes):
+                # stratified: each class gives its share of the n_valid rows (largest
+                # remainders round), drawn without replacement; O(n) memory, no n-sized
+                # permutation per class
+                share = counts * n_valid / n
+                take = np.floor(share).astype(int)
+                take[np.argsort(take - share)[: n_valid - take.sum()]] += 1
+                parts = [
+                    rng.choice(np.flatnonzero(y == c), k, replace=False)
+                    for c, k in zip(classes, take, strict=True)
+                ]
+                return np.sort(np.concatenate(parts))
+        return np.sort(rng.choice(n, n_valid, replace=False))
 
     def _fitted_net(self, X, y_net, n_outputs_expected):
         """The trained net and, in 'holdout' mode, the rows it never trained on.
@@ -125,7 +128,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
                 net.set_params(train_split=recorder)
             else:
                 valid = self._holdout_split(y_net)
-                train_rows = np.setdiff1d(np.arange(len(y_net)), valid)
+                train_rows = _complement(valid, len(y_net))
         seed = None
         if self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -189,7 +192,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
 
         train = None  # all rows; else indices, so that X is never copied
         if valid is not None:
-            train = np.setdiff1d(np.arange(len(y_net)), valid)
+            train = _complement(valid, len(y_net))
         posterior, loss, n_rows = _passes.fit_posterior(
             net,
             head,
@@ -674,6 +677,13 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         # a NeuralNetBinaryClassifier has a single logit: two classes only
         tags.classifier_tags.multi_class = not _is_binary_net(self._net())
         return tags
+
+
+def _complement(rows: np.ndarray, n: int) -> np.ndarray:
+    """The indices in range(n) that are not in ``rows`` (sorted)."""
+    keep = np.ones(n, dtype=bool)
+    keep[rows] = False
+    return np.flatnonzero(keep)
 
 
 def _is_binary_net(net) -> bool:
