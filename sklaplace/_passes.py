@@ -69,15 +69,13 @@ def head_batches(
     y=None,
     batch_size=None,
     fingerprint=None,
-    store=True,
     rows=None,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """``(a, z, y)`` per batch for the rows ``X_net``: from the cache, or streamed and stored.
 
     Streaming keeps at most one batch in memory unless the pass fits in the cache, in which
     case the batches are kept there for the next call with the same net and rows.
-    ``store=False`` looks the pass up but does not keep a new one. ``rows`` (integer
-    indices) restricts the pass to those rows without copying X.
+    ``rows`` (integer indices) restricts the pass to those rows without copying X.
     """
     cache = get_cache()
     key = None
@@ -87,8 +85,6 @@ def head_batches(
         if hit is not None:
             yield from hit
             return
-        if not store:
-            key = None
     stored, size = [], 0
     for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
         if key is not None and stored is not None:
@@ -128,11 +124,11 @@ def last_layer_curvature(
     acc = CurvatureAccumulator(
         structure, likelihood, head.n_in, head.n_out, device=head.module.weight.device
     )
-    # the pass itself is not kept: its result is, and a kept training pass (the largest
-    # entry, and never predicted on: predictions look rows up without targets) would evict
-    # the small entries a grid search reuses, the curvatures and the scored folds' passes
-    passes = head_batches(net, head, X_net, y, batch_size, fingerprint, store=False, rows=rows)
-    for a, z, yi in passes:
+    # the pass itself is neither looked up nor kept, only its result: a training pass (with
+    # targets) is never predicted on (predictions look rows up without targets), and keeping
+    # it, the largest entry, would evict the small entries a grid search reuses; skipping
+    # the look-up also spares hashing X a second time
+    for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
         acc.update(a, z, yi)
     result = (acc.block(), acc.loss, acc.n_rows)
     if key is not None:
