@@ -92,7 +92,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 from torch.nn import functional as F
 
-from .curvature import LIKELIHOODS, summed_loss
+from .curvature import LIKELIHOODS, blas_threads_like_torch, gram, summed_loss
 from .posterior import DiagBlock, KronBlock, Posterior
 
 __all__ = [
@@ -444,29 +444,32 @@ def _backprop(f: Tensor, zs: list[Tensor | None], V: Tensor) -> list[Tensor]:
     has no batching rule.
     """
     used = [i for i, z in enumerate(zs) if z is not None and z.requires_grad]
-    out = [
-        None if z is None else z.new_zeros((V.shape[0], *z.shape), requires_grad=False) for z in zs
-    ]
-    if not used:
-        return out
+    out: list = [None] * len(zs)
     inputs = [zs[i] for i in used]
-    try:
-        grads = torch.autograd.grad(
-            f, inputs, grad_outputs=V, is_grads_batched=True, allow_unused=True
-        )
-    except RuntimeError:
-        per_dir = [
-            torch.autograd.grad(f, inputs, grad_outputs=v, retain_graph=True, allow_unused=True)
-            for v in V
-        ]
-        grads = [
-            None if per_dir[0][j] is None else torch.stack([d[j] for d in per_dir])
-            for j in range(len(inputs))
-        ]
+    grads: list | tuple = []
+    if inputs:
+        try:
+            grads = torch.autograd.grad(
+                f, inputs, grad_outputs=V, is_grads_batched=True, allow_unused=True
+            )
+        except RuntimeError:
+            per_dir = [
+                torch.autograd.grad(
+                    f, inputs, grad_outputs=v, retain_graph=True, allow_unused=True
+                )
+                for v in V
+            ]
+            grads = [
+                None if per_dir[0][j] is None else torch.stack([d[j] for d in per_dir])
+                for j in range(len(inputs))
+            ]
     for i, g in zip(used, grads, strict=True):
-        if g is not None:
-            out[i] = g.detach()
-    return out
+        out[i] = None if g is None else g.detach()
+    # an output the head does not depend on has zero gradient
+    return [
+        z.new_zeros((V.shape[0], *z.shape)) if g is None and z is not None else g
+        for z, g in zip(zs, out, strict=True)
+    ]
 
 
 def _lambda_sqrt(likelihood: str, f: Tensor) -> Tensor:
@@ -475,23 +478,25 @@ def _lambda_sqrt(likelihood: str, f: Tensor) -> Tensor:
     Softmax: ``S = diag(u) - p u^T`` with ``u = sqrt(p)`` (``S S^T = diag(p) - p p^T`` as
     ``u^T u = 1``). ``S u = 0``, so ``Lambda`` has rank ``c - 1``: rotating the columns with
     the Householder reflection ``H`` that maps ``e_j`` to ``u`` makes column ``j`` zero and
-    leaves ``s_r + s_j u_r / (1 - u_j)`` for ``r != j``; ``j`` is the least likely class, so
+    leaves, for ``r != j``, ``s_r + s_j u_r / (1 - u_j) = u_r (e_r + beta e_j -
+    (1 + beta) p)`` with ``beta = u_j / (1 - u_j)``; ``j`` is the least likely class, so
     ``1 - u_j >= 1 - c^(-1/2)``. That saves one of ``c`` backward directions.
     """
     m, c = f.shape
     if likelihood == "classification":
         p = torch.softmax(f, dim=1)
         u = p.sqrt()
-        eye = torch.eye(c, dtype=f.dtype, device=f.device)
-        S = eye * u[:, None, :] - p[:, :, None] * u[:, None, :]  # (m, k, r)
         if c < 2:
-            return S.permute(2, 0, 1)
+            return (u - p * u)[None]
         j = p.argmin(dim=1, keepdim=True)  # (m, 1)
-        s_j = S.gather(2, j[:, None, :].expand(m, c, 1))  # (m, k, 1)
-        S = S + s_j * (u / (1 - u.gather(1, j)))[:, None, :]
-        r = torch.arange(c - 1, device=f.device)[None, :]
-        keep = r + (r >= j)  # the column indices other than j, (m, c - 1)
-        return S.gather(2, keep[:, None, :].expand(m, c, c - 1)).permute(2, 0, 1)
+        u_j = u.gather(1, j)
+        beta = u_j / (1 - u_j)
+        r = torch.arange(c - 1, device=f.device)
+        keep = (r + (r >= j)).T  # the classes other than j, (c - 1, m)
+        u_keep = u.T.gather(0, keep)  # (c - 1, m)
+        base = (-(1 + beta) * p).scatter_add_(1, j, beta)  # beta e_j - (1 + beta) p
+        out = u_keep[:, :, None] * base
+        return out.scatter_add_(2, keep[:, :, None], u_keep[:, :, None])
     if likelihood == "binary":
         p = torch.sigmoid(f)
         return (p * (1 - p)).sqrt()[None]
@@ -553,9 +558,9 @@ class _Accumulator:
         g = layer.outputs(g)  # (r, m, P, n_out)
         if self.kron:
             flat_a = a.reshape(-1, a.shape[-1])
-            self.A += (flat_a.T @ flat_a).to(torch.float64)
+            self.A += gram(flat_a)
             flat_g = g.reshape(-1, g.shape[-1])
-            self.B += (flat_g.T @ flat_g).to(torch.float64)
+            self.B += gram(flat_g)
             self.n_positions += flat_a.shape[0]
         elif a.shape[1] == 1:
             self.h += ((g[:, :, 0] ** 2).sum(0).T @ (a[:, 0] ** 2)).to(torch.float64)
@@ -618,7 +623,7 @@ def fit_all_layers(
     accs = [_Accumulator(layer, structure) for layer in layers]
     loss = torch.zeros((), dtype=torch.float64)
     n_rows = 0
-    with _eval_mode(module):
+    with _eval_mode(module), blas_threads_like_torch():
         for Xi, yi in batches:
             if not isinstance(yi, Tensor):
                 raise ValueError(

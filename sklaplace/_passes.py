@@ -21,7 +21,7 @@ from torch import Tensor
 from . import _skorch
 from ._all_layers import fit_all_layers, glm_output_cov, sample_predictions
 from ._cache import fingerprint_arrays, fingerprint_module, get_cache
-from .curvature import CurvatureAccumulator
+from .curvature import CurvatureAccumulator, blas_threads_like_torch
 from .posterior import Posterior
 
 __all__ = [
@@ -128,8 +128,9 @@ def last_layer_curvature(
     # targets) is never predicted on (predictions look rows up without targets), and keeping
     # it, the largest entry, would evict the small entries a grid search reuses; skipping
     # the look-up also spares hashing X a second time
-    for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
-        acc.update(a, z, yi)
+    with blas_threads_like_torch():
+        for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
+            acc.update(a, z, yi)
     result = (acc.block(), acc.loss, acc.n_rows)
     if key is not None:
         cache.put(key, result)

@@ -15,7 +15,7 @@ from scipy import integrate
 from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
-from sklaplace.curvature import CurvatureAccumulator
+from sklaplace.curvature import CurvatureAccumulator, blas_threads_like_torch, gram
 from sklaplace.marglik import log_marginal_likelihood, maximize_marginal_likelihood
 from sklaplace.posterior import DiagBlock, KronBlock, Posterior
 from sklaplace.predictive import mc_probabilities, probit_probabilities
@@ -173,6 +173,37 @@ def test_curvature_does_not_depend_on_batch_size(structure, likelihood, n_out, b
         assert acc.n_rows == len(a)
         torch.testing.assert_close(_dense_block(acc.block()), reference, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(acc.loss, accs[-1].loss, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("transposed", [False, True], ids=["contiguous", "strided"])
+def test_gram_equals_the_float64_product_and_is_symmetric(dtype, transposed):
+    """``gram`` (numpy's syrk on the CPU, torch.mm otherwise) is ``x^T x`` in float64."""
+    x = torch.randn(40, 7, generator=torch.Generator().manual_seed(0), dtype=F64)
+    x = x.T.contiguous().T if transposed else x
+    x = x.to(dtype)
+    with blas_threads_like_torch():
+        G = gram(x)
+    assert G.dtype == F64
+    reference = x.to(F64).T @ x.to(F64)
+    tol = {torch.float16: 5e-2, torch.float32: 1e-5, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(G, reference, rtol=tol, atol=tol)
+    torch.testing.assert_close(G, G.T, rtol=0, atol=0)
+
+
+def test_blas_threads_follow_torch_inside_a_pass():
+    from threadpoolctl import threadpool_info
+
+    before = {
+        d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"
+    }
+    if not before:
+        pytest.skip("numpy links no BLAS that threadpoolctl can see")
+    with blas_threads_like_torch():
+        inside = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+    after = {d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
+    assert inside == [torch.get_num_threads()] * len(inside)
+    assert after == before
 
 
 # --------------------------------------------------------------------------- posterior
