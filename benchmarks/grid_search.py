@@ -198,19 +198,21 @@ def main():
     lines += [
         "",
         f"Each further candidate costs {1000 * per_candidate:.0f} ms per fold with the cache "
-        f"(fit from cached curvature, score from the cached forward pass), against "
+        f"(fit from the cached curvature, score from the cached, projected forward pass), "
+        "against "
         f"{1000 * median[(1, False)] / 6:.0f} ms for one fit and score with the passes "
         "(one search without cache, divided by its 6 fits).",
     ]
     lines += [
         "",
         "What the cache keeps, by content (net weights and buffers, rows, targets, settings): "
-        "each fold's curvature, the forward pass over each scored fold and the net's head. A "
-        "further candidate therefore repeats only its own work: the GLM predictive on the "
-        "scored fold (in the profile below, `posterior.py:output_cov`, whose projection onto "
-        "the Kronecker eigenbasis does not depend on the prior precision and is the largest "
-        "remaining cost), scikit-learn's validation and `log_loss`, and fingerprinting the "
-        "fold's rows.",
+        "each fold's curvature, the forward pass over each scored fold with its features "
+        "already projected onto the fold's Kronecker eigenbasis (`u = Q_A^T a`, squared: the "
+        "part of the GLM covariance that no hyper-parameter changes, and its largest cost), "
+        "and the net's head. A further candidate therefore repeats only its own work: the "
+        "rest of the GLM predictive on the scored fold (`posterior.py:projected_output_cov`, "
+        "O(rows x classes x features)), scikit-learn's validation and `log_loss`, and "
+        "fingerprinting the net and the fold's rows (`blake2b`).",
     ]
     if args.profile:
         lines += ["", *profile(net, X, y, default_bytes)]

@@ -329,11 +329,12 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
         scale = self._scale(hyper["sigma_noise"]).to(device)
         return X, hyper, tau, scale, _passes.net_fingerprint(self.estimator_)
 
-    def _predictive_batches(self, X):
+    def _predictive_batches(self, X, features=False):
         """The resolved hyper-parameters and an iterator of ``(mean, cov, a)`` per batch.
 
         The GLM mean (b, c) and output covariance (b, c, c), float64 on the net's device,
-        and for the last layer the head's input features (b, d) (else None). Callers reduce
+        and if ``features`` (last layer only) the head's input features (b, d) (else None,
+        which lets the pass come from the cache). Callers reduce
         each batch before taking the next, so prediction memory does not grow with the rows
         of X beyond the returned arrays. X is cast to the net's dtype batch by batch.
         """
@@ -348,6 +349,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
             self.subset_of_weights,
             self.batch_size,
             fingerprint,
+            features,
         )
         return hyper, batches
 
@@ -378,7 +380,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
                 "subset_of_weights='last_layer' only; use return_std=True, or "
                 "predictive='nn' to draw whole functions from the posterior."
             )
-        hyper, batches = self._predictive_batches(X)
+        hyper, batches = self._predictive_batches(X, features=full_row_cov)
         means, covs, feats = [], [], []
         for mean, cov, a in batches:
             means.append(mean)

@@ -3,10 +3,11 @@
 A pass over rows ``X`` through a net yields, per batch, the features entering the last
 layer and its outputs. The same pass serves the curvature (fit), the held-out tuning and the
 predictive (predict). The curvature, the passes over rows that are predicted on (or held
-out) and the head found in the net are stored in ``sklaplace._cache`` under fingerprints of
-the net's weights, the rows, the targets and the settings, so that ``GridSearchCV`` over
-hyper-parameters with a frozen net does each once per fold. The training pass behind a
-curvature is not kept: only its result is reused.
+out), with the features already projected onto the posterior's eigenbasis, and the head
+found in the net are stored in ``sklaplace._cache`` under fingerprints of the net's weights,
+the rows, the targets and the settings, so that ``GridSearchCV`` over hyper-parameters with
+a frozen net does each once per fold. The training pass behind a curvature is not kept:
+only its result is reused.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ __all__ = [
     "find_head",
     "fit_posterior",
     "glm_batches",
-    "head_batches",
     "last_layer_curvature",
     "net_batches",
     "net_fingerprint",
+    "projected_batches",
     "sampled_batches",
 ]
 
@@ -62,42 +63,6 @@ def find_head(net, X_net: np.ndarray, output_kind: str, fingerprint=None) -> _sk
     return head
 
 
-def head_batches(
-    net,
-    head: _skorch.Head,
-    X_net: np.ndarray,
-    y=None,
-    batch_size=None,
-    fingerprint=None,
-    rows=None,
-) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
-    """``(a, z, y)`` per batch for the rows ``X_net``: from the cache, or streamed and stored.
-
-    Streaming keeps at most one batch in memory unless the pass fits in the cache, in which
-    case the batches are kept there for the next call with the same net and rows.
-    ``rows`` (integer indices) restricts the pass to those rows without copying X.
-    """
-    cache = get_cache()
-    key = None
-    if fingerprint is not None and cache.max_bytes > 0:
-        key = ("head", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
-        hit = cache.get(key)
-        if hit is not None:
-            yield from hit
-            return
-    stored, size = [], 0
-    for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
-        if key is not None and stored is not None:
-            size += a.numel() * a.element_size() + z.numel() * z.element_size()
-            if size <= cache.max_bytes:
-                stored.append((a, z, yi))
-            else:
-                stored = None  # too large to keep: stream only
-        yield a, z, yi
-    if key is not None and stored is not None:
-        cache.put(key, stored)
-
-
 def last_layer_curvature(
     net,
     head: _skorch.Head,
@@ -106,18 +71,15 @@ def last_layer_curvature(
     likelihood: str,
     structure: str,
     batch_size=None,
-    fingerprint=None,
     rows=None,
+    key=None,
 ) -> tuple:
     """``(block, summed_loss, n_rows)``: the last layer's eigendecomposed curvature.
 
-    Looked up in the cache under (net, rows, targets, structure, likelihood) first.
+    Looked up in the cache under ``key`` (see ``fit_posterior``) first.
     """
     cache = get_cache()
-    key = None
-    if fingerprint is not None:
-        key = ("curvature", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
-        key = (*key, structure, likelihood)
+    if key is not None:
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -163,17 +125,18 @@ def fit_posterior(
     ``_all_layers.fit_all_layers``. Both are looked up in the cache first. ``rows``
     (integer indices, or None for all) selects the rows without copying X.
     """
-    if subset == "last_layer":
-        block, loss, n_rows = last_layer_curvature(
-            net, head, X_net, y, likelihood, structure, batch_size, fingerprint, rows
-        )
-        return Posterior([block], [head.weight_matrix()], [head.name]), loss, n_rows
-    cache = get_cache()
     key = None
     if fingerprint is not None:
         names = subset if isinstance(subset, str) else tuple(subset)
-        key = ("curvature-layers", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
+        key = ("curvature", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
         key = (*key, structure, likelihood, names)
+    if subset == "last_layer":
+        block, loss, n_rows = last_layer_curvature(
+            net, head, X_net, y, likelihood, structure, batch_size, rows, key
+        )
+        return Posterior([block], [head.weight_matrix()], [head.name], key), loss, n_rows
+    cache = get_cache()
+    if key is not None:
         hit = cache.get(key)
         if hit is not None:
             return hit
@@ -185,6 +148,7 @@ def fit_posterior(
         structure,
         "all" if subset == "all" else list(subset),
     )
+    result[0].key = key
     if key is not None:
         cache.put(key, result)
     return result
@@ -200,21 +164,70 @@ def glm_batches(
     subset,
     batch_size=None,
     fingerprint=None,
+    features=False,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """``(f_mean, f_cov, a)`` per batch: the linearised predictive of the head outputs.
 
-    For the last layer ``a`` is the head's input (float64), kept for covariances across
-    rows; for other subsets it is None. ``tau`` has one entry per posterior block.
+    ``a`` is the head's input (float64) if ``features`` (last layer only: for covariances
+    across rows), else None. ``tau`` has one entry per posterior block.
     """
     if subset == "last_layer":
         block = posterior.blocks[0]
-        for a, z, _ in head_batches(net, head, X_net, None, batch_size, fingerprint):
-            a = a.to(torch.float64)
-            yield z.to(torch.float64), block.output_cov(a, tau[0], scale), a
+        batches = projected_batches(net, head, posterior, X_net, batch_size, fingerprint, features)
+        for z, p, a in batches:
+            yield z, block.projected_output_cov(p, tau[0], scale), a
         return
     for Xi, _ in net_batches(net, X_net, None, batch_size):
         mean, cov = glm_output_cov(net.module_, head.module, posterior, Xi, tau, scale)
         yield mean, cov, None
+
+
+def projected_batches(
+    net,
+    head: _skorch.Head,
+    posterior: Posterior,
+    X_net: np.ndarray,
+    batch_size=None,
+    fingerprint=None,
+    features=False,
+) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """``(z, p, a)`` per batch, float64: the head's output ``z`` for the rows ``X_net`` and
+    ``p = block.project(a)``, the part of the last-layer GLM covariance that no
+    hyper-parameter changes (for a Kronecker block also its largest cost); the head's
+    input ``a`` if ``features``, else None.
+
+    ``(z, p)`` are cached under the posterior's key (what its curvature came from) and the
+    rows, so a grid over the prior precision runs and projects each scored fold once.
+    Streaming keeps at most one batch in memory unless the pass fits in the cache. Passes
+    that need ``a`` (covariances across rows, on a few hundred rows) and posteriors without
+    a key (not made by ``fit_posterior``) are streamed only.
+    """
+    cache = get_cache()
+    block = posterior.blocks[0]
+    key = None
+    if not features and fingerprint is not None and posterior.key is not None:
+        if cache.max_bytes > 0:
+            device = str(posterior.means[0].device)
+            key = ("projected", posterior.key, fingerprint, head.name, fingerprint_arrays(X_net))
+            key = (*key, device)
+            hit = cache.get(key)
+            if hit is not None:
+                for z, p in hit:
+                    yield z.to(torch.float64), p, None
+                return
+    stored, size = [], 0
+    for a, z, _ in _skorch.iter_head(net, head, X_net, None, batch_size):
+        a = a.to(torch.float64)
+        p = block.project(a)
+        if key is not None and stored is not None:
+            size += z.numel() * z.element_size() + p.numel() * p.element_size()
+            if size <= cache.max_bytes:
+                stored.append((z, p))  # z in the net's dtype; p float64
+            else:
+                stored = None  # too large to keep: stream only
+        yield z.to(torch.float64), p, (a if features else None)
+    if key is not None and stored is not None:
+        cache.put(key, stored)
 
 
 def sampled_batches(

@@ -55,8 +55,15 @@ class DiagBlock:
 
         With ``S = 1 / eig(P)`` elementwise, ``Cov[z_k, z_l] = delta_kl sum_j a_j^2 S_kj``.
         """
-        var = (a * a) @ (1.0 / self.eigenvalues(tau, scale)).T
-        return torch.diag_embed(var)
+        return self.projected_output_cov(self.project(a), tau, scale)
+
+    def project(self, a: Tensor) -> Tensor:
+        """The part of ``output_cov`` that no hyper-parameter changes: ``a^2`` (m, n_in)."""
+        return a * a
+
+    def projected_output_cov(self, p: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """``output_cov`` from ``p = project(a)``: O(m n_out n_in)."""
+        return torch.diag_embed(p @ (1.0 / self.eigenvalues(tau, scale)).T)
 
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Covariance of each output across rows: (m, m, n_out).
@@ -131,8 +138,17 @@ class KronBlock:
         ``u = Q_A^T a`` and ``v_i = sum_j u_j^2 / L_ij``:
         ``Cov[z] = Q_B diag(v) Q_B^T``. Cost O(m (n_in^2 + n_out n_in + n_out^3)).
         """
+        return self.projected_output_cov(self.project(a), tau, scale)
+
+    def project(self, a: Tensor) -> Tensor:
+        """The part of ``output_cov`` that no hyper-parameter changes, and its largest cost
+        (O(m n_in^2)): ``u^2`` with ``u = Q_A^T a``, (m, n_in)."""
         u = a @ self.Q_A
-        v = (u * u) @ (1.0 / self.eigenvalues(tau, scale)).T
+        return u * u
+
+    def projected_output_cov(self, p: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """``output_cov`` from ``p = project(a)``: O(m (n_out n_in + n_out^3))."""
+        v = p @ (1.0 / self.eigenvalues(tau, scale)).T
         return torch.einsum("ki,ni,li->nkl", self.Q_B, v, self.Q_B)
 
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
@@ -207,6 +223,14 @@ class FullBlock:
         sigma = self.covariance(tau, scale)
         return torch.einsum("ni,kilj,nj->nkl", a, sigma, a)
 
+    def project(self, a: Tensor) -> Tensor:
+        """``a`` itself: every part of the dense quadratic form depends on the prior."""
+        return a
+
+    def projected_output_cov(self, p: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """``output_cov`` from ``p = project(a)``."""
+        return self.output_cov(p, tau, scale)
+
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """``Cov[z_k(x_n), z_k(x_m)] = a_n^T Sigma_kk a_m``: (m, m, n_out)."""
         sigma = self.covariance(tau, scale)
@@ -273,14 +297,22 @@ class Posterior:
         The MAP weights of each block, shaped ``(n_out, n_in)`` (bias as last column).
     names : list of str
         The module name of each block, for messages and per-layer prior precisions.
+    key : hashable, optional
+        A fingerprint of what the curvature was computed from (net, rows, targets,
+        settings), under which work derived from the blocks can be cached; None if unknown.
     """
 
-    def __init__(self, blocks: list[Block], means: list[Tensor], names: list[str]) -> None:
+    key = None  # class default: posteriors pickled before the attribute existed load
+
+    def __init__(
+        self, blocks: list[Block], means: list[Tensor], names: list[str], key=None
+    ) -> None:
         if not (len(blocks) == len(means) == len(names)):
             raise ValueError("blocks, means and names must have the same length.")
         self.blocks = blocks
         self.means = means
         self.names = names
+        self.key = key
 
     @property
     def n_blocks(self) -> int:

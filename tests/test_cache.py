@@ -28,6 +28,7 @@ from torch import nn
 from sklaplace import LaplaceClassifier, LaplaceRegressor, _passes
 from sklaplace._cache import LRUCache, get_cache
 from sklaplace.metrics import neg_gaussian_nll
+from sklaplace.posterior import KronBlock
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -136,14 +137,23 @@ CV = KFold(5, shuffle=True, random_state=0)
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_grid_search_pays_for_the_data_pass_once_per_fold(
-    kind, cls_data, cls_net, reg_data, reg_net, cache, counting
+    kind, cls_data, cls_net, reg_data, reg_net, cache, counting, monkeypatch
 ):
-    """20 candidates x 5 folds run as many forward calls and curvatures as 1 x 5 folds.
+    """20 candidates x 5 folds run as many forward calls, curvatures and projections of the
+    scored rows onto the posterior's eigenbasis as 1 x 5 folds.
 
     The counts include GridSearchCV's refit on all rows and the scoring passes on the test
     folds. The same search with the cache disabled gives the same scores: the cache changes
     the cost, not a number.
     """
+    projected = []
+    project = KronBlock.project
+
+    def counting_project(block, a):
+        projected.append(len(a))
+        return project(block, a)
+
+    monkeypatch.setattr(KronBlock, "project", counting_project)
     if kind == "classifier":
         (X, y), net, scoring = cls_data, cls_net, "neg_log_loss"
         estimator = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0)
@@ -159,20 +169,24 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
     counter = counting(net.module_)
 
     GridSearchCV(estimator, {"prior_precision": [1.0]}, cv=CV, scoring=scoring).fit(X, y)
-    one = (counter.forward, counter.curvature)
+    one = (counter.forward, counter.curvature, sum(projected))
     cache.clear()
     counter.reset()
+    projected.clear()
     search = GridSearchCV(estimator, grid, cv=CV, scoring=scoring).fit(X, y)
     assert len(search.cv_results_["params"]) == 20
-    assert (counter.forward, counter.curvature) == one
+    assert (counter.forward, counter.curvature, sum(projected)) == one
     assert one[1] == 5 + 1  # one curvature per fold, one for the refit
+    assert one[2] == len(X)  # each scored row projected once
     assert cache.hits > 0
 
     cache.max_bytes = 0
     cache.clear()
     counter.reset()
+    projected.clear()
     uncached = GridSearchCV(estimator, grid, cv=CV, scoring=scoring).fit(X, y)
     assert counter.curvature == 20 * 5 + 1
+    assert sum(projected) == 20 * len(X)
     np.testing.assert_allclose(
         search.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"], rtol=1e-9
     )
@@ -182,9 +196,9 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
 def test_a_tight_bound_keeps_what_the_search_reuses(cls_data, cls_net, cache, counting):
     """A bound too small for the training passes still gives one data pass per fold.
 
-    What a grid search reuses is each fold's curvature and the scored fold's pass (about
-    8 kB per fold here); the training pass (about 19 kB per fold) is never reused, so it is
-    not kept and cannot evict them.
+    What a grid search reuses is each fold's curvature (2.6 kB here) and the scored fold's
+    outputs with its projected features (9 kB); the training pass (19 kB per fold) is never
+    reused, so it is not kept and cannot evict them.
     """
     X, y = cls_data
     cache.max_bytes = 60_000  # < 5 training passes, > 5 curvatures and scored passes
@@ -358,7 +372,8 @@ def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, count
             )
         )
     cache.clear()
-    cache.max_bytes = 30_000  # room for about one subset's pass and curvature
+    # room for one projected pass over X (44 kB) and a few curvatures (2.6 kB each)
+    cache.max_bytes = 55_000
     counter = counting(cls_net.module_)
     for rows, reference in zip(subsets, references, strict=True):
         result = _summary(
