@@ -212,7 +212,7 @@ def main():
         "and the net's head. A further candidate therefore repeats only its own work: the "
         "rest of the GLM predictive on the scored fold (`posterior.py:projected_output_cov`, "
         "O(rows x classes x features)), scikit-learn's validation and `log_loss`, and "
-        "fingerprinting the net and the fold's rows (`blake2b`).",
+        "fingerprinting the net and the fold's rows (SHA-256).",
     ]
     if args.profile:
         lines += ["", *profile(net, X, y, default_bytes)]

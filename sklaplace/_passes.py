@@ -197,16 +197,20 @@ def projected_batches(
     input ``a`` if ``features``, else None.
 
     ``(z, p)`` are cached under the posterior's key (what its curvature came from) and the
-    rows, so a grid over the prior precision runs and projects each scored fold once.
-    Streaming keeps at most one batch in memory unless the pass fits in the cache. Passes
-    that need ``a`` (covariances across rows, on a few hundred rows) and posteriors without
-    a key (not made by ``fit_posterior``) are streamed only.
+    rows, so a grid over the prior precision runs and projects each scored fold once; they
+    are stored in chunks of up to ``_MERGED_ELEMENTS / c^2`` rows (a hit then costs a few
+    large operations instead of one per batch, and a chunk's (rows, c, c) covariance stays
+    within 32 MiB). A pass is kept only if it fits in the cache, known before it starts;
+    otherwise, and for passes that need ``a`` (covariances across rows, on a few hundred
+    rows) or posteriors without a key (not made by ``fit_posterior``), it is streamed.
     """
     cache = get_cache()
     block = posterior.blocks[0]
     key = None
     if not features and fingerprint is not None and posterior.key is not None:
-        if cache.max_bytes > 0:
+        itemsize = head.module.weight.element_size()
+        size = len(X_net) * (head.n_out * itemsize + head.n_in * 8)  # z and float64 p
+        if 0 < size <= cache.max_bytes:
             device = str(posterior.means[0].device)
             key = ("projected", posterior.key, fingerprint, head.name, fingerprint_arrays(X_net))
             key = (*key, device)
@@ -215,19 +219,25 @@ def projected_batches(
                 for z, p in hit:
                     yield z.to(torch.float64), p, None
                 return
-    stored, size = [], 0
+    stored, pending = [], []
+    merge_rows = max(1, _MERGED_ELEMENTS // head.n_out**2)
     for a, z, _ in _skorch.iter_head(net, head, X_net, None, batch_size):
         a = a.to(torch.float64)
         p = block.project(a)
-        if key is not None and stored is not None:
-            size += z.numel() * z.element_size() + p.numel() * p.element_size()
-            if size <= cache.max_bytes:
-                stored.append((z, p))  # z in the net's dtype; p float64
-            else:
-                stored = None  # too large to keep: stream only
+        if key is not None:
+            pending.append((z, p))  # z in the net's dtype; p float64
+            if sum(len(zi) for zi, _ in pending) >= merge_rows:
+                stored.append(tuple(torch.cat(parts) for parts in zip(*pending, strict=True)))
+                pending = []
         yield z.to(torch.float64), p, (a if features else None)
-    if key is not None and stored is not None:
+    if key is not None:
+        if pending:
+            stored.append(tuple(torch.cat(parts) for parts in zip(*pending, strict=True)))
         cache.put(key, stored)
+
+
+# Rows x outputs^2 of a stored chunk of a projected pass (its covariance is built at once).
+_MERGED_ELEMENTS = 2**22
 
 
 def sampled_batches(

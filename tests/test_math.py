@@ -15,6 +15,7 @@ from scipy import integrate
 from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
+from sklaplace import posterior as posterior_module
 from sklaplace.curvature import CurvatureAccumulator, blas_threads_like_torch, gram
 from sklaplace.marglik import log_marginal_likelihood, maximize_marginal_likelihood
 from sklaplace.posterior import DiagBlock, KronBlock, Posterior
@@ -229,6 +230,14 @@ def test_output_cov_equals_dense_glm_covariance(structure):
     expected = torch.stack([_jacobian(a_n, 3) @ sigma @ _jacobian(a_n, 3).T for a_n in a_new])
     got = block.output_cov(a_new, TAU, SCALE)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_kron_output_cov_for_many_outputs_takes_the_einsum_and_agrees(monkeypatch):
+    """Past ``_CHUNK_ELEMENTS`` the products of Q_B's columns are not formed: same result."""
+    block, _, _, a_new = _posterior_case("kron")
+    fast = block.output_cov(a_new, TAU, SCALE)
+    monkeypatch.setattr(posterior_module, "_CHUNK_ELEMENTS", 1)
+    torch.testing.assert_close(block.output_cov(a_new, TAU, SCALE), fast, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
