@@ -53,7 +53,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
             "array-like",
             dict,
         ],
-        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "temperature": [Interval(Real, 0, None, closed="neither"), StrOptions({"holdout"})],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "predictive": [StrOptions({"glm", "nn"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -75,7 +75,8 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
 
     def _is_holdout(self) -> bool:
         """Whether a hyper-parameter is tuned on held-out rows (fit then holds rows out)."""
-        return "holdout" in (self.prior_precision, getattr(self, "sigma_noise", None))
+        params = (self.prior_precision, getattr(self, "sigma_noise", None), self.temperature)
+        return any(isinstance(p, str) and p == "holdout" for p in params)
 
     def _holdout_split(self, y) -> np.ndarray:
         """Indices of the rows held out for tuning (stratified for classifiers if possible)."""
@@ -243,6 +244,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
         resolved = self._resolve_hyperparameters()
         self.prior_precision_ = resolved["prior_precision"]
         self.sigma_noise_ = resolved["sigma_noise"]
+        self.temperature_ = resolved["temperature"]
         self._resolved_key_ = resolved["key"]
         self.log_marginal_likelihood_value_ = self.log_marginal_likelihood()
         return self
@@ -286,9 +288,9 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
             not isinstance(sigma, Real) or not np.isfinite(sigma) or sigma <= 0
         ):
             raise ValueError(f"sigma_noise must be a positive float, got {sigma!r}.")
-        self._check_numerics(prior, float(sigma))
+        self._check_numerics(prior, float(sigma), self.temperature_)
         with torch.no_grad():
-            return float(self._evidence(prior, float(sigma)))
+            return float(self._evidence(prior, float(sigma), self.temperature_))
 
     # ---------------------------------------------------------------- predict plumbing
     def _validate_params_after_fit(self):
@@ -326,7 +328,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
         hyper = self._resolve_hyperparameters()
         device = self.posterior_.means[0].device
         tau = torch.as_tensor(hyper["prior_precision"], dtype=torch.float64, device=device)
-        scale = self._scale(hyper["sigma_noise"]).to(device)
+        scale = self._scale(hyper["sigma_noise"], hyper["temperature"]).to(device)
         return X, hyper, tau, scale, _passes.net_fingerprint(self.estimator_)
 
     def _predictive_batches(self, X, features=False):
@@ -391,7 +393,7 @@ class _BaseLaplace(_HyperParameterMixin, BaseEstimator):
         if full_row_cov:
             device = self.posterior_.means[0].device
             tau = torch.as_tensor(hyper["prior_precision"][0], dtype=torch.float64, device=device)
-            scale = self._scale(hyper["sigma_noise"]).to(device)
+            scale = self._scale(hyper["sigma_noise"], hyper["temperature"]).to(device)
             row_cov = self.posterior_.blocks[0].row_cov(torch.cat(feats), tau, scale)
         return torch.cat(means), torch.cat(covs), row_cov, hyper
 
@@ -465,8 +467,14 @@ default="holdout"
           (coupled ``weight_decay`` of SGD, Adam, ...), so that the posterior mode is the
           trained weights: ``N * weight_decay`` for a mean-reduced loss over ``N`` rows per
           epoch (see the user guide). Not for decoupled decay (AdamW).
-    temperature : float, default=1.0
+    temperature : float or "holdout", default=1.0
         Divides the likelihood's curvature: ``P = H / (sigma^2 T) + prior_precision``.
+        "holdout": chosen with the prior precision (and, for the regressor, a
+        ``sigma_noise="holdout"``) by the held-out log-likelihood, on the rows that
+        ``prior_precision="holdout"`` uses (Ritter et al. 2018 tune the prior and a
+        data-size factor ``N = 1 / T`` on a validation set). The prior and the
+        temperature then set the posterior's width and shape together. Not with the
+        evidence modes ("marglik", "weight_decay").
     predictive : {"glm", "nn"}, default="glm"
         "glm": the linearised net, whose outputs are Gaussian (closed form; the mean is the
         net's prediction). "nn": run the net itself with ``n_samples`` weight draws from
@@ -513,6 +521,8 @@ class LaplaceClassifier(ClassifierMixin, _BaseLaplace):
         The trained net used (the frozen one itself when given FrozenEstimator).
     posterior_ : sklaplace.posterior.Posterior
     prior_precision_ : ndarray of shape (n_layers,)
+    temperature_ : float
+        The temperature used (the one given, or the one tuned by "holdout").
     log_marginal_likelihood_value_ : float
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -730,6 +740,8 @@ default="holdout"
     posterior_ : sklaplace.posterior.Posterior
     prior_precision_ : ndarray of shape (n_layers,)
     sigma_noise_ : float
+    temperature_ : float
+        The temperature used (the one given, or the one tuned by "holdout").
     log_marginal_likelihood_value_ : float
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

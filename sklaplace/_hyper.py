@@ -33,7 +33,7 @@ class _HyperParameterMixin:
 
     def _hyper_key(self):
         sigma = getattr(self, "sigma_noise", None)
-        return (repr(self.prior_precision), repr(sigma), float(self.temperature))
+        return (repr(self.prior_precision), repr(sigma), repr(self.temperature))
 
     def _prior_array(self, value) -> np.ndarray:
         """A positive float, per-layer array or {module name: value} -> (n_blocks,) array."""
@@ -80,34 +80,58 @@ class _HyperParameterMixin:
             return {
                 "prior_precision": self.prior_precision_,
                 "sigma_noise": self.sigma_noise_,
+                "temperature": self.temperature_,
                 "key": key,
             }
         mode = self.prior_precision if isinstance(self.prior_precision, str) else None
         sigma_param = getattr(self, "sigma_noise", 1.0)
         sigma_mode = sigma_param if isinstance(sigma_param, str) else None
+        tune_temperature = isinstance(self.temperature, str)  # "holdout"
         if sigma_mode == "holdout" and mode in ("marglik", "weight_decay"):
             raise ValueError(
                 f"sigma_noise='holdout' cannot be combined with prior_precision={mode!r}; "
                 "use prior_precision='holdout' (both tuned on the held-out rows) or a float."
             )
-        # a mode needs what fit stored for it; leaving a mode (e.g. for a float) needs nothing
-        if ("holdout" in (mode, sigma_mode) and self._heldout_ is None) or (
-            mode == "weight_decay" and self._weight_decay_ is None
-        ):
-            raise ValueError(
-                f"prior_precision={self.prior_precision!r} needs what fit stores for that "
-                "mode ('holdout': held-out rows; 'weight_decay': the training setup); it "
-                "was changed after fit, so call fit again."
+        if tune_temperature and (mode in ("marglik", "weight_decay") or sigma_mode == "marglik"):
+            other = (
+                f"prior_precision={mode!r}" if mode in _PRIOR_MODES else "sigma_noise='marglik'"
             )
+            raise ValueError(
+                f"temperature='holdout' cannot be combined with {other}: the evidence "
+                "depends on the temperature it would be tuned against. Use 'holdout' (all "
+                "tuned on the held-out rows) or a float for the other hyper-parameters."
+            )
+        # a mode needs what fit stored for it; leaving a mode (e.g. for a float) needs nothing
+        params = {"prior_precision": mode, "sigma_noise": sigma_mode}
+        params["temperature"] = "holdout" if tune_temperature else None
+        missing = [
+            f"{name}={value!r}"
+            for name, value in params.items()
+            if (value == "holdout" and self._heldout_ is None)
+            or (value == "weight_decay" and self._weight_decay_ is None)
+        ]
+        if missing:
+            raise ValueError(
+                f"{' and '.join(missing)} needs what fit stores for that mode ('holdout': "
+                "held-out rows; 'weight_decay': the training setup); it was changed after "
+                "fit, so call fit again."
+            )
+        temperature = 1.0 if tune_temperature else float(self.temperature)
         tune_sigma = sigma_mode is not None
         sigma = self._sigma_mle() if tune_sigma else float(sigma_param)
         n_blocks = self.posterior_.n_blocks
-        if sigma_mode == "holdout":
+
+        def evidence(prior, s):
+            return self._evidence(prior, s, temperature)
+
+        if sigma_mode == "holdout" or tune_temperature:
             fixed = None if mode == "holdout" else self._prior_array(self.prior_precision)
-            prior, sigma = self._tune_on_heldout_jointly(fixed)
+            prior, sigma, temperature = self._tune_on_heldout_jointly(
+                fixed, sigma, sigma_mode == "holdout", temperature, tune_temperature
+            )
         elif mode == "weight_decay":
-            sigma = self._tune_sigma(sigma, tune_sigma)
-            prior = self._tied_prior(sigma)
+            sigma = self._tune_sigma(sigma, tune_sigma, temperature)
+            prior = self._tied_prior(sigma, temperature)
         elif mode == "holdout":
             if tune_sigma:
                 # sigma from the evidence alone (maximised jointly with the prior, as with
@@ -115,13 +139,13 @@ class _HyperParameterMixin:
                 # criteria need not converge: the held-out optimum can jump between two
                 # values that each move the evidence's sigma back (a 2-cycle, seen in tests).
                 _, sigma = maximize_marginal_likelihood(
-                    self._evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
+                    evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
                 )
             evaluate = self._heldout_evaluator()
-            prior = np.full(n_blocks, self._tune_prior_on_heldout(evaluate, sigma))
+            prior = np.full(n_blocks, self._tune_prior_on_heldout(evaluate, sigma, temperature))
         elif mode == "marglik":
             prior, sigma = maximize_marginal_likelihood(
-                self._evidence,
+                evidence,
                 np.ones(n_blocks),
                 sigma,
                 tune_prior=True,
@@ -129,34 +153,39 @@ class _HyperParameterMixin:
             )
         else:
             prior = self._prior_array(self.prior_precision)
-            sigma = self._tune_sigma(sigma, tune_sigma, prior)
-        self._check_numerics(prior, sigma)
-        return {"prior_precision": prior, "sigma_noise": sigma, "key": key}
+            sigma = self._tune_sigma(sigma, tune_sigma, temperature, prior)
+        self._check_numerics(prior, sigma, temperature)
+        return {
+            "prior_precision": prior,
+            "sigma_noise": sigma,
+            "temperature": temperature,
+            "key": key,
+        }
 
     def _sigma_mle(self) -> float:
         """Starting noise std: the maximum-likelihood ``sqrt(SSE / (N K))``."""
         return max(float(np.sqrt(2 * self.train_loss_ / (self.n_train_ * self.n_outputs_))), 1e-6)
 
-    def _tied_prior(self, sigma):
+    def _tied_prior(self, sigma, temperature: float):
         """'weight_decay': the prior whose posterior mode is the trained weights.
 
         ``tau = c / (sigma^2 T)`` (see ``_skorch.weight_decay_coefficient``); ``sigma`` may
         be a tensor, so that the evidence stays differentiable in it.
         """
         noise = sigma**2 if self.likelihood_ == "regression" else 1.0
-        scale = 1.0 / (noise * float(self.temperature))
+        scale = 1.0 / (noise * temperature)
         if isinstance(sigma, torch.Tensor):
             return torch.as_tensor(self._weight_decay_, device=sigma.device) * scale
         return self._weight_decay_ * scale
 
-    def _tune_sigma(self, sigma: float, tune: bool, prior=None) -> float:
+    def _tune_sigma(self, sigma: float, tune: bool, temperature: float, prior=None) -> float:
         """Maximise the evidence over sigma, the prior fixed or (``None``) tied to sigma."""
         if not tune:
             return sigma
 
         def evidence(_, s):
-            tau = self._tied_prior(s) if prior is None else torch.as_tensor(prior)
-            return self._evidence(tau, s)
+            tau = self._tied_prior(s, temperature) if prior is None else torch.as_tensor(prior)
+            return self._evidence(tau, s, temperature)
 
         _, sigma = maximize_marginal_likelihood(
             evidence, np.ones(self.posterior_.n_blocks), sigma, tune_prior=False, tune_sigma=True
@@ -164,7 +193,7 @@ class _HyperParameterMixin:
         return sigma
 
     def _heldout_evaluator(self):
-        """``f(tau, sigma)``: the held-out log-likelihood under the GLM predictive.
+        """``f(tau, sigma, temperature)``: the held-out log-likelihood, GLM predictive.
 
         For the last layer the held-out rows' features are computed and projected onto the
         posterior's eigenbasis once, and every evaluation costs O(m c d); for other subsets
@@ -181,10 +210,12 @@ class _HyperParameterMixin:
         likelihood = self.likelihood_
 
         def tau_of(value):
-            return torch.full((n_blocks,), float(value), dtype=torch.float64, device=device)
+            """A float, or one value per layer, as a (n_blocks,) tensor."""
+            value = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_blocks,))
+            return torch.tensor(value, dtype=torch.float64, device=device)
 
-        def moments(tau, sigma):
-            scale = self._scale(sigma).to(device)
+        def moments(tau, sigma, temperature):
+            scale = self._scale(sigma, temperature).to(device)
             if self.subset_of_weights == "last_layer":
                 yield z, self.posterior_.blocks[0].projected_output_cov(p, tau_of(tau)[0], scale)
                 return
@@ -211,9 +242,9 @@ class _HyperParameterMixin:
             z = torch.cat([b[0] for b in batches])
             p = torch.cat([b[1] for b in batches])
 
-        def evaluate(tau, sigma):
+        def evaluate(tau, sigma, temperature):
             total, start = 0.0, 0
-            for mean, cov in moments(tau, sigma):
+            for mean, cov in moments(tau, sigma, temperature):
                 var = torch.diagonal(cov, dim1=1, dim2=2)
                 yb = y_val[start : start + len(mean)]
                 start += len(mean)
@@ -223,7 +254,7 @@ class _HyperParameterMixin:
         evaluate.rms = None
         if likelihood == "regression":
             sq, count = 0.0, 0
-            for mean, _ in moments(1.0, 1.0):
+            for mean, _ in moments(1.0, 1.0, 1.0):
                 resid = y_val[count : count + len(mean)].reshape(mean.shape) - mean
                 sq += float((resid**2).sum())
                 count += len(mean)
@@ -232,14 +263,16 @@ class _HyperParameterMixin:
 
     _PRIOR_GRID = np.logspace(-4, 6, 31)
 
-    def _tune_prior_on_heldout(self, evaluate, sigma: float, warn: bool = True) -> float:
+    def _tune_prior_on_heldout(
+        self, evaluate, sigma: float, temperature: float, warn: bool = True
+    ) -> float:
         """The prior precision maximising the held-out log-likelihood (grid, then refined).
 
         Warns when the optimum sits at an end of the searched range: at the top, the held-out
         rows ask for no more uncertainty than the net's own, which is what rows the net was
         trained on do.
         """
-        best, _ = maximize_on_grid(lambda tau: evaluate(tau, sigma), self._PRIOR_GRID)
+        best, _ = maximize_on_grid(lambda tau: evaluate(tau, sigma, temperature), self._PRIOR_GRID)
         at_edge = best >= self._PRIOR_GRID[-1] * 0.999 or best <= self._PRIOR_GRID[0] * 1.001
         if warn and at_edge:
             warnings.warn(
@@ -255,36 +288,70 @@ class _HyperParameterMixin:
             )
         return best
 
-    def _tune_on_heldout_jointly(self, fixed_prior):
-        """sigma (and the prior, unless ``fixed_prior``) maximising the held-out likelihood.
+    # temperature="holdout": T scales the curvature (P = H / (sigma^2 T) + tau I), so with
+    # the prior it sets both the width and the shape of the posterior (Ritter et al. 2018
+    # tune the prior and a data-size factor N = 1 / T on a validation set).
+    _TEMPERATURE_GRID = np.logspace(-3, 3, 25)
 
-        Coordinate ascent on the one objective: the prior on its grid at the current sigma,
-        then sigma on a grid around the held-out residuals' RMS at that prior; no step can
-        decrease the objective. Three rounds.
+    def _tune_on_heldout_jointly(
+        self, fixed_prior, sigma: float, tune_sigma: bool, temperature: float, tune_t: bool
+    ):
+        """``(prior, sigma, temperature)`` maximising the held-out log-likelihood.
+
+        Tuned: the prior unless ``fixed_prior`` (one value per layer) is given, sigma if
+        ``tune_sigma`` (on a grid around the held-out residuals' RMS), the temperature if
+        ``tune_t`` (on ``_TEMPERATURE_GRID``); the others stay at the given values.
+        Coordinate ascent on the one objective, one coordinate at a time at the others'
+        current values, so no step can decrease it: one round when one value is tuned,
+        three otherwise.
         """
-        if fixed_prior is not None and np.ptp(fixed_prior) > 0:
-            raise ValueError(
-                "sigma_noise='holdout' with a per-layer prior_precision array is not "
-                "supported; give one float or prior_precision='holdout'."
-            )
         evaluate = self._heldout_evaluator()
         n_blocks = self.posterior_.n_blocks
-        sigma = evaluate.rms
-        sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
+        if tune_sigma:
+            sigma = evaluate.rms
+            sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
         prior = fixed_prior
-        rounds = 1 if fixed_prior is not None else 3
+        rounds = 1 if (fixed_prior is None) + tune_sigma + tune_t == 1 else 3
         for i in range(rounds):
             if fixed_prior is None:
                 quiet = i < rounds - 1  # warn about the final choice only
-                tau = self._tune_prior_on_heldout(evaluate, sigma, warn=not quiet)
+                tau = self._tune_prior_on_heldout(evaluate, sigma, temperature, warn=not quiet)
                 prior = np.full(n_blocks, tau)
-            tau = float(prior[0])
-            sigma, _ = maximize_on_grid(lambda s, t=tau: evaluate(t, s), sigma_grid)
-        return prior, sigma
+            if tune_sigma:
+                sigma, _ = maximize_on_grid(
+                    lambda s, p=prior, t=temperature: evaluate(p, s, t), sigma_grid
+                )
+            if tune_t:
+                temperature, _ = maximize_on_grid(
+                    lambda t, p=prior, s=sigma: evaluate(p, s, t), self._TEMPERATURE_GRID
+                )
+        grid = self._TEMPERATURE_GRID
+        if tune_t and not grid[0] * 1.001 < temperature < grid[-1] * 0.999:
+            top = temperature > 1
+            warnings.warn(
+                f"The held-out rows are fitted best at temperature={temperature:.3g}, the "
+                f"{'top' if top else 'bottom'} of the searched range [{grid[0]:.0e}, "
+                f"{grid[-1]:.0e}]: "
+                + (
+                    "the posterior is then close to the prior, so the prior precision alone "
+                    "sets the uncertainty"
+                    + (
+                        "; tune it too (prior_precision='holdout')."
+                        if fixed_prior is not None
+                        else "."
+                    )
+                    if top
+                    else "the predictions are then the net's own, as when the held-out rows "
+                    "show no over-confidence (a net trained on them)."
+                ),
+                UserWarning,
+                stacklevel=4,
+            )
+        return prior, sigma, temperature
 
-    def _check_numerics(self, prior: np.ndarray, sigma: float) -> None:
+    def _check_numerics(self, prior: np.ndarray, sigma: float, temperature: float) -> None:
         """Refuse hyper-parameters whose posterior is not numerically positive definite."""
-        scale = self._scale(sigma)
+        scale = self._scale(sigma, temperature)
         with np.errstate(over="ignore"):
             noise_var = np.square(np.float64(sigma))
         if self.likelihood_ == "regression" and not np.isfinite(noise_var):
@@ -294,7 +361,7 @@ class _HyperParameterMixin:
             )
         if not torch.isfinite(scale):
             raise ValueError(
-                f"sigma_noise={sigma:.3g} and temperature={self.temperature:.3g} are too small "
+                f"sigma_noise={sigma:.3g} and temperature={temperature:.3g} are too small "
                 "to compute with: the curvature's factor 1 / (sigma_noise^2 * temperature) "
                 "overflows float64. Choose larger values (the targets' scale is a guide)."
             )
@@ -316,13 +383,13 @@ class _HyperParameterMixin:
             if not (torch.isfinite(lam).all() and (lam > 0).all() and torch.isfinite(inv).all()):
                 raise ValueError(
                     f"prior_precision={tau:.3g} (sigma_noise={sigma:.3g}, temperature="
-                    f"{self.temperature}) makes the posterior precision of layer {name!r} "
+                    f"{temperature:.3g}) makes the posterior precision of layer {name!r} "
                     "numerically singular or infinite (eigenvalues from "
                     f"{float(lam.min()):.3g} to {float(lam.max()):.3g}). Choose values "
                     "between about 1e-8 and 1e8."
                 )
 
-    def _evidence(self, prior_precision, sigma_noise):
+    def _evidence(self, prior_precision, sigma_noise, temperature: float):
         post = self.posterior_
         ref = post.means[0]
         return log_marginal_likelihood(
@@ -333,13 +400,13 @@ class _HyperParameterMixin:
             self.likelihood_,
             torch.as_tensor(prior_precision, dtype=torch.float64, device=ref.device),
             torch.as_tensor(sigma_noise, dtype=torch.float64, device=ref.device),
-            float(self.temperature),
+            float(temperature),
         )
 
-    def _scale(self, sigma: float) -> torch.Tensor:
+    def _scale(self, sigma: float, temperature: float) -> torch.Tensor:
         """``1 / (sigma^2 T)``: the factor on the curvature in the posterior precision."""
         with np.errstate(over="ignore", under="ignore", divide="ignore"):
             # out of float64's range: inf (refused by _check_numerics) or 0, never a raw error
             s = np.float64(sigma) ** 2 if self.likelihood_ == "regression" else 1.0
-            scale = 1.0 / (s * np.float64(self.temperature))
+            scale = 1.0 / (s * np.float64(temperature))
         return torch.tensor(float(scale), dtype=torch.float64)

@@ -308,6 +308,126 @@ def test_a_float_prior_after_holdout_needs_no_refit(cls_data, overconfident_net)
         clf.predict_proba(X)
 
 
+def _heldout_scores(estimator, X, y, valid, candidates, scoring="neg_log_loss"):
+    """GridSearchCV's held-out score on ``valid`` for each {param: value} in candidates."""
+    search = GridSearchCV(
+        estimator,
+        [{k: [v] for k, v in c.items()} for c in candidates],
+        cv=_predefined_split(len(y), valid),
+        scoring=scoring,
+        refit=False,
+    ).fit(X, y)
+    return search.cv_results_["mean_test_score"]
+
+
+def test_holdout_temperature_with_the_prior_beats_the_prior_alone(cls_data, overconfident_net):
+    """temperature="holdout" with prior_precision="holdout" (Ritter et al.'s tau and N).
+
+    Coordinate ascent starts from the prior alone at T = 1, so its held-out log-likelihood
+    is never below the prior-only optimum; here it is above it, with an interior
+    temperature, and within 1e-3 of the best point of a 41 x 49 grid over both.
+    """
+    X, y = cls_data[0][100:], cls_data[1][100:]  # rows the net never saw
+    frozen = FrozenEstimator(overconfident_net)
+    clf = LaplaceClassifier(
+        frozen, prior_precision="holdout", temperature="holdout", random_state=0
+    ).fit(X, y)
+    alone = LaplaceClassifier(frozen, prior_precision="holdout", random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.validation_indices_, alone.validation_indices_)
+    assert alone.temperature_ == 1.0
+    grid = [
+        {"prior_precision": p, "temperature": t}
+        for p in np.logspace(-4, 6, 41)
+        for t in np.logspace(-3, 3, 49)
+    ]
+    tuned = {"prior_precision": float(clf.prior_precision_[0]), "temperature": clf.temperature_}
+    base = {"prior_precision": float(alone.prior_precision_[0]), "temperature": 1.0}
+    scores = _heldout_scores(
+        LaplaceClassifier(frozen), X, y, clf.validation_indices_, [*grid, tuned, base]
+    )
+    ours, prior_only, best = scores[-2], scores[-1], scores[:-2].max()
+    assert ours > prior_only + 1e-3  # the temperature helps on this over-confident net
+    assert ours >= best - 1e-3
+    assert 1e-3 < clf.temperature_ < 1e3
+    # the tuned values are what predict uses
+    same = LaplaceClassifier(frozen, **tuned).fit(X[_rest(clf)], y[_rest(clf)])
+    np.testing.assert_allclose(clf.predict_proba(X), same.predict_proba(X), rtol=1e-10)
+
+
+def _rest(estimator):
+    n = len(estimator.validation_indices_) + estimator.n_train_
+    return np.setdiff1d(np.arange(n), estimator.validation_indices_)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
+    kind, cls_data, overconfident_net, reg_data, reg_net
+):
+    """With the prior (and sigma) fixed, the temperature maximises the held-out likelihood
+    over any grid (the coarse grid is refined by a bounded search between its neighbours).
+
+    Regressor: an interior optimum (sigma a little below the net's error on these rows).
+    Classifier: at a fixed prior this over-confident net asks for the top of the range (the
+    posterior becomes the prior), which a warning reports.
+    """
+    if kind == "classifier":
+        (X, y), net, scoring = (cls_data[0][100:], cls_data[1][100:]), overconfident_net, None
+        make, fixed = LaplaceClassifier, {"prior_precision": 2.0}
+    else:
+        (X, y), net, scoring = (reg_data[0][200:], reg_data[1][200:]), reg_net, neg_gaussian_nll
+        rms = float(np.sqrt(np.mean((net.predict(X)[:, 0] - y) ** 2)))
+        make, fixed = LaplaceRegressor, {"prior_precision": 30.0, "sigma_noise": 0.8 * rms}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = make(FrozenEstimator(net), temperature="holdout", random_state=0, **fixed)
+        est.fit(X, y)
+    at_edge = not 1e-3 * 1.001 < est.temperature_ < 1e3 * 0.999
+    assert at_edge == (kind == "classifier")
+    assert at_edge == any("temperature=" in str(w.message) for w in caught)
+    fine = np.logspace(-3, 3, 61)
+    scores = _heldout_scores(
+        make(FrozenEstimator(net), **fixed),
+        X,
+        y,
+        est.validation_indices_,
+        [{"temperature": t} for t in [*fine, est.temperature_]],
+        scoring or "neg_log_loss",
+    )
+    assert scores[-1] >= scores[:-1].max() - 1e-9
+    assert abs(np.log10(est.temperature_) - np.log10(fine[np.argmax(scores[:-1])])) <= 0.1
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "match"),
+    [
+        ("classifier", {"prior_precision": "marglik"}, "prior_precision='marglik'"),
+        ("regressor", {"prior_precision": 1.0, "sigma_noise": "marglik"}, "sigma_noise='marg"),
+    ],
+)
+def test_holdout_temperature_refuses_the_evidence_modes(
+    kind, params, match, cls_data, overconfident_net, reg_data, reg_net
+):
+    if kind == "classifier":
+        X, y, est = *cls_data, LaplaceClassifier(FrozenEstimator(overconfident_net))
+    else:
+        X, y, est = *reg_data, LaplaceRegressor(FrozenEstimator(reg_net))
+    est.set_params(temperature="holdout", **params)
+    with pytest.raises(ValueError, match=f"temperature='holdout' cannot be combined with {match}"):
+        est.fit(X, y)
+
+
+def test_holdout_temperature_set_after_a_fit_without_held_out_rows(cls_data, overconfident_net):
+    """The fitted temperature_ is the float given; asking for "holdout" later names it."""
+    X, y = cls_data
+    clf = LaplaceClassifier(
+        FrozenEstimator(overconfident_net), prior_precision=1.0, temperature=0.5
+    ).fit(X, y)
+    assert clf.temperature_ == 0.5 and clf.validation_indices_ is None
+    clf.set_params(temperature="holdout")
+    with pytest.raises(ValueError, match="temperature='holdout' needs what fit stores"):
+        clf.predict_proba(X)
+
+
 # ---------------------------------------------------------------- weight decay
 def _head_stationarity(laplace, X, y, likelihood, factor=1.0):
     """``|grad(scale * L + tau/2 |theta|^2)| / |grad(scale * L)|`` on the head weights.
