@@ -397,6 +397,34 @@ def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
     assert abs(np.log10(est.temperature_) - np.log10(fine[np.argmax(scores[:-1])])) <= 0.1
 
 
+def test_holdout_sigma_with_a_per_layer_prior(reg_data, reg_net):
+    """A fixed prior, one value per layer, is kept as given while sigma is tuned on the
+    held-out rows: the grid optimum of the held-out Gaussian log-likelihood."""
+    X, y = reg_data[0][200:], reg_data[1][200:]
+    frozen = FrozenEstimator(reg_net)
+    n_blocks = LaplaceRegressor(
+        frozen, subset_of_weights="all", prior_precision=1.0, sigma_noise=1.0
+    )
+    n_blocks = n_blocks.fit(X, y).posterior_.n_blocks
+    assert n_blocks > 1
+    prior = np.logspace(0, 2, n_blocks)
+    reg = LaplaceRegressor(
+        frozen, subset_of_weights="all", prior_precision=prior, sigma_noise="holdout"
+    ).fit(X, y)
+    np.testing.assert_array_equal(reg.prior_precision_, prior)
+    sigmas = reg.sigma_noise_ * np.logspace(-0.5, 0.5, 21)
+    scores = _heldout_scores(
+        LaplaceRegressor(frozen, subset_of_weights="all", prior_precision=prior),
+        X,
+        y,
+        reg.validation_indices_,
+        [{"sigma_noise": s} for s in [*sigmas, reg.sigma_noise_]],
+        neg_gaussian_nll,
+    )
+    assert 0 < np.argmax(scores[:-1]) < len(sigmas) - 1
+    assert scores[-1] >= scores[:-1].max() - 1e-9
+
+
 @pytest.mark.parametrize(
     ("kind", "params", "match"),
     [
