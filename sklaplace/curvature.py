@@ -60,12 +60,16 @@ _BLAS: ThreadpoolController | None = None
 
 @contextmanager
 def blas_threads_like_torch():
-    """Within the block, numpy's BLAS (used by ``gram``) runs ``torch.get_num_threads()``
-    threads, so a curvature pass does not oversubscribe the cores a user gave torch."""
+    """Within the block, numpy's BLAS (used by ``gram``) runs at most
+    ``torch.get_num_threads()`` threads, so a curvature pass does not oversubscribe the
+    cores a user gave torch; a lower limit the BLAS already had is kept."""
     global _BLAS
     if _BLAS is None:
         _BLAS = ThreadpoolController().select(user_api="blas")
-    with _BLAS.limit(limits=torch.get_num_threads()):
+    limit = torch.get_num_threads()
+    for lib in _BLAS.info():
+        limit = min(limit, lib["num_threads"])
+    with _BLAS.limit(limits=limit):
         yield
 
 

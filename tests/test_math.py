@@ -193,7 +193,7 @@ def test_gram_equals_the_float64_product_and_is_symmetric(dtype, transposed):
 
 
 def test_blas_threads_follow_torch_inside_a_pass():
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     before = {
         d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"
@@ -201,10 +201,22 @@ def test_blas_threads_follow_torch_inside_a_pass():
     if not before:
         pytest.skip("numpy links no BLAS that threadpoolctl can see")
     with blas_threads_like_torch():
-        inside = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+        inside = {
+            d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"
+        }
     after = {d["filepath"]: d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
-    assert inside == [torch.get_num_threads()] * len(inside)
+    limit = min(torch.get_num_threads(), *before.values())
+    assert inside == dict.fromkeys(before, limit)
     assert after == before
+    # a lower limit set by the user is kept, never raised to torch's
+    n_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with threadpool_limits(limits=1, user_api="blas"), blas_threads_like_torch():
+            inside = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+        assert inside == [1] * len(before)
+    finally:
+        torch.set_num_threads(n_threads)
 
 
 # --------------------------------------------------------------------------- posterior
