@@ -92,7 +92,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vjp, vmap
 from torch.nn import functional as F
 
-from .curvature import LIKELIHOODS, blas_threads_like_torch, gram, summed_loss
+from ._blas import blas_threads_like_torch, gram
+from .curvature import LIKELIHOODS, summed_loss
 from .posterior import DiagBlock, KronBlock, Posterior
 
 __all__ = [

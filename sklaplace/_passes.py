@@ -21,8 +21,9 @@ from torch import Tensor
 
 from . import _skorch
 from ._all_layers import fit_all_layers, glm_output_cov, sample_predictions
+from ._blas import blas_threads_like_torch
 from ._cache import fingerprint_arrays, fingerprint_module, get_cache
-from .curvature import CurvatureAccumulator, blas_threads_like_torch
+from .curvature import CurvatureAccumulator
 from .posterior import Posterior
 
 __all__ = [

@@ -14,19 +14,15 @@ on the number of rows and the result does not depend on the batch size.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
-from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
+from ._blas import gram
 from .posterior import DiagBlock, FullBlock, KronBlock
 
 __all__ = [
     "LIKELIHOODS",
     "CurvatureAccumulator",
-    "blas_threads_like_torch",
-    "gram",
     "output_hessian",
     "summed_loss",
 ]
@@ -53,47 +49,6 @@ def output_hessian(likelihood: str, f: Tensor) -> Tensor:
     if likelihood == "regression":
         return torch.eye(c, dtype=f.dtype, device=f.device).expand(m, c, c)
     raise ValueError(f"Unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}.")
-
-
-_BLAS: ThreadpoolController | None = None
-
-
-@contextmanager
-def blas_threads_like_torch():
-    """Within the block, numpy's BLAS (used by ``gram``) runs at most
-    ``torch.get_num_threads()`` threads, so a curvature pass does not oversubscribe the
-    cores a user gave torch; a lower limit the BLAS already had is kept."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController().select(user_api="blas")
-    limit = torch.get_num_threads()
-    for lib in _BLAS.info():
-        limit = min(limit, lib["num_threads"])
-    with _BLAS.limit(limits=limit):
-        yield
-
-
-def gram(x: Tensor) -> Tensor:
-    """``x^T x`` for ``x`` of shape (m, n), computed in ``x``'s dtype, returned in float64.
-
-    The Kronecker factors are sums of such products over batches, and they dominate the
-    cost of a KFAC pass. On the CPU the product goes through numpy, whose ``x.T @ x`` is a
-    symmetric rank-k update (BLAS ``syrk``: half the multiplications of the general product
-    that ``torch.mm`` runs, and an exactly symmetric result); passes call it inside
-    ``blas_threads_like_torch``. Elsewhere (GPU, other dtypes) it is ``torch.mm``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    >>> gram(x)
-    tensor([[10., 14.],
-            [14., 20.]], dtype=torch.float64)
-    """
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return (x.T @ x).to(torch.float64)
-    xn = x.detach().contiguous().numpy()
-    return torch.from_numpy(xn.T @ xn).to(torch.float64)
 
 
 def summed_loss(likelihood: str, f: Tensor, y: Tensor) -> Tensor:

@@ -16,7 +16,8 @@ from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
 from sklaplace import posterior as posterior_module
-from sklaplace.curvature import CurvatureAccumulator, blas_threads_like_torch, gram
+from sklaplace._blas import blas_threads_like_torch, gram
+from sklaplace.curvature import CurvatureAccumulator
 from sklaplace.marglik import log_marginal_likelihood, maximize_marginal_likelihood
 from sklaplace.posterior import DiagBlock, KronBlock, Posterior
 from sklaplace.predictive import mc_probabilities, probit_probabilities
