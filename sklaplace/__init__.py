@@ -3,9 +3,11 @@
 ``LaplaceClassifier`` and ``LaplaceRegressor`` wrap a skorch net (unfitted, or fitted and
 wrapped in ``sklearn.frozen.FrozenEstimator``), place a Gaussian posterior over its weights
 in ``fit`` and expose calibrated ``predict_proba`` and ``predict(X, return_std=True)``.
+``set_config``, ``get_config`` and ``config_context`` hold the package's settings.
 """
 
+from ._config import config_context, get_config, set_config
 from ._estimators import LaplaceClassifier, LaplaceRegressor
 
-__all__ = ["LaplaceClassifier", "LaplaceRegressor"]
-__version__ = "0.1.0"
+__all__ = ["LaplaceClassifier", "LaplaceRegressor", "config_context", "get_config", "set_config"]
+__version__ = "0.2.0.dev0"

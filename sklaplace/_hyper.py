@@ -1,412 +1,458 @@
-"""Hyper-parameters of the Laplace estimators: from parameters to numbers, without data.
+"""Hyper-parameters: from the estimator's parameters to the numbers the posterior uses.
 
-``_HyperParameterMixin`` turns ``prior_precision``, ``sigma_noise`` and ``temperature`` into
-the numbers the posterior uses: given ones are checked, tuning modes are resolved through
-the stored eigendecomposition (evidence: ``marglik``; the prior implied by the training's
-weight decay: ``weight_decay``) or on the held-out rows kept in fit (``holdout``). Nothing
-here passes over the training data, so it runs again at prediction time when a parameter
-was changed with ``set_params``. It relies on the fitted attributes that ``_BaseLaplace``
-sets in fit (``posterior_``, ``likelihood_``, ``train_loss_``, ``n_train_``, ...).
+Pure functions of two objectives that the fitted state provides (:mod:`sklaplace._fitted`):
+the Laplace evidence through the stored eigenvalues, and the log-likelihood of held-out
+rows under the GLM predictive (rows the net never trained on). Nothing here passes over
+the training data, and everything here runs in ``fit``: predictions only read the result.
+
+Modes:
+
+* ``prior_precision``: a number (one, per layer, or a dict by layer name), ``"marglik"``
+  (evidence), ``"holdout"`` (held-out likelihood), ``"weight_decay"`` (the prior the
+  training's L2 term implies);
+* ``sigma_noise`` (regression): a number, ``"marglik"`` or ``"holdout"``;
+* ``temperature`` (the posterior temperature, which scales the curvature): a number or
+  ``"holdout"``;
+* ``logit_temperature`` (classification; divides the Gaussian over the logits before the
+  link, as temperature scaling does): a number or ``"holdout"``.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import minimize, minimize_scalar
 
-from . import _passes
-from .marglik import (
-    heldout_log_likelihood,
-    log_marginal_likelihood,
-    maximize_marginal_likelihood,
-    maximize_on_grid,
-)
+from ._warnings import warn
+
+__all__ = ["PRIOR_MODES", "Hyper", "Objectives", "check_numerics", "prior_array", "resolve"]
 
 # Ways to choose the prior precision in fit instead of giving a number.
-_PRIOR_MODES = ("marglik", "holdout", "weight_decay")
+PRIOR_MODES = ("marglik", "holdout", "weight_decay")
+# Search range of the evidence's hyper-parameters, in natural-log units.
+_LOG_BOUNDS = (math.log(1e-8), math.log(1e8))
+PRIOR_GRID = np.logspace(-4, 6, 31)
+TEMPERATURE_GRID = np.logspace(-3, 3, 25)
+LOGIT_TEMPERATURE_GRID = np.logspace(-2, 2, 17)
 
 
-class _HyperParameterMixin:
-    """Resolution, tuning and numerical checks of the hyper-parameters (see module doc)."""
+@dataclass
+class Hyper:
+    """The numbers predictions use."""
 
-    def _hyper_key(self):
-        sigma = getattr(self, "sigma_noise", None)
-        return (repr(self.prior_precision), repr(sigma), repr(self.temperature))
+    prior_precision: np.ndarray  # one per posterior block
+    sigma_noise: float
+    temperature: float
+    logit_temperature: float = 1.0
 
-    def _prior_array(self, value) -> np.ndarray:
-        """A positive float, per-layer array or {module name: value} -> (n_blocks,) array."""
-        n_blocks = self.posterior_.n_blocks
-        if isinstance(value, dict):
-            names = self.posterior_.names
-            unknown = sorted(set(value) - set(names))
-            missing = [n for n in names if n not in value]
-            if unknown or missing:
-                raise ValueError(
-                    f"prior_precision as a dict needs one value for each layer of the "
-                    f"posterior, {names}; unknown: {unknown}, missing: {missing}."
-                )
-            value = [value[n] for n in names]
-        try:
-            arr = np.asarray(value, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
+
+@dataclass
+class Objectives:
+    """What the fitted state offers to tune against.
+
+    ``evidence(tau, sigma, T)`` takes float64 tensors (differentiable);
+    ``heldout(tau, sigma, T, logit_T)`` returns the summed held-out log-likelihood, and is
+    None without held-out rows; ``heldout_rms`` is the root mean square of the held-out
+    residuals (regression); ``sigma_mle`` the training residuals' maximum-likelihood noise
+    std; ``weight_decay`` the per-block coefficients of the L2 prior (or None).
+    """
+
+    names: list[str]
+    evidence: Callable
+    heldout: Callable | None
+    heldout_rms: Callable | None
+    sigma_mle: float
+    weight_decay: np.ndarray | None
+    noise: Callable[[float], float]  # sigma -> sigma^2 for regression, 1 otherwise
+
+
+def prior_array(value, names: list[str]) -> np.ndarray:
+    """A positive float, per-layer array or {layer name: value} -> (n_blocks,) array."""
+    n_blocks = len(names)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        missing = [n for n in names if n not in value]
+        if unknown or missing:
             raise ValueError(
-                f"prior_precision must be a positive float, one per layer, or one of "
-                f"{_PRIOR_MODES}; got {value!r}."
-            ) from exc
-        if arr.size == 1:
-            arr = np.full(n_blocks, arr.item())
-        if arr.size != n_blocks:
-            raise ValueError(
-                f"prior_precision has {arr.size} values but the posterior has {n_blocks} "
-                f"layer(s) ({self.posterior_.names}); give one value per layer or a float."
+                f"prior_precision as a dict needs one value for each layer of the "
+                f"posterior, {names}; unknown: {unknown}, missing: {missing}."
             )
-        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise ValueError(
-                f"prior_precision must be positive and finite, got {value!r}. It is the "
-                "precision (1 / variance) of the Gaussian prior on the weights; try 1.0."
-            )
-        return arr
-
-    def _resolve_hyperparameters(self) -> dict:
-        """Turn the current parameters into numbers, tuning them where a mode is asked for.
-
-        Called in fit and, when a parameter was changed with set_params after fit, at
-        prediction time; it never passes over the training data.
-        """
-        key = self._hyper_key()
-        if getattr(self, "_resolved_key_", None) == key:
-            return {
-                "prior_precision": self.prior_precision_,
-                "sigma_noise": self.sigma_noise_,
-                "temperature": self.temperature_,
-                "key": key,
-            }
-        mode = self.prior_precision if isinstance(self.prior_precision, str) else None
-        sigma_param = getattr(self, "sigma_noise", 1.0)
-        sigma_mode = sigma_param if isinstance(sigma_param, str) else None
-        tune_temperature = isinstance(self.temperature, str)  # "holdout"
-        if sigma_mode == "holdout" and mode in ("marglik", "weight_decay"):
-            raise ValueError(
-                f"sigma_noise='holdout' cannot be combined with prior_precision={mode!r}; "
-                "use prior_precision='holdout' (both tuned on the held-out rows) or a float."
-            )
-        if tune_temperature and (mode in ("marglik", "weight_decay") or sigma_mode == "marglik"):
-            other = (
-                f"prior_precision={mode!r}" if mode in _PRIOR_MODES else "sigma_noise='marglik'"
-            )
-            raise ValueError(
-                f"temperature='holdout' cannot be combined with {other}: the evidence "
-                "depends on the temperature it would be tuned against. Use 'holdout' (all "
-                "tuned on the held-out rows) or a float for the other hyper-parameters."
-            )
-        # a mode needs what fit stored for it; leaving a mode (e.g. for a float) needs nothing
-        params = {"prior_precision": mode, "sigma_noise": sigma_mode}
-        params["temperature"] = "holdout" if tune_temperature else None
-        missing = [
-            f"{name}={value!r}"
-            for name, value in params.items()
-            if (value == "holdout" and self._heldout_ is None)
-            or (value == "weight_decay" and self._weight_decay_ is None)
-        ]
-        if missing:
-            raise ValueError(
-                f"{' and '.join(missing)} needs what fit stores for that mode ('holdout': "
-                "held-out rows; 'weight_decay': the training setup); it was changed after "
-                "fit, so call fit again."
-            )
-        temperature = 1.0 if tune_temperature else float(self.temperature)
-        tune_sigma = sigma_mode is not None
-        sigma = self._sigma_mle() if tune_sigma else float(sigma_param)
-        n_blocks = self.posterior_.n_blocks
-
-        def evidence(prior, s):
-            return self._evidence(prior, s, temperature)
-
-        if sigma_mode == "holdout" or tune_temperature:
-            fixed = None if mode == "holdout" else self._prior_array(self.prior_precision)
-            prior, sigma, temperature = self._tune_on_heldout_jointly(
-                fixed, sigma, sigma_mode == "holdout", temperature, tune_temperature
-            )
-        elif mode == "weight_decay":
-            sigma = self._tune_sigma(sigma, tune_sigma, temperature)
-            prior = self._tied_prior(sigma, temperature)
-        elif mode == "holdout":
-            if tune_sigma:
-                # sigma from the evidence alone (maximised jointly with the prior, as with
-                # "marglik"), then tau on the held-out rows at that sigma. Alternating the two
-                # criteria need not converge: the held-out optimum can jump between two
-                # values that each move the evidence's sigma back (a 2-cycle, seen in tests).
-                _, sigma = maximize_marginal_likelihood(
-                    evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
-                )
-            evaluate = self._heldout_evaluator()
-            prior = np.full(n_blocks, self._tune_prior_on_heldout(evaluate, sigma, temperature))
-        elif mode == "marglik":
-            prior, sigma = maximize_marginal_likelihood(
-                evidence,
-                np.ones(n_blocks),
-                sigma,
-                tune_prior=True,
-                tune_sigma=tune_sigma,
-            )
-        else:
-            prior = self._prior_array(self.prior_precision)
-            sigma = self._tune_sigma(sigma, tune_sigma, temperature, prior)
-        self._check_numerics(prior, sigma, temperature)
-        return {
-            "prior_precision": prior,
-            "sigma_noise": sigma,
-            "temperature": temperature,
-            "key": key,
-        }
-
-    def _sigma_mle(self) -> float:
-        """Starting noise std: the maximum-likelihood ``sqrt(SSE / (N K))``."""
-        return max(float(np.sqrt(2 * self.train_loss_ / (self.n_train_ * self.n_outputs_))), 1e-6)
-
-    def _tied_prior(self, sigma, temperature: float):
-        """'weight_decay': the prior whose posterior mode is the trained weights.
-
-        ``tau = c / (sigma^2 T)`` (see ``_skorch.weight_decay_coefficient``); ``sigma`` may
-        be a tensor, so that the evidence stays differentiable in it.
-        """
-        noise = sigma**2 if self.likelihood_ == "regression" else 1.0
-        scale = 1.0 / (noise * temperature)
-        if isinstance(sigma, torch.Tensor):
-            return torch.as_tensor(self._weight_decay_, device=sigma.device) * scale
-        return self._weight_decay_ * scale
-
-    def _tune_sigma(self, sigma: float, tune: bool, temperature: float, prior=None) -> float:
-        """Maximise the evidence over sigma, the prior fixed or (``None``) tied to sigma."""
-        if not tune:
-            return sigma
-
-        def evidence(_, s):
-            tau = self._tied_prior(s, temperature) if prior is None else torch.as_tensor(prior)
-            return self._evidence(tau, s, temperature)
-
-        _, sigma = maximize_marginal_likelihood(
-            evidence, np.ones(self.posterior_.n_blocks), sigma, tune_prior=False, tune_sigma=True
+        value = [value[n] for n in names]
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"prior_precision must be a positive float, one per layer, or one of "
+            f"{PRIOR_MODES}; got {value!r}."
+        ) from exc
+    if arr.size == 1:
+        arr = np.full(n_blocks, arr.item())
+    if arr.size != n_blocks:
+        raise ValueError(
+            f"prior_precision has {arr.size} values but the posterior has {n_blocks} "
+            f"layer(s) ({names}); give one value per layer or a float."
         )
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"prior_precision must be positive and finite, got {value!r}. It is the "
+            "precision (1 / variance) of the Gaussian prior on the weights; try 1.0."
+        )
+    return arr
+
+
+def curvature_scale(noise_variance: float, temperature: float) -> float:
+    """``1 / (sigma^2 T)``, the factor on the curvature; inf or 0 out of float64's range."""
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        return float(1.0 / (np.float64(noise_variance) * np.float64(temperature)))
+
+
+def check_numerics(posterior, hyper: Hyper, noise_variance: float) -> None:
+    """Refuse hyper-parameters whose posterior is not numerically positive definite.
+
+    O(1) per block: the smallest eigenvalue of the precision is at least ``tau`` and the
+    largest is ``scale * lam_max + tau``.
+    """
+    sigma, temperature = hyper.sigma_noise, hyper.temperature
+    if not np.isfinite(noise_variance):
+        raise ValueError(
+            f"sigma_noise={sigma:.3g} is too large to compute with: sigma_noise^2 overflows "
+            "float64. Scale the targets, or choose a smaller value."
+        )
+    scale = curvature_scale(noise_variance, temperature)
+    if not np.isfinite(scale):
+        raise ValueError(
+            f"sigma_noise={sigma:.3g} and temperature={temperature:.3g} are too small to "
+            "compute with: the curvature's factor 1 / (sigma_noise^2 * temperature) overflows "
+            "float64. Choose larger values (the targets' scale is a guide)."
+        )
+    for block, tau, name in zip(
+        posterior.blocks, hyper.prior_precision, posterior.names, strict=True
+    ):
+        with np.errstate(over="ignore", divide="ignore"):
+            prior_variance = 1.0 / np.float64(tau)
+        if not np.isfinite(prior_variance):
+            raise ValueError(
+                f"prior_precision={tau:.3g} for layer {name!r} is too small to compute with: "
+                "the prior variance 1 / prior_precision overflows float64. Choose values "
+                "between about 1e-8 and 1e8."
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            top = np.float64(scale) * np.float64(block.lam_max) + np.float64(tau)
+        if not np.isfinite(top):
+            raise ValueError(
+                f"prior_precision={tau:.3g} (sigma_noise={sigma:.3g}, temperature="
+                f"{temperature:.3g}) makes the posterior precision of layer {name!r} "
+                f"numerically infinite (largest eigenvalue {top:.3g}). Choose values "
+                "between about 1e-8 and 1e8."
+            )
+    t = hyper.logit_temperature
+    if not (np.isfinite(t) and t > 0 and np.isfinite(1.0 / t**2)):
+        raise ValueError(
+            f"logit_temperature={t:.3g} is out of the range that can be computed with; "
+            "choose a value between about 1e-3 and 1e3."
+        )
+
+
+# ---------------------------------------------------------------------------- resolve
+def resolve(params: dict, obj: Objectives) -> Hyper:
+    """Turn the parameters into numbers, tuning where a mode asks for it.
+
+    ``params`` holds ``prior_precision``, ``sigma_noise`` (a number for classifiers),
+    ``temperature`` and ``logit_temperature``.
+    """
+    mode = _mode(params["prior_precision"])
+    sigma_mode = _mode(params["sigma_noise"])
+    tune_t = _mode(params["temperature"]) == "holdout"
+    tune_logit_t = _mode(params["logit_temperature"]) == "holdout"
+    if sigma_mode == "holdout" and mode in ("marglik", "weight_decay"):
+        raise ValueError(
+            f"sigma_noise='holdout' cannot be combined with prior_precision={mode!r}; "
+            "use prior_precision='holdout' (both tuned on the held-out rows) or a float."
+        )
+    if tune_t and (mode in ("marglik", "weight_decay") or sigma_mode == "marglik"):
+        other = f"prior_precision={mode!r}" if mode in PRIOR_MODES else "sigma_noise='marglik'"
+        raise ValueError(
+            f"temperature='holdout' cannot be combined with {other}: the evidence depends "
+            "on the temperature it would be tuned against. Use 'holdout' (all tuned on the "
+            "held-out rows) or a float for the other hyper-parameters."
+        )
+    n_blocks = len(obj.names)
+    temperature = 1.0 if tune_t else float(params["temperature"])
+    logit_t = 1.0 if tune_logit_t else float(params["logit_temperature"])
+    sigma = obj.sigma_mle if sigma_mode else float(params["sigma_noise"])
+
+    def evidence(prior, s):
+        return obj.evidence(prior, s, temperature)
+
+    needs_rows = "holdout" in (mode, sigma_mode) or tune_t or tune_logit_t
+    if needs_rows and obj.heldout is None:
+        return _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma)
+    if needs_rows:
+        if sigma_mode == "marglik":
+            # sigma from the evidence alone (jointly with the prior, as with "marglik"),
+            # then the rest on the held-out rows at that sigma. Alternating the two criteria
+            # need not converge (the held-out optimum can jump between two values that
+            # each move the evidence's sigma back).
+            _, sigma = maximize_evidence(
+                evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
+            )
+        fixed = None if mode == "holdout" else _fixed_prior(params, mode, obj, sigma, temperature)
+        prior, sigma, temperature, logit_t = _tune_on_heldout(
+            obj, fixed, sigma, sigma_mode == "holdout", temperature, tune_t, logit_t, tune_logit_t
+        )
+    elif mode == "weight_decay":
+        sigma = _evidence_sigma(obj, sigma, sigma_mode is not None, temperature, prior=None)
+        prior = _tied_prior(obj, sigma, temperature)
+    elif mode == "marglik":
+        prior, sigma = maximize_evidence(
+            evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=sigma_mode is not None
+        )
+    else:
+        prior = prior_array(params["prior_precision"], obj.names)
+        sigma = _evidence_sigma(obj, sigma, sigma_mode is not None, temperature, prior)
+    return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t)
+
+
+def _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma) -> Hyper:
+    """The values used when a mode asks for held-out rows and there are none.
+
+    The estimator has warned (it knows why there are none). The prior precision goes to
+    the top of its range, where the predictions are the net's own; sigma to the training
+    residuals' maximum-likelihood value; the temperatures to 1.
+    """
+    n_blocks = len(obj.names)
+    if mode == "holdout":
+        prior = np.full(n_blocks, PRIOR_GRID[-1])
+    else:
+        prior = _fixed_prior(params, mode, obj, sigma, temperature)
+    if sigma_mode == "marglik":
+        _, sigma = maximize_evidence(
+            lambda p, s: obj.evidence(p, s, temperature),
+            np.ones(n_blocks),
+            sigma,
+            tune_prior=True,
+            tune_sigma=True,
+        )
+    return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t)
+
+
+def _mode(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _fixed_prior(params, mode, obj, sigma, temperature) -> np.ndarray:
+    if mode == "weight_decay":
+        return _tied_prior(obj, sigma, temperature)
+    if mode == "marglik":
+        prior, _ = maximize_evidence(
+            lambda p, s: obj.evidence(p, s, temperature),
+            np.ones(len(obj.names)),
+            sigma,
+            tune_prior=True,
+            tune_sigma=False,
+        )
+        return prior
+    return prior_array(params["prior_precision"], obj.names)
+
+
+def _tied_prior(obj: Objectives, sigma, temperature: float):
+    """'weight_decay': the prior whose posterior mode is the trained weights.
+
+    ``tau = c / (sigma^2 T)``; ``sigma`` may be a tensor (the evidence stays
+    differentiable in it).
+    """
+    scale = 1.0 / (obj.noise(sigma) * temperature)
+    if isinstance(sigma, torch.Tensor):
+        return torch.as_tensor(obj.weight_decay, device=sigma.device) * scale
+    return obj.weight_decay * scale
+
+
+def _evidence_sigma(obj, sigma, tune: bool, temperature, prior) -> float:
+    """Maximise the evidence over sigma, the prior fixed or (``None``) tied to sigma."""
+    if not tune:
         return sigma
 
-    def _heldout_evaluator(self):
-        """``f(tau, sigma, temperature)``: the held-out log-likelihood, GLM predictive.
+    def evidence(_, s):
+        tau = _tied_prior(obj, s, temperature) if prior is None else torch.as_tensor(prior)
+        return obj.evidence(tau, s, temperature)
 
-        For the last layer the held-out rows' features are computed and projected onto the
-        posterior's eigenbasis once, and every evaluation costs O(m c d); for other subsets
-        each evaluation is one GLM pass over the held-out rows. ``f.rms`` is the root mean
-        square of the held-out residuals (regression), the scale around which sigma is
-        searched.
-        """
-        X_val, y_val = self._heldout_
-        net, head = self.estimator_, self._head()
-        device = self.posterior_.means[0].device
-        fingerprint = _passes.net_fingerprint(net)
-        y_val = y_val.to(device)
-        n_blocks = self.posterior_.n_blocks
-        likelihood = self.likelihood_
+    _, sigma = maximize_evidence(
+        evidence, np.ones(len(obj.names)), sigma, tune_prior=False, tune_sigma=True
+    )
+    return sigma
 
-        def tau_of(value):
-            """A float, or one value per layer, as a (n_blocks,) tensor."""
-            value = np.broadcast_to(np.asarray(value, dtype=np.float64), (n_blocks,))
-            return torch.tensor(value, dtype=torch.float64, device=device)
 
-        def moments(tau, sigma, temperature):
-            scale = self._scale(sigma, temperature).to(device)
-            if self.subset_of_weights == "last_layer":
-                yield z, self.posterior_.blocks[0].projected_output_cov(p, tau_of(tau)[0], scale)
-                return
-            for mean, cov, _ in _passes.glm_batches(
-                net,
-                head,
-                self.posterior_,
-                X_val,
-                tau_of(tau),
-                scale,
-                self.subset_of_weights,
-                self.batch_size,
-                fingerprint,
-            ):
-                yield mean, cov
+# ---------------------------------------------------------------------------- held out
+def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t, tune_logit_t):
+    """``(prior, sigma, temperature, logit_t)`` maximising the held-out log-likelihood.
 
-        if self.subset_of_weights == "last_layer":
-            # projected once: the projection does not depend on the hyper-parameters
-            batches = list(
-                _passes.projected_batches(
-                    net, head, self.posterior_, X_val, self.batch_size, fingerprint
-                )
+    Coordinate ascent on the one objective, one coordinate at a time at the others'
+    current values, so no step can decrease it: one round when one value is tuned, three
+    otherwise. With the logit temperature tuned too, the result is compared with
+    temperature scaling (the prior at the top of its range, where the predictions are the
+    net's own, and the best logit temperature there) and the better one kept: the
+    posterior cannot do worse than temperature scaling on the rows it is tuned on.
+    """
+    evaluate = obj.heldout
+    n_blocks = len(obj.names)
+    if tune_sigma:
+        sigma = obj.heldout_rms()
+        sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
+    prior = fixed
+    rounds = 1 if (fixed is None) + tune_sigma + tune_t + tune_logit_t == 1 else 3
+    tau_edge = None
+    for _ in range(rounds):
+        if fixed is None:
+            tau, tau_edge = _maximize_prior(
+                lambda t, s=sigma, T=temperature, L=logit_t: evaluate(t, s, T, L)
             )
-            z = torch.cat([b[0] for b in batches])
-            p = torch.cat([b[1] for b in batches])
-
-        def evaluate(tau, sigma, temperature):
-            total, start = 0.0, 0
-            for mean, cov in moments(tau, sigma, temperature):
-                var = torch.diagonal(cov, dim1=1, dim2=2)
-                yb = y_val[start : start + len(mean)]
-                start += len(mean)
-                total += float(heldout_log_likelihood(likelihood, mean, var, yb, sigma))
-            return total
-
-        evaluate.rms = None
-        if likelihood == "regression":
-            sq, count = 0.0, 0
-            for mean, _ in moments(1.0, 1.0, 1.0):
-                resid = y_val[count : count + len(mean)].reshape(mean.shape) - mean
-                sq += float((resid**2).sum())
-                count += len(mean)
-            evaluate.rms = max((sq / (count * mean.shape[1])) ** 0.5, 1e-6)
-        return evaluate
-
-    _PRIOR_GRID = np.logspace(-4, 6, 31)
-
-    def _tune_prior_on_heldout(
-        self, evaluate, sigma: float, temperature: float, warn: bool = True
-    ) -> float:
-        """The prior precision maximising the held-out log-likelihood (grid, then refined).
-
-        Warns when the optimum sits at an end of the searched range: at the top, the held-out
-        rows ask for no more uncertainty than the net's own, which is what rows the net was
-        trained on do.
-        """
-        best, _ = maximize_on_grid(lambda tau: evaluate(tau, sigma, temperature), self._PRIOR_GRID)
-        at_edge = best >= self._PRIOR_GRID[-1] * 0.999 or best <= self._PRIOR_GRID[0] * 1.001
-        if warn and at_edge:
-            warnings.warn(
-                f"The held-out rows are fitted best at prior_precision={best:.3g}, the "
-                f"{'top' if best > 1 else 'bottom'} of the searched range "
-                f"[{self._PRIOR_GRID[0]:.0e}, {self._PRIOR_GRID[-1]:.0e}]. At the top the "
-                "predictions are the net's own: the held-out rows show no over-confidence, "
-                "as happens when the net was trained on them (a FrozenEstimator fitted on "
-                "the same rows). Pass rows the net has not seen, or tune with GridSearchCV "
-                "on a validation split.",
-                UserWarning,
-                stacklevel=4,
-            )
-        return best
-
-    # temperature="holdout": T scales the curvature (P = H / (sigma^2 T) + tau I), so with
-    # the prior it sets both the width and the shape of the posterior (Ritter et al. 2018
-    # tune the prior and a data-size factor N = 1 / T on a validation set).
-    _TEMPERATURE_GRID = np.logspace(-3, 3, 25)
-
-    def _tune_on_heldout_jointly(
-        self, fixed_prior, sigma: float, tune_sigma: bool, temperature: float, tune_t: bool
-    ):
-        """``(prior, sigma, temperature)`` maximising the held-out log-likelihood.
-
-        Tuned: the prior unless ``fixed_prior`` (one value per layer) is given, sigma if
-        ``tune_sigma`` (on a grid around the held-out residuals' RMS), the temperature if
-        ``tune_t`` (on ``_TEMPERATURE_GRID``); the others stay at the given values.
-        Coordinate ascent on the one objective, one coordinate at a time at the others'
-        current values, so no step can decrease it: one round when one value is tuned,
-        three otherwise.
-        """
-        evaluate = self._heldout_evaluator()
-        n_blocks = self.posterior_.n_blocks
+            prior = np.full(n_blocks, tau)
         if tune_sigma:
-            sigma = evaluate.rms
-            sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
-        prior = fixed_prior
-        rounds = 1 if (fixed_prior is None) + tune_sigma + tune_t == 1 else 3
-        for i in range(rounds):
-            if fixed_prior is None:
-                quiet = i < rounds - 1  # warn about the final choice only
-                tau = self._tune_prior_on_heldout(evaluate, sigma, temperature, warn=not quiet)
-                prior = np.full(n_blocks, tau)
-            if tune_sigma:
-                sigma, _ = maximize_on_grid(
-                    lambda s, p=prior, t=temperature: evaluate(p, s, t), sigma_grid
-                )
-            if tune_t:
-                temperature, _ = maximize_on_grid(
-                    lambda t, p=prior, s=sigma: evaluate(p, s, t), self._TEMPERATURE_GRID
-                )
-        grid = self._TEMPERATURE_GRID
-        if tune_t and not grid[0] * 1.001 < temperature < grid[-1] * 0.999:
-            top = temperature > 1
-            warnings.warn(
-                f"The held-out rows are fitted best at temperature={temperature:.3g}, the "
-                f"{'top' if top else 'bottom'} of the searched range [{grid[0]:.0e}, "
-                f"{grid[-1]:.0e}]: "
-                + (
-                    "the posterior is then close to the prior, so the prior precision alone "
-                    "sets the uncertainty"
-                    + (
-                        "; tune it too (prior_precision='holdout')."
-                        if fixed_prior is not None
-                        else "."
-                    )
-                    if top
-                    else "the predictions are then the net's own, as when the held-out rows "
-                    "show no over-confidence (a net trained on them)."
-                ),
-                UserWarning,
-                stacklevel=4,
+            sigma, _ = maximize_on_grid(
+                lambda s, p=prior, T=temperature, L=logit_t: evaluate(p, s, T, L), sigma_grid
             )
-        return prior, sigma, temperature
+        if tune_t:
+            temperature, _ = maximize_on_grid(
+                lambda T, p=prior, s=sigma, L=logit_t: evaluate(p, s, T, L), TEMPERATURE_GRID
+            )
+        if tune_logit_t:
+            logit_t, _ = maximize_on_grid(
+                lambda L, p=prior, s=sigma, T=temperature: evaluate(p, s, T, L),
+                LOGIT_TEMPERATURE_GRID,
+            )
+    if tune_logit_t and fixed is None:
+        top = np.full(n_blocks, PRIOR_GRID[-1])
+        ts_t, _ = maximize_on_grid(
+            lambda L: evaluate(top, sigma, temperature, L), LOGIT_TEMPERATURE_GRID
+        )
+        if evaluate(top, sigma, temperature, ts_t) > evaluate(prior, sigma, temperature, logit_t):
+            prior, logit_t, tau_edge = top, ts_t, None  # temperature scaling wins
+    if tau_edge is not None:
+        _warn_prior_edge(tau_edge)
+    if tune_t:
+        _warn_temperature_edge(temperature, fixed is not None)
+    return prior, sigma, temperature, logit_t
 
-    def _check_numerics(self, prior: np.ndarray, sigma: float, temperature: float) -> None:
-        """Refuse hyper-parameters whose posterior is not numerically positive definite."""
-        scale = self._scale(sigma, temperature)
-        with np.errstate(over="ignore"):
-            noise_var = np.square(np.float64(sigma))
-        if self.likelihood_ == "regression" and not np.isfinite(noise_var):
-            raise ValueError(
-                f"sigma_noise={sigma:.3g} is too large to compute with: sigma_noise^2 "
-                "overflows float64. Scale the targets, or choose a smaller value."
-            )
-        if not torch.isfinite(scale):
-            raise ValueError(
-                f"sigma_noise={sigma:.3g} and temperature={temperature:.3g} are too small "
-                "to compute with: the curvature's factor 1 / (sigma_noise^2 * temperature) "
-                "overflows float64. Choose larger values (the targets' scale is a guide)."
-            )
-        for block, tau, name in zip(
-            self.posterior_.blocks, prior, self.posterior_.names, strict=True
-        ):
-            with np.errstate(over="ignore", divide="ignore"):
-                prior_variance = 1.0 / np.float64(tau)
-            if not np.isfinite(prior_variance):
-                # e.g. a subnormal 1e-320: whether the posterior precision then looks
-                # singular would depend on round-off in the curvature's smallest eigenvalues
-                raise ValueError(
-                    f"prior_precision={tau:.3g} for layer {name!r} is too small to compute "
-                    "with: the prior variance 1 / prior_precision overflows float64. Choose "
-                    "values between about 1e-8 and 1e8."
-                )
-            lam = block.eigenvalues(torch.as_tensor(tau, dtype=torch.float64), scale.cpu())
-            inv = 1.0 / lam
-            if not (torch.isfinite(lam).all() and (lam > 0).all() and torch.isfinite(inv).all()):
-                raise ValueError(
-                    f"prior_precision={tau:.3g} (sigma_noise={sigma:.3g}, temperature="
-                    f"{temperature:.3g}) makes the posterior precision of layer {name!r} "
-                    "numerically singular or infinite (eigenvalues from "
-                    f"{float(lam.min()):.3g} to {float(lam.max()):.3g}). Choose values "
-                    "between about 1e-8 and 1e8."
-                )
 
-    def _evidence(self, prior_precision, sigma_noise, temperature: float):
-        post = self.posterior_
-        ref = post.means[0]
-        return log_marginal_likelihood(
-            post,
-            torch.tensor(self.train_loss_, dtype=torch.float64, device=ref.device),
-            self.n_train_,
-            self.n_outputs_,
-            self.likelihood_,
-            torch.as_tensor(prior_precision, dtype=torch.float64, device=ref.device),
-            torch.as_tensor(sigma_noise, dtype=torch.float64, device=ref.device),
-            float(temperature),
+def _maximize_prior(objective) -> tuple[float, str | None]:
+    """The best prior on ``PRIOR_GRID`` (refined), and "top"/"bottom" if at an end."""
+    best, _ = maximize_on_grid(objective, PRIOR_GRID)
+    if best >= PRIOR_GRID[-1] * 0.999:
+        return best, "top"
+    if best <= PRIOR_GRID[0] * 1.001:
+        return best, "bottom"
+    return best, None
+
+
+def _warn_prior_edge(edge: str) -> None:
+    """At the bottom of the range the held-out rows want more uncertainty than the prior
+    allows. (At the top they show no over-confidence: the net's own predictions are then
+    the answer, and there is nothing to warn about.)"""
+    grid = f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]"
+    if edge == "bottom":
+        warn(
+            f"The held-out rows are fitted best at the smallest prior precision searched "
+            f"({PRIOR_GRID[0]:.0e}, range {grid}): they ask for more uncertainty than the "
+            "prior allows. The net may be badly wrong on them (another distribution?); "
+            "check its accuracy there, or give prior_precision as a number."
         )
 
-    def _scale(self, sigma: float, temperature: float) -> torch.Tensor:
-        """``1 / (sigma^2 T)``: the factor on the curvature in the posterior precision."""
-        with np.errstate(over="ignore", under="ignore", divide="ignore"):
-            # out of float64's range: inf (refused by _check_numerics) or 0, never a raw error
-            s = np.float64(sigma) ** 2 if self.likelihood_ == "regression" else 1.0
-            scale = 1.0 / (s * np.float64(temperature))
-        return torch.tensor(float(scale), dtype=torch.float64)
+
+def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:
+    grid = TEMPERATURE_GRID
+    if grid[0] * 1.001 < temperature < grid[-1] * 0.999:
+        return
+    if temperature > 1:
+        warn(
+            f"The held-out rows are fitted best at temperature={temperature:.3g}, the top of "
+            f"the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the posterior is then close "
+            "to the prior, so the prior precision alone sets the uncertainty"
+            + ("; tune it too (prior_precision='holdout')." if prior_fixed else ".")
+        )
+    else:
+        warn(
+            f"The held-out rows are fitted best at temperature={temperature:.3g}, the bottom "
+            f"of the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the predictions are "
+            "then the net's own, as when the held-out rows show no over-confidence."
+        )
+
+
+def maximize_on_grid(objective, grid: np.ndarray) -> tuple[float, np.ndarray]:
+    """Maximise a scalar function of one positive hyper-parameter: grid, then refine.
+
+    The grid (log-spaced) brackets the optimum; a bounded scalar search in log space between
+    the best point's neighbours refines it. Non-finite values count as -inf.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    values = np.array([float(objective(g)) for g in grid])
+    values[~np.isfinite(values)] = -np.inf
+    if not np.isfinite(values).any():
+        raise FloatingPointError(
+            f"The held-out log-likelihood is not finite for any of the {len(grid)} candidate "
+            f"values from {grid.min():.3g} to {grid.max():.3g}; check the net's outputs for "
+            "NaN or inf."
+        )
+    i = int(np.argmax(values))
+    lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
+    if hi <= lo:
+        return float(grid[i]), values
+    res = minimize_scalar(
+        lambda t: -float(objective(math.exp(t))),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-3},
+    )
+    best = math.exp(res.x) if np.isfinite(res.fun) and -res.fun >= values[i] else grid[i]
+    return float(best), values
+
+
+# ---------------------------------------------------------------------------- evidence
+def maximize_evidence(
+    evidence,
+    prior_precision: np.ndarray,
+    sigma_noise: float,
+    *,
+    tune_prior: bool,
+    tune_sigma: bool,
+) -> tuple[np.ndarray, float]:
+    """Maximise ``evidence(prior_precision, sigma_noise)`` over the requested arguments.
+
+    Works in log space with L-BFGS-B and exact gradients from autograd, within
+    ``[1e-8, 1e8]`` for every hyper-parameter.
+    """
+    n_prior = len(prior_precision) if tune_prior else 0
+    x0 = []
+    if tune_prior:
+        x0.extend(np.log(prior_precision))
+    if tune_sigma:
+        x0.append(math.log(sigma_noise))
+    x0 = np.clip(np.asarray(x0, dtype=np.float64), *_LOG_BOUNDS)
+
+    def unpack(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tau = x[:n_prior].exp() if tune_prior else torch.as_tensor(prior_precision)
+        sigma = x[n_prior].exp() if tune_sigma else torch.as_tensor(sigma_noise)
+        return tau.to(torch.float64), sigma.to(torch.float64)
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        value = -evidence(*unpack(xt))
+        (grad,) = torch.autograd.grad(value, xt)
+        return float(value.detach()), grad.numpy().astype(np.float64)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = minimize(
+            objective, x0, jac=True, method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(x0)
+        )
+    tau, sigma = unpack(torch.as_tensor(result.x))
+    if not np.isfinite(result.fun):
+        raise FloatingPointError(
+            "The log marginal likelihood is not finite at any hyper-parameter tried; the "
+            "curvature may contain NaN or inf (check the net's outputs on the training data)."
+        )
+    return tau.detach().numpy().copy(), float(sigma)

@@ -1,265 +1,229 @@
-"""The data passes of fit and predict, looked up in the cache before they are run.
+"""The one data loop: rows of X through a private view of a skorch net, batch by batch.
 
-A pass over rows ``X`` through a net yields, per batch, the features entering the last
-layer and its outputs. The same pass serves the curvature (fit), the held-out tuning and the
-predictive (predict). The curvature, the passes over rows that are predicted on (or held
-out), with the features already projected onto the posterior's eigenbasis, and the head
-found in the net are stored in ``sklaplace._cache`` under fingerprints of the net's weights,
-the rows, the targets and the settings, so that ``GridSearchCV`` over hyper-parameters with
-a frozen net does each once per fold. The training pass behind a curvature is not kept:
-only its result is reused.
+``NetView(net, batch_size)`` is the net as every sklaplace pass runs it:
+
+* **a private view of the module tree**: each module is shallow-copied (same parameter and
+  buffer tensors, copies of the dictionaries that hold them and of the hook tables), so
+  sklaplace can put the view in evaluation mode, hook it, and run sampled weights through
+  it without touching the user's module. Threads sharing one net each run their own view;
+  nothing is left on the user's module after a call.
+* **the net's own input pipeline**: batches come from the net's ``dataset`` and
+  ``iterator_valid`` (with ``shuffle`` and ``drop_last`` off, so every row comes out once,
+  in order; the count is checked), and the forward pass is the net's own ``infer`` (an
+  override included), run on a shallow copy of the net that holds the view.
+* **the net's dtypes**: floating-point batches are cast to the parameters' dtype one batch
+  at a time; integer inputs stay integers for a net with an ``nn.Embedding`` (category
+  codes) and are cast like floats otherwise.
+
+``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
+:mod:`sklaplace._fingerprint`), the effective batch size, the rows and the pass's own
+settings; ``None`` (do not cache) when the cache is off, the pass is too small for caching
+to pay for the fingerprints, or anything in it cannot be fingerprinted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
+from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from . import _skorch
-from ._all_layers import fit_all_layers, glm_output_cov, sample_predictions
-from ._blas import blas_threads_like_torch
-from ._cache import fingerprint_arrays, fingerprint_module, get_cache
-from .curvature import CurvatureAccumulator
-from .posterior import Posterior
+from ._cache import cache_enabled
+from ._fingerprint import fingerprint, fingerprint_net, fingerprint_rows
 
-__all__ = [
-    "find_head",
-    "fit_posterior",
-    "glm_batches",
-    "last_layer_curvature",
-    "net_batches",
-    "net_fingerprint",
-    "projected_batches",
-    "sampled_batches",
-]
+__all__ = ["NetView", "n_rows_of", "pass_key", "view_module"]
+
+# Passes over fewer rows are not cached: fingerprinting the net would cost more than the
+# pass (hashing reads every parameter byte, a forward pass of one row about as much).
+MIN_CACHED_ROWS = 256
+# iterator_valid__ settings that do not change which rows a batch holds or their values
+_PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
 
 
-def net_fingerprint(net) -> str:
-    """Fingerprint of everything in the net that determines its outputs (its state_dict)."""
-    return fingerprint_module(net.module_)
+def view_module(module: nn.Module) -> nn.Module:
+    """A private view of a module tree: shallow copies sharing every tensor.
 
-
-def find_head(net, X_net: np.ndarray, output_kind: str, fingerprint=None) -> _skorch.Head:
-    """``_skorch.find_head``, looked up in the cache under (net, first rows of X) first.
-
-    Finding the head runs the first rows through the net; without the cache every fit of a
-    grid search over a frozen net would repeat that forward pass. Only the head's name is
-    stored: the ``Head`` is rebuilt on this net's own module.
+    Each module is a new object of the same class whose ``__dict__`` is a copy of the
+    original's, with its own copies of the dictionaries of parameters, buffers, submodules
+    (views themselves) and hooks. Setting the mode, registering hooks or replacing a
+    parameter entry on the view leaves the user's module as it is; the tensors are the
+    same objects, so nothing is copied in memory. A module shared in the tree is one view.
     """
-    cache = get_cache()
-    key = None
-    if fingerprint is not None:
-        probe = X_net[: _skorch.HEAD_PROBE_ROWS]
-        key = ("find_head", fingerprint, output_kind, fingerprint_arrays(probe))
-        name = cache.get(key)
-        if name is not None:
-            return _skorch.Head(name, dict(net.module_.named_modules())[name])
-    head = _skorch.find_head(net, X_net, output_kind)
-    if key is not None:
-        cache.put(key, head.name)
-    return head
+    memo: dict[int, nn.Module] = {}
+
+    def copy(mod: nn.Module) -> nn.Module:
+        if id(mod) in memo:
+            return memo[id(mod)]
+        view = object.__new__(type(mod))
+        memo[id(mod)] = view
+        state = {}
+        for key, value in mod.__dict__.items():
+            if key == "_modules":
+                value = OrderedDict(
+                    (k, None if child is None else copy(child)) for k, child in value.items()
+                )
+            elif isinstance(value, dict) and key.startswith("_"):
+                value = type(value)(value) if type(value) in (dict, OrderedDict) else value
+            elif isinstance(value, set) and key.startswith("_"):
+                value = set(value)
+            state[key] = value
+        view.__dict__.update(state)
+        return view
+
+    return copy(module)
 
 
-def last_layer_curvature(
-    net,
-    head: _skorch.Head,
-    X_net: np.ndarray,
-    y: np.ndarray,
-    likelihood: str,
-    structure: str,
-    batch_size=None,
-    rows=None,
-    key=None,
-) -> tuple:
-    """``(block, summed_loss, n_rows)``: the last layer's eigendecomposed curvature.
+def n_rows_of(X) -> int:
+    """Rows of an input skorch accepts (arrays, frames, sparse matrices, dicts of them)."""
+    if isinstance(X, Mapping):
+        return n_rows_of(next(iter(X.values())))
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
 
-    Looked up in the cache under ``key`` (see ``fit_posterior``) first.
+
+class NetView:
+    """A skorch net as sklaplace's passes run it (see the module docstring).
+
+    Parameters
+    ----------
+    net : skorch NeuralNet (fitted)
+    batch_size : int or None
+        Rows per forward pass; default: the net's ``iterator_valid__batch_size`` or
+        ``batch_size``.
     """
-    cache = get_cache()
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    acc = CurvatureAccumulator(
-        structure, likelihood, head.n_in, head.n_out, device=head.module.weight.device
-    )
-    # the pass itself is neither looked up nor kept, only its result: a training pass (with
-    # targets) is never predicted on (predictions look rows up without targets), and keeping
-    # it, the largest entry, would evict the small entries a grid search reuses; skipping
-    # the look-up also spares hashing X a second time
-    with blas_threads_like_torch():
-        for a, z, yi in _skorch.iter_head(net, head, X_net, y, batch_size, rows):
-            acc.update(a, z, yi)
-    result = (acc.block(), acc.loss, acc.n_rows)
-    if key is not None:
-        cache.put(key, result)
-    return result
 
+    def __init__(self, net, batch_size: int | None = None) -> None:
+        self.net = net
+        self.module = view_module(net.module_)
+        self.module.eval()
+        self._infer_net = _skorch.infer_view(net, self.module)
+        self.dtype = _skorch.net_dtype(net)
+        self.device = _skorch.net_device(net)
+        # integer inputs are category codes for an embedding; else they are numbers
+        self.takes_codes = _skorch.takes_codes(net)
+        kwargs = net.get_params_for("iterator_valid")
+        size = batch_size or kwargs.get("batch_size", net.batch_size)
+        self.batch_size = size
+        self._fingerprint: str | bool | None = False  # False: not computed yet
 
-def net_batches(net, X_net, y=None, batch_size=None, rows=None) -> Iterator[tuple]:
-    """``(Xi, yi)`` per batch as tensors on the net's device (what the all-layer passes run)."""
-    device = _skorch.net_device(net)
-    for Xi, yi in _skorch.iter_batches(net, X_net, y, batch_size, rows):
-        yield to_tensor(Xi, device=device), (None if yi is None else to_tensor(yi, device=device))
+    # ---------------------------------------------------------------- running the net
+    def forward(self, Xi):
+        """The net's ``infer`` on one batch, run on the view."""
+        return self._infer_net.infer(Xi)
 
+    def batches(self, X, y=None, rows=None) -> Iterator[tuple]:
+        """``(Xi, yi)`` per batch, in order, every row once; tensors on the net's device.
 
-def fit_posterior(
-    net,
-    head: _skorch.Head,
-    X_net: np.ndarray,
-    y: np.ndarray,
-    likelihood: str,
-    structure: str,
-    subset,
-    batch_size=None,
-    fingerprint=None,
-    rows=None,
-) -> tuple[Posterior, Tensor, int]:
-    """``(posterior, summed_loss, n_rows)`` for the selected weights: the one fit pass.
+        ``rows`` (integer indices) selects rows batch by batch, so X is never copied
+        whole. Raises ``ValueError`` if the net's iterator does not return every row.
+        """
+        expected = n_rows_of(X) if rows is None else len(rows)
+        seen = 0
+        for Xi, yi in self._raw_batches(X, y, rows):
+            if isinstance(Xi, Mapping):
+                Xi = {k: self._cast(v) for k, v in Xi.items()}
+            else:
+                Xi = self._cast(Xi)
+            seen += n_rows_of(Xi)
+            if isinstance(yi, Tensor):
+                yi = yi.to(self.device)
+            yield to_tensor(Xi, device=self.device), yi
+        if seen != expected:
+            raise ValueError(
+                f"The net's iterator_valid returned {seen} rows for the {expected} rows "
+                "given; sklaplace needs every row exactly once (a custom sampler or "
+                "iterator_valid that drops or repeats rows cannot be used). Use skorch's "
+                "default iterator_valid, or one that keeps every row."
+            )
 
-    ``subset="last_layer"`` computes the head's curvature in closed form from its input
-    features (``last_layer_curvature``); ``"all"`` or a list of module names runs
-    ``_all_layers.fit_all_layers``. Both are looked up in the cache first. ``rows``
-    (integer indices, or None for all) selects the rows without copying X.
-    """
-    key = None
-    if fingerprint is not None:
-        names = subset if isinstance(subset, str) else tuple(subset)
-        key = ("curvature", fingerprint, head.name, fingerprint_arrays(X_net, y, rows))
-        key = (*key, structure, likelihood, names)
-    if subset == "last_layer":
-        block, loss, n_rows = last_layer_curvature(
-            net, head, X_net, y, likelihood, structure, batch_size, rows, key
-        )
-        return Posterior([block], [head.weight_matrix()], [head.name], key), loss, n_rows
-    cache = get_cache()
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    result = fit_all_layers(
-        net.module_,
-        head.module,
-        net_batches(net, X_net, y, batch_size, rows),
-        likelihood,
-        structure,
-        "all" if subset == "all" else list(subset),
-    )
-    result[0].key = key
-    if key is not None:
-        cache.put(key, result)
-    return result
+    def _cast(self, x):
+        """Floating-point (and boolean) input in the net's dtype; integers stay integers
+        for a net with an embedding (category codes), else become the net's dtype."""
+        if not isinstance(x, Tensor) or x.dtype == self.dtype:
+            return x
+        if x.is_floating_point() or x.dtype == torch.bool:
+            return x.to(self.dtype)
+        if not x.is_complex() and not self.takes_codes:
+            return x.to(self.dtype)
+        return x
 
-
-def glm_batches(
-    net,
-    head: _skorch.Head,
-    posterior: Posterior,
-    X_net: np.ndarray,
-    tau: Tensor,
-    scale: Tensor,
-    subset,
-    batch_size=None,
-    fingerprint=None,
-    features=False,
-) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
-    """``(f_mean, f_cov, a)`` per batch: the linearised predictive of the head outputs.
-
-    ``a`` is the head's input (float64) if ``features`` (last layer only: for covariances
-    across rows), else None. ``tau`` has one entry per posterior block.
-    """
-    if subset == "last_layer":
-        block = posterior.blocks[0]
-        batches = projected_batches(net, head, posterior, X_net, batch_size, fingerprint, features)
-        for z, p, a in batches:
-            yield z, block.projected_output_cov(p, tau[0], scale), a
-        return
-    for Xi, _ in net_batches(net, X_net, None, batch_size):
-        mean, cov = glm_output_cov(net.module_, head.module, posterior, Xi, tau, scale)
-        yield mean, cov, None
-
-
-def projected_batches(
-    net,
-    head: _skorch.Head,
-    posterior: Posterior,
-    X_net: np.ndarray,
-    batch_size=None,
-    fingerprint=None,
-    features=False,
-) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
-    """``(z, p, a)`` per batch, float64: the head's output ``z`` for the rows ``X_net`` and
-    ``p = block.project(a)``, the part of the last-layer GLM covariance that no
-    hyper-parameter changes (for a Kronecker block also its largest cost); the head's
-    input ``a`` if ``features``, else None.
-
-    ``(z, p)`` are cached under the posterior's key (what its curvature came from) and the
-    rows, so a grid over the prior precision runs and projects each scored fold once; they
-    are stored in chunks of up to ``_MERGED_ELEMENTS / c^2`` rows (a hit then costs a few
-    large operations instead of one per batch, and a chunk's (rows, c, c) covariance stays
-    within 32 MiB). A pass is kept only if it fits in the cache, known before it starts;
-    otherwise, and for passes that need ``a`` (covariances across rows, on a few hundred
-    rows) or posteriors without a key (not made by ``fit_posterior``), it is streamed.
-    """
-    cache = get_cache()
-    block = posterior.blocks[0]
-    key = None
-    if not features and fingerprint is not None and posterior.key is not None:
-        itemsize = head.module.weight.element_size()
-        size = len(X_net) * (head.n_out * itemsize + head.n_in * 8)  # z and float64 p
-        if 0 < size <= cache.max_bytes:
-            device = str(posterior.means[0].device)
-            key = ("projected", posterior.key, fingerprint, head.name, fingerprint_arrays(X_net))
-            key = (*key, device)
-            hit = cache.get(key)
-            if hit is not None:
-                for z, p in hit:
-                    yield z.to(torch.float64), p, None
+    def _raw_batches(self, X, y, rows):
+        net = self.net
+        kwargs = net.get_params_for("iterator_valid")
+        if isinstance(X, np.ndarray) and X.ndim == 2 and (y is None or isinstance(y, np.ndarray)):
+            if (
+                net.dataset is Dataset
+                and net.iterator_valid is DataLoader
+                and not set(kwargs) - _PLAIN_LOADER_KWARGS
+            ):
+                # skorch's Dataset and torch's DataLoader stack array rows one at a time in
+                # Python; slicing gives the same tensors, and is what costs little
+                yield from self._array_batches(X, y, rows)
                 return
-    stored, pending = [], []
-    merge_rows = max(1, _MERGED_ELEMENTS // head.n_out**2)
-    for a, z, _ in _skorch.iter_head(net, head, X_net, None, batch_size):
-        a = a.to(torch.float64)
-        p = block.project(a)
-        if key is not None:
-            pending.append((z, p))  # z in the net's dtype; p float64
-            if sum(len(zi) for zi, _ in pending) >= merge_rows:
-                stored.append(tuple(torch.cat(parts) for parts in zip(*pending, strict=True)))
-                pending = []
-        yield z.to(torch.float64), p, (a if features else None)
-    if key is not None:
-        if pending:
-            stored.append(tuple(torch.cat(parts) for parts in zip(*pending, strict=True)))
-        cache.put(key, stored)
+        _check_sampler(kwargs)
+        dataset = net.get_dataset(X, y)
+        if rows is not None:
+            dataset = torch.utils.data.Subset(dataset, np.asarray(rows).tolist())
+        kwargs["batch_size"] = len(dataset) if self.batch_size == -1 else self.batch_size
+        kwargs["batch_size"] = max(1, kwargs["batch_size"])
+        kwargs["shuffle"] = False
+        kwargs["drop_last"] = False
+        for batch in net.iterator_valid(dataset, **kwargs):
+            yield unpack_data(batch)
+
+    def _array_batches(self, X, y, rows):
+        n = len(X) if rows is None else len(rows)
+        size = max(n, 1) if self.batch_size == -1 else self.batch_size
+        for start in range(0, n, size):
+            pick = slice(start, start + size) if rows is None else rows[start : start + size]
+            Xi = torch.from_numpy(np.ascontiguousarray(X[pick]))
+            yi = None if y is None else torch.from_numpy(np.ascontiguousarray(y[pick]))
+            yield Xi, yi
+
+    # ---------------------------------------------------------------- cache keys
+    def fingerprint(self) -> str | None:
+        """The net's fingerprint, computed once per view (one call of the estimator)."""
+        if self._fingerprint is False:
+            self._fingerprint = fingerprint_net(self.net)
+        return self._fingerprint
 
 
-# Rows x outputs^2 of a stored chunk of a projected pass (its covariance is built at once).
-_MERGED_ELEMENTS = 2**22
+def _check_sampler(kwargs: dict) -> None:
+    sampler = kwargs.get("sampler")
+    if sampler is not None and not isinstance(sampler, SequentialSampler):
+        raise ValueError(
+            f"The net's iterator_valid__sampler is a {type(sampler).__name__}; sklaplace "
+            "needs every row once, in order (predictions are returned row by row). Remove "
+            "it or use a SequentialSampler."
+        )
+    batch_sampler = kwargs.pop("batch_sampler", None)
+    if batch_sampler is not None and not (
+        isinstance(batch_sampler, BatchSampler)
+        and isinstance(batch_sampler.sampler, SequentialSampler)
+    ):
+        raise ValueError(
+            f"The net's iterator_valid__batch_sampler is a {type(batch_sampler).__name__}; "
+            "sklaplace needs every row once, in order. Remove it (sklaplace batches the "
+            "rows itself)."
+        )
 
 
-def sampled_batches(
-    net,
-    head: _skorch.Head,
-    posterior: Posterior,
-    X_net: np.ndarray,
-    n_samples: int,
-    tau: Tensor,
-    scale: Tensor,
-    seed: int,
-    batch_size=None,
-) -> Iterator[Tensor]:
-    """Head outputs ``(n_samples, b, c)`` per batch under weights drawn from the posterior.
-
-    The generator is re-seeded for every batch, so every batch (and every row) sees the
-    same weight draws; the net runs through ``torch.func.functional_call`` and its weights
-    are never written.
-    """
-    for Xi, _ in net_batches(net, X_net, None, batch_size):
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        yield sample_predictions(
-            net.module_, head.module, posterior, Xi, n_samples, tau, scale, generator
-        ).to(torch.float64)
+def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
+    """The cache key of a pass over ``X`` (see the module docstring), or None."""
+    n = n_rows_of(X) if rows is None else len(rows)
+    if not cache_enabled() or n < MIN_CACHED_ROWS:
+        return None
+    net_fp = view.fingerprint()
+    if net_fp is None:
+        return None
+    data_fp = fingerprint_rows(X, y, None if rows is None else np.asarray(rows))
+    settings_fp = fingerprint(settings)
+    if data_fp is None or settings_fp is None:
+        return None
+    return (kind, net_fp, view.batch_size, str(view.device), data_fp, settings_fp)

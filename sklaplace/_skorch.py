@@ -1,33 +1,31 @@
-"""Everything that knows skorch: criterion -> likelihood, data iteration, the last layer.
+"""Everything that knows skorch: the net's likelihood, its state, its training record.
 
-The rest of the package sees plain tensors: features entering the last ``nn.Linear``
-(with a trailing 1 when it has a bias) and the logits / means it produces.
+The rest of the package sees a :class:`~sklaplace.likelihoods.Likelihood`, a private view
+of the module (:class:`sklaplace._passes.NetView`) and plain tensors.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
-from skorch.dataset import unpack_data
 from skorch.exceptions import NotInitializedError
-from torch import Tensor, nn
+from torch import nn
+
+from .likelihoods import Binary, Classification, Likelihood, Regression
 
 __all__ = [
-    "Head",
     "RecordingSplit",
     "check_fitted_net",
-    "find_head",
-    "iter_head",
+    "infer_view",
     "likelihood_of",
+    "net_device",
+    "net_dtype",
     "weight_decay_coefficient",
 ]
 
-_SUPPORTED = (
+SUPPORTED = (
     "NeuralNetClassifier with CrossEntropyLoss (module returns logits) or NLLLoss "
     "(module returns probabilities, skorch's default); NeuralNetBinaryClassifier with "
     "BCEWithLogitsLoss; NeuralNetRegressor with MSELoss"
@@ -39,34 +37,30 @@ def _criterion_class(net: NeuralNet) -> type:
     return crit if isinstance(crit, type) else type(crit)
 
 
-def likelihood_of(net: NeuralNet) -> tuple[str, str]:
-    """Map a skorch net to ``(likelihood, output_kind)``.
+def likelihood_of(net) -> Likelihood:
+    """The likelihood a skorch net was trained with, from its class and criterion.
 
-    ``likelihood`` is ``"classification"``, ``"binary"`` or ``"regression"``;
-    ``output_kind`` is ``"logits"`` when the module's output is the last layer's output
-    and ``"probabilities"`` when the module applies a softmax after it (skorch's
-    ``NeuralNetClassifier`` with its default ``NLLLoss``, which takes the log of the
-    module's output).
+    Raises ``TypeError`` (naming what is supported) for anything else.
     """
     if not isinstance(net, NeuralNet):
         raise TypeError(
-            f"estimator must be a skorch net, got {type(net).__name__}. Supported: {_SUPPORTED}."
+            f"estimator must be a skorch net, got {type(net).__name__}. Supported: {SUPPORTED}."
         )
     crit = _criterion_class(net)
     if isinstance(net, NeuralNetBinaryClassifier):
         if issubclass(crit, nn.BCEWithLogitsLoss):
-            return "binary", "logits"
+            return Binary(threshold=getattr(net, "threshold", 0.5))
     elif isinstance(net, NeuralNetClassifier):
         if issubclass(crit, nn.CrossEntropyLoss):
-            return "classification", "logits"
+            return Classification()
         if issubclass(crit, nn.NLLLoss):
-            return "classification", "probabilities"
+            return Classification(module_applies_softmax=True)
     elif isinstance(net, NeuralNetRegressor):
         if issubclass(crit, nn.MSELoss):
-            return "regression", "logits"
+            return Regression()
     raise TypeError(
         f"Unsupported net/criterion: {type(net).__name__} with {crit.__name__}. "
-        f"Supported: {_SUPPORTED}."
+        f"Supported: {SUPPORTED}."
     )
 
 
@@ -101,239 +95,31 @@ def net_device(net: NeuralNet) -> torch.device:
     return torch.device(net.device or "cpu")
 
 
-def iter_batches(net: NeuralNet, X, y=None, batch_size: int | None = None, rows=None) -> Iterator:
-    """Yield ``(Xi, yi)`` batches in order, through the net's own dataset and iterator.
+def takes_codes(net: NeuralNet) -> bool:
+    """Whether the net's integer inputs are category codes (it has an embedding)."""
+    return any(isinstance(m, nn.Embedding | nn.EmbeddingBag) for m in net.module_.modules())
 
-    ``batch_size`` overrides the net's validation batch size; shuffling is turned off so
-    that rows come out in the order they went in. Floating-point batches of X are cast to
-    the net's parameter dtype one at a time, so a float64 X given to a float32 net (or the
-    reverse) is never copied whole. ``rows`` (integer indices) selects rows batch by batch,
-    so a subset of X is never copied whole either.
+
+def training_input(net: NeuralNet, X):
+    """X as the net's training takes it: a numeric array in the net's floating dtype
+    (integers stay integers for a net with an embedding); other inputs as they are."""
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiub":
+        return X
+    if X.dtype.kind in "iu" and takes_codes(net):
+        return X
+    return X.astype(torch.empty((), dtype=net_dtype(net)).numpy().dtype, copy=False)
+
+
+def infer_view(net: NeuralNet, module: nn.Module) -> NeuralNet:
+    """A shallow copy of the net whose ``module_`` is ``module`` (a private view).
+
+    Calling ``infer`` on it runs the net's own inference code, an override included, on
+    the view; the user's net is not touched, so other threads can use it meanwhile.
     """
-    dtype = net_dtype(net)
-    fast = _array_batches(net, X, y, batch_size, dtype, rows)
-    if fast is not None:
-        yield from fast
-        return
-    dataset = net.get_dataset(X, y)
-    if rows is not None:
-        dataset = torch.utils.data.Subset(dataset, np.asarray(rows).tolist())
-    kwargs = net.get_params_for("iterator_valid")
-    kwargs.setdefault("batch_size", net.batch_size)
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    if kwargs["batch_size"] == -1:
-        kwargs["batch_size"] = len(dataset)
-    if kwargs.get("shuffle"):
-        kwargs["shuffle"] = False
-    for batch in net.iterator_valid(dataset, **kwargs):
-        Xi, yi = unpack_data(batch)
-        if isinstance(Xi, Tensor) and Xi.is_floating_point() and Xi.dtype != dtype:
-            Xi = Xi.to(dtype)
-        yield Xi, yi
-
-
-# iterator_valid__ settings that do not change which rows a batch holds or their values
-_PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
-
-
-def _array_batches(net: NeuralNet, X, y, batch_size, dtype, rows=None):
-    """Batches sliced straight from numpy arrays, when that is what skorch would produce.
-
-    With skorch's own ``Dataset`` and torch's ``DataLoader`` (no custom collate or
-    sampler), a batch of array rows is the stacked rows as tensors; the DataLoader builds
-    it one row at a time in Python, which costs more than a small net's forward pass.
-    Slicing gives the same tensors. Anything else (custom datasets or loaders, sparse or
-    pandas input, dicts) returns None and goes through the net's own iterator.
-    """
-    from skorch.dataset import Dataset
-
-    if not (
-        net.dataset is Dataset
-        and net.iterator_valid is torch.utils.data.DataLoader
-        and isinstance(X, np.ndarray)
-        and X.ndim == 2
-        and (y is None or isinstance(y, np.ndarray))
-    ):
-        return None
-    kwargs = net.get_params_for("iterator_valid")
-    if set(kwargs) - _PLAIN_LOADER_KWARGS or kwargs.get("drop_last"):
-        return None
-    n = len(X) if rows is None else len(rows)
-    size = batch_size or kwargs.get("batch_size", net.batch_size)
-    size = max(n, 1) if size == -1 else size
-
-    def batches():
-        for start in range(0, n, size):
-            pick = slice(start, start + size) if rows is None else rows[start : start + size]
-            Xi = torch.from_numpy(np.ascontiguousarray(X[pick]))
-            if Xi.is_floating_point() and Xi.dtype != dtype:
-                Xi = Xi.to(dtype)
-            yi = None if y is None else torch.from_numpy(np.ascontiguousarray(y[pick]))
-            yield Xi, yi
-
-    return batches()
-
-
-@dataclass
-class Head:
-    """The last ``nn.Linear`` a net applies: its module name and the module."""
-
-    name: str
-    module: nn.Linear
-
-    @property
-    def has_bias(self) -> bool:
-        return self.module.bias is not None
-
-    @property
-    def n_in(self) -> int:
-        return self.module.in_features + int(self.has_bias)
-
-    @property
-    def n_out(self) -> int:
-        return self.module.out_features
-
-    def weight_matrix(self, dtype: torch.dtype = torch.float64) -> Tensor:
-        """``[W | b]`` of shape (n_out, n_in): the bias absorbed as the last column."""
-        w = self.module.weight.detach().to(dtype)
-        if self.has_bias:
-            w = torch.cat([w, self.module.bias.detach().to(dtype)[:, None]], dim=1)
-        return w
-
-
-class _Recorder:
-    """Forward hooks that record which leaf modules run, in order, and the head's I/O."""
-
-    def __init__(self, module: nn.Module, watch_all: bool) -> None:
-        self.calls: list[str] = []
-        self.io: dict[str, tuple[Tensor, Tensor]] = {}
-        self.handles = []
-        for name, mod in module.named_modules():
-            if (watch_all and not list(mod.children())) or isinstance(mod, nn.Linear):
-                self.handles.append(mod.register_forward_hook(self._hook(name)))
-
-    def _hook(self, name: str):
-        def hook(mod, inputs, output):
-            self.calls.append(name)
-            if isinstance(mod, nn.Linear):
-                self.io[name] = (inputs[0], output)
-
-        return hook
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-def _first_output(out):
-    return out[0] if isinstance(out, tuple | list) else out
-
-
-# rows of X that find_head runs through the net (sklaplace._passes keys its cache on them)
-HEAD_PROBE_ROWS = 64
-
-
-def find_head(net: NeuralNet, X, output_kind: str) -> Head:
-    """Find the last ``nn.Linear`` applied on a first batch of ``X`` and check it is the output.
-
-    The module's output must equal the head's output (``output_kind="logits"``) or its
-    softmax (``"probabilities"``); otherwise the error names the modules that run after it.
-    """
-    module = net.module_
-    rec = _Recorder(module, watch_all=True)
-    try:
-        Xi, _ = next(iter_batches(net, X, batch_size=min(len(X), HEAD_PROBE_ROWS)))
-        with torch.no_grad():
-            out = _first_output(net.evaluation_step((Xi, None)))
-    except RuntimeError as exc:  # e.g. torch's "mat1 and mat2 shapes cannot be multiplied"
-        raise ValueError(
-            f"The {type(net).__name__}'s module failed on X of shape {np.shape(X)}: {exc}. "
-            "Does X have the features (number and order) the net was trained on?"
-        ) from exc
-    finally:
-        rec.remove()
-    if not torch.isfinite(out).all():
-        raise ValueError(
-            "The net's output contains NaN or inf on the training data; its training has "
-            "probably diverged. Lower the net's learning rate, or scale X and y."
-        )
-    linear_calls = [c for c in rec.calls if c in rec.io]
-    if not linear_calls:
-        raise ValueError(
-            f"The net's module ({type(module).__name__}) applies no torch.nn.Linear layer; "
-            "sklaplace's last-layer Laplace needs the output to come from an nn.Linear."
-        )
-    name = linear_calls[-1]
-    if linear_calls.count(name) > 1:
-        raise ValueError(
-            f"The last Linear layer {name!r} is applied {linear_calls.count(name)} times in "
-            "one forward pass; its weights are shared, which the last-layer Laplace cannot "
-            "express. Make the output layer a Linear used once."
-        )
-    head = Head(name, dict(module.named_modules())[name])
-    a, z = rec.io[name]
-    if a.dim() != 2:
-        raise ValueError(
-            f"The last Linear layer {name!r} receives input of shape {tuple(a.shape)}; "
-            "sklaplace supports a last layer applied to 2-D (rows, features) input."
-        )
-    target = torch.softmax(z, dim=1) if output_kind == "probabilities" else z
-    out = out.reshape(target.shape) if out.numel() == target.numel() else out
-    after = rec.calls[len(rec.calls) - rec.calls[::-1].index(name) :]
-    if out.shape != target.shape or not torch.allclose(out, target, rtol=1e-4, atol=1e-5):
-        expected = "softmax of the" if output_kind == "probabilities" else "the"
-        raise ValueError(
-            f"The net's output is not {expected} output of its last Linear layer {name!r}; "
-            f"modules applied after it: {after or 'none (the forward transforms it)'}. "
-            "The last-layer Laplace needs the module to end in nn.Linear"
-            + (
-                " followed by nn.Softmax (NLLLoss)."
-                if output_kind == "probabilities"
-                else " (use CrossEntropyLoss on logits, or NLLLoss with a final Softmax)."
-            )
-        )
-    return head
-
-
-def iter_head(
-    net: NeuralNet, head: Head, X, y=None, batch_size: int | None = None, rows=None
-) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
-    """Yield ``(a, z, yi)`` per batch: head input (bias column appended), head output, targets.
-
-    Runs the net in evaluation mode without gradients; tensors stay on the net's device.
-    """
-    store = {}
-
-    def hook(mod, inputs, output):
-        store["io"] = (inputs[0], output)
-
-    handle = head.module.register_forward_hook(hook)
-    try:
-        for Xi, yi in iter_batches(net, X, y, batch_size=batch_size, rows=rows):
-            with torch.no_grad():
-                net.evaluation_step((Xi, yi))
-            a, z = store.pop("io")
-            if not (torch.isfinite(a).all() and torch.isfinite(z).all()):
-                largest = float(Xi.abs().max()) if isinstance(Xi, Tensor) else float("nan")
-                raise ValueError(
-                    "The net's last layer receives or gives NaN or inf on some rows of X "
-                    f"(largest |X| in their batch: {largest:.3g}; the net computes in "
-                    f"{net_dtype(net)}). X is too large for the net (scale it, for example "
-                    "with StandardScaler), or the net's weights are not finite."
-                )
-            if head.has_bias:
-                a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
-            if yi is not None and isinstance(yi, Tensor):
-                yi = yi.to(z.device)
-            yield a, z, yi
-    finally:
-        handle.remove()
-
-
-def to_net_input(net: NeuralNet, X: np.ndarray) -> np.ndarray:
-    """Cast validated float input to the net's parameter dtype (float64 in, float32 net)."""
-    return np.asarray(X, dtype=torch.empty((), dtype=net_dtype(net)).numpy().dtype)
+    view = object.__new__(type(net))
+    view.__dict__.update(net.__dict__)
+    view.__dict__["module_"] = module
+    return view
 
 
 class RecordingSplit:
@@ -359,15 +145,15 @@ _DECOUPLED = ("AdamW",)
 
 
 def weight_decay_coefficient(
-    net: NeuralNet, params: list, name: str, likelihood: str, n_outputs: int
+    net: NeuralNet, params: list, name: str, likelihood: Likelihood, n_outputs: int
 ) -> float:
     """Coefficient ``c`` with prior precision ``c / (sigma^2 T)`` matching L2 training.
 
     An optimiser with coupled weight decay ``lambda`` (SGD, Adam, RMSprop, ... with
     ``weight_decay=lambda``) adds ``lambda * theta`` to the gradient of the per-batch loss, so
     the trained weights are a stationary point of the epoch objective. Summed over one epoch
-    of ``N`` rows in ``n_b`` batches and multiplied to match the summed loss of
-    DESIGN.md section 4:
+    of ``N`` rows in ``n_b`` batches and multiplied to match the summed loss (see
+    :doc:`/user_guide`):
 
     * criterion reduction "mean": cross-entropy ``sum CE + (N lambda / 2) ||theta||^2``;
       MSE (mean over rows and K outputs) ``0.5 sum (y - f)^2 + (N K lambda / 4) ||theta||^2``;
@@ -378,8 +164,8 @@ def weight_decay_coefficient(
     ``tau = scale * c`` with ``c = N lambda`` (CE), ``N K lambda / 2`` (MSE), etc.
 
     Raises ``ValueError`` where no such prior exists: decoupled weight decay (AdamW or
-    ``decoupled_weight_decay=True``), no record of the training epochs, or a head whose
-    weight and bias have different weight decay.
+    ``decoupled_weight_decay=True``), no record of the training epochs, or a layer whose
+    parameters have different weight decays.
     """
     opt = getattr(net, "optimizer_", None)
     if opt is None:
@@ -421,7 +207,4 @@ def weight_decay_coefficient(
     if not sizes:
         raise ValueError("The net's last epoch recorded no training batches.")
     reduction = getattr(net.criterion_, "reduction", "mean")
-    count = sum(sizes) if reduction == "mean" else len(sizes)
-    if likelihood == "regression":
-        return count * (n_outputs if reduction == "mean" else 1) * lam / 2.0
-    return count * lam
+    return likelihood.l2_prior_coefficient(lam, sizes, n_outputs, reduction)

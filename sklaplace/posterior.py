@@ -10,9 +10,23 @@ depends on the hyper-parameters. The posterior precision of a block is
 
     P = scale * H + tau * I,      scale = 1 / (sigma_noise^2 * temperature),
 
-so its eigenvectors are those of ``H`` and its eigenvalues are ``scale * lam + tau``.
-Changing ``tau``, ``sigma_noise`` or ``temperature`` therefore costs no data pass and no
-new decomposition: every method takes them as arguments.
+so its eigenvectors are those of ``H`` and its eigenvalues are ``L = scale * lam + tau``.
+Every covariance is computed in that eigenbasis, as a sum of squared projections divided
+by ``L``: never as a dense ``P^-1`` whose entries cancel (with a singular curvature and a
+small prior, forming ``Q diag(1/L) Q^T`` and then contracting it loses every digit).
+Changing ``tau``, ``sigma_noise`` or ``temperature`` costs no data pass and no new
+decomposition: every method takes them as arguments.
+
+Two ways into the predictive covariance of the net's outputs ``f``:
+
+* the last layer (``f`` is the layer's output): ``project(a)`` (independent of the
+  hyper-parameters, cacheable) then ``projected_moments``;
+* any layer inside the net: the vectors ``g`` backpropagated from each output to the
+  layer's output and the layer input ``a`` give the Jacobians as outer products;
+  ``rotate(g, a)`` (independent of the hyper-parameters) then ``jacobian_moments``.
+
+``cov=False`` returns the variances (m, c) only, at a cost and memory linear in the number
+of outputs (the probit link needs no more); ``cov=True`` the covariances (m, c, c).
 
 The eigenvalues of ``H`` are clamped at zero (a GGN is positive semi-definite; round-off
 can make the smallest ones slightly negative), so ``P`` is positive definite whenever
@@ -25,6 +39,35 @@ import torch
 from torch import Tensor
 
 __all__ = ["DiagBlock", "FullBlock", "KronBlock", "Posterior"]
+
+# Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
+_CHUNK_ELEMENTS = 2**22
+
+
+def _single_position_moments(v: Tensor, w: Tensor, cov: bool) -> Tensor:
+    """``sum_i v_ki v_li w_i`` per row: ``v`` (c, m, n_out), ``w`` (m, n_out)."""
+    if cov:
+        return torch.einsum("kmi,mi,lmi->mkl", v, w, v)
+    return torch.einsum("kmi,mi->mk", v * v, w)
+
+
+def _outer_moments(v: Tensor, u: Tensor, inv: Tensor, cov: bool) -> Tensor:
+    """Moments through ``J_k = sum_p v_kp u_p^T`` (several positions), chunked by rows.
+
+    ``Cov[f_k, f_l] = sum_ij J_k,ij J_l,ij inv_ij``; at most ``_CHUNK_ELEMENTS`` Jacobian
+    entries are formed at once.
+    """
+    c, m = v.shape[:2]
+    rows = max(1, _CHUNK_ELEMENTS // max(1, c * inv.numel()))
+    out = []
+    for s in range(0, m, rows):
+        jac = torch.einsum("kmpo,mpi->mkoi", v[:, s : s + rows], u[s : s + rows])
+        if cov:
+            scaled = (jac * inv.sqrt()).flatten(2)
+            out.append(scaled @ scaled.transpose(1, 2))
+        else:
+            out.append((jac * jac * inv).sum((2, 3)))
+    return torch.cat(out)
 
 
 class DiagBlock:
@@ -41,6 +84,7 @@ class DiagBlock:
     def __init__(self, h: Tensor) -> None:
         self.h = h.clamp_min(0.0)
         self.shape = tuple(h.shape)
+        self.lam_max = float(self.h.max()) if self.h.numel() else 0.0
 
     @property
     def n_params(self) -> int:
@@ -50,53 +94,53 @@ class DiagBlock:
         """Eigenvalues of the posterior precision, shaped like the weight matrix."""
         return scale * self.h + tau
 
-    def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out).
-
-        With ``S = 1 / eig(P)`` elementwise, ``Cov[z_k, z_l] = delta_kl sum_j a_j^2 S_kj``.
-        """
-        return self.projected_output_cov(self.project(a), tau, scale)
-
     def project(self, a: Tensor) -> Tensor:
-        """The part of ``output_cov`` that no hyper-parameter changes: ``a^2`` (m, n_in)."""
+        """Last layer: the part of the output covariance no hyper-parameter changes, ``a^2``."""
         return a * a
 
-    def projected_output_cov(self, p: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``output_cov`` from ``p = project(a)``: O(m n_out n_in)."""
-        return torch.diag_embed(p @ (1.0 / self.eigenvalues(tau, scale)).T)
+    def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
+        """Last layer: ``Var[z_k] = sum_j a_j^2 / L_kj``, no covariance between outputs."""
+        var = p @ (1.0 / self.eigenvalues(tau, scale)).T
+        return torch.diag_embed(var) if cov else var
+
+    def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
+        return self.projected_moments(self.project(a), tau, scale, cov=True)
 
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of each output across rows: (m, m, n_out).
-
-        ``Cov[z_k(x_n), z_k(x_m)] = sum_j a_nj a_mj S_kj``.
-        """
+        """``Cov[z_k(x_n), z_k(x_m)] = sum_j a_nj a_mj / L_kj``: (m, m, n_out)."""
         s = 1.0 / self.eigenvalues(tau, scale)
         return torch.einsum("nj,kj,mj->nmk", a, s, a)
+
+    def rotate(self, g: Tensor, a) -> tuple:
+        """Inner layer: the eigenbasis is the identity, so ``(g, a)`` as they are.
+
+        ``g`` (c, m, P, n_out) and ``a`` (m, P, n_in); or, for a module whose parameters
+        are one flattened row, its per-row gradients ``g`` (c, m, D) and ``a=None``.
+        """
+        return g, a
+
+    def jacobian_moments(self, v: Tensor, u, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
+        """Moments of the net's outputs through this layer's weights.
+
+        ``J_nk = sum_p g[k, n, p] a[n, p]^T``; with ``S = 1 / L``,
+        ``Cov[f_k, f_l] = sum_ij J_nk,ij J_nl,ij S_ij``; for one position this is
+        ``sum_i g_ki g_li sum_j a_j^2 S_ij``: O(m c^2 n_out + m n_out n_in).
+        """
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        if u is None:  # per-row gradients (c, m, D) of a one-row layout
+            inv = inv.reshape(-1)
+            if cov:
+                return torch.einsum("kmd,d,lmd->mkl", v, inv, v)
+            return torch.einsum("kmd,d->mk", v * v, inv)
+        if u.shape[1] == 1:
+            w = (u[:, 0] * u[:, 0]) @ inv.T
+            return _single_position_moments(v[:, :, 0], w, cov)
+        return _outer_moments(v, u, inv, cov)
 
     def sample(self, z: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Map standard normal draws ``z`` (n, n_out, n_in) to posterior deviations."""
         return z * self.eigenvalues(tau, scale).rsqrt()
-
-    def jacobian_cov(self, g: Tensor, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of the net's outputs through this layer's weights: (m, c, c).
-
-        For a layer inside the net, the Jacobian of output ``k`` of row ``n`` with respect
-        to its weight matrix is ``J_nk = sum_p g[k, n, p] a[n, p]^T``: at each position ``p``
-        (one for a dense layer, one per pixel for a convolution) the vector backpropagated
-        from ``f_k`` to the layer's output times the layer's input. With ``S = 1 / eig(P)``,
-        ``Cov[f_k, f_l] = sum_ij J_nk,ij J_nl,ij S_ij``; for one position this is
-        ``sum_i g_ki g_li sum_j a_j^2 S_ij``, O(m c^2 n_out + m n_out n_in).
-
-        Parameters
-        ----------
-        g : Tensor of shape (c, m, P, n_out)
-        a : Tensor of shape (m, P, n_in)
-        """
-        inv = 1.0 / self.eigenvalues(tau, scale)
-        if a.shape[1] == 1:
-            w = (a[:, 0] * a[:, 0]) @ inv.T
-            return torch.einsum("kni,ni,lni->nkl", g[:, :, 0], w, g[:, :, 0])
-        return _outer_jacobian_cov(g, a, inv)
 
 
 class KronBlock:
@@ -122,6 +166,7 @@ class KronBlock:
         self.lam_A = lam_a.clamp_min(0.0)
         self.lam_B = lam_b.clamp_min(0.0)
         self.shape = (B.shape[0], A.shape[0])
+        self.lam_max = float(self.lam_B.max()) * float(self.lam_A.max())
 
     @property
     def n_params(self) -> int:
@@ -131,71 +176,61 @@ class KronBlock:
         """Eigenvalues ``L_ij = scale * b_i a_j + tau`` of the posterior precision."""
         return scale * torch.outer(self.lam_B, self.lam_A) + tau
 
-    def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out).
-
-        The Jacobian ``I (x) a^T`` in the eigenbasis is ``Q_B (x) (Q_A^T a)^T``, so with
-        ``u = Q_A^T a`` and ``v_i = sum_j u_j^2 / L_ij``:
-        ``Cov[z] = Q_B diag(v) Q_B^T``. Cost O(m (n_in^2 + n_out n_in + n_out^3)).
-        """
-        return self.projected_output_cov(self.project(a), tau, scale)
-
     def project(self, a: Tensor) -> Tensor:
-        """The part of ``output_cov`` that no hyper-parameter changes, and its largest cost
-        (O(m n_in^2)): ``u^2`` with ``u = Q_A^T a``, (m, n_in)."""
+        """Last layer: ``u^2`` with ``u = Q_A^T a`` (m, n_in), the part of the output
+        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2))."""
         u = a @ self.Q_A
         return u * u
 
-    def projected_output_cov(self, p: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``output_cov`` from ``p = project(a)``: O(m (n_out n_in + n_out^3)).
+    def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
+        """Last layer: ``Cov[z] = Q_B diag(v) Q_B^T`` with ``v_i = sum_j u_j^2 / L_ij``.
 
-        ``Cov[z]_kl = sum_i v_i Q_B[k, i] Q_B[l, i]`` is one matrix product of ``v`` (m,
-        n_out) with the (n_out, n_out^2) products of ``Q_B``'s columns when those fit in
-        ``_CHUNK_ELEMENTS`` (four times faster than the equivalent batched product for ten
-        outputs), else an einsum.
+        Variances ``Var[z_k] = sum_i Q_B[k, i]^2 v_i``: O(m n_out^2) after the O(m n_out
+        n_in) product ``v``, and O(m n_out) memory. Covariances: one matrix product of
+        ``v`` with the (n_out, n_out^2) products of ``Q_B``'s columns when those fit in
+        ``_CHUNK_ELEMENTS`` (four times faster than the batched product for ten outputs),
+        else an einsum.
         """
         v = p @ (1.0 / self.eigenvalues(tau, scale)).T
+        if not cov:
+            return v @ (self.Q_B * self.Q_B).T
         n = self.shape[0]
         if n**3 > _CHUNK_ELEMENTS:
             return torch.einsum("ki,ni,li->nkl", self.Q_B, v, self.Q_B)
         cols = self.Q_B.T
         return (v @ (cols[:, :, None] * cols[:, None, :]).reshape(n, n * n)).reshape(-1, n, n)
 
-    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of each output across rows: (m, m, n_out).
+    def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
+        return self.projected_moments(self.project(a), tau, scale, cov=True)
 
-        ``Cov[z_k(x_n), z_k(x_m)] = sum_i Q_B[k, i]^2 sum_j u_nj u_mj / L_ij``.
-        """
+    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """``Cov[z_k(x_n), z_k(x_m)] = sum_i Q_B[k, i]^2 sum_j u_nj u_mj / L_ij``."""
         u = a @ self.Q_A
         inv = 1.0 / self.eigenvalues(tau, scale)
         gram = torch.einsum("nj,ij,mj->inm", u, inv, u)
         return torch.einsum("ki,inm->nmk", self.Q_B**2, gram)
 
+    def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        """Inner layer: ``(Q_B^T g, Q_A^T a)``, the Jacobian's factors in the eigenbasis."""
+        return g @ self.Q_B, a @ self.Q_A
+
+    def jacobian_moments(self, v: Tensor, u: Tensor, tau: Tensor, scale: Tensor, cov: bool):
+        """Moments through this layer from ``(v, u) = rotate(g, a)``.
+
+        In the eigenbasis ``Q_B (x) Q_A`` the Jacobian is ``sum_p v_kp u_p^T``, so for one
+        position ``Cov[f_k, f_l] = sum_ij v_ki v_li u_j^2 / L_ij``: O(m (c n_out + n_in)
+        n_out) per row block, no (m, c, n_params) Jacobian formed.
+        """
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        if u.shape[1] == 1:
+            w = (u[:, 0] * u[:, 0]) @ inv.T
+            return _single_position_moments(v[:, :, 0], w, cov)
+        return _outer_moments(v, u, inv, cov)
+
     def sample(self, z: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Matrix-normal draws: ``Q_B (z / sqrt(L)) Q_A^T`` for ``z`` of shape (n, n_out, n_in)."""
         return self.Q_B @ (z * self.eigenvalues(tau, scale).rsqrt()) @ self.Q_A.T
-
-    def jacobian_cov(self, g: Tensor, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of the net's outputs through this layer's weights: (m, c, c).
-
-        ``J_nk = sum_p g[k, n, p] a[n, p]^T`` as in ``DiagBlock.jacobian_cov``. In the
-        eigenbasis ``Q_B (x) Q_A`` it is ``sum_p v_kp u_p^T`` with ``v = Q_B^T g`` and
-        ``u = Q_A^T a``, so for one position
-        ``Cov[f_k, f_l] = sum_ij v_ki v_li u_j^2 / L_ij``: O(m (c n_out^2 + n_in^2 +
-        c^2 n_out)) per row block, and no (m, c, n_params) Jacobian is formed.
-
-        Parameters
-        ----------
-        g : Tensor of shape (c, m, P, n_out)
-        a : Tensor of shape (m, P, n_in)
-        """
-        inv = 1.0 / self.eigenvalues(tau, scale)
-        v = g @ self.Q_B
-        u = a @ self.Q_A
-        if a.shape[1] == 1:
-            w = (u[:, 0] * u[:, 0]) @ inv.T
-            return torch.einsum("kni,ni,lni->nkl", v[:, :, 0], w, v[:, :, 0])
-        return _outer_jacobian_cov(v, u, inv)
 
 
 class FullBlock:
@@ -215,6 +250,7 @@ class FullBlock:
         lam, self.Q = torch.linalg.eigh(0.5 * (H + H.T))
         self.lam = lam.clamp_min(0.0)
         self.shape = tuple(shape)
+        self.lam_max = float(self.lam.max())
 
     @property
     def n_params(self) -> int:
@@ -224,77 +260,62 @@ class FullBlock:
         return scale * self.lam + tau
 
     def covariance(self, tau: Tensor, scale: Tensor) -> Tensor:
-        """Dense posterior covariance ``Q diag(1/L) Q^T``, reshaped (n_out, n_in, n_out, n_in)."""
+        """Dense posterior covariance ``Q diag(1/L) Q^T``, (n_out, n_in, n_out, n_in).
+
+        For inspection and tests; predictions never form it (see the module docstring).
+        """
         sigma = (self.Q / self.eigenvalues(tau, scale)) @ self.Q.T
         return sigma.reshape(*self.shape, *self.shape)
 
-    def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``Cov[z_k, z_l] = a^T Sigma_kl a``: (m, n_out, n_out). Cost O(m n_out^2 n_in^2)."""
-        sigma = self.covariance(tau, scale)
-        return torch.einsum("ni,kilj,nj->nkl", a, sigma, a)
-
     def project(self, a: Tensor) -> Tensor:
-        """``a`` itself: every part of the dense quadratic form depends on the prior."""
-        return a
+        """Last layer: the Jacobians ``e_k (x) a^T`` in the eigenbasis, ``R`` (m, c, P).
 
-    def projected_output_cov(self, p: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``output_cov`` from ``p = project(a)``."""
-        return self.output_cov(p, tau, scale)
+        ``R[n, k] = Q^T vec(e_k a_n^T) = Q[k-th row block]^T a_n``: O(m c^2 n_in^2).
+        """
+        c, d = self.shape
+        return torch.einsum("nd,kdp->nkp", a, self.Q.reshape(c, d, -1))
+
+    def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
+        """``Cov[f_k, f_l] = sum_p R_kp R_lp / L_p`` from ``R = project(a)``."""
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        if cov:
+            return torch.einsum("nkp,p,nlp->nkl", p, inv, p)
+        return (p * p) @ inv
+
+    def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
+        return self.projected_moments(self.project(a), tau, scale, cov=True)
 
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``Cov[z_k(x_n), z_k(x_m)] = a_n^T Sigma_kk a_m``: (m, m, n_out)."""
-        sigma = self.covariance(tau, scale)
-        sigma_kk = torch.diagonal(sigma, dim1=0, dim2=2).permute(2, 0, 1)
-        return torch.einsum("ni,kij,mj->nmk", a, sigma_kk, a)
+        """``Cov[z_k(x_n), z_k(x_m)] = sum_p R_nkp R_mkp / L_p``: (m, m, n_out)."""
+        R = self.project(a)
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        return torch.einsum("nkp,p,mkp->nmk", R, inv, R)
+
+    def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, None]:
+        """Inner layer: the per-row Jacobians in the eigenbasis, (c, m, P), chunked by rows."""
+        c, m = g.shape[:2]
+        rows = max(1, _CHUNK_ELEMENTS // max(1, c * self.n_params))
+        out = []
+        for s in range(0, m, rows):
+            jac = torch.einsum("kmpo,mpi->kmoi", g[:, s : s + rows], a[s : s + rows])
+            out.append(jac.reshape(c, jac.shape[1], -1) @ self.Q)
+        return torch.cat(out, dim=1), None
+
+    def jacobian_moments(self, v: Tensor, u, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
+        """``Cov[f_k, f_l] = sum_p R_kp R_lp / L_p`` from ``(R, None) = rotate(g, a)``."""
+        inv = 1.0 / self.eigenvalues(tau, scale)
+        if cov:
+            return torch.einsum("kmp,p,lmp->mkl", v, inv, v)
+        return torch.einsum("kmp,p->mk", v * v, inv)
 
     def sample(self, z: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """``Q (z / sqrt(L))`` for ``z`` of shape (n, n_out, n_in)."""
         flat = z.reshape(z.shape[0], -1) * self.eigenvalues(tau, scale).rsqrt()
         return (flat @ self.Q.T).reshape(z.shape)
 
-    def jacobian_cov(self, g: Tensor, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariance of the net's outputs through this layer's weights: (m, c, c).
-
-        ``J_nk = sum_p g[k, n, p] a[n, p]^T`` as in ``DiagBlock.jacobian_cov``, rotated
-        into the eigenbasis: ``Cov[f_k, f_l] = (Q^T vec J_k)^T diag(1/L) (Q^T vec J_l)``.
-        """
-        inv = (1.0 / self.eigenvalues(tau, scale)).reshape(self.shape)
-        c, m = g.shape[:2]
-        rows = max(1, _CHUNK_ELEMENTS // max(1, c * self.n_params))
-        out = []
-        for s in range(0, m, rows):
-            jac = torch.einsum("knpo,npi->nkoi", g[:, s : s + rows], a[s : s + rows])
-            rot = (jac.reshape(*jac.shape[:2], -1) @ self.Q).reshape(jac.shape)
-            out.append(_scaled_gram(rot, inv))
-        return torch.cat(out)
-
 
 Block = DiagBlock | KronBlock | FullBlock
-
-# Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once when a
-# layer is applied at several positions (convolutions, sequences).
-_CHUNK_ELEMENTS = 2**22
-
-
-def _scaled_gram(jac: Tensor, inv: Tensor) -> Tensor:
-    """``sum_ij J_k,ij J_l,ij inv_ij`` for ``jac`` of shape (m, c, n_out, n_in): (m, c, c)."""
-    scaled = (jac * inv.sqrt()).flatten(2)
-    return scaled @ scaled.transpose(1, 2)
-
-
-def _outer_jacobian_cov(g: Tensor, a: Tensor, inv: Tensor) -> Tensor:
-    """``Cov[f_k, f_l] = sum_ij J_k,ij J_l,ij inv_ij`` with ``J_k = sum_p g_kp a_p^T``.
-
-    Forms the per-row Jacobians of a chunk of rows at a time, so memory stays at most
-    ``_CHUNK_ELEMENTS`` whatever the number of rows.
-    """
-    c, m = g.shape[:2]
-    rows = max(1, _CHUNK_ELEMENTS // max(1, c * inv.numel()))
-    out = []
-    for s in range(0, m, rows):
-        jac = torch.einsum("knpo,npi->nkoi", g[:, s : s + rows], a[s : s + rows])
-        out.append(_scaled_gram(jac, inv))
-    return torch.cat(out)
 
 
 class Posterior:
@@ -311,8 +332,6 @@ class Posterior:
         A fingerprint of what the curvature was computed from (net, rows, targets,
         settings), under which work derived from the blocks can be cached; None if unknown.
     """
-
-    key = None  # class default: posteriors pickled before the attribute existed load
 
     def __init__(
         self, blocks: list[Block], means: list[Tensor], names: list[str], key=None
@@ -332,10 +351,6 @@ class Posterior:
     def n_params(self) -> int:
         return sum(b.n_params for b in self.blocks)
 
-    @property
-    def n_params_per_block(self) -> Tensor:
-        return torch.tensor([b.n_params for b in self.blocks], dtype=torch.float64)
-
     def log_det_ratio(self, tau: Tensor, scale: Tensor) -> Tensor:
         """``logdet P - logdet P0`` with ``P0 = diag(tau)``, through the eigenvalues.
 
@@ -347,6 +362,15 @@ class Posterior:
             total = total - block.n_params * torch.log(t)
         return total
 
+    def log_evidence(self, data_log_likelihood: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
+        """The Laplace log evidence ``log p(D | theta*) - 0.5 (logdet P - logdet P0 +
+        theta*^T P0 theta*)`` from the data term ``log p(D | theta*)``.
+
+        Differentiable in ``tau`` and ``scale`` (and in the data term's inputs).
+        """
+        quadratic = self.log_det_ratio(tau, scale) + self.prior_quadratic(tau)
+        return data_log_likelihood - 0.5 * quadratic
+
     def prior_quadratic(self, tau: Tensor) -> Tensor:
         """``(theta* - 0)^T P0 (theta* - 0) = sum_b tau_b ||theta*_b||^2``."""
         sq = torch.stack([(m * m).sum() for m in self.means])
@@ -356,8 +380,19 @@ class Posterior:
         """``n`` weight draws per block, each of shape (n, n_out, n_in)."""
         draws = []
         for block, mean, t in zip(self.blocks, self.means, tau, strict=True):
-            z = torch.randn(
-                (n, *block.shape), generator=generator, dtype=mean.dtype, device=mean.device
-            )
-            draws.append(mean + block.sample(z, t, scale))
+            z = torch.randn((n, *block.shape), generator=generator, dtype=mean.dtype)
+            draws.append(mean + block.sample(z.to(mean.device), t, scale))
         return draws
+
+    def to(self, device: torch.device) -> Posterior:
+        """A copy with every tensor on ``device`` (the same object if nothing moves)."""
+        if self.means[0].device == device:
+            return self
+        blocks = []
+        for block in self.blocks:
+            moved = object.__new__(type(block))
+            moved.__dict__.update(
+                {k: v.to(device) if isinstance(v, Tensor) else v for k, v in vars(block).items()}
+            )
+            blocks.append(moved)
+        return Posterior(blocks, [m.to(device) for m in self.means], list(self.names), self.key)

@@ -1,83 +1,85 @@
-"""Predictive distributions of the linearised (GLM) model.
+"""Links of the Gaussian over the net's outputs: the probit approximation and Monte Carlo.
 
-Linearised around the MAP weights, the model's outputs for a row are Gaussian,
-``f ~ N(f_map, Cov_f)`` with ``Cov_f = J Sigma J^T``; the posterior blocks compute
-``Cov_f``. These functions turn that Gaussian into class probabilities (probit or Monte
-Carlo link) or a regression predictive.
+Linearised around the trained weights, the net's outputs for a row are Gaussian,
+``f ~ N(mean, cov)``. A likelihood's link (softmax, sigmoid) turns ``f`` into
+probabilities; these functions average the link over that Gaussian, in log space so that
+tiny probabilities keep their logarithm instead of underflowing to ``log 0 = -inf``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["mc_probabilities", "probit_probabilities", "sample_probabilities"]
+__all__ = ["mc_log_link", "probit_logits"]
+
+# Elements (draws x rows x outputs) of link values formed at once by ``mc_log_link``.
+_MC_ELEMENTS = 2**22
+# Draws generated together; fixed, so the draws do not depend on the rows predicted.
+_DRAW_CHUNK = 64
 
 
-def probit_probabilities(likelihood: str, f_mean: Tensor, f_var: Tensor) -> Tensor:
-    """Probit approximation of ``E[softmax(f)]`` (or ``E[sigmoid(f)]``).
+def probit_logits(mean: Tensor, var: Tensor) -> Tensor:
+    """``kappa * mean`` with ``kappa = (1 + pi/8 * var)^(-1/2)`` (MacKay 1992).
 
-    ``kappa_k = (1 + pi/8 * Var[f_k])^(-1/2)`` and ``p = softmax(kappa * f_mean)``
-    (MacKay 1992; exact in the limit of zero variance). For ``likelihood="binary"`` the
-    single logit gives ``p1 = sigmoid(kappa * f)`` and the result has two columns.
+    ``softmax`` (or ``sigmoid``) of the result approximates the expected link under
+    ``N(mean, var)`` per output; it is exact as the variance goes to zero.
 
-    Parameters
-    ----------
-    likelihood : {"classification", "binary"}
-    f_mean, f_var : Tensor of shape (m, c)
-
-    Returns
-    -------
-    Tensor of shape (m, n_classes)
+    Examples
+    --------
+    >>> import torch
+    >>> probit_logits(torch.tensor([2.0]), torch.tensor([0.0]))
+    tensor([2.])
     """
-    kappa = torch.rsqrt(1.0 + math.pi / 8.0 * f_var)
-    return _link(likelihood, kappa * f_mean)
+    return mean * torch.rsqrt(1.0 + math.pi / 8.0 * var)
 
 
-def mc_probabilities(
-    likelihood: str,
-    f_mean: Tensor,
-    f_cov: Tensor,
+def mc_log_link(
+    log_link: Callable[[Tensor], Tensor],
+    mean: Tensor,
+    cov: Tensor,
     n_samples: int,
     generator: torch.Generator,
 ) -> Tensor:
-    """Monte Carlo estimate of ``E[softmax(f)]`` with ``f ~ N(f_mean, f_cov)`` per row.
+    """``log E[link(f)]`` with ``f ~ N(mean, cov)`` per row, from ``n_samples`` draws.
 
-    The draws use the symmetric square root of each row's ``f_cov`` (from its
-    eigendecomposition, eigenvalues clamped at zero), so a singular covariance is fine.
-    The same ``n_samples`` standard normal vectors serve every row, so a row's result does
-    not depend on which other rows are predicted with it.
+    The draws use the symmetric square root of each row's ``cov`` (eigenvalues clamped at
+    zero, so a singular covariance is fine). The same standard normal vectors serve every
+    row, drawn in chunks of a fixed size: a row's estimate depends only on the row and the
+    generator's seed, not on the other rows. Memory stays within ``_MC_ELEMENTS`` link
+    values whatever ``n_samples`` is; the average is taken in log space
+    (``logsumexp``).
 
     Parameters
     ----------
-    likelihood : {"classification", "binary"}
-    f_mean : Tensor of shape (m, c)
-    f_cov : Tensor of shape (m, c, c)
+    log_link : callable
+        ``(..., c) -> (..., k)``: log-probabilities from outputs.
+    mean : Tensor of shape (m, c)
+    cov : Tensor of shape (m, c, c)
     n_samples : int
-    generator : torch.Generator
+    generator : torch.Generator (CPU)
+
+    Returns
+    -------
+    Tensor of shape (m, k)
     """
-    lam, vec = torch.linalg.eigh(f_cov)
+    m, c = mean.shape
+    lam, vec = torch.linalg.eigh(cov)
     root = vec * lam.clamp_min(0.0).sqrt()[:, None, :]
-    # One set of standard normal draws shared by every row (common random numbers): a row's
-    # estimate then depends only on the row and the seed, not on its position in X.
-    z = torch.randn((n_samples, f_mean.shape[1]), generator=generator, dtype=f_mean.dtype).to(
-        f_mean.device
-    )
-    f = f_mean + torch.einsum("mkr,sr->smk", root, z)
-    return _link(likelihood, f).mean(0)
-
-
-def sample_probabilities(likelihood: str, f: Tensor) -> Tensor:
-    """Average of the link over sampled outputs ``f`` of shape (n_samples, m, c)."""
-    return _link(likelihood, f).mean(0)
-
-
-def _link(likelihood: str, f: Tensor) -> Tensor:
-    if likelihood == "classification":
-        return torch.softmax(f, dim=-1)
-    if likelihood == "binary":
-        p1 = torch.sigmoid(f[..., 0])
-        return torch.stack([1.0 - p1, p1], dim=-1)
-    raise ValueError(f"No link for likelihood {likelihood!r}.")
+    total = None
+    done = 0
+    rows = max(1, _MC_ELEMENTS // max(1, _DRAW_CHUNK * c))
+    while done < n_samples:
+        k = min(_DRAW_CHUNK, n_samples - done)
+        z = torch.randn((k, c), generator=generator, dtype=mean.dtype).to(mean.device)
+        parts = []
+        for s in range(0, m, rows):
+            f = mean[s : s + rows] + torch.einsum("mkr,sr->smk", root[s : s + rows], z)
+            parts.append(torch.logsumexp(log_link(f), dim=0))
+        chunk = torch.cat(parts)
+        total = chunk if total is None else torch.logaddexp(total, chunk)
+        done += k
+    return total - math.log(n_samples)

@@ -65,8 +65,7 @@ def check_healthy(est, X, tau, sigma=1.0):
             np.testing.assert_allclose(proba.sum(1), 1.0, rtol=0, atol=1e-12)
         est.set_params(link_approx="probit")
         # the logits' predictive std (the classifier's counterpart of return_std)
-        cov = est._predictive_moments(X)[1]
-        std = torch.diagonal(cov, dim1=1, dim2=2).sqrt()
+        std = torch.cat([v for _, v in est._fitted.moments(X, est._hyper(), cov=False)]).sqrt()
         assert torch.isfinite(std).all() and (std > 0).all()
     else:
         mean, std = est.predict(X, return_std=True)

@@ -34,8 +34,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
+import sklaplace
 from sklaplace import LaplaceClassifier, LaplaceRegressor
-from sklaplace._cache import get_cache
 
 
 # ---------------------------------------------------------------- common checks
@@ -344,12 +344,8 @@ class _ForwardCounter:
 @pytest.fixture
 def no_cache():
     """Disable sklaplace's pass cache, so that every prediction runs its own forward pass."""
-    cache = get_cache()
-    old = cache.max_bytes
-    cache.max_bytes = 0
-    cache.clear()
-    yield
-    cache.max_bytes = old
+    with sklaplace.config_context(cache_bytes=0):
+        yield
 
 
 def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net, no_cache):
@@ -357,18 +353,29 @@ def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net, 
     net, _ = digits_net
     batch_size = 50
     n_batches = math.ceil(len(X_te) / batch_size)
-    clf = LaplaceClassifier(FrozenEstimator(net), batch_size=batch_size).fit(X_tr, y_tr)
+    clf = LaplaceClassifier(FrozenEstimator(net), prior_precision="marglik", batch_size=batch_size)
+    clf.fit(X_tr, y_tr)
     counter = _ForwardCounter(net.module_)
     try:
         before = clf.predict_proba(X_te)
         assert counter.calls == n_batches
-        for value in (0.01, "marglik"):
+        for value in (0.01, 100.0):
             counter.calls = 0
             after = clf.set_params(prior_precision=value).predict_proba(X_te)
             assert counter.calls == n_batches  # X_test's batches, no training data
             assert not np.allclose(after, before, atol=1e-4)
+            np.testing.assert_array_equal(clf.prior_precision_, [value])
         counter.calls = 0
         clf.set_params(prior_precision=1.0, temperature=0.1).predict_proba(X_te)
+        assert counter.calls == n_batches
+        # back to the mode fit resolved: fit's value, no tuning at prediction time
+        counter.calls = 0
+        again = clf.set_params(prior_precision="marglik", temperature=1.0).predict_proba(X_te)
+        assert counter.calls == n_batches
+        np.testing.assert_array_equal(again, before)
+        # another mode needs a fit: modes are resolved in fit only
+        with pytest.raises(ValueError, match="prior_precision='holdout' is a tuning mode"):
+            clf.set_params(prior_precision="holdout").predict_proba(X_te)
         assert counter.calls == n_batches
     finally:
         counter.handle.remove()

@@ -21,7 +21,13 @@ from _nets import MLP, classifier_net, regressor_net
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import FitFailedWarning
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import GridSearchCV, KFold, PredefinedSplit, StratifiedKFold
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    PredefinedSplit,
+    StratifiedKFold,
+    train_test_split,
+)
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
@@ -123,8 +129,22 @@ def _predefined_split(n, valid):
     return PredefinedSplit(fold)
 
 
+def _split(y, stratify=True, seed=0):
+    """``(rest, valid)``: a fifth of the rows held out (indices, sorted)."""
+    rest, valid = train_test_split(
+        np.arange(len(y)), test_size=0.2, random_state=seed, stratify=y if stratify else None
+    )
+    return np.sort(rest), np.sort(valid)
+
+
+def _fit_with_held_out_rows(est, X, y, valid):
+    """Fit on the other rows, tuning on ``valid`` passed as X_val (a frozen net's route)."""
+    rest = np.setdiff1d(np.arange(len(y)), valid)
+    return est.fit(X[rest], y[rest], X_val=X[valid], y_val=y[valid])
+
+
 def test_holdout_picks_the_grid_search_optimum_on_the_same_rows(cls_data, overconfident_net):
-    """'holdout' with a frozen net = GridSearchCV scored by log loss on validation_indices_.
+    """'holdout' with a frozen net and X_val = GridSearchCV scored by log loss on X_val.
 
     Both maximise the same function of the prior precision: the held-out log-likelihood of
     the probit predictive, with the curvature from the other rows (GridSearchCV's
@@ -134,15 +154,16 @@ def test_holdout_picks_the_grid_search_optimum_on_the_same_rows(cls_data, overco
     it first (up to round-off) and the best fine-grid point must be a neighbour of it.
     """
     X, y = cls_data[0][100:], cls_data[1][100:]  # rows the net never saw
-    clf = LaplaceClassifier(
-        FrozenEstimator(overconfident_net), prior_precision="holdout", random_state=0
-    ).fit(X, y)
+    _, valid = _split(y)
+    clf = LaplaceClassifier(FrozenEstimator(overconfident_net), prior_precision="holdout")
+    _fit_with_held_out_rows(clf, X, y, valid)
+    assert clf.validation_source_ == "X_val" and clf.validation_indices_ is None
     tau = float(clf.prior_precision_[0])
     fine = np.logspace(-4, 6, 81)  # the range "holdout" searches
     search = GridSearchCV(
         LaplaceClassifier(FrozenEstimator(overconfident_net)),
         {"prior_precision": [*fine, tau]},
-        cv=_predefined_split(len(y), clf.validation_indices_),
+        cv=_predefined_split(len(y), valid),
         scoring="neg_log_loss",
         refit=False,
     ).fit(X, y)
@@ -156,9 +177,11 @@ def test_holdout_picks_the_grid_search_optimum_on_the_same_rows(cls_data, overco
 def _holdout_classifiers():
     common = {"hidden": 16, "max_epochs": 5, "lr": 0.1}
     return {
-        "frozen": lambda net: FrozenEstimator(net),
-        "unfitted, train_split=None": lambda net: classifier_net(3, **common),
-        "unfitted, ValidSplit": lambda net: classifier_net(
+        "frozen, its ValidSplit": lambda X, y: FrozenEstimator(
+            classifier_net(3, train_split=ValidSplit(5, stratified=True), **common).fit(X, y)
+        ),
+        "unfitted, train_split=None": lambda X, y: classifier_net(3, **common),
+        "unfitted, ValidSplit": lambda X, y: classifier_net(
             3, train_split=ValidSplit(5, stratified=True), **common
         ),
     }
@@ -168,7 +191,8 @@ def _holdout_classifiers():
 def test_holdout_rows_never_enter_the_curvature(kind, cls_data, overconfident_net):
     """The posterior equals a fixed-prior fit on the other rows only, with the same net."""
     X, y = cls_data[0][100:], cls_data[1][100:]
-    estimator = _holdout_classifiers()[kind](overconfident_net)
+    torch.manual_seed(0)
+    estimator = _holdout_classifiers()[kind](X, y)
     clf = LaplaceClassifier(estimator, prior_precision="holdout", random_state=0).fit(X, y)
     valid = clf.validation_indices_
     rest = np.setdiff1d(np.arange(len(y)), valid)
@@ -262,12 +286,11 @@ def test_holdout_regressor(sigma, reg_data, reg_net):
         # a little below the net's error on new rows, so that some weight uncertainty helps
         # and the optimum is interior (at 0.8 the held-out likelihood plateaus as tau -> 0)
         sigma = 0.9 * float(np.sqrt(np.mean((reg_net.predict(X)[:, 0] - y) ** 2)))
-    reg = LaplaceRegressor(
-        FrozenEstimator(reg_net), prior_precision="holdout", sigma_noise=sigma, random_state=0
-    ).fit(X, y)
+    rest, valid = _split(y, stratify=False)
+    reg = LaplaceRegressor(FrozenEstimator(reg_net), prior_precision="holdout", sigma_noise=sigma)
+    _fit_with_held_out_rows(reg, X, y, valid)
     tau = float(reg.prior_precision_[0])
     if sigma == "marglik":  # the evidence's sigma, from the curvature rows alone
-        rest = np.setdiff1d(np.arange(len(y)), reg.validation_indices_)
         evidence = LaplaceRegressor(
             FrozenEstimator(reg_net), prior_precision="marglik", sigma_noise="marglik"
         ).fit(X[rest], y[rest])  # checked against a brute-force grid above
@@ -278,7 +301,7 @@ def test_holdout_regressor(sigma, reg_data, reg_net):
     search = GridSearchCV(
         LaplaceRegressor(FrozenEstimator(reg_net), sigma_noise=reg.sigma_noise_),
         {"prior_precision": [*fine, tau]},
-        cv=_predefined_split(len(y), reg.validation_indices_),
+        cv=_predefined_split(len(y), valid),
         scoring=neg_gaussian_nll,
         refit=False,
     ).fit(X, y)
@@ -294,15 +317,14 @@ def test_holdout_regressor(sigma, reg_data, reg_net):
 def test_a_float_prior_after_holdout_needs_no_refit(cls_data, overconfident_net):
     """Leaving the 'holdout' mode for a float is read at prediction time, like any float."""
     X, y = cls_data[0][100:], cls_data[1][100:]
-    clf = LaplaceClassifier(
-        FrozenEstimator(overconfident_net), prior_precision="holdout", random_state=0
-    ).fit(X, y)
-    rest = np.setdiff1d(np.arange(len(y)), clf.validation_indices_)
+    rest, valid = _split(y)
+    clf = LaplaceClassifier(FrozenEstimator(overconfident_net), prior_precision="holdout")
+    _fit_with_held_out_rows(clf, X, y, valid)
     ref = LaplaceClassifier(FrozenEstimator(overconfident_net), prior_precision=7.0)
     ref.fit(X[rest], y[rest])
     proba = clf.set_params(prior_precision=7.0).predict_proba(X)
     np.testing.assert_allclose(proba, ref.predict_proba(X), rtol=1e-10)
-    # going back to a mode whose data fit did not store is refused
+    # another mode is refused: modes are resolved in fit
     clf.set_params(prior_precision="weight_decay")
     with pytest.raises(ValueError, match="call fit again"):
         clf.predict_proba(X)
@@ -328,12 +350,13 @@ def test_holdout_temperature_with_the_prior_beats_the_prior_alone(cls_data, over
     temperature, and within 1e-3 of the best point of a 41 x 49 grid over both.
     """
     X, y = cls_data[0][100:], cls_data[1][100:]  # rows the net never saw
+    rest, valid = _split(y)
     frozen = FrozenEstimator(overconfident_net)
-    clf = LaplaceClassifier(
-        frozen, prior_precision="holdout", temperature="holdout", random_state=0
-    ).fit(X, y)
-    alone = LaplaceClassifier(frozen, prior_precision="holdout", random_state=0).fit(X, y)
-    np.testing.assert_array_equal(clf.validation_indices_, alone.validation_indices_)
+    clf = LaplaceClassifier(frozen, prior_precision="holdout", temperature="holdout")
+    _fit_with_held_out_rows(clf, X, y, valid)
+    alone = _fit_with_held_out_rows(
+        LaplaceClassifier(frozen, prior_precision="holdout"), X, y, valid
+    )
     assert alone.temperature_ == 1.0
     grid = [
         {"prior_precision": p, "temperature": t}
@@ -342,21 +365,14 @@ def test_holdout_temperature_with_the_prior_beats_the_prior_alone(cls_data, over
     ]
     tuned = {"prior_precision": float(clf.prior_precision_[0]), "temperature": clf.temperature_}
     base = {"prior_precision": float(alone.prior_precision_[0]), "temperature": 1.0}
-    scores = _heldout_scores(
-        LaplaceClassifier(frozen), X, y, clf.validation_indices_, [*grid, tuned, base]
-    )
+    scores = _heldout_scores(LaplaceClassifier(frozen), X, y, valid, [*grid, tuned, base])
     ours, prior_only, best = scores[-2], scores[-1], scores[:-2].max()
     assert ours > prior_only + 1e-3  # the temperature helps on this over-confident net
     assert ours >= best - 1e-3
     assert 1e-3 < clf.temperature_ < 1e3
     # the tuned values are what predict uses
-    same = LaplaceClassifier(frozen, **tuned).fit(X[_rest(clf)], y[_rest(clf)])
+    same = LaplaceClassifier(frozen, **tuned).fit(X[rest], y[rest])
     np.testing.assert_allclose(clf.predict_proba(X), same.predict_proba(X), rtol=1e-10)
-
-
-def _rest(estimator):
-    n = len(estimator.validation_indices_) + estimator.n_train_
-    return np.setdiff1d(np.arange(n), estimator.validation_indices_)
 
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
@@ -377,10 +393,11 @@ def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
         (X, y), net, scoring = (reg_data[0][200:], reg_data[1][200:]), reg_net, neg_gaussian_nll
         rms = float(np.sqrt(np.mean((net.predict(X)[:, 0] - y) ** 2)))
         make, fixed = LaplaceRegressor, {"prior_precision": 30.0, "sigma_noise": 0.8 * rms}
+    _, valid = _split(y, stratify=kind == "classifier")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        est = make(FrozenEstimator(net), temperature="holdout", random_state=0, **fixed)
-        est.fit(X, y)
+        est = make(FrozenEstimator(net), temperature="holdout", **fixed)
+        _fit_with_held_out_rows(est, X, y, valid)
     at_edge = not 1e-3 * 1.001 < est.temperature_ < 1e3 * 0.999
     assert at_edge == (kind == "classifier")
     assert at_edge == any("temperature=" in str(w.message) for w in caught)
@@ -389,7 +406,7 @@ def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
         make(FrozenEstimator(net), **fixed),
         X,
         y,
-        est.validation_indices_,
+        valid,
         [{"temperature": t} for t in [*fine, est.temperature_]],
         scoring or "neg_log_loss",
     )
@@ -408,16 +425,18 @@ def test_holdout_sigma_with_a_per_layer_prior(reg_data, reg_net):
     n_blocks = n_blocks.fit(X, y).posterior_.n_blocks
     assert n_blocks > 1
     prior = np.logspace(0, 2, n_blocks)
+    _, valid = _split(y, stratify=False)
     reg = LaplaceRegressor(
         frozen, subset_of_weights="all", prior_precision=prior, sigma_noise="holdout"
-    ).fit(X, y)
+    )
+    _fit_with_held_out_rows(reg, X, y, valid)
     np.testing.assert_array_equal(reg.prior_precision_, prior)
     sigmas = reg.sigma_noise_ * np.logspace(-0.5, 0.5, 21)
     scores = _heldout_scores(
         LaplaceRegressor(frozen, subset_of_weights="all", prior_precision=prior),
         X,
         y,
-        reg.validation_indices_,
+        valid,
         [{"sigma_noise": s} for s in [*sigmas, reg.sigma_noise_]],
         neg_gaussian_nll,
     )
@@ -452,7 +471,7 @@ def test_holdout_temperature_set_after_a_fit_without_held_out_rows(cls_data, ove
     ).fit(X, y)
     assert clf.temperature_ == 0.5 and clf.validation_indices_ is None
     clf.set_params(temperature="holdout")
-    with pytest.raises(ValueError, match="temperature='holdout' needs what fit stores"):
+    with pytest.raises(ValueError, match="temperature='holdout' is a tuning mode"):
         clf.predict_proba(X)
 
 

@@ -1,0 +1,351 @@
+"""The scikit-learn plumbing both Laplace estimators share (no math here).
+
+``fit`` validates, decides which rows tune (:mod:`sklaplace._holdout`), builds the fitted
+state (:class:`sklaplace._fitted.FittedLaplace`) and resolves the hyper-parameters in it
+(:mod:`sklaplace._hyper`). Predictions read the fitted state and the hyper-parameters it
+holds; a numeric hyper-parameter changed with ``set_params`` after ``fit`` is read at
+prediction time, and the fitted attributes (``prior_precision_``, ``temperature_``, ...)
+always show the values predictions use.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _holdout, _hyper, _skorch, approximations
+from ._fitted import FittedLaplace
+from ._warnings import warn
+
+__all__ = ["BaseLaplace"]
+
+# Input dtypes kept as they are (integers: category codes for an embedding, or numbers the
+# net casts); anything else (strings, objects, bools) is converted to float64.
+INPUT_DTYPES = [np.float64, np.float32, np.int64, np.int32, np.int16, np.int8, np.uint8]
+# Parameters that define the curvature: changing them after fit needs a new fit.
+_STRUCTURE_PARAMS = ("subset_of_weights", "hessian_structure")
+# Hyper-parameters: numbers read at prediction time, or modes resolved in fit.
+_HYPER_PARAMS = ("prior_precision", "sigma_noise", "temperature", "logit_temperature")
+
+
+class BaseLaplace(BaseEstimator):
+    """Shared plumbing of ``LaplaceClassifier`` and ``LaplaceRegressor``."""
+
+    _parameter_constraints: ClassVar[dict] = {
+        "estimator": [object],
+        "subset_of_weights": [StrOptions({"last_layer", "all"}), list, tuple],
+        "hessian_structure": [StrOptions({"diag", "kron", "full"})],
+        "prior_precision": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions(set(_hyper.PRIOR_MODES)),
+            "array-like",
+            dict,
+        ],
+        "temperature": [Interval(Real, 0, None, closed="neither"), StrOptions({"holdout"})],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "predictive": [StrOptions({"glm", "nn"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+    }
+    # the parameters predictions read (validated again at each prediction)
+    _predict_params: ClassVar[tuple] = ("temperature", "n_samples", "predictive", "batch_size")
+
+    # ---------------------------------------------------------------- the net
+    def _net(self):
+        est = self.estimator
+        return est.estimator if isinstance(est, FrozenEstimator) else est
+
+    def _likelihood(self):
+        """The net's likelihood; a TypeError naming the right estimator if it is not ours."""
+        likelihood = _skorch.likelihood_of(self._net())
+        if likelihood.is_classifier != self._is_classifier:
+            right = "LaplaceClassifier" if likelihood.is_classifier else "LaplaceRegressor"
+            raise TypeError(
+                f"{type(self).__name__} needs a net for "
+                f"{'classification' if self._is_classifier else 'regression'}, got a "
+                f"{type(self._net()).__name__}; use {right}."
+            )
+        return likelihood
+
+    def _target_dtype(self):
+        """The numpy dtype of the net's parameters (float32 for a net not yet built)."""
+        net = self._net()
+        if not getattr(net, "initialized_", False):
+            return np.float32
+        return torch.empty((), dtype=_skorch.net_dtype(net)).numpy().dtype
+
+    def _validate_X(self, X, reset: bool):
+        return validate_data(self, X, reset=reset, dtype=INPUT_DTYPES)
+
+    # ---------------------------------------------------------------- fit
+    def _holdout_params(self) -> list[str]:
+        """The hyper-parameters tuned on held-out rows."""
+        return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
+
+    def _fit(self, X, y, n_outputs, likelihood, X_val, y_val):
+        """Everything after validating X and y (which are arrays the net takes)."""
+        approximation = approximations.make(self.subset_of_weights, self.hessian_structure)
+        needs = bool(self._holdout_params())
+        if X_val is not None and not needs:
+            warn(
+                "X_val and y_val were given, but no hyper-parameter is tuned on held-out "
+                "rows ('holdout'), so they are not used."
+            )
+        net, tuning = self._net_and_tuning_rows(X, y, X_val, y_val, needs, likelihood, n_outputs)
+        fitted = FittedLaplace.fit(
+            net, likelihood, approximation, X, y, tuning.curvature_rows, self.batch_size, n_outputs
+        )
+        params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
+        weight_decay = None
+        if _mode(params["prior_precision"]) == "weight_decay":
+            weight_decay = self._weight_decay(fitted)
+        objectives = fitted.objectives(tuning.X, tuning.y, weight_decay)
+        fitted.hyper = _hyper.resolve(params, objectives)
+        _hyper.check_numerics(
+            fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
+        )
+        self._fitted = fitted
+        self._fit_params = {
+            p: getattr(self, p) for p in (*_HYPER_PARAMS, *_STRUCTURE_PARAMS) if hasattr(self, p)
+        }
+        self.estimator_ = net
+        self.validation_indices_ = tuning.indices
+        self.validation_source_ = tuning.source
+        return self
+
+    def _net_and_tuning_rows(self, X, y, X_val, y_val, needs, likelihood, n_outputs):
+        """The trained net and the rows that tune (see :mod:`sklaplace._holdout`)."""
+        est = self.estimator
+        given = X_val is not None
+        if isinstance(est, FrozenEstimator):
+            net = est.estimator
+            _skorch.check_fitted_net(net)
+            if given or not needs:
+                return net, _holdout.TuningRows(
+                    X=X_val, y=y_val, source="X_val" if given else None
+                )
+            valid, reason = _holdout.recover_split(net, X, y)
+            if valid is not None:
+                return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state)
+            self._warn_no_rows(reason)
+            return net, _holdout.TuningRows(reason=reason)
+        if getattr(est, "initialized_", False) and len(getattr(est, "history_", [])):
+            warn(
+                f"The {type(est).__name__} given to {type(self).__name__} is already fitted; "
+                "fit clones it and trains the clone from scratch. To keep the trained net, "
+                f"wrap it: {type(self).__name__}(FrozenEstimator(net))."
+            )
+        hold_out = needs and not given
+        net, valid, source = _holdout.train_net(
+            est,
+            X,
+            y,
+            hold_out=hold_out,
+            fraction=self.validation_fraction,
+            stratify=likelihood.is_classifier,
+            random_state=self.random_state,
+            n_outputs=n_outputs,
+        )
+        if given:
+            return net, _holdout.TuningRows(X=X_val, y=y_val, source="X_val")
+        if valid is None:
+            return net, _holdout.TuningRows()
+        return net, _holdout.from_indices(X, y, valid, source, self.random_state)
+
+    def _warn_no_rows(self, reason: str) -> None:
+        modes = ", ".join(f"{p}='holdout'" for p in self._holdout_params())
+        warn(
+            f"No rows the net has not seen, so {modes} cannot be tuned: {reason}. The "
+            "predictions are the net's own. Pass rows the net was not trained on with "
+            "fit(X, y, X_val=..., y_val=...), or train the net with a train_split (skorch's "
+            "default ValidSplit) and fit on the rows it was trained on.",
+        )
+
+    def _weight_decay(self, fitted: FittedLaplace) -> np.ndarray:
+        """Per block, the coefficient of the prior implied by the training's weight decay."""
+        module = fitted.net.module_
+        out = []
+        for name in fitted.posterior.names:
+            params = [
+                p for p in module.get_submodule(name).parameters(recurse=False) if p.requires_grad
+            ]
+            out.append(
+                _skorch.weight_decay_coefficient(
+                    fitted.net, params, name, fitted.likelihood, fitted._n_outputs()
+                )
+            )
+        return np.array(out)
+
+    # ---------------------------------------------------------------- prediction time
+    def _hyper(self) -> _hyper.Hyper:
+        """The hyper-parameters predictions use: fit's, or numbers set after fit."""
+        check_is_fitted(self)
+        fitted = self._fitted
+        for p in _STRUCTURE_PARAMS:
+            if not _same(getattr(self, p), self._fit_params[p]):
+                raise ValueError(
+                    f"{p} was changed from {self._fit_params[p]!r} to {getattr(self, p)!r} "
+                    "after fit; it defines the curvature, so call fit again."
+                )
+        constraints = {p: self._parameter_constraints[p] for p in self._predict_params}
+        validate_parameter_constraints(
+            constraints, {p: getattr(self, p) for p in constraints}, type(self).__name__
+        )
+        names = list(fitted.posterior.names)
+        fit_hyper = fitted.hyper
+        values = {}
+        for p in _HYPER_PARAMS:
+            if not hasattr(self, p):
+                continue
+            value, at_fit = getattr(self, p), self._fit_params[p]
+            if _same(value, at_fit):
+                continue
+            if isinstance(value, str):
+                raise ValueError(
+                    f"{p}={value!r} is a tuning mode, and modes are resolved in fit (fit used "
+                    f"{p}={at_fit!r}): call fit again. A number can be set after fit."
+                )
+            values[p] = value
+        if not values:
+            return fit_hyper
+        hyper = _hyper.Hyper(
+            _hyper.prior_array(values["prior_precision"], names)
+            if "prior_precision" in values
+            else fit_hyper.prior_precision,
+            _positive(values, "sigma_noise", fit_hyper.sigma_noise),
+            _positive(values, "temperature", fit_hyper.temperature),
+            _positive(values, "logit_temperature", fit_hyper.logit_temperature),
+        )
+        noise = fitted.likelihood.noise_variance(hyper.sigma_noise)
+        _hyper.check_numerics(fitted.posterior, hyper, noise)
+        return hyper
+
+    def _seed(self) -> int:
+        """One seed per prediction call: every batch shares the same Monte Carlo draws."""
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    # ---------------------------------------------------------------- fitted attributes
+    @property
+    def posterior_(self):
+        """The Laplace posterior (``sklaplace.posterior.Posterior``)."""
+        return self._fitted_state().posterior
+
+    @property
+    def prior_precision_(self) -> np.ndarray:
+        """The prior precision predictions use, one per layer of ``posterior_.names``."""
+        return self._hyper().prior_precision
+
+    @property
+    def temperature_(self) -> float:
+        """The posterior temperature predictions use (given, or tuned in fit)."""
+        return self._hyper().temperature
+
+    @property
+    def n_train_(self) -> int:
+        """The number of rows the curvature was computed from."""
+        return self._fitted_state().approximation.n_rows
+
+    @property
+    def train_loss_(self) -> float:
+        """The summed training loss at the trained weights, over those rows."""
+        return self._fitted_state().approximation.loss
+
+    @property
+    def log_marginal_likelihood_value_(self) -> float:
+        """The log evidence at the hyper-parameters predictions use."""
+        return self.log_marginal_likelihood()
+
+    def _fitted_state(self) -> FittedLaplace:
+        fitted = self.__dict__.get("_fitted")
+        if fitted is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+        return fitted
+
+    def log_marginal_likelihood(self, prior_precision=None, sigma_noise=None):
+        """Laplace approximation of the log evidence ``log p(D | prior_precision, sigma)``.
+
+        Computed from the stored eigendecomposition: no pass over the data.
+
+        Parameters
+        ----------
+        prior_precision : float, array-like of shape (n_layers,) or dict, default=None
+            Defaults to ``prior_precision_``.
+        sigma_noise : float, default=None
+            Observation noise std (regression only). Defaults to ``sigma_noise_``.
+
+        Returns
+        -------
+        float
+        """
+        hyper = self._hyper()
+        fitted = self._fitted
+        prior = hyper.prior_precision
+        if prior_precision is not None:
+            prior = _hyper.prior_array(prior_precision, list(fitted.posterior.names))
+        sigma = hyper.sigma_noise
+        if sigma_noise is not None:
+            if (
+                not isinstance(sigma_noise, Real)
+                or not np.isfinite(sigma_noise)
+                or sigma_noise <= 0
+            ):
+                raise ValueError(f"sigma_noise must be a positive float, got {sigma_noise!r}.")
+            sigma = float(sigma_noise)
+        check = _hyper.Hyper(prior, sigma, hyper.temperature, hyper.logit_temperature)
+        _hyper.check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
+        with torch.no_grad():
+            return float(fitted.evidence(prior, sigma, hyper.temperature))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _mode(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _same(value, at_fit) -> bool:
+    """Whether a parameter still holds what fit saw (numbers, strings, arrays, dicts)."""
+    if value is at_fit:
+        return True
+    if isinstance(value, str) or isinstance(at_fit, str):
+        return isinstance(value, str) and isinstance(at_fit, str) and value == at_fit
+    try:
+        return bool(
+            np.array_equal(np.asarray(value, dtype=object), np.asarray(at_fit, dtype=object))
+        )
+    except (TypeError, ValueError):
+        return value == at_fit
+
+
+def _positive(values: dict, name: str, default: float) -> float:
+    if name not in values:
+        return default
+    value = values[name]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not (value > 0 and np.isfinite(value))
+    ):
+        raise ValueError(f"{name} must be a positive float or 'holdout', got {value!r}.")
+    return float(value)

@@ -1,0 +1,122 @@
+"""Package-wide settings, in scikit-learn's style: ``set_config``, ``get_config``,
+``config_context``.
+
+One setting today, ``cache_bytes``: the bound on the memory that sklaplace's pass cache
+may hold (see :doc:`/scaling`). As in scikit-learn, the settings are per thread: a thread
+starts from the global values, ``set_config`` changes the calling thread's values and the
+global defaults, and ``config_context`` changes the calling thread's values inside a
+``with`` block only. Worker processes (joblib's loky, dask) start from the defaults.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from numbers import Integral
+
+__all__ = ["config_context", "get_config", "set_config"]
+
+_DEFAULT_CACHE_BYTES = 256 * 2**20
+_global_config = {"cache_bytes": _DEFAULT_CACHE_BYTES}
+_local = threading.local()
+
+
+def _thread_config() -> dict:
+    if not hasattr(_local, "config"):
+        _local.config = dict(_global_config)
+    return _local.config
+
+
+def get_config() -> dict:
+    """The current values of sklaplace's settings (a copy).
+
+    Returns
+    -------
+    dict
+        ``{"cache_bytes": int}``.
+
+    See Also
+    --------
+    set_config : Change the settings.
+    config_context : Change the settings inside a ``with`` block.
+
+    Examples
+    --------
+    >>> import sklaplace
+    >>> sklaplace.get_config()["cache_bytes"] == 256 * 2**20
+    True
+    """
+    return dict(_thread_config())
+
+
+def _check_cache_bytes(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(
+            f"cache_bytes must be a non-negative int (bytes; 0 turns the cache off), got "
+            f"{value!r}."
+        )
+    return int(value)
+
+
+def set_config(cache_bytes: int | None = None) -> None:
+    """Change sklaplace's settings.
+
+    Parameters
+    ----------
+    cache_bytes : int, default=None
+        Bound, in bytes, on what the pass cache holds: the forward passes, curvatures and
+        projected passes that a grid search over a frozen net reuses (256 MiB unless
+        changed). ``0`` turns the cache off: nothing is stored or looked up, and no input
+        or net is fingerprinted. Lowering the bound evicts the least recently used
+        entries at once. ``None`` leaves the setting as it is.
+
+    See Also
+    --------
+    get_config : The current settings.
+    config_context : Change the settings inside a ``with`` block.
+
+    Examples
+    --------
+    >>> import sklaplace
+    >>> sklaplace.set_config(cache_bytes=64 * 2**20)
+    >>> sklaplace.get_config()["cache_bytes"]
+    67108864
+    >>> sklaplace.set_config(cache_bytes=256 * 2**20)
+    """
+    if cache_bytes is not None:
+        value = _check_cache_bytes(cache_bytes)
+        _global_config["cache_bytes"] = value
+        _thread_config()["cache_bytes"] = value
+        from ._cache import get_cache
+
+        get_cache().evict_to(value)
+
+
+@contextmanager
+def config_context(*, cache_bytes: int | None = None):
+    """Change sklaplace's settings inside a ``with`` block (in the calling thread).
+
+    Parameters
+    ----------
+    cache_bytes : int, default=None
+        See :func:`set_config`. ``config_context(cache_bytes=0)`` runs the block with the
+        cache off.
+
+    Examples
+    --------
+    >>> import sklaplace
+    >>> with sklaplace.config_context(cache_bytes=0):
+    ...     sklaplace.get_config()["cache_bytes"]
+    0
+    >>> sklaplace.get_config()["cache_bytes"] > 0
+    True
+    """
+    config = _thread_config()
+    old = dict(config)
+    if cache_bytes is not None:
+        config["cache_bytes"] = _check_cache_bytes(cache_bytes)
+    try:
+        yield
+    finally:
+        config.clear()
+        config.update(old)

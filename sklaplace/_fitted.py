@@ -1,0 +1,233 @@
+"""The fitted state of a Laplace estimator: everything ``fit`` produces, read by predictions.
+
+Like scikit-learn's ``_CalibratedClassifier`` behind ``CalibratedClassifierCV``, the public
+estimators are a thin scikit-learn face over one private object, :class:`FittedLaplace`:
+the trained net, its likelihood, the fitted approximation (posterior, training loss, row
+count) and the resolved hyper-parameters. Its prediction methods take the hyper-parameters
+as arguments and never tune anything; each call runs the net through a fresh private view
+(:class:`~sklaplace._passes.NetView`), so threads can share one fitted state.
+
+It also offers the two objectives that tuning needs (:class:`~sklaplace._hyper.Objectives`):
+the evidence through the stored eigenvalues, and the held-out log-likelihood through
+projections computed once per held-out row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from . import _skorch
+from ._hyper import Hyper, Objectives, curvature_scale
+from ._passes import NetView
+from .approximations import Approximation, find_head
+from .approximations.base import MERGED_ELEMENTS
+from .likelihoods import Likelihood
+
+__all__ = ["FittedLaplace"]
+
+
+class FittedLaplace:
+    """The trained net, its likelihood, the fitted approximation and the hyper-parameters.
+
+    Parameters
+    ----------
+    net : skorch NeuralNet (fitted)
+    likelihood : Likelihood
+    approximation : Approximation (fitted)
+    batch_size : int or None
+        Rows per forward pass (None: the net's own).
+    """
+
+    def __init__(self, net, likelihood: Likelihood, approximation: Approximation, batch_size):
+        self.net = net
+        self.likelihood = likelihood
+        self.approximation = approximation
+        self.batch_size = batch_size
+        self.hyper: Hyper | None = None
+
+    @classmethod
+    def fit(cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs):
+        """Find the head, check its outputs, and fit the approximation on ``rows`` of X."""
+        view = NetView(net, batch_size)
+        head = find_head(view, X, likelihood)
+        n_out = view.module.get_submodule(head).out_features
+        if n_out != n_outputs:
+            raise ValueError(
+                f"The net's last layer {head!r} has {n_out} output(s), but "
+                f"{likelihood.outputs_needed(n_outputs)}. Give the output layer that many "
+                "units (for example through a module__ parameter of the net)."
+            )
+        approximation.fit(view, head, likelihood, X, y, rows)
+        return cls(net, likelihood, approximation, batch_size)
+
+    @property
+    def posterior(self):
+        return self.approximation.posterior
+
+    def _n_outputs(self) -> int:
+        return self.net.module_.get_submodule(self.approximation.head_name).out_features
+
+    def view(self) -> NetView:
+        return NetView(self.net, self.batch_size)
+
+    # ---------------------------------------------------------------- hyper-parameters
+    def tensors(self, hyper: Hyper) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tau`` (one per block) and the curvature scale, float64 on the posterior's device."""
+        device = self.posterior.means[0].device
+        tau = torch.tensor(np.array(hyper.prior_precision, dtype=np.float64), device=device)
+        noise = self.likelihood.noise_variance(hyper.sigma_noise)
+        scale = torch.tensor(curvature_scale(noise, hyper.temperature), dtype=torch.float64)
+        return tau, scale.to(device)
+
+    def evidence(self, tau, sigma, temperature: float) -> torch.Tensor:
+        """The Laplace log evidence, differentiable in ``tau`` and ``sigma`` (tensors)."""
+        post = self.posterior
+        device = post.means[0].device
+        tau = torch.as_tensor(tau, dtype=torch.float64, device=device)
+        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=device)
+        loss = torch.tensor(self.approximation.loss, dtype=torch.float64, device=device)
+        data = self.likelihood.data_log_likelihood(
+            loss, self.approximation.n_rows, self._n_outputs(), sigma, float(temperature)
+        )
+        scale = 1.0 / (self.likelihood.noise_variance(sigma) * float(temperature))
+        return post.log_evidence(data, tau, torch.as_tensor(scale, dtype=torch.float64))
+
+    def sigma_mle(self) -> float:
+        """The maximum-likelihood noise std of the training residuals, ``sqrt(SSE / (N K))``."""
+        n, k = self.approximation.n_rows, self._n_outputs()
+        return max(math.sqrt(2 * self.approximation.loss / (n * k)), 1e-6)
+
+    def objectives(self, X_val, y_val, weight_decay) -> Objectives:
+        """What tuning needs; ``heldout`` is None when there are no held-out rows."""
+        heldout, rms = (None, None) if X_val is None else self._heldout(X_val, y_val)
+        return Objectives(
+            names=list(self.posterior.names),
+            evidence=self.evidence,
+            heldout=heldout,
+            heldout_rms=rms,
+            sigma_mle=self.sigma_mle(),
+            weight_decay=weight_decay,
+            noise=self.likelihood.noise_variance,
+        )
+
+    def _heldout(self, X_val, y_val):
+        """``f(tau, sigma, T, logit_T)``, the held-out log-likelihood, and the residuals' RMS.
+
+        The held-out rows are projected once (the projection does not depend on the
+        hyper-parameters); every evaluation then costs no pass over them.
+        """
+        view = self.view()
+        projections = list(self.approximation.project(view, X_val))
+        device = self.posterior.means[0].device
+        y_val = torch.as_tensor(np.asarray(y_val)).to(device)
+        bounds = np.cumsum([0] + [len(p.mean) for p in projections])
+        lik, approx = self.likelihood, self.approximation
+        n_blocks = self.posterior.n_blocks
+
+        def evaluate(tau, sigma, temperature, logit_temperature=1.0) -> float:
+            tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), (n_blocks,))
+            hyper = Hyper(tau, float(sigma), float(temperature), float(logit_temperature))
+            tau_t, scale = self.tensors(hyper)
+            total = 0.0
+            for proj, lo, hi in zip(projections, bounds[:-1], bounds[1:], strict=True):
+                var = approx.moments(proj, tau_t, scale, cov=False)
+                total += float(
+                    lik.heldout_log_likelihood(
+                        proj.mean, var, y_val[lo:hi], sigma, logit_temperature
+                    )
+                )
+            return total
+
+        def rms() -> float:
+            sq = sum(
+                float(((y_val[lo:hi].reshape(p.mean.shape) - p.mean) ** 2).sum())
+                for p, lo, hi in zip(projections, bounds[:-1], bounds[1:], strict=True)
+            )
+            count = int(bounds[-1]) * projections[0].mean.shape[1]
+            return max((sq / count) ** 0.5, 1e-6)
+
+        return evaluate, rms
+
+    # ---------------------------------------------------------------- predictions
+    def moments(self, X, hyper: Hyper, cov: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(mean (b, c), var (b, c) or cov (b, c, c))`` per chunk of rows, float64.
+
+        Covariances come in chunks of at most ``MERGED_ELEMENTS / c^2`` rows, so memory
+        stays bounded for many outputs; variances need O(b c).
+        """
+        view = self.view()
+        approx = self.approximation
+        approx.layers(view)  # the net is still the one the posterior was computed for
+        tau, scale = self.tensors(hyper)
+        for proj in approx.project(view, X):
+            m, c = proj.mean.shape
+            step = max(1, MERGED_ELEMENTS // (c * c)) if cov else m
+            for s in range(0, m, step):
+                part = proj if step >= m else approx.rows(proj, slice(s, s + step))
+                yield part.mean, approx.moments(part, tau, scale, cov)
+
+    def draws(self, X, hyper: Hyper, n_samples: int, seed: int) -> Iterator[torch.Tensor]:
+        """Outputs ``(n_samples, b, c)`` per batch under weights drawn from the posterior."""
+        tau, scale = self.tensors(hyper)
+        yield from self.approximation.draws(self.view(), X, n_samples, tau, scale, seed)
+
+    def joint_moments(self, X, hyper: Hyper) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means (m, c) and covariances across rows (m, m, c)."""
+        tau, scale = self.tensors(hyper)
+        return self.approximation.joint_moments(self.view(), X, tau, scale)
+
+    def log_proba(self, X, hyper, *, predictive, link_approx, n_samples, seed) -> np.ndarray:
+        """Log predictive class probabilities (m, n_classes), computed in log space."""
+        lik = self.likelihood
+        t = hyper.logit_temperature
+        parts = []
+        if predictive == "nn":
+            for f in self.draws(X, hyper, n_samples, seed):
+                log_p = torch.logsumexp(lik.log_link(f / t), dim=0) - math.log(len(f))
+                parts.append(log_p.cpu().numpy())
+        else:
+            for mean, second in self.moments(X, hyper, cov=link_approx == "mc"):
+                generator = torch.Generator().manual_seed(seed)  # the same draws for every row
+                log_p = lik.log_predict(
+                    mean,
+                    second,
+                    link_approx=link_approx,
+                    logit_temperature=t,
+                    n_samples=n_samples,
+                    generator=generator,
+                )
+                parts.append(log_p.cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, 2))
+
+    def mean_var(self, X, hyper, *, predictive, n_samples, seed) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance (m, c) of the outputs ``f`` (without observation noise)."""
+        means, variances = [], []
+        if predictive == "nn":
+            for f in self.draws(X, hyper, n_samples, seed):
+                means.append(f.mean(0).cpu().numpy())
+                variances.append(f.var(0, correction=0).cpu().numpy())
+        else:
+            for mean, var in self.moments(X, hyper, cov=False):
+                means.append(mean.cpu().numpy())
+                variances.append(var.cpu().numpy())
+        return np.concatenate(means), np.concatenate(variances)
+
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self):
+        """The state to pickle, with the posterior's tensors on the CPU.
+
+        A posterior fitted on a GPU then loads on a machine without one (skorch maps the net
+        to the CPU the same way); ``__setstate__`` moves it to the net's device.
+        """
+        state = dict(self.__dict__)
+        state["approximation"] = self.approximation.to(torch.device("cpu"))
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        device = _skorch.net_device(self.net)
+        self.approximation = self.approximation.to(device)

@@ -1,0 +1,217 @@
+"""The interface every Laplace approximation offers, and the passes they share.
+
+An approximation is chosen once, in ``fit`` (:func:`sklaplace.approximations.make`), and
+is the only place that knows which weights carry the posterior. Its interface:
+
+``fit(view, head_name, likelihood, X, y, rows)``
+    One pass over the training rows: the posterior (eigendecomposed blocks, MAP weights),
+    the summed training loss and the number of rows.
+``project(view, X)``
+    Per batch, a ``Projection``: the net's outputs ``f`` (the GLM mean) and what the
+    predictive covariance needs that no hyper-parameter changes. Cached by content.
+``moments(projection, tau, scale, cov)``
+    The GLM output variances (m, c), or covariances (m, c, c) if ``cov``, for one
+    projection and given hyper-parameters: no pass over the data.
+``draws(view, X, n_samples, tau, scale, seed)``
+    Per batch, the outputs ``(n_samples, b, c)`` of the net under weights drawn from the
+    posterior (the ``"nn"`` predictive). Sampled weights go into the private view only.
+``joint_moments(view, X, tau, scale)``
+    Means and covariances across rows (``return_cov``, ``sample_y``), where available.
+
+``tau`` is a float64 tensor with one prior precision per block and ``scale`` the factor
+``1 / (sigma^2 T)`` on the curvature (:mod:`sklaplace.posterior`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .._blas import blas_threads_like_torch
+from .._cache import get_cache, nbytes
+from .._passes import NetView, pass_key
+from ..likelihoods import Likelihood
+from ..posterior import Posterior
+from .layers import Layer, layer_of
+
+__all__ = ["Approximation", "Projection"]
+
+# Rows x outputs^2 of a stored chunk of a projected pass (a hit then costs a few large
+# operations instead of one per batch).
+MERGED_ELEMENTS = 2**22
+
+
+class Projection(NamedTuple):
+    """Per-batch parts of a GLM predictive that no hyper-parameter changes."""
+
+    mean: Tensor  # (m, c) float64: the net's outputs
+    parts: tuple
+
+
+class Approximation:
+    """Base class: the shared ``fit`` and ``project`` passes (with their cache).
+
+    Subclasses implement ``_select`` (which layers), ``_curvature`` (the fit pass),
+    ``_project_batches``, ``moments``, ``draws``, ``_rows`` and ``_concat``.
+
+    Parameters
+    ----------
+    structure : {"diag", "kron", "full"}
+    """
+
+    name = "approximation"
+
+    def __init__(self, structure: str) -> None:
+        self.structure = structure
+
+    # ---------------------------------------------------------------- fit
+    def settings(self) -> tuple:
+        """What, besides the net and the rows, the curvature depends on (cache key)."""
+        return (type(self).__name__, self.structure)
+
+    def fit(
+        self, view: NetView, head_name: str, likelihood: Likelihood, X, y, rows=None
+    ) -> Approximation:
+        """Compute the posterior from the rows ``rows`` of ``(X, y)`` (all if None)."""
+        layers = self._select(view, head_name)
+        key = pass_key(view, "curvature", X, y, rows, self.settings(), likelihood, head_name)
+        cache = get_cache()
+        hit = cache.get(key)
+        if hit is None:
+            head = view.module.get_submodule(head_name)
+            with blas_threads_like_torch():
+                blocks, loss, n_rows = self._curvature(
+                    view, layers, head, likelihood, view.batches(X, y, rows)
+                )
+            if n_rows == 0:
+                raise ValueError("No rows were seen: cannot compute curvature from empty data.")
+            means = [layer.weight_matrix() for layer in layers]
+            posterior = Posterior(blocks, means, [layer.name for layer in layers], key)
+            hit = (posterior, float(loss), int(n_rows))
+            cache.put(key, hit)
+        self.posterior, self.loss, self.n_rows = hit
+        self.head_name = head_name
+        self.likelihood = likelihood
+        return self
+
+    def _select(self, view: NetView, head_name: str) -> list[Layer]:
+        raise NotImplementedError
+
+    def _curvature(self, view, layers, head, likelihood, batches) -> tuple:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- the fitted layers
+    def layers(self, view: NetView) -> list[Layer]:
+        """The posterior's layers on ``view``, checked against what fit saw.
+
+        Raises ``ValueError`` when a layer's layout or trained weights changed since fit
+        (the posterior is then not the net's): predictions would silently mix two nets.
+        """
+        layers = []
+        for name, block, mean in zip(
+            self.posterior.names, self.posterior.blocks, self.posterior.means, strict=True
+        ):
+            try:
+                layer = layer_of(view.module, name)
+            except AttributeError as exc:
+                raise ValueError(
+                    f"The net has no module {name!r} any more; it changed since fit. Call "
+                    "fit again."
+                ) from exc
+            if tuple(layer.shape) != tuple(block.shape) or not layer.params:
+                raise ValueError(
+                    f"Layer {name!r} has parameter matrix {layer.shape} but its posterior "
+                    f"block has {tuple(block.shape)}: the module (or which of its parameters "
+                    "have requires_grad=True) changed since fit. Call fit again."
+                )
+            if not torch.equal(layer.weight_matrix(mean.dtype).to(mean.device), mean):
+                raise ValueError(
+                    f"The weights of layer {name!r} changed since fit (the net was trained "
+                    "or modified after the posterior was computed). Call fit again."
+                )
+            layers.append(layer)
+        return layers
+
+    # ---------------------------------------------------------------- projected passes
+    def project(self, view: NetView, X) -> Iterator[Projection]:
+        """``Projection`` per batch of X; cached under the posterior's key and the rows.
+
+        Stored in chunks of up to ``MERGED_ELEMENTS / c^2`` rows; a pass larger than the
+        cache bound is streamed and not kept.
+        """
+        key = None
+        if self.posterior.key is not None:
+            key = pass_key(view, "projection", X, None, None, self.posterior.key)
+        cache = get_cache()
+        hit = cache.get(key)
+        if hit is not None:
+            yield from hit
+            return
+        stored, pending, size = [], [], 0
+        keep = key is not None
+        for proj in self._project_batches(view, X):
+            if keep:
+                size += nbytes(proj)
+                keep = cache.fits(size)
+                pending.append(proj)
+                c = proj.mean.shape[1]
+                if sum(len(p.mean) for p in pending) * c * c >= MERGED_ELEMENTS:
+                    stored.append(self._concat(pending))
+                    pending = []
+                if not keep:
+                    stored, pending = [], []
+            yield proj
+        if keep:
+            if pending:
+                stored.append(self._concat(pending))
+            cache.put(key, stored)
+
+    def _project_batches(self, view: NetView, X) -> Iterator[Projection]:
+        raise NotImplementedError
+
+    def _concat(self, projections: list[Projection]) -> Projection:
+        raise NotImplementedError
+
+    def rows(self, proj: Projection, s: slice) -> Projection:
+        """The rows ``s`` of a projection."""
+        raise NotImplementedError
+
+    def moments(self, proj: Projection, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
+        raise NotImplementedError
+
+    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
+        raise NotImplementedError
+
+    def joint_moments(self, view, X, tau, scale) -> tuple[Tensor, Tensor]:
+        raise ValueError(
+            "Covariances across rows (return_cov=True, sample_y) are available for "
+            "subset_of_weights='last_layer' only; use return_std=True, or "
+            "predictive='nn' to draw whole functions from the posterior."
+        )
+
+    # ---------------------------------------------------------------- pickling
+    def to(self, device: torch.device) -> Approximation:
+        """This approximation with its posterior on ``device`` (a copy if it moves)."""
+        moved = self.posterior.to(device)
+        if moved is self.posterior:
+            return self
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.posterior = moved
+        return out
+
+
+def check_finite(a: Tensor, f: Tensor, Xi, dtype) -> None:
+    """Raise a clear error when the head's inputs or outputs are not finite."""
+    if torch.isfinite(a).all() and torch.isfinite(f).all():
+        return
+    largest = float(Xi.abs().max()) if isinstance(Xi, Tensor) else float("nan")
+    raise ValueError(
+        "The net's last layer receives or gives NaN or inf on some rows of X (largest |X| "
+        f"in their batch: {largest:.3g}; the net computes in {dtype}). X is too large for "
+        "the net (scale it, for example with StandardScaler), or the net's weights are not "
+        "finite."
+    )

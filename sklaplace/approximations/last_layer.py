@@ -1,0 +1,116 @@
+"""The last layer: the posterior over the head's weights, in closed form from features.
+
+For the head ``f = W a`` (bias absorbed), the Jacobian of ``f`` with respect to ``vec(W)``
+is ``I (x) a^T``: the curvature and every predictive moment need only the head's inputs
+``a`` and outputs ``f``, from a forward pass without gradients. This is the layer-wise
+approximation (:mod:`.layer_wise`) restricted to the head, with the backward pass and the
+per-row Jacobians worked out by hand:
+
+* curvature: ``B = sum_n Lambda_n`` and ``A = (1/N) sum_n a_n a_n^T`` (kron), the exact
+  diagonal or the exact dense GGN (:class:`~.curvature.Accumulator.update_head`);
+* GLM predictive: ``project(a)`` once per row (cacheable), then O(c d) per row for any
+  hyper-parameters (:meth:`~sklaplace.posterior.KronBlock.projected_moments`);
+* ``"nn"`` predictive: the body runs once per batch and only the head is sampled,
+  ``f_s = f + D_s a`` with ``D_s`` a draw of the head's weights minus their mean;
+* covariances across rows (``return_cov``, ``sample_y``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from .base import Approximation, Projection, check_finite
+from .curvature import Accumulator
+from .layers import Layer, layer_of
+from .tape import Tape
+
+__all__ = ["LastLayer"]
+
+
+class LastLayer(Approximation):
+    """Laplace approximation over the weights of the head (the last ``nn.Linear``).
+
+    Parameters
+    ----------
+    structure : {"kron", "diag", "full"}
+    """
+
+    name = "last_layer"
+
+    def _select(self, view, head_name: str) -> list[Layer]:
+        layer = layer_of(view.module, head_name)
+        if layer.kind != "linear":
+            raise ValueError(
+                f"The last Linear layer {head_name!r} has no trainable weight "
+                "(requires_grad=False), so the last-layer posterior has nothing to sit on. "
+                "Unfreeze it, or choose other layers with subset_of_weights=[...]."
+            )
+        return [layer]
+
+    def _head_io(self, view, layer: Layer, Xi) -> tuple[Tensor, Tensor]:
+        """The head's outputs ``f`` (m, c) and inputs ``a`` (m, n_in) for one batch."""
+        with Tape([layer], layer.module) as tape, torch.no_grad():
+            view.forward(Xi)
+        f = tape.check()
+        a = tape.a[0][:, 0]
+        check_finite(a, f, Xi, view.dtype)
+        return f, a
+
+    def _curvature(self, view, layers, head, likelihood, batches):
+        (layer,) = layers
+        acc = Accumulator(layer, self.structure)
+        loss = torch.zeros((), dtype=torch.float64, device=layer.device)
+        n_rows = 0
+        for Xi, yi in batches:
+            f, a = self._head_io(view, layer, Xi)
+            loss = loss + likelihood.loss(f, yi)
+            n_rows += f.shape[0]
+            acc.update_head(a, f, likelihood)
+        return [acc.block()], loss, n_rows
+
+    # ---------------------------------------------------------------- predictive
+    def _project_batches(self, view, X) -> Iterator[Projection]:
+        (layer,) = self.layers(view)
+        block = self.posterior.blocks[0]
+        for Xi, _ in view.batches(X):
+            f, a = self._head_io(view, layer, Xi)
+            yield Projection(f.to(torch.float64), (block.project(a.to(torch.float64)),))
+
+    def _concat(self, projections):
+        return Projection(
+            torch.cat([p.mean for p in projections]),
+            (torch.cat([p.parts[0] for p in projections]),),
+        )
+
+    def rows(self, proj, s):
+        return Projection(proj.mean[s], (proj.parts[0][s],))
+
+    def moments(self, proj, tau, scale, cov):
+        return self.posterior.blocks[0].projected_moments(proj.parts[0], tau[0], scale, cov)
+
+    def joint_moments(self, view, X, tau, scale):
+        """Means (m, c) and covariances across rows (m, m, c) of the head's outputs."""
+        (layer,) = self.layers(view)
+        means, feats = [], []
+        for Xi, _ in view.batches(X):
+            f, a = self._head_io(view, layer, Xi)
+            means.append(f.to(torch.float64))
+            feats.append(a.to(torch.float64))
+        block = self.posterior.blocks[0]
+        return torch.cat(means), block.row_cov(torch.cat(feats), tau[0], scale)
+
+    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
+        """Head outputs ``(n_samples, b, c)`` per batch: ``f + D_s a`` (one forward pass)."""
+        (layer,) = self.layers(view)
+        block = self.posterior.blocks[0]
+        mean = self.posterior.means[0]
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        z = torch.randn((n_samples, *block.shape), generator=generator, dtype=mean.dtype)
+        deviations = block.sample(z.to(mean.device), tau[0], scale)  # (n, c, n_in)
+        for Xi, _ in view.batches(X):
+            f, a = self._head_io(view, layer, Xi)
+            f = f.to(torch.float64)
+            yield f + torch.einsum("sci,mi->smc", deviations, a.to(torch.float64))

@@ -1,0 +1,167 @@
+"""Every layer, or a subnetwork: a block per selected layer, from forward and backward passes.
+
+The model's outputs ``f`` are the head's outputs (recorded by the :class:`~.tape.Tape`,
+so a module that applies a softmax after the head is handled). Per batch:
+
+* **fit**: the likelihood's exact square root of ``Lambda`` (``c - 1`` columns for the
+  softmax, one for the sigmoid, the identity for the Gaussian) is backpropagated from
+  ``f`` to every selected layer's output in one batched backward pass; each layer's
+  :class:`~.curvature.Accumulator` adds its block of the GGN.
+* **GLM predictive**: the identity's ``c`` columns are backpropagated; each block rotates
+  the layer's Jacobian factors into its eigenbasis (``rotate``: the projection, which no
+  hyper-parameter changes and which is cached), then ``jacobian_moments`` contracts them
+  for given hyper-parameters: O(c^2 n_out + n_in n_out) per row and Kronecker layer, never
+  a (rows, outputs, parameters) Jacobian.
+* **draws**: weights drawn from the posterior are written into the private view's
+  parameter tables (never the user's module) and the net is run once per draw.
+
+Cost of a fit: one forward and one batched backward pass per batch, plus
+``O(N c n_out^2 + N n_in^2)`` per Kronecker layer; memory does not depend on ``N``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from .base import Approximation, Projection
+from .curvature import Accumulator, per_row_grads
+from .layers import Layer, select_layers
+from .tape import Tape, backprop
+
+__all__ = ["LayerWise"]
+
+
+class LayerWise(Approximation):
+    """Laplace approximation over the weights of several layers (block-diagonal).
+
+    Parameters
+    ----------
+    structure : {"kron", "diag"}
+        ``kron``: Kronecker blocks for Linear / Conv2d / Embedding and diagonal blocks for
+        other modules; ``diag``: exact GGN diagonals everywhere.
+    subset : "all" or list of str
+        See :func:`~.layers.select_layers`.
+    """
+
+    name = "layer_wise"
+
+    def __init__(self, structure: str, subset="all") -> None:
+        super().__init__(structure)
+        self.subset = subset if isinstance(subset, str) else list(subset)
+
+    def settings(self) -> tuple:
+        return (*super().settings(), self.subset)
+
+    def _select(self, view, head_name: str) -> list[Layer]:
+        return select_layers(view.module, self.subset)
+
+    def _run(self, view, layers, head, Xi) -> tuple[Tape, Tensor]:
+        """One forward pass with the layers' outputs kept for a backward pass."""
+        with Tape(layers, head, keep_outputs=True) as tape, torch.enable_grad():
+            view.forward(Xi)
+        return tape, tape.check()
+
+    def _curvature(self, view, layers, head, likelihood, batches):
+        accs = [Accumulator(layer, self.structure) for layer in layers]
+        loss = torch.zeros((), dtype=torch.float64, device=layers[0].device)
+        n_rows = 0
+        for Xi, yi in batches:
+            if not isinstance(yi, Tensor):
+                raise ValueError(
+                    f"Each batch must hold targets (the summed loss needs them); got "
+                    f"{type(yi).__name__}."
+                )
+            tape, f = self._run(view, layers, head, Xi)
+            f_det = f.detach()
+            n_rows += f.shape[0]
+            loss = loss + likelihood.loss(f_det, yi)
+            grads = backprop(f, tape.z, likelihood.hessian_sqrt(f_det))
+            for acc, a, g in zip(accs, tape.a, grads, strict=True):
+                if a is not None:
+                    acc.update(a, g)
+            del tape, f, grads
+        return [acc.block() for acc in accs], loss, n_rows
+
+    # ---------------------------------------------------------------- predictive
+    def _project_batches(self, view, X) -> Iterator[Projection]:
+        layers = self.layers(view)
+        head = view.module.get_submodule(self.head_name)
+        for Xi, _ in view.batches(X):
+            tape, f = self._run(view, layers, head, Xi)
+            m, c = f.shape
+            eye = torch.eye(c, dtype=f.dtype, device=f.device)[:, None, :].expand(c, m, c)
+            grads = backprop(f, tape.z, eye)
+            parts = []
+            for layer, block, a, g in zip(
+                layers, self.posterior.blocks, tape.a, grads, strict=True
+            ):
+                if a is None:  # the layer did not run: no contribution
+                    parts.append(_zero_part(layer, block, c, m, f.device))
+                elif layer.kind == "other":
+                    parts.append(block.rotate(per_row_grads(layer, a, g), None))
+                else:
+                    g64 = layer.outputs(g).to(torch.float64)
+                    parts.append(block.rotate(g64, a.to(torch.float64)))
+            yield Projection(f.detach().to(torch.float64), tuple(parts))
+            del tape, f, grads
+
+    def _concat(self, projections):
+        parts = []
+        for i in range(len(projections[0].parts)):
+            items = [p.parts[i] for p in projections]
+            v = torch.cat([item[0] for item in items], dim=1)
+            u = None if items[0][1] is None else torch.cat([item[1] for item in items])
+            parts.append((v, u))
+        return Projection(torch.cat([p.mean for p in projections]), tuple(parts))
+
+    def rows(self, proj, s):
+        parts = tuple((v[:, s], None if u is None else u[s]) for v, u in proj.parts)
+        return Projection(proj.mean[s], parts)
+
+    def moments(self, proj, tau, scale, cov):
+        m, c = proj.mean.shape
+        shape = (m, c, c) if cov else (m, c)
+        out = torch.zeros(shape, dtype=torch.float64, device=proj.mean.device)
+        for block, t, (v, u) in zip(self.posterior.blocks, tau, proj.parts, strict=True):
+            out += block.jacobian_moments(v, u, t, scale, cov)
+        return out
+
+    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
+        """Head outputs ``(n_samples, b, c)`` per batch under weights drawn from the
+        posterior; every batch sees the same draws (the generator is re-seeded)."""
+        layers = self.layers(view)
+        head = view.module.get_submodule(self.head_name)
+        saved = [dict(layer.module._parameters) for layer in layers]
+        try:
+            for Xi, _ in view.batches(X):
+                generator = torch.Generator(device="cpu").manual_seed(seed)
+                outs = []
+                for _ in range(n_samples):
+                    for layer, draw in zip(
+                        layers, self.posterior.sample(1, tau, scale, generator), strict=True
+                    ):
+                        layer.module._parameters.update(layer.to_params(draw[0]))
+                    with Tape(head=head) as tape, torch.no_grad():
+                        view.forward(Xi)
+                    outs.append(tape.check().to(torch.float64))
+                yield torch.stack(outs)
+        finally:
+            for layer, params in zip(layers, saved, strict=True):
+                layer.module._parameters.update(params)
+
+
+def _zero_part(layer: Layer, block, c: int, m: int, device) -> tuple:
+    """The projection of a layer that did not run on a batch (zero Jacobian)."""
+    n_out, n_in = block.shape
+
+    def zeros(*shape):
+        return torch.zeros(shape, dtype=torch.float64, device=device)
+
+    if block.structure == "full":
+        return zeros(c, m, n_out * n_in), None
+    if layer.kind == "other":
+        return zeros(c, m, n_in), None
+    return zeros(c, m, 1, n_out), zeros(m, 1, n_in)

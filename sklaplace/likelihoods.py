@@ -1,0 +1,313 @@
+"""Likelihoods: everything that depends on what the net's outputs ``f`` mean.
+
+One object per likelihood, with the same interface: the summed training loss, the Hessian
+``Lambda_n`` of a row's loss with respect to ``f`` (and its square root, its diagonal and
+its sum over rows), the link from ``f`` to predictions, the log-likelihood of held-out rows
+under the Gaussian ``N(mean, var)`` over ``f``, and the data term of the evidence. Nothing
+else in sklaplace branches on the likelihood.
+
+Conventions (see :doc:`/user_guide`): the loss is summed over rows; cross-entropy on
+logits, binary cross-entropy on one logit, ``0.5 * sum (y - f)^2`` for regression (the
+noise variance ``sigma^2`` enters through the posterior's curvature scale
+``1 / (sigma^2 T)``).
+
+Examples
+--------
+>>> import torch
+>>> lik = Classification()
+>>> f = torch.tensor([[2.0, 0.0, -1.0]], dtype=torch.float64)
+>>> lik.hessian(f).shape, torch.allclose(lik.hessian_sum(f), lik.hessian(f)[0])
+(torch.Size([1, 3, 3]), True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from .predictive import mc_log_link, probit_logits
+
+__all__ = ["Binary", "Classification", "Likelihood", "Regression"]
+
+
+class Likelihood:
+    """Interface shared by the likelihoods (see the module docstring)."""
+
+    name: str
+    is_classifier: bool
+
+    def loss(self, f: Tensor, y: Tensor) -> Tensor:
+        """The loss summed over rows (float64 scalar)."""
+        raise NotImplementedError
+
+    def hessian(self, f: Tensor) -> Tensor:
+        """``Lambda_n`` for each row: (m, c, c)."""
+        raise NotImplementedError
+
+    def hessian_diag(self, f: Tensor) -> Tensor:
+        """The diagonal of ``Lambda_n`` for each row: (m, c)."""
+        return torch.diagonal(self.hessian(f), dim1=1, dim2=2)
+
+    def hessian_sum(self, f: Tensor) -> Tensor:
+        """``sum_n Lambda_n``: (c, c), without forming the (m, c, c) stack."""
+        return self.hessian(f).sum(0)
+
+    def hessian_sqrt(self, f: Tensor) -> Tensor:
+        """Columns of ``S_n`` with ``S_n S_n^T = Lambda_n``, as ``(r, m, c)`` cotangents."""
+        raise NotImplementedError
+
+    def module_output(self, f: Tensor) -> Tensor:
+        """What the net's module returns when its last Linear layer outputs ``f``."""
+        return f
+
+    def outputs_needed(self, n: int) -> str:
+        """What ``n`` outputs of the net stand for, for error messages."""
+        return f"y has {n} targets"
+
+    def n_outputs(self, n: int) -> int:
+        """The net outputs needed for ``n`` classes or targets."""
+        return n
+
+    def net_targets(self, y: np.ndarray, dtype) -> np.ndarray:
+        """Targets as the net's loss takes them (class indices, or values in ``dtype``)."""
+        return np.asarray(y, dtype=dtype)
+
+    def noise_variance(self, sigma: float) -> float:
+        """``sigma^2`` of the curvature scale ``1 / (sigma^2 T)``: 1 unless regression."""
+        return 1.0
+
+    def data_log_likelihood(self, loss, n_rows: int, n_outputs: int, sigma, temperature):
+        """``log p(D | theta*)`` at the trained weights, from the summed loss."""
+        return -loss / temperature
+
+    def l2_prior_coefficient(self, lam, batch_sizes, n_outputs, reduction) -> float:
+        """``c`` such that ``sum loss + c / 2 ||theta||^2`` is the epoch objective of
+        training with coupled weight decay ``lam`` (criterion ``reduction`` "mean" or "sum",
+        one epoch in batches of ``batch_sizes``); the summed loss is this likelihood's."""
+        count = sum(batch_sizes) if reduction == "mean" else len(batch_sizes)
+        return count * lam
+
+
+class _Classifier(Likelihood):
+    is_classifier = True
+
+    def net_targets(self, y, dtype):
+        return np.asarray(y, dtype=np.int64)
+
+    def align_classes(self, net, classes: np.ndarray) -> np.ndarray:
+        """The classes in the net's own order when y uses the net's ``classes_``."""
+        return classes
+
+    def decide(self, log_proba: np.ndarray) -> np.ndarray:
+        """The predicted class index of each row."""
+        return np.argmax(log_proba, axis=1)
+
+    def log_link(self, f: Tensor) -> Tensor:
+        """Log-probabilities of the classes from outputs ``f`` (..., c)."""
+        raise NotImplementedError
+
+    def log_predict(
+        self,
+        mean: Tensor,
+        var_or_cov: Tensor,
+        *,
+        link_approx: str = "probit",
+        logit_temperature: float = 1.0,
+        n_samples: int = 100,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Log of the predictive class probabilities from the Gaussian over ``f``.
+
+        ``f / T ~ N(mean / T, cov / T^2)`` for the logit temperature ``T``; ``"probit"``
+        needs the variances (m, c), ``"mc"`` the covariances (m, c, c).
+        """
+        t = float(logit_temperature)
+        if link_approx == "probit":
+            return self.log_link(probit_logits(mean / t, var_or_cov / t**2))
+        return mc_log_link(self.log_link, mean / t, var_or_cov / t**2, n_samples, generator)
+
+    def heldout_log_likelihood(self, mean, var, y, sigma=None, logit_temperature=1.0):
+        """Summed log predictive probability (probit) of the held-out labels ``y``."""
+        log_p = self.log_predict(mean, var, logit_temperature=logit_temperature)
+        return log_p.gather(1, y.long().reshape(-1, 1)).sum()
+
+
+class Classification(_Classifier):
+    """Softmax cross-entropy over ``c`` logits.
+
+    Parameters
+    ----------
+    module_applies_softmax : bool, default=False
+        The module ends in ``nn.Softmax`` (skorch's default ``NLLLoss`` takes the log of its
+        output): ``f`` is then the input of that softmax.
+    """
+
+    name = "classification"
+
+    def __init__(self, module_applies_softmax: bool = False) -> None:
+        self.module_applies_softmax = module_applies_softmax
+
+    def loss(self, f, y):
+        return F.cross_entropy(f.to(torch.float64), y.long(), reduction="sum")
+
+    def hessian(self, f):
+        p = torch.softmax(f, dim=1)
+        return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+
+    def hessian_diag(self, f):
+        p = torch.softmax(f, dim=1)
+        return p - p * p
+
+    def hessian_sum(self, f):
+        p = torch.softmax(f.to(torch.float64), dim=1)
+        return torch.diag(p.sum(0)) - p.T @ p
+
+    def hessian_sqrt(self, f):
+        """Softmax: ``S = diag(u) - p u^T`` with ``u = sqrt(p)`` (``u^T u = 1``).
+
+        ``S u = 0``, so ``Lambda`` has rank ``c - 1``: rotating the columns with the
+        Householder reflection that maps ``e_j`` to ``u`` makes column ``j`` zero and
+        leaves, for ``r != j``, ``u_r (e_r + beta e_j - (1 + beta) p)`` with
+        ``beta = u_j / (1 - u_j)``; ``j`` is the least likely class, so
+        ``1 - u_j >= 1 - c^(-1/2)``. That saves one of ``c`` backward directions.
+        """
+        c = f.shape[1]
+        p = torch.softmax(f, dim=1)
+        u = p.sqrt()
+        if c < 2:
+            return (u - p * u)[None]
+        j = p.argmin(dim=1, keepdim=True)
+        u_j = u.gather(1, j)
+        beta = u_j / (1 - u_j)
+        r = torch.arange(c - 1, device=f.device)
+        keep = (r + (r >= j)).T  # the classes other than j, (c - 1, m)
+        u_keep = u.T.gather(0, keep)
+        base = (-(1 + beta) * p).scatter_add_(1, j, beta)  # beta e_j - (1 + beta) p
+        out = u_keep[:, :, None] * base
+        return out.scatter_add_(2, keep[:, :, None], u_keep[:, :, None])
+
+    def module_output(self, f):
+        return torch.softmax(f, dim=1) if self.module_applies_softmax else f
+
+    def outputs_needed(self, n):
+        return f"y has {n} classes"
+
+    def align_classes(self, net, classes):
+        net_classes = getattr(net, "classes_", None) if hasattr(net, "classes_") else None
+        if net_classes is None:
+            return classes
+        net_classes = np.asarray(net_classes)
+        if np.isin(classes, net_classes).all() and not np.array_equal(net_classes, classes):
+            return net_classes
+        return classes
+
+    def log_link(self, f):
+        return torch.log_softmax(f, dim=-1)
+
+
+class Binary(_Classifier):
+    """Sigmoid cross-entropy on one logit; predictions have two columns (0 and 1)."""
+
+    name = "binary"
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def outputs_needed(self, n):
+        return "a NeuralNetBinaryClassifier needs one output (the logit of class 1)"
+
+    def n_outputs(self, n):
+        if n != 2:
+            raise ValueError(
+                "Only binary classification is supported with a NeuralNetBinaryClassifier "
+                f"(one logit); y has {n} classes. Use NeuralNetClassifier with one output "
+                "per class."
+            )
+        return 1
+
+    def net_targets(self, y, dtype):
+        return np.asarray(y, dtype=dtype)
+
+    def decide(self, log_proba):
+        """Class 1 where its probability exceeds the net's ``threshold`` (as skorch)."""
+        return (np.exp(log_proba[:, 1]) > self.threshold).astype(np.int64)
+
+    def loss(self, f, y):
+        return F.binary_cross_entropy_with_logits(
+            f.to(torch.float64).reshape(-1), y.reshape(-1).to(torch.float64), reduction="sum"
+        )
+
+    def hessian(self, f):
+        p = torch.sigmoid(f)
+        return (p * (1 - p))[:, :, None]
+
+    def hessian_diag(self, f):
+        p = torch.sigmoid(f)
+        return p * (1 - p)
+
+    def hessian_sum(self, f):
+        p = torch.sigmoid(f.to(torch.float64))
+        return (p * (1 - p)).sum(0).reshape(1, 1)
+
+    def hessian_sqrt(self, f):
+        p = torch.sigmoid(f)
+        return (p * (1 - p)).sqrt()[None]
+
+    def log_link(self, f):
+        x = f[..., 0]
+        return torch.stack([F.logsigmoid(-x), F.logsigmoid(x)], dim=-1)
+
+
+class Regression(Likelihood):
+    """Gaussian noise with standard deviation ``sigma`` on each of ``c`` outputs."""
+
+    name = "regression"
+    is_classifier = False
+
+    def loss(self, f, y):
+        f = f.to(torch.float64)
+        return 0.5 * ((f - y.reshape(f.shape).to(f.dtype)) ** 2).sum()
+
+    def hessian(self, f):
+        m, c = f.shape
+        return torch.eye(c, dtype=f.dtype, device=f.device).expand(m, c, c)
+
+    def hessian_diag(self, f):
+        return torch.ones_like(f)
+
+    def hessian_sum(self, f):
+        m, c = f.shape
+        return m * torch.eye(c, dtype=torch.float64, device=f.device)
+
+    def hessian_sqrt(self, f):
+        m, c = f.shape
+        return torch.eye(c, dtype=f.dtype, device=f.device)[:, None, :].expand(c, m, c)
+
+    def noise_variance(self, sigma):
+        if isinstance(sigma, Tensor):
+            return sigma**2
+        with np.errstate(over="ignore"):
+            return float(np.square(np.float64(sigma)))  # inf out of float64's range
+
+    def data_log_likelihood(self, loss, n_rows, n_outputs, sigma, temperature):
+        """``-loss / (sigma^2 T) - N K log(sigma sqrt(2 pi))``."""
+        return -loss / (sigma**2 * temperature) - n_rows * n_outputs * torch.log(
+            sigma * math.sqrt(2 * math.pi)
+        )
+
+    def l2_prior_coefficient(self, lam, batch_sizes, n_outputs, reduction) -> float:
+        """MSE averages over rows and outputs and has no 0.5: ``N K lam / 2`` ("mean"),
+        ``n_batches lam / 2`` ("sum")."""
+        if reduction == "mean":
+            return sum(batch_sizes) * n_outputs * lam / 2.0
+        return len(batch_sizes) * lam / 2.0
+
+    def heldout_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0):
+        """Summed ``log N(y | mean, var + sigma^2)``."""
+        total = var + sigma**2
+        resid = y.reshape(mean.shape).to(mean.dtype) - mean
+        return -0.5 * (resid**2 / total + torch.log(2 * math.pi * total)).sum()
