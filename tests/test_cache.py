@@ -1,13 +1,15 @@
 """The pass cache: tuning hyper-parameters pays for the data pass once, and never lies.
 
 ``GridSearchCV(LaplaceClassifier(FrozenEstimator(net)), ...)`` fits and scores the same
-frozen net on the same folds once per candidate. The forward pass and the curvature do not
-depend on ``prior_precision``, ``temperature`` or ``sigma_noise``, so sklaplace computes them
-once per fold and looks them up for the other candidates. These tests count the module's
-forward calls and the curvature computations to show that, and show that the cache is never
-stale (a retrained net, one changed row or label, another Hessian structure, a changed
-BatchNorm buffer or another architecture with the same weights all give the fresh result),
-survives ``clone`` and stays within its memory bound.
+frozen net on the same folds once per candidate. The curvature and the projected predictive
+pass do not depend on ``prior_precision``, ``temperature`` or ``sigma_noise``, so sklaplace
+computes them once per fold and looks them up for the other candidates. These tests count
+the curvature passes and the projected passes (and the rows they run) to show that, and
+show that the cache is never stale (a retrained net, one changed row or label, another
+Hessian structure, a changed BatchNorm buffer or another architecture with the same weights
+all give the fresh result), survives ``clone`` and stays within its memory bound. Every fit
+still runs the net on a few rows to check its output layer (``find_head``): validation runs
+on a cache hit exactly as on a miss. (tests/test_cache_differential.py attacks the keys.)
 """
 
 from __future__ import annotations
@@ -25,62 +27,74 @@ from sklearn.model_selection import GridSearchCV, KFold
 from skorch import NeuralNetClassifier
 from torch import nn
 
+import sklaplace
 from sklaplace import LaplaceClassifier, LaplaceRegressor, _passes
-from sklaplace._cache import LRUCache, get_cache
+from sklaplace._cache import PassCache, get_cache
+from sklaplace.approximations import LastLayer, LayerWise
 from sklaplace.metrics import neg_gaussian_nll
 from sklaplace.posterior import KronBlock
 
 
 # ---------------------------------------------------------------- fixtures and helpers
 @pytest.fixture
-def cache():
-    """The process-wide cache, emptied before the test; its bound is restored after it."""
+def cache(monkeypatch):
+    """The process-wide cache, emptied before the test; the setting is restored after it.
+
+    The test data are small: passes over any number of rows are cached here (by default
+    passes under ``MIN_CACHED_ROWS`` rows are not, since fingerprinting would cost more).
+    """
     c = get_cache()
-    old = c.max_bytes
+    old = sklaplace.get_config()["cache_bytes"]
     c.clear()
+    monkeypatch.setattr(_passes, "MIN_CACHED_ROWS", 0)
     yield c
-    c.max_bytes = old
+    sklaplace.set_config(cache_bytes=old)
     c.clear()
 
 
 class Counter:
-    """Counts the net's forward calls (one per batch) and the curvature computations."""
+    """Counts the net's forward calls, the curvature passes and the projected passes.
 
-    def __init__(self, module: nn.Module, monkeypatch) -> None:
-        self.forward = 0
-        self.curvature = 0
-        self._handle = module.register_forward_hook(self._hook)
+    ``forward`` counts calls of the net's forward on sklaplace's view of it (one per batch,
+    find_head's probe included); ``curvature`` the curvature passes; ``projected`` the rows
+    run by projected (predictive) passes.
+    """
+
+    def __init__(self, monkeypatch) -> None:
+        self.forward = self.curvature = self.projected = 0
         counter = self
-        original = _passes.CurvatureAccumulator
+        forward = _passes.NetView.forward
 
-        class CountingAccumulator(original):
-            def __init__(self, *args, **kwargs):
+        def counting_forward(view, Xi):
+            counter.forward += 1
+            return forward(view, Xi)
+
+        monkeypatch.setattr(_passes.NetView, "forward", counting_forward)
+        for cls in (LastLayer, LayerWise):
+            curvature, project = cls._curvature, cls._project_batches
+
+            def counting_curvature(self, *args, _original=curvature, **kwargs):
                 counter.curvature += 1
-                super().__init__(*args, **kwargs)
+                return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(_passes, "CurvatureAccumulator", CountingAccumulator)
+            def counting_project(self, view, X, _original=project):
+                for proj in _original(self, view, X):
+                    counter.projected += len(proj.mean)
+                    yield proj
 
-    def _hook(self, module, inputs, output):
-        self.forward += 1
+            monkeypatch.setattr(cls, "_curvature", counting_curvature)
+            monkeypatch.setattr(cls, "_project_batches", counting_project)
 
     def reset(self) -> None:
-        self.forward = self.curvature = 0
-
-    def remove(self) -> None:
-        self._handle.remove()
+        self.forward = self.curvature = self.projected = 0
 
 
 @pytest.fixture
 def counting(monkeypatch):
-    counters = []
+    def make(module=None):
+        return Counter(monkeypatch)
 
-    def make(module):
-        counters.append(Counter(module, monkeypatch))
-        return counters[-1]
-
-    yield make
-    for c in counters:
-        c.remove()
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +153,8 @@ CV = KFold(5, shuffle=True, random_state=0)
 def test_grid_search_pays_for_the_data_pass_once_per_fold(
     kind, cls_data, cls_net, reg_data, reg_net, cache, counting, monkeypatch
 ):
-    """20 candidates x 5 folds run as many forward calls, curvatures and projections of the
-    scored rows onto the posterior's eigenbasis as 1 x 5 folds.
+    """20 candidates x 5 folds run as many curvature passes and projected passes (and
+    projections of the scored rows onto the posterior's eigenbasis) as 1 x 5 folds.
 
     The counts include GridSearchCV's refit on all rows and the scoring passes on the test
     folds. The same search with the cache disabled gives the same scores: the cache changes
@@ -169,46 +183,47 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
     counter = counting(net.module_)
 
     GridSearchCV(estimator, {"prior_precision": [1.0]}, cv=CV, scoring=scoring).fit(X, y)
-    one = (counter.forward, counter.curvature, sum(projected))
+    one = (counter.projected, counter.curvature, sum(projected))
     cache.clear()
     counter.reset()
     projected.clear()
     search = GridSearchCV(estimator, grid, cv=CV, scoring=scoring).fit(X, y)
     assert len(search.cv_results_["params"]) == 20
-    assert (counter.forward, counter.curvature, sum(projected)) == one
+    assert (counter.projected, counter.curvature, sum(projected)) == one
     assert one[1] == 5 + 1  # one curvature per fold, one for the refit
-    assert one[2] == len(X)  # each scored row projected once
+    assert one[2] == one[0] == len(X)  # each scored row projected once
     assert cache.hits > 0
 
-    cache.max_bytes = 0
+    sklaplace.set_config(cache_bytes=0)
     cache.clear()
     counter.reset()
     projected.clear()
     uncached = GridSearchCV(estimator, grid, cv=CV, scoring=scoring).fit(X, y)
     assert counter.curvature == 20 * 5 + 1
     assert sum(projected) == 20 * len(X)
-    np.testing.assert_allclose(
-        search.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"], rtol=1e-9
+    np.testing.assert_array_equal(
+        search.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"]
     )
     assert search.best_params_ == uncached.best_params_
 
 
 def test_a_tight_bound_keeps_what_the_search_reuses(cls_data, cls_net, cache, counting):
-    """A bound too small for the training passes still gives one data pass per fold.
+    """A bound that holds only what a grid search reuses still gives one data pass per fold.
 
-    What a grid search reuses is each fold's curvature (2.6 kB here) and the scored fold's
-    outputs with its projected features (9 kB); the training pass (19 kB per fold) is never
-    reused, so it is not kept and cannot evict them.
+    What a grid search reuses is each fold's curvature (about 3 kB here) and the scored
+    fold's outputs with its projected features (60 rows x 20 float64 = 9.6 kB); the
+    training pass itself is never stored.
     """
     X, y = cls_data
-    cache.max_bytes = 60_000  # < 5 training passes, > 5 curvatures and scored passes
-    counter = counting(cls_net.module_)
+    sklaplace.set_config(cache_bytes=70_000)  # > 5 curvatures and 5 scored passes
+    counter = counting()
     estimator = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0)
     grid = {"prior_precision": np.logspace(-2, 3, 20)}
     GridSearchCV(estimator, grid, cv=CV, scoring="neg_log_loss", refit=False).fit(X, y)
     assert counter.curvature == 5
+    assert counter.projected == len(X)  # each scored row once
     n_batches = 5 * (math.ceil(240 / 64) + math.ceil(60 / 64))  # fit and score, once
-    assert counter.forward == n_batches + 5  # + find_head's probe of each fold
+    assert counter.forward == n_batches + 20 * 5  # + find_head's probe at every fit
 
 
 # ---------------------------------------------------------------- never stale
@@ -300,13 +315,13 @@ def test_a_change_is_never_served_from_the_cache(change, cls_data, cache):
 def test_the_same_content_in_new_objects_is_a_hit(cls_data, cls_net, cache, counting):
     """Keys are contents, not identities: copies of X and y hit the cache."""
     X, y = cls_data
-    counter = counting(cls_net.module_)
+    counter = counting()
     first = _summary(LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X)
     counter.reset()
     again = _summary(
         LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X.copy(), y.copy()), X
     )
-    assert (counter.forward, counter.curvature) == (0, 0)
+    assert (counter.forward, counter.curvature, counter.projected) == (1, 0, 0)  # the probe
     _assert_same(first, again)
 
 
@@ -314,9 +329,9 @@ def test_the_same_content_in_new_objects_is_a_hit(cls_data, cls_net, cache, coun
 def test_a_clone_fit_is_a_cache_hit(cls_data, cls_net, cache, counting):
     X, y = cls_data
     clf = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=2.0).fit(X, y)
-    counter = counting(cls_net.module_)
+    counter = counting()
     copy = clone(clf).fit(X, y)
-    assert (counter.forward, counter.curvature) == (0, 0)
+    assert (counter.forward, counter.curvature) == (1, 0)  # find_head's probe only
     _assert_same(_summary(clf, X), _summary(copy, X))
 
 
@@ -326,7 +341,7 @@ def test_a_clone_that_retrains_the_same_weights_reuses_the_curvature(cls_data, c
     clf = LaplaceClassifier(
         classifier_net(3, max_epochs=3), prior_precision=1.0, random_state=0
     ).fit(X, y)
-    counter = Counter(nn.Module(), monkeypatch)  # counts curvature computations only
+    counter = Counter(monkeypatch)
     copy = clone(clf).fit(X, y)
     assert counter.curvature == 0
     _assert_same(_summary(clf, X), _summary(copy, X))
@@ -337,17 +352,21 @@ def _entry_sizes(cache):
     return [size for _, size in cache._data.values()]
 
 
+def _bound():
+    return sklaplace.get_config()["cache_bytes"]
+
+
 def test_an_entry_larger_than_the_bound_is_not_stored(cls_data, cls_net, cache, counting):
     X, y = cls_data
     reference = _summary(
         LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X
     )
     cache.clear()
-    cache.max_bytes = 2_000  # one pass is 300 rows x 17 features x 4 bytes = 20 kB
-    counter = counting(cls_net.module_)
+    sklaplace.set_config(cache_bytes=2_000)  # a curvature is about 3 kB, a projection 48 kB
+    counter = counting()
     small = _summary(LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X)
-    assert all(size <= cache.max_bytes for size in _entry_sizes(cache))
-    assert cache._bytes <= cache.max_bytes
+    assert all(size <= _bound() for size in _entry_sizes(cache))
+    assert cache.nbytes <= _bound()
     counter.reset()
     LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(
         X, y
@@ -372,15 +391,15 @@ def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, count
             )
         )
     cache.clear()
-    # room for one projected pass over X (44 kB) and a few curvatures (2.6 kB each)
-    cache.max_bytes = 55_000
-    counter = counting(cls_net.module_)
+    # room for one projected pass over X (48 kB) and a few curvatures (3 kB each)
+    sklaplace.set_config(cache_bytes=60_000)
+    counter = counting()
     for rows, reference in zip(subsets, references, strict=True):
         result = _summary(
             LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X[rows], y[rows]),
             X,
         )
-        assert 0 < cache._bytes <= cache.max_bytes
+        assert 0 < cache.nbytes <= _bound()
         _assert_same(result, reference)
     counter.reset()
     rows = subsets[0]  # evicted long ago: computed again, and still right
@@ -394,22 +413,38 @@ def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, count
 def test_lowering_the_bound_evicts_at_once_and_zero_disables(cls_data, cls_net, cache):
     X, y = cls_data
     LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y).predict_proba(X)
-    assert cache._bytes > 10_000
-    cache.max_bytes = 10_000
-    assert cache._bytes <= 10_000
-    cache.max_bytes = 0
+    assert cache.nbytes > 10_000
+    sklaplace.set_config(cache_bytes=10_000)
+    assert cache.nbytes <= 10_000
+    sklaplace.set_config(cache_bytes=0)
     assert len(cache) == 0
     LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y).predict_proba(X)
     assert len(cache) == 0
 
 
 def test_lru_order():
-    cache = LRUCache(max_bytes=200)
-    cache.put("a", np.zeros(10))  # 80 bytes each
-    cache.put("b", np.zeros(10))
-    assert cache.get("a") is not None  # "a" is now the most recently used
-    cache.put("c", np.zeros(10))  # 240 > 200: evicts the least recently used, "b"
-    assert cache.get("b") is None
-    assert cache.get("a") is not None and cache.get("c") is not None
-    cache.put("big", np.zeros(30))  # 240 bytes: larger than the bound, not stored
-    assert cache.get("big") is None and len(cache) == 2
+    cache = PassCache()
+    with sklaplace.config_context(cache_bytes=200):
+        cache.put("a", np.zeros(10))  # 80 bytes each
+        cache.put("b", np.zeros(10))
+        assert cache.get("a") is not None  # "a" is now the most recently used
+        cache.put("c", np.zeros(10))  # 240 > 200: evicts the least recently used, "b"
+        assert cache.get("b") is None
+        assert cache.get("a") is not None and cache.get("c") is not None
+        cache.put("big", np.zeros(30))  # 240 bytes: larger than the bound, not stored
+        assert cache.get("big") is None and len(cache) == 2
+    with sklaplace.config_context(cache_bytes=0):  # off: nothing is looked up or stored
+        assert cache.get("a") is None
+        cache.put("d", np.zeros(1))
+    assert len(cache) == 2
+
+
+def test_set_config_validates_and_config_context_restores():
+    before = sklaplace.get_config()
+    with pytest.raises(ValueError, match="cache_bytes must be a non-negative int"):
+        sklaplace.set_config(cache_bytes=-1)
+    with pytest.raises(ValueError, match="cache_bytes must be a non-negative int"):
+        sklaplace.set_config(cache_bytes=1.5)
+    with sklaplace.config_context(cache_bytes=123):
+        assert sklaplace.get_config()["cache_bytes"] == 123
+    assert sklaplace.get_config() == before
