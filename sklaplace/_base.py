@@ -92,6 +92,15 @@ class BaseLaplace(BaseEstimator):
         return validate_data(self, X, reset=reset, dtype=INPUT_DTYPES)
 
     # ---------------------------------------------------------------- fit
+    def _calibrates(self) -> bool:
+        """Whether fit calibrates something on unseen rows besides the hyper-parameters."""
+        return False
+
+    def _calibration_scores(self, fitted, calibration, reason):
+        """What fit calibrates on ``(X_cal, y_cal)`` (None: no rows) once the
+        hyper-parameters are set; kept in the fitted state."""
+        return None
+
     def _holdout_params(self) -> list[str]:
         """The hyper-parameters tuned on held-out rows."""
         return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
@@ -99,7 +108,8 @@ class BaseLaplace(BaseEstimator):
     def _fit(self, X, y, n_outputs, likelihood, X_val, y_val):
         """Everything after validating X and y (which are arrays the net takes)."""
         approximation = approximations.make(self.subset_of_weights, self.hessian_structure)
-        needs = bool(self._holdout_params())
+        tunes, calibrates = bool(self._holdout_params()), self._calibrates()
+        needs = tunes or calibrates
         if X_val is not None and not needs:
             warn(
                 "X_val and y_val were given, but no hyper-parameter is tuned on held-out "
@@ -109,15 +119,24 @@ class BaseLaplace(BaseEstimator):
         fitted = FittedLaplace.fit(
             net, likelihood, approximation, X, y, tuning.curvature_rows, self.batch_size, n_outputs
         )
+        X_tune, y_tune, calibration = tuning.X, tuning.y, None
+        if calibrates and X_tune is not None:
+            if tunes:  # the conformal guarantee needs rows that did not tune anything
+                tune, cal = _holdout.halves(len(y_tune), self.random_state)
+                calibration = (_holdout.take(X_tune, cal), y_tune[cal])
+                X_tune, y_tune = _holdout.take(X_tune, tune), y_tune[tune]
+            else:
+                calibration, X_tune, y_tune = (X_tune, y_tune), None, None
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
         weight_decay = None
         if _mode(params["prior_precision"]) == "weight_decay":
             weight_decay = self._weight_decay(fitted)
-        objectives = fitted.objectives(tuning.X, tuning.y, weight_decay)
+        objectives = fitted.objectives(X_tune, y_tune, weight_decay)
         fitted.hyper = _hyper.resolve(params, objectives)
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
         )
+        fitted.conformal = self._calibration_scores(fitted, calibration, tuning.reason)
         self._fitted = fitted
         self._fit_params = {
             p: getattr(self, p) for p in (*_HYPER_PARAMS, *_STRUCTURE_PARAMS) if hasattr(self, p)

@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ._base import INPUT_DTYPES, BaseLaplace
+from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
@@ -258,6 +259,15 @@ default="holdout"
         ``sigma_noise="marglik"`` with ``prior_precision="holdout"`` takes sigma from the
         evidence (maximised jointly with the prior) and then tunes the prior on the held-out
         rows at that sigma.
+    interval : {"auto", "conformal", "gaussian"}, default="auto"
+        How ``predict_interval`` builds intervals. "conformal": normalised split conformal
+        prediction on rows the net never trained on (the rows "holdout" uses; ``fit`` keeps
+        half of them for calibration only): ``mean +- q * std`` with ``q`` the
+        finite-sample quantile of ``|y - mean| / std`` on those rows, so that the interval
+        covers at least ``confidence`` of new exchangeable rows, keeping Laplace's per-row
+        widths; ``fit`` raises if there are no such rows. "gaussian": the Gaussian
+        predictive's central interval, ``mean +- z * std`` (no guarantee). "auto":
+        conformal when ``fit`` finds unseen rows, else Gaussian (``interval_`` tells).
 
     Attributes
     ----------
@@ -274,6 +284,8 @@ default="holdout"
         The rows of X that tuned the "holdout" hyper-parameters (see
         ``LaplaceClassifier``).
     validation_source_ : str or None
+    interval_ : {"conformal", "gaussian"}
+        What ``predict_interval`` uses.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Only when X has feature names (pandas input).
@@ -307,6 +319,7 @@ default="holdout"
             Interval(Real, 0, None, closed="neither"),
             StrOptions({"marglik", "holdout"}),
         ],
+        "interval": [StrOptions({"auto", "conformal", "gaussian"})],
     }
 
     def __init__(
@@ -318,6 +331,7 @@ default="holdout"
         prior_precision="holdout",
         sigma_noise="holdout",
         temperature=1.0,
+        interval="auto",
         predictive="glm",
         n_samples=100,
         validation_fraction=0.2,
@@ -329,6 +343,7 @@ default="holdout"
         self.hessian_structure = hessian_structure
         self.prior_precision = prior_precision
         self.sigma_noise = sigma_noise
+        self.interval = interval
         self.temperature = temperature
         self.predictive = predictive
         self.n_samples = n_samples
@@ -358,6 +373,32 @@ default="holdout"
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,) or (n_samples, n_targets)"
     )
+
+    def _calibrates(self) -> bool:
+        return self.interval != "gaussian"
+
+    def _calibration_scores(self, fitted, calibration, reason):
+        if calibration is None:
+            if self.interval == "conformal":
+                raise ValueError(
+                    "interval='conformal' needs rows the net was not trained on, and there "
+                    f"are none: {reason or 'no hyper-parameter asked for them'}. Pass them "
+                    "with fit(X, y, X_val=..., y_val=...), or use interval='gaussian'."
+                )
+            self.interval_ = "gaussian"
+            return None
+        X_cal, y_cal = calibration
+        mean, var = fitted.mean_var(
+            X_cal,
+            fitted.hyper,
+            predictive=self.predictive,
+            n_samples=self.n_samples,
+            seed=self._seed(),
+        )
+        std = np.sqrt(var + fitted.likelihood.noise_variance(fitted.hyper.sigma_noise))
+        self.interval_ = "conformal"
+        y_cal = np.asarray(y_cal, dtype=np.float64).reshape(mean.shape)
+        return ConformalScores(y_cal, mean, std)
 
     @property
     def sigma_noise_(self) -> float:
@@ -419,7 +460,11 @@ default="holdout"
         return mean.cpu().numpy(), cov.cpu().numpy()
 
     def predict_interval(self, X, confidence=0.9):
-        """Central predictive interval of a new observation at each row.
+        """Predictive interval of a new observation at each row.
+
+        With ``interval_ == "conformal"`` it covers at least ``confidence`` of new rows
+        exchangeable with the calibration rows (see ``interval``); with "gaussian" it is the
+        Gaussian predictive's central interval.
 
         Parameters
         ----------
@@ -433,8 +478,25 @@ default="holdout"
         if not (isinstance(confidence, Real) and 0 < confidence < 1):
             raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
         mean, std = self.predict(X, return_std=True)
-        z = norm.ppf(0.5 + confidence / 2)
-        return mean - z * std, mean + z * std
+        scores = self._fitted.conformal
+        if scores is None and self.interval == "conformal":
+            raise ValueError(
+                "interval='conformal' was set after a fit that calibrated nothing (no unseen "
+                "rows, or interval='gaussian' at fit): call fit again."
+            )
+        if scores is None or self.interval == "gaussian":
+            z = norm.ppf(0.5 + confidence / 2)
+            return mean - z * std, mean + z * std
+        if self._hyper() is not self._fitted.hyper:
+            raise ValueError(
+                "The conformal calibration was computed with the hyper-parameters of fit; a "
+                "hyper-parameter set since then changes the stds it normalises. Call fit "
+                "again, or set interval='gaussian'."
+            )
+        lower, upper = scores.interval(
+            mean.reshape(len(mean), -1), std.reshape(len(std), -1), confidence
+        )
+        return self._shape(lower), self._shape(upper)
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw joint samples of new observations at the rows of X.

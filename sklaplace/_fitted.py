@@ -48,6 +48,7 @@ class FittedLaplace:
         self.approximation = approximation
         self.batch_size = batch_size
         self.hyper: Hyper | None = None
+        self.conformal = None  # ConformalScores of the regressor's calibration rows
 
     @classmethod
     def fit(cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs):

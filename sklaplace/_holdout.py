@@ -76,6 +76,13 @@ def from_indices(X, y, valid: np.ndarray, source: str, random_state) -> TuningRo
     )
 
 
+def halves(n: int, random_state) -> tuple[np.ndarray, np.ndarray]:
+    """A random split of ``range(n)`` into two sorted halves (the first the larger)."""
+    order = check_random_state(random_state).permutation(n)
+    first = (n + 1) // 2
+    return np.sort(order[:first]), np.sort(order[first:])
+
+
 def split_off(y: np.ndarray, fraction: float, stratify: bool, random_state) -> np.ndarray:
     """Indices of ``fraction`` of the rows (stratified by ``y`` when asked and possible)."""
     n = len(y)
