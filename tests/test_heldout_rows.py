@@ -1,0 +1,175 @@
+"""Which rows tune: X_val, a frozen net's own validation rows (recovered and verified), none.
+
+A fitted skorch net trained with a ``train_split`` (skorch's default is ``ValidSplit(5)``)
+never trained on its validation rows. ``fit`` re-derives them by calling the net's split on
+the rows it receives and uses them only if the net's loss on them reproduces, batch by
+batch, the validation losses its history recorded. These tests cover a match (classifier,
+regressor, a shuffled split with a random state), the mismatches (other rows, a random
+split without a random state, a history without validation losses, a net without a
+split) and the explicit ``X_val``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _nets import classifier_net, regressor_net
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+from sklearn.datasets import make_classification, make_regression
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import log_loss
+from sklearn.model_selection import KFold, StratifiedKFold
+from skorch.dataset import ValidSplit
+
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(
+        n_samples=300, n_features=6, n_informative=4, n_redundant=0, n_classes=3,
+        flip_y=0.05, random_state=0,
+    )  # fmt: skip
+    return X.astype(np.float32), y
+
+
+def _net(split, **kw):
+    torch.manual_seed(0)
+    params = {"hidden": 32, "max_epochs": 30, "lr": 0.05, "optimizer": torch.optim.Adam}
+    return classifier_net(3, train_split=split, **{**params, **kw})
+
+
+def _no_rows_warning(record) -> str:
+    messages = [str(w.message) for w in record if "No rows the net has not seen" in str(w.message)]
+    assert len(messages) == 1, [str(w.message) for w in record]
+    return messages[0]
+
+
+def test_a_frozen_nets_own_validation_rows_are_recovered(data):
+    X, y = data
+    net = _net(ValidSplit(5, stratified=True)).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the rows were found and verified
+        clf = LaplaceClassifier(FrozenEstimator(net)).fit(X, y)
+    _, expected = next(StratifiedKFold(5).split(X, y))
+    assert clf.validation_source_ == "train_split"
+    np.testing.assert_array_equal(clf.validation_indices_, expected)
+    assert clf.n_train_ == len(y) - len(expected)  # the validation rows tune, not curve
+    # the net is over-confident on rows it never saw: the prior is not at the top
+    assert clf.prior_precision_[0] < 1e5
+
+
+def test_a_shuffled_split_with_a_random_state_is_recovered(data):
+    X, y = data
+    net = _net(ValidSplit(0.25, stratified=True, random_state=3)).fit(X, y)
+    clf = LaplaceClassifier(FrozenEstimator(net)).fit(X, y)
+    assert clf.validation_source_ == "train_split"
+    assert len(clf.validation_indices_) == 75
+    _, ds_valid = net.train_split(net.get_dataset(X, y), y)
+    np.testing.assert_array_equal(clf.validation_indices_, np.sort(ds_valid.indices))
+
+
+def test_a_regressors_validation_rows_are_recovered():
+    X, y = make_regression(n_samples=250, n_features=4, noise=10.0, random_state=0)
+    X, y = X.astype(np.float32), (y / y.std()).astype(np.float32)
+    torch.manual_seed(0)
+    net = regressor_net(1, train_split=ValidSplit(5), max_epochs=20, lr=0.01,
+                        optimizer=torch.optim.Adam).fit(X, y[:, None])  # fmt: skip
+    reg = LaplaceRegressor(FrozenEstimator(net), random_state=0).fit(X, y)
+    _, expected = next(KFold(5).split(X))
+    assert reg.validation_source_ == "train_split"
+    np.testing.assert_array_equal(reg.validation_indices_, expected)
+    assert reg.interval_ == "conformal"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("other rows", "fit did not receive the rows"),
+        ("other labels", "fit did not receive the rows"),
+        ("random split", "its split is random"),
+        ("no valid_loss", "history records no validation loss"),
+        ("no split", "train_split=None"),
+    ],
+)
+def test_rows_that_cannot_be_verified_are_not_used(data, case, reason):
+    X, y = data
+    X_fit, y_fit = X, y
+    if case == "random split":
+        net = _net(ValidSplit(0.2)).fit(X, y)  # a new shuffle at every call
+    elif case == "no split":
+        net = _net(None).fit(X, y)
+    elif case == "no valid_loss":
+        net = _net(None).fit(X, y)
+        net.set_params(train_split=ValidSplit(5, stratified=True))  # set after training
+    else:
+        net = _net(ValidSplit(5, stratified=True)).fit(X, y)
+        if case == "other rows":
+            X_fit = X + np.float32(0.5)
+        else:
+            y_fit = (y + 1) % 3
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        clf = LaplaceClassifier(FrozenEstimator(net)).fit(X_fit, y_fit)
+    message = _no_rows_warning(record)
+    assert reason in message and "X_val=" in message
+    assert record[0].filename == __file__  # the warning points at the user's line
+    assert clf.validation_source_ is None and clf.validation_indices_ is None
+    assert clf.n_train_ == len(y)
+    # no unseen rows: the predictions are the net's own
+    np.testing.assert_allclose(clf.predict_proba(X), net.predict_proba(X), atol=2e-4)
+
+
+def test_explicit_rows_win_and_the_curvature_uses_all_of_X(data):
+    X, y = data
+    net = _net(ValidSplit(5, stratified=True)).fit(X[:200], y[:200])
+    clf = LaplaceClassifier(FrozenEstimator(net)).fit(
+        X[:200], y[:200], X_val=X[200:], y_val=y[200:]
+    )
+    assert clf.validation_source_ == "X_val" and clf.validation_indices_ is None
+    assert clf.n_train_ == 200
+    with pytest.raises(ValueError, match="X_val and y_val go together"):
+        LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5])
+    with pytest.raises(ValueError, match="y_val has labels that y does not have"):
+        LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5], y_val=np.full(5, 7))
+    with pytest.raises(ValueError, match="X has 5 features, but LaplaceClassifier is expecting 6"):
+        LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5, :5], y_val=y[:5])
+    with pytest.warns(UserWarning, match="no hyper-parameter is tuned on held-out rows"):
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(
+            X, y, X_val=X[:5], y_val=y[:5]
+        )
+
+
+def test_logit_temperature_contains_temperature_scaling(data):
+    """Tuned jointly with the prior, the logit temperature can do no worse than
+    temperature scaling on the rows it is tuned on; predictions use the fitted values."""
+    X, y = data
+    net = _net(None, max_epochs=80).fit(X[:150], y[:150])  # over-confident on new rows
+    X_val, y_val = X[150:], y[150:]
+    clf = LaplaceClassifier(FrozenEstimator(net), logit_temperature="holdout").fit(
+        X[:150], y[:150], X_val=X_val, y_val=y_val
+    )
+    # temperature scaling in float64 on the net's logits (scikit-learn's
+    # CalibratedClassifierCV works from float32 probabilities, whose underflow flatters it)
+    logits = net.forward(X_val).double().numpy()
+
+    def ts_loss(log_t):
+        z = logits / np.exp(log_t)
+        return log_loss(y_val, np.exp(z - logsumexp(z, axis=1, keepdims=True)))
+
+    theirs = minimize_scalar(ts_loss, bounds=(-3, 3), method="bounded").fun
+    ours = log_loss(y_val, clf.predict_proba(X_val))
+    # both minimise the same rows' log loss; ours over a superset (prior precision and T),
+    # refined to 1e-3 in log T: the difference is at most second order in that step
+    assert ours <= theirs + 1e-5
+    assert clf.logit_temperature_ != 1.0
+    same = LaplaceClassifier(
+        FrozenEstimator(net),
+        prior_precision=clf.prior_precision_,
+        logit_temperature=clf.logit_temperature_,
+    ).fit(X[:150], y[:150])
+    np.testing.assert_allclose(same.predict_proba(X), clf.predict_proba(X), rtol=1e-12)
