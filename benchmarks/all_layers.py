@@ -39,8 +39,8 @@ from sklearn.frozen import FrozenEstimator
 from skorch import NeuralNetClassifier
 from torch import nn
 
+import sklaplace
 from sklaplace import LaplaceClassifier
-from sklaplace._cache import get_cache
 
 N_TRAIN, N_TEST, EPOCHS, REPEATS = 5000, 1000, 10, 7
 BIG_BATCH = 1024  # a larger batch for the curvature pass (the net trains with 128)
@@ -60,7 +60,7 @@ class MLP(nn.Module):
 
 def main(threads=None):
     load_before = os.getloadavg()[0]
-    get_cache().max_bytes = 0  # time the passes themselves, not cache hits on repeats
+    sklaplace.set_config(cache_bytes=0)  # time the passes themselves, not cache hits
     X, y = make_classification(
         n_samples=N_TRAIN + N_TEST,
         n_features=20,
@@ -159,7 +159,7 @@ def main(threads=None):
         "hessian_structure=..., prior_precision=1.0)` (batches of the net's batch size "
         "unless the row says otherwise; eigendecompositions and input validation included; "
         "probit link), with the estimators' pass cache disabled "
-        "(`sklaplace._cache.get_cache().max_bytes = 0`), so every repeat runs its pass.",
+        "(`sklaplace.set_config(cache_bytes=0)`), so every repeat runs its pass.",
         "",
         "| what | wall (ms) | ratio (wall) | CPU (ms) | ratio (CPU) | target | met (wall / CPU) |",
         "|---|---|---|---|---|---|---|",

@@ -8,7 +8,8 @@ A frozen MLP 20-256-256-10 (ReLU), trained with skorch on 20,000 rows of
 
 with ``grid`` one value (``[1.0]``: 5 fits and scores plus the refit) and 20 values
 (``np.logspace(-2, 4, 20)``: 100 fits and scores plus the refit), with sklaplace's cache on
-(its default bound) and off (``max_bytes=0``, the baseline that shows what the cache buys).
+(its default bound) and off (``sklaplace.set_config(cache_bytes=0)``, the baseline that
+shows what the cache buys).
 Each of the four is run REPEATS times, interleaved, after one untimed warm-up search (the
 first search of a process pays for first calls into torch and scikit-learn), and the median
 is reported.
@@ -48,6 +49,7 @@ from sklearn.model_selection import GridSearchCV
 from skorch import NeuralNetClassifier
 from torch import nn
 
+import sklaplace
 from sklaplace import LaplaceClassifier
 from sklaplace._cache import get_cache
 
@@ -83,9 +85,8 @@ def trained_net(X, y):
 
 def time_search(net, X, y, n_candidates, cache_on, default_bytes):
     """Seconds for one GridSearchCV fit, from an empty cache."""
-    cache = get_cache()
-    cache.max_bytes = default_bytes if cache_on else 0
-    cache.clear()
+    sklaplace.set_config(cache_bytes=default_bytes if cache_on else 0)
+    get_cache().clear()  # each search starts from an empty cache
     search = GridSearchCV(
         LaplaceClassifier(FrozenEstimator(net)),
         {"prior_precision": GRIDS[n_candidates]},
@@ -134,7 +135,7 @@ def main():
     )
     X = X.astype(np.float32)
     net = trained_net(X, y)
-    default_bytes = get_cache().max_bytes
+    default_bytes = sklaplace.get_config()["cache_bytes"]
     load_before = os.getloadavg()[0]
 
     time_search(net, X, y, 1, False, default_bytes)  # warm-up, not timed: first calls
@@ -146,7 +147,7 @@ def main():
             seconds, search = time_search(net, X, y, n, on, default_bytes)
             times[(n, on)].append(seconds)
             best[(n, on)] = search.best_params_["prior_precision"]
-    get_cache().max_bytes = default_bytes
+    sklaplace.set_config(cache_bytes=default_bytes)
     load_after = os.getloadavg()[0]
     assert best[(20, True)] == best[(20, False)], "the cache changed the search's result"
 
@@ -158,7 +159,7 @@ def main():
             rows.append(
                 (
                     n,
-                    "on" if on else "off (max_bytes=0)",
+                    "on" if on else "off (cache_bytes=0)",
                     median[(n, on)],
                     ", ".join(f"{t:.2f}" for t in times[(n, on)]),
                     f"{ratio:.2f}" if n == 20 else "1",

@@ -8,8 +8,8 @@ are the only O(n) memory it holds), and measures
 
 * ``map``: the net's own ``net.predict_proba(X)`` (the baseline);
 * ``laplace``: ``LaplaceClassifier(FrozenEstimator(net)).fit(X, y)`` then
-  ``predict_proba(X)``, with sklaplace's pass cache on (default ``max_bytes``) or off
-  (``max_bytes = 0``).
+  ``predict_proba(X)``, with sklaplace's pass cache on (default ``cache_bytes``) or off
+  (``sklaplace.set_config(cache_bytes=0)``).
 
 Memory is the peak resident set size (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs`` just before each call; ``ru_maxrss`` where that is unavailable)
@@ -127,6 +127,7 @@ def worker(n: int, config: str, dtype: str) -> dict:
     import torch
     from sklearn.frozen import FrozenEstimator
 
+    import sklaplace
     from sklaplace import LaplaceClassifier
     from sklaplace._cache import get_cache
 
@@ -146,13 +147,13 @@ def worker(n: int, config: str, dtype: str) -> dict:
             lambda: net.predict_proba(X if X.dtype == np.float32 else X.astype(np.float32))
         )
     else:
-        if config.startswith("laplace-cache"):  # laplace-cacheN: max_bytes = N MiB
-            get_cache().max_bytes = int(config.removeprefix("laplace-cache")) * MiB
-        row["cache_max_mib"] = get_cache().max_bytes / MiB
+        if config.startswith("laplace-cache"):  # laplace-cacheN: cache_bytes = N MiB
+            sklaplace.set_config(cache_bytes=int(config.removeprefix("laplace-cache")) * MiB)
+        row["cache_max_mib"] = sklaplace.get_config()["cache_bytes"] / MiB
         clf = LaplaceClassifier(FrozenEstimator(net), hessian_structure="kron")
         _, row["fit_s"], row["fit_mib"] = measure(lambda: clf.fit(X, y))
         proba, row["predict_s"], row["predict_mib"] = measure(lambda: clf.predict_proba(X))
-        row["cache_mib"] = get_cache()._bytes / MiB
+        row["cache_mib"] = get_cache().nbytes / MiB
     row["output_mib"] = proba.nbytes / MiB
     row["rss_end_mib"] = _rss() / MiB
     return row
@@ -216,7 +217,7 @@ def report(rows: list[dict], load: tuple[float, float]) -> str:
 CONFIG_NOTES = [
     "Configurations: `map` is the net's own `predict_proba` (on float64 data it needs "
     "`X.astype(np.float32)`, a copy, included in its peak); `laplace` uses the pass cache "
-    "at its default bound; `laplace-cacheN` sets `get_cache().max_bytes` to N MiB "
+    "at its default bound; `laplace-cacheN` sets `sklaplace.set_config(cache_bytes=N MiB)` "
     "(`laplace-cache0`: cache off, streaming only; `laplace-cache512`: the former default).",
 ]
 
