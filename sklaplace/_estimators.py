@@ -234,7 +234,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         tags = super().__sklearn_tags__()
         # a NeuralNetBinaryClassifier has a single logit: two classes only
         try:
-            tags.classifier_tags.multi_class = self._likelihood().name != "binary"
+            tags.classifier_tags.multi_class = self._likelihood().multi_class
         except TypeError:
             pass
         return tags

@@ -19,23 +19,19 @@ Modes:
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize, minimize_scalar
 
+from ._optimize import maximize_evidence, maximize_on_grid
 from ._warnings import warn
 
 __all__ = ["PRIOR_MODES", "Hyper", "Objectives", "check_numerics", "prior_array", "resolve"]
 
 # Ways to choose the prior precision in fit instead of giving a number.
 PRIOR_MODES = ("marglik", "holdout", "weight_decay")
-# Search range of the evidence's hyper-parameters, in natural-log units.
-_LOG_BOUNDS = (math.log(1e-8), math.log(1e8))
 PRIOR_GRID = np.logspace(-4, 6, 31)
 TEMPERATURE_GRID = np.logspace(-3, 3, 25)
 LOGIT_TEMPERATURE_GRID = np.logspace(-2, 2, 17)
@@ -380,79 +376,3 @@ def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:
             f"of the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the predictions are "
             "then the net's own, as when the held-out rows show no over-confidence."
         )
-
-
-def maximize_on_grid(objective, grid: np.ndarray) -> tuple[float, np.ndarray]:
-    """Maximise a scalar function of one positive hyper-parameter: grid, then refine.
-
-    The grid (log-spaced) brackets the optimum; a bounded scalar search in log space between
-    the best point's neighbours refines it. Non-finite values count as -inf.
-    """
-    grid = np.asarray(grid, dtype=np.float64)
-    values = np.array([float(objective(g)) for g in grid])
-    values[~np.isfinite(values)] = -np.inf
-    if not np.isfinite(values).any():
-        raise FloatingPointError(
-            f"The held-out log-likelihood is not finite for any of the {len(grid)} candidate "
-            f"values from {grid.min():.3g} to {grid.max():.3g}; check the net's outputs for "
-            "NaN or inf."
-        )
-    i = int(np.argmax(values))
-    lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
-    if hi <= lo:
-        return float(grid[i]), values
-    res = minimize_scalar(
-        lambda t: -float(objective(math.exp(t))),
-        bounds=(lo, hi),
-        method="bounded",
-        options={"xatol": 1e-3},
-    )
-    best = math.exp(res.x) if np.isfinite(res.fun) and -res.fun >= values[i] else grid[i]
-    return float(best), values
-
-
-# ---------------------------------------------------------------------------- evidence
-def maximize_evidence(
-    evidence,
-    prior_precision: np.ndarray,
-    sigma_noise: float,
-    *,
-    tune_prior: bool,
-    tune_sigma: bool,
-) -> tuple[np.ndarray, float]:
-    """Maximise ``evidence(prior_precision, sigma_noise)`` over the requested arguments.
-
-    Works in log space with L-BFGS-B and exact gradients from autograd, within
-    ``[1e-8, 1e8]`` for every hyper-parameter.
-    """
-    n_prior = len(prior_precision) if tune_prior else 0
-    x0 = []
-    if tune_prior:
-        x0.extend(np.log(prior_precision))
-    if tune_sigma:
-        x0.append(math.log(sigma_noise))
-    x0 = np.clip(np.asarray(x0, dtype=np.float64), *_LOG_BOUNDS)
-
-    def unpack(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tau = x[:n_prior].exp() if tune_prior else torch.as_tensor(prior_precision)
-        sigma = x[n_prior].exp() if tune_sigma else torch.as_tensor(sigma_noise)
-        return tau.to(torch.float64), sigma.to(torch.float64)
-
-    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        value = -evidence(*unpack(xt))
-        (grad,) = torch.autograd.grad(value, xt)
-        return float(value.detach()), grad.numpy().astype(np.float64)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = minimize(
-            objective, x0, jac=True, method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(x0)
-        )
-    tau, sigma = unpack(torch.as_tensor(result.x))
-    if not np.isfinite(result.fun):
-        raise FloatingPointError(
-            "The log marginal likelihood is not finite at any hyper-parameter tried; the "
-            "curvature may contain NaN or inf (check the net's outputs on the training data)."
-        )
-    return tau.detach().numpy().copy(), float(sigma)

@@ -94,6 +94,7 @@ class Likelihood:
 
 class _Classifier(Likelihood):
     is_classifier = True
+    multi_class = True  # more than two classes possible
 
     def net_targets(self, y, dtype):
         return np.asarray(y, dtype=np.int64)
@@ -213,6 +214,7 @@ class Binary(_Classifier):
     """Sigmoid cross-entropy on one logit; predictions have two columns (0 and 1)."""
 
     name = "binary"
+    multi_class = False
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold

@@ -287,7 +287,9 @@ def test_holdout_regressor(sigma, reg_data, reg_net):
         # and the optimum is interior (at 0.8 the held-out likelihood plateaus as tau -> 0)
         sigma = 0.9 * float(np.sqrt(np.mean((reg_net.predict(X)[:, 0] - y) ** 2)))
     rest, valid = _split(y, stratify=False)
-    reg = LaplaceRegressor(FrozenEstimator(reg_net), prior_precision="holdout", sigma_noise=sigma)
+    reg = LaplaceRegressor(
+        FrozenEstimator(reg_net), prior_precision="holdout", sigma_noise=sigma, interval="gaussian"
+    )  # gaussian: every held-out row tunes (a conformal interval would calibrate on half)
     _fit_with_held_out_rows(reg, X, y, valid)
     tau = float(reg.prior_precision_[0])
     if sigma == "marglik":  # the evidence's sigma, from the curvature rows alone
@@ -393,6 +395,7 @@ def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
         (X, y), net, scoring = (reg_data[0][200:], reg_data[1][200:]), reg_net, neg_gaussian_nll
         rms = float(np.sqrt(np.mean((net.predict(X)[:, 0] - y) ** 2)))
         make, fixed = LaplaceRegressor, {"prior_precision": 30.0, "sigma_noise": 0.8 * rms}
+        fixed["interval"] = "gaussian"  # every held-out row tunes
     _, valid = _split(y, stratify=kind == "classifier")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -427,7 +430,11 @@ def test_holdout_sigma_with_a_per_layer_prior(reg_data, reg_net):
     prior = np.logspace(0, 2, n_blocks)
     _, valid = _split(y, stratify=False)
     reg = LaplaceRegressor(
-        frozen, subset_of_weights="all", prior_precision=prior, sigma_noise="holdout"
+        frozen,
+        subset_of_weights="all",
+        prior_precision=prior,
+        sigma_noise="holdout",
+        interval="gaussian",  # every held-out row tunes
     )
     _fit_with_held_out_rows(reg, X, y, valid)
     np.testing.assert_array_equal(reg.prior_precision_, prior)
