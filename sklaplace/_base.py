@@ -160,7 +160,8 @@ class BaseLaplace(BaseEstimator):
             valid, reason = _holdout.recover_split(net, X, y)
             if valid is not None:
                 return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state)
-            self._warn_no_rows(reason)
+            if self._holdout_params():  # (a calibration alone falls back without a word)
+                self._warn_no_rows(reason)
             return net, _holdout.TuningRows(reason=reason)
         if getattr(est, "initialized_", False) and len(getattr(est, "history_", [])):
             warn(

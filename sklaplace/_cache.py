@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._config import get_config
+from ._config import add_listener, get_config
 
 __all__ = ["PassCache", "cache_enabled", "get_cache", "nbytes"]
 
@@ -137,6 +137,7 @@ class PassCache:
 
 
 _CACHE = PassCache()
+add_listener(lambda settings: _CACHE.evict_to(settings["cache_bytes"]))
 
 
 def get_cache() -> PassCache:

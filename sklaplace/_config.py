@@ -19,6 +19,13 @@ __all__ = ["config_context", "get_config", "set_config"]
 _DEFAULT_CACHE_BYTES = 256 * 2**20
 _global_config = {"cache_bytes": _DEFAULT_CACHE_BYTES}
 _local = threading.local()
+# Called with the new settings after set_config (the cache evicts down to a lower bound).
+_listeners: list = []
+
+
+def add_listener(listener) -> None:
+    """Call ``listener(settings)`` after every ``set_config``."""
+    _listeners.append(listener)
 
 
 def _thread_config() -> dict:
@@ -87,9 +94,8 @@ def set_config(cache_bytes: int | None = None) -> None:
         value = _check_cache_bytes(cache_bytes)
         _global_config["cache_bytes"] = value
         _thread_config()["cache_bytes"] = value
-        from ._cache import get_cache
-
-        get_cache().evict_to(value)
+        for listener in _listeners:
+            listener(get_config())
 
 
 @contextmanager
