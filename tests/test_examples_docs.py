@@ -80,7 +80,7 @@ def test_example_is_in_the_gallery(path):
 def test_api_reference_lists_every_public_name():
     text = (DOCS / "api.rst").read_text()
     for name in sklaplace.__all__:
-        assert re.search(rf"autoclass:: (sklaplace\.)?{name}\b", text), name
+        assert re.search(rf"auto(class|function):: (sklaplace\.)?{name}\b", text), name
     for name in sklaplace.plotting.__all__:
         assert re.search(rf"autoclass:: (sklaplace\.plotting\.)?{name}\b", text), name
     assert "automodule:: sklaplace.metrics" in text  # :members: follows metrics.__all__
@@ -93,5 +93,5 @@ def test_docs_build_without_warnings(tmp_path):
     cmd += ["-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for page in ("index", "user_guide", "api", "gallery", "changelog"):
+    for page in ("index", "user_guide", "api", "gallery", "contributing", "changelog"):
         assert (tmp_path / "html" / f"{page}.html").exists()
