@@ -131,7 +131,11 @@ class BaseLaplace(BaseEstimator):
         weight_decay = None
         if _mode(params["prior_precision"]) == "weight_decay":
             weight_decay = self._weight_decay(fitted)
-        objectives = fitted.objectives(X_tune, y_tune, weight_decay)
+        train = None
+        if tuning.X is None and self._holdout_params():  # no unseen rows: leave-one-out
+            rows = tuning.curvature_rows
+            train = (X, y) if rows is None else (_holdout.take(X, rows), y[rows])
+        objectives = fitted.objectives(X_tune, y_tune, weight_decay, train)
         fitted.hyper = _hyper.resolve(params, objectives)
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)

@@ -102,9 +102,16 @@ class FittedLaplace:
         n, k = self.approximation.n_rows, self._n_outputs()
         return max(math.sqrt(2 * self.approximation.loss / (n * k)), 1e-6)
 
-    def objectives(self, X_val, y_val, weight_decay) -> Objectives:
-        """What tuning needs; ``heldout`` is None when there are no held-out rows."""
+    def objectives(self, X_val, y_val, weight_decay, train=None) -> Objectives:
+        """What tuning needs; ``heldout`` is None when there are no held-out rows.
+
+        ``train``: ``(X, y)`` rows the curvature came from, for the leave-one-out noise
+        estimate used when there are no held-out rows.
+        """
         heldout, rms = (None, None) if X_val is None else self._heldout(X_val, y_val)
+        loo = None
+        if train is not None and self.likelihood.has_noise:
+            loo = self._leave_one_out_sigma(*train)
         return Objectives(
             names=list(self.posterior.names),
             evidence=self.evidence,
@@ -113,7 +120,47 @@ class FittedLaplace:
             sigma_mle=self.sigma_mle(),
             weight_decay=weight_decay,
             noise=self.likelihood.noise_variance,
+            loo_sigma=loo,
         )
+
+    def _leave_one_out_sigma(self, X, y):
+        """``f(tau, T, sigma0)``: the noise std from linearised leave-one-out residuals.
+
+        For the linearised model with Gaussian noise, leaving row ``i`` out moves its
+        residual from ``r_i`` to ``r_i / (1 - h_i)``, with the leverage ``h_i = J_i Sigma
+        J_i^T / sigma^2`` (the hat matrix's diagonal; ``J_i Sigma J_i^T`` is the GLM output
+        variance). Training residuals of a flexible net are too small to estimate the noise;
+        the leave-one-out ones are not. ``sigma`` solves ``sigma^2 = mean((r / (1 - h))^2)``
+        by fixed-point iteration (``h`` depends on ``sigma`` through the posterior).
+        At most ``MAX_TUNING_ROWS`` rows (a random subset, seeded) are projected, once.
+        """
+        from ._holdout import MAX_TUNING_ROWS, take
+
+        n = len(y)
+        if n > MAX_TUNING_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(n, MAX_TUNING_ROWS, replace=False))
+            X, y = take(X, rows), y[rows]
+        projections = list(self.approximation.project(self.view(), X))
+        device = self.posterior.means[0].device
+        mean = torch.cat([p.mean for p in projections])
+        resid = torch.as_tensor(np.asarray(y)).to(device).reshape(mean.shape).double() - mean
+        n_blocks = self.posterior.n_blocks
+
+        def solve(tau, temperature, sigma) -> float:
+            tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), (n_blocks,))
+            for _ in range(50):
+                tau_t, scale = self.tensors(Hyper(tau, sigma, temperature))
+                var = torch.cat(
+                    [self.approximation.moments(p, tau_t, scale, cov=False) for p in projections]
+                )
+                h = (var / sigma**2).clamp(0.0, 1.0 - 1e-6)
+                new = max(float(((resid / (1 - h)) ** 2).mean().sqrt()), 1e-6)
+                if abs(new - sigma) <= 1e-6 * sigma:
+                    return new
+                sigma = new
+            return sigma
+
+        return solve
 
     def _heldout(self, X_val, y_val):
         """``f(tau, sigma, T, logit_T)``, the held-out log-likelihood, and the residuals' RMS.

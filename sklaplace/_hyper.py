@@ -65,6 +65,7 @@ class Objectives:
     sigma_mle: float
     weight_decay: np.ndarray | None
     noise: Callable[[float], float]  # sigma -> sigma^2 for regression, 1 otherwise
+    loo_sigma: Callable | None = None  # (tau, T, sigma0) -> leave-one-out noise std
 
 
 def prior_array(value, names: list[str]) -> np.ndarray:
@@ -217,22 +218,38 @@ def resolve(params: dict, obj: Objectives) -> Hyper:
 def _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma) -> Hyper:
     """The values used when a mode asks for held-out rows and there are none.
 
-    The estimator has warned (it knows why there are none). The prior precision goes to
-    the top of its range, where the predictions are the net's own; sigma to the training
-    residuals' maximum-likelihood value; the temperatures to 1.
+    The estimator has warned (it knows why there are none). Classifiers: the prior
+    precision goes to the top of its range, where the predictions are the net's own (the
+    training rows of an over-fitted net are fitted almost exactly: they show none of its
+    over-confidence, and every criterion computed on them, leave-one-out included, asks
+    for no uncertainty); the logit temperature stays 1. Regressors (with a noise to
+    estimate): the prior precision and sigma from the evidence, then sigma from the
+    linearised leave-one-out residuals at that prior (``Objectives.loo_sigma``), which
+    training residuals underestimate.
     """
     n_blocks = len(obj.names)
+    loo = obj.loo_sigma if sigma_mode == "holdout" else None
+
+    def evidence(p, s):
+        return obj.evidence(p, s, temperature)
+
+    if loo is not None:
+        prior, sigma = maximize_evidence(
+            evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
+        )
+        if mode != "holdout":
+            prior = _fixed_prior(params, mode, obj, sigma, temperature)
+        sigma = loo(prior, temperature, sigma)
+        return Hyper(
+            np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t
+        )
     if mode == "holdout":
         prior = np.full(n_blocks, PRIOR_GRID[-1])
     else:
         prior = _fixed_prior(params, mode, obj, sigma, temperature)
     if sigma_mode == "marglik":
         _, sigma = maximize_evidence(
-            lambda p, s: obj.evidence(p, s, temperature),
-            np.ones(n_blocks),
-            sigma,
-            tune_prior=True,
-            tune_sigma=True,
+            evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
         )
     return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t)
 

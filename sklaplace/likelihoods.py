@@ -39,6 +39,7 @@ class Likelihood:
 
     name: str
     is_classifier: bool
+    has_noise = False  # a noise scale (sigma) to estimate
 
     def loss(self, f: Tensor, y: Tensor) -> Tensor:
         """The loss summed over rows (float64 scalar)."""
@@ -269,6 +270,7 @@ class Regression(Likelihood):
 
     name = "regression"
     is_classifier = False
+    has_noise = True
 
     def loss(self, f, y):
         f = f.to(torch.float64)

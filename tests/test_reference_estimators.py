@@ -266,3 +266,33 @@ def test_classifier_probit_matches_dense_last_layer_covariance(structure, binary
         torch.linalg.slogdet(P)[1] - p * math.log(tau) + tau * (theta**2).sum()
     )
     assert clf.log_marginal_likelihood() == pytest.approx(float(expected_lml), rel=1e-10)
+
+
+def test_no_held_out_rows_sigma_is_the_leave_one_out_fixed_point():
+    """Without unseen rows, sigma solves ``sigma^2 = mean((r_i / (1 - h_i))^2)``.
+
+    For a linear net the linearisation is the model: ``h_i`` is exactly the diagonal of the
+    ridge hat matrix ``X_a (X_a^T X_a / sigma^2 + tau I)^-1 X_a^T / sigma^2`` and
+    ``r_i / (1 - h_i)`` exactly row ``i``'s leave-one-out residual of the Bayesian posterior
+    mean; ``tau`` is the evidence's. Solved here independently by fixed-point iteration.
+    """
+    X, Y, _ = _blr_data(1, False, n=40)
+    _, W = _blr(X, Y, TAU, SIGMA)
+    with pytest.warns(UserWarning, match="No rows the net has not seen"):
+        reg = LaplaceRegressor(_frozen_linear_net(X, Y, W), random_state=0).fit(X, Y[:, 0])
+    tau = float(reg.prior_precision_[0])
+    Xa = _augment(X)
+    r = Y[:, 0] - Xa @ W[0]
+    sigma = float(np.sqrt(np.mean(r**2)))
+    for _ in range(200):
+        P = Xa.T @ Xa / sigma**2 + tau * np.eye(Xa.shape[1])
+        h = np.einsum("ni,ij,nj->n", Xa, np.linalg.inv(P), Xa) / sigma**2
+        sigma = float(np.sqrt(np.mean((r / (1 - h)) ** 2)))
+    assert reg.sigma_noise_ == pytest.approx(sigma, rel=1e-5)
+    # the leave-one-out noise is larger than the training residuals' RMS
+    assert reg.sigma_noise_ > float(np.sqrt(np.mean(r**2)))
+    # and tau is the evidence's maximum at fixed sigma (jointly with it, then sigma moved)
+    ev = LaplaceRegressor(
+        _frozen_linear_net(X, Y, W), prior_precision="marglik", sigma_noise="marglik"
+    ).fit(X, Y[:, 0])
+    assert tau == pytest.approx(float(ev.prior_precision_[0]), rel=1e-6)
