@@ -17,24 +17,21 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from . import _holdout, _hyper, _skorch, approximations
+from . import _holdout, _hyper, _inputs, _skorch, approximations
 from ._fitted import FittedLaplace
 from ._warnings import warn
 
 __all__ = ["BaseLaplace"]
 
-# Input dtypes kept as they are (integers: category codes for an embedding, or numbers the
-# net casts); anything else (strings, objects, bools) is converted to float64.
-INPUT_DTYPES = [np.float64, np.float32, np.int64, np.int32, np.int16, np.int8, np.uint8]
 # Parameters that define the curvature: changing them after fit needs a new fit.
 _STRUCTURE_PARAMS = ("subset_of_weights", "hessian_structure")
 # Hyper-parameters: numbers read at prediction time, or modes resolved in fit.
@@ -66,8 +63,8 @@ class BaseLaplace(BaseEstimator):
 
     # ---------------------------------------------------------------- the net
     def _net(self):
-        est = self.estimator
-        return est.estimator if isinstance(est, FrozenEstimator) else est
+        """The skorch net inside the wrapped model (FrozenEstimator, Pipeline's last step)."""
+        return _inputs.split_model(self.estimator).net
 
     def _likelihood(self):
         """The net's likelihood; a TypeError naming the right estimator if it is not ours."""
@@ -88,8 +85,10 @@ class BaseLaplace(BaseEstimator):
             return np.float32
         return torch.empty((), dtype=_skorch.net_dtype(net)).numpy().dtype
 
-    def _validate_X(self, X, reset: bool):
-        return validate_data(self, X, reset=reset, dtype=INPUT_DTYPES)
+    def _validate_X(self, X, reset: bool = False):
+        """X at prediction time (or X_val at fit), through the fitted steps before the net."""
+        prep = self._fitted.prep if "_fitted" in self.__dict__ else self._fit_prep
+        return _inputs.check_X(self, X, reset=reset, prep=prep)
 
     # ---------------------------------------------------------------- fit
     def _calibrates(self) -> bool:
@@ -105,8 +104,8 @@ class BaseLaplace(BaseEstimator):
         """The hyper-parameters tuned on held-out rows."""
         return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
 
-    def _fit(self, X, y, n_outputs, likelihood, X_val, y_val):
-        """Everything after validating X and y (which are arrays the net takes)."""
+    def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None):
+        """Everything after validating X and y (X as the net takes it, after ``prep``)."""
         approximation = approximations.make(self.subset_of_weights, self.hessian_structure)
         tunes, calibrates = bool(self._holdout_params()), self._calibrates()
         needs = tunes or calibrates
@@ -141,21 +140,28 @@ class BaseLaplace(BaseEstimator):
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
         )
         fitted.conformal = self._calibration_scores(fitted, calibration, tuning.reason)
+        fitted.prep = prep
         self._fitted = fitted
         self._fit_params = {
             p: getattr(self, p) for p in (*_HYPER_PARAMS, *_STRUCTURE_PARAMS) if hasattr(self, p)
         }
-        self.estimator_ = net
+        self.estimator_ = net if prep is None else Pipeline([*prep.steps, (self._net_step(), net)])
         self.validation_indices_ = tuning.indices
         self.validation_source_ = tuning.source
         return self
 
+    def _net_step(self) -> str:
+        inner = _inputs.split_model(self.estimator)
+        est = self.estimator.estimator if inner.frozen else self.estimator
+        return est.steps[-1][0]
+
     def _net_and_tuning_rows(self, X, y, X_val, y_val, needs, likelihood, n_outputs):
         """The trained net and the rows that tune (see :mod:`sklaplace._holdout`)."""
-        est = self.estimator
+        model = _inputs.split_model(self.estimator)
+        est = model.net
         given = X_val is not None
-        if isinstance(est, FrozenEstimator):
-            net = est.estimator
+        if model.frozen:
+            net = est
             _skorch.check_fitted_net(net)
             if given or not needs:
                 return net, _holdout.TuningRows(
@@ -171,7 +177,8 @@ class BaseLaplace(BaseEstimator):
             warn(
                 f"The {type(est).__name__} given to {type(self).__name__} is already fitted; "
                 "fit clones it and trains the clone from scratch. To keep the trained net, "
-                f"wrap it: {type(self).__name__}(FrozenEstimator(net))."
+                f"wrap the fitted model: {type(self).__name__}(FrozenEstimator(model)) (the "
+                "net, or the Pipeline that ends in it)."
             )
         hold_out = needs and not given
         net, valid, source = _holdout.train_net(
@@ -340,6 +347,7 @@ class BaseLaplace(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # scipy sparse X reaches the net as skorch takes it
         tags.non_deterministic = self.random_state is None
         return tags
 

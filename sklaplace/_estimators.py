@@ -13,13 +13,17 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
 
-from ._base import INPUT_DTYPES, BaseLaplace
+from . import _inputs
+from ._base import BaseLaplace
 from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
+
+
+def _n_rows(X) -> int:
+    return len(next(iter(X.values()))) if isinstance(X, dict) else X.shape[0]
 
 
 def _check_pair(X_val, y_val) -> None:
@@ -142,7 +146,8 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     def fit(self, X, y, *, X_val=None, y_val=None):
         likelihood = self._likelihood()
         _check_pair(X_val, y_val)
-        X, y = validate_data(self, X, y, dtype=INPUT_DTYPES)
+        model = _inputs.split_model(self.estimator)
+        self._fit_prep, X, y = _inputs.check_fit_X(self, X, y, model)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         classes = encoder.classes_
@@ -156,7 +161,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(np.searchsorted(classes, y), dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val, reset=False)
+            X_val = self._validate_X(X_val)
             y_val = np.asarray(y_val).reshape(-1)
             unknown = np.setdiff1d(y_val, classes)
             if len(unknown):
@@ -164,12 +169,13 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
                     f"y_val has labels that y does not have: {unknown.tolist()[:10]}; the "
                     f"classes (from y) are {classes.tolist()[:10]}."
                 )
-            if len(y_val) != len(X_val):
+            if len(y_val) != _n_rows(X_val):
                 raise ValueError(
-                    f"X_val has {len(X_val)} rows but y_val has {len(y_val)}; they must match."
+                    f"X_val has {_n_rows(X_val)} rows but y_val has {len(y_val)}; they must match."
                 )
             y_val = likelihood.net_targets(np.searchsorted(classes, y_val), dtype)
-        return self._fit(X, y_net, likelihood.n_outputs(len(classes)), likelihood, X_val, y_val)
+        n_outputs = likelihood.n_outputs(len(classes))
+        return self._fit(X, y_net, n_outputs, likelihood, X_val, y_val, self._fit_prep)
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,)\n            Class labels."
@@ -355,20 +361,23 @@ default="holdout"
     def fit(self, X, y, *, X_val=None, y_val=None):
         likelihood = self._likelihood()
         _check_pair(X_val, y_val)
-        X, y = validate_data(self, X, y, dtype=INPUT_DTYPES, multi_output=True, y_numeric=True)
+        model = _inputs.split_model(self.estimator)
+        self._fit_prep, X, y = _inputs.check_fit_X(
+            self, X, y, model, multi_output=True, y_numeric=True
+        )
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1)
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(y2, dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val, reset=False)
-            y_val = np.asarray(y_val, dtype=np.float64).reshape(len(X_val), -1)
+            X_val = self._validate_X(X_val)
+            y_val = np.asarray(y_val, dtype=np.float64).reshape(_n_rows(X_val), -1)
             if y_val.shape[1] != y2.shape[1]:
                 raise ValueError(
                     f"y_val has {y_val.shape[1]} target(s) per row but y has {y2.shape[1]}."
                 )
             y_val = likelihood.net_targets(y_val, dtype)
-        return self._fit(X, y_net, y2.shape[1], likelihood, X_val, y_val)
+        return self._fit(X, y_net, y2.shape[1], likelihood, X_val, y_val, self._fit_prep)
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,) or (n_samples, n_targets)"

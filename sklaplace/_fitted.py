@@ -49,6 +49,7 @@ class FittedLaplace:
         self.batch_size = batch_size
         self.hyper: Hyper | None = None
         self.conformal = None  # ConformalScores of the regressor's calibration rows
+        self.prep = None  # the fitted steps of a wrapped Pipeline before the net
 
     @classmethod
     def fit(cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs):

@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
@@ -156,16 +157,17 @@ class NetView:
     def _raw_batches(self, X, y, rows):
         net = self.net
         kwargs = net.get_params_for("iterator_valid")
-        if isinstance(X, np.ndarray) and X.ndim == 2 and (y is None or isinstance(y, np.ndarray)):
-            if (
-                net.dataset is Dataset
-                and net.iterator_valid is DataLoader
-                and not set(kwargs) - _PLAIN_LOADER_KWARGS
-            ):
-                # skorch's Dataset and torch's DataLoader stack array rows one at a time in
-                # Python; slicing gives the same tensors, and is what costs little
-                yield from self._array_batches(X, y, rows)
-                return
+        plain = (
+            net.dataset is Dataset
+            and net.iterator_valid is DataLoader
+            and not set(kwargs) - _PLAIN_LOADER_KWARGS
+        )
+        rows_of = (isinstance(X, np.ndarray) and X.ndim == 2) or sp.isspmatrix_csr(X)
+        if plain and rows_of and (y is None or isinstance(y, np.ndarray)):
+            # skorch's Dataset and torch's DataLoader stack rows one at a time in Python
+            # (a sparse row made dense); slicing gives the same tensors, and costs little
+            yield from self._array_batches(X, y, rows)
+            return
         _check_sampler(kwargs)
         dataset = net.get_dataset(X, y)
         if rows is not None:
@@ -178,11 +180,12 @@ class NetView:
             yield unpack_data(batch)
 
     def _array_batches(self, X, y, rows):
-        n = len(X) if rows is None else len(rows)
+        n = X.shape[0] if rows is None else len(rows)
         size = max(n, 1) if self.batch_size == -1 else self.batch_size
         for start in range(0, n, size):
             pick = slice(start, start + size) if rows is None else rows[start : start + size]
-            Xi = torch.from_numpy(np.ascontiguousarray(X[pick]))
+            Xi = X[pick].toarray() if sp.issparse(X) else X[pick]
+            Xi = torch.from_numpy(np.ascontiguousarray(Xi))
             yi = None if y is None else torch.from_numpy(np.ascontiguousarray(y[pick]))
             yield Xi, yi
 

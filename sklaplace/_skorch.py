@@ -7,6 +7,7 @@ of the module (:class:`sklaplace._passes.NetView`) and plain tensors.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.exceptions import NotFittedError
 from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
@@ -103,6 +104,8 @@ def takes_codes(net: NeuralNet) -> bool:
 def training_input(net: NeuralNet, X):
     """X as the net's training takes it: a numeric array in the net's floating dtype
     (integers stay integers for a net with an embedding); other inputs as they are."""
+    if sp.issparse(X):
+        return X.astype(torch.empty((), dtype=net_dtype(net)).numpy().dtype)
     if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiub":
         return X
     if X.dtype.kind in "iu" and takes_codes(net):

@@ -14,33 +14,91 @@ Regressors
     The predictive mean of a Laplace regressor is the network's own prediction, so the
     regressor's default ``score`` (R^2) and ``neg_mean_squared_error`` do not depend on the
     prior precision or any other setting of the approximation: tuning them with those
-    scores selects nothing. Tune with :func:`neg_gaussian_nll`, which rewards standard
+    scores selects nothing. Tune with :data:`neg_gaussian_nll`, which rewards standard
     deviations that match the observed errors. Report interval quality with
     :func:`make_interval_scorer` (``kind="coverage"`` next to ``kind="neg_width"``; or
     ``kind="neg_coverage_error"`` for a single number).
 Classifiers
     Tune with scikit-learn's ``scoring="neg_log_loss"`` (a proper scoring rule) and report
-    :func:`expected_calibration_error` or use :func:`neg_expected_calibration_error`
+    :func:`expected_calibration_error` or use :data:`neg_expected_calibration_error`
     for monitoring. ECE is not a proper scoring rule: a model that always predicts the
     class frequencies has ECE near zero, so do not select a model on ECE alone.
 
-The scorers are callables ``scorer(estimator, X, y) -> float`` (greater is better) and can
-be passed as ``scoring=`` to :class:`~sklearn.model_selection.GridSearchCV`,
+Scorers
+-------
+:data:`neg_gaussian_nll`, :data:`neg_expected_calibration_error` and the objects made by
+:func:`make_interval_scorer` and :func:`make_calibration_error_scorer` are called as
+``scorer(estimator, X, y, sample_weight=None)`` (greater is better) and can be passed as
+``scoring=`` to :class:`~sklearn.model_selection.GridSearchCV`,
 :func:`~sklearn.model_selection.cross_validate` and friends, also inside a dict of several
 scorers. :func:`sklearn.metrics.make_scorer` is not used for them because it can neither
 pass ``return_std=True`` or ``confidence=`` to the prediction method nor hand the
 estimator's ``classes_`` to the metric.
+
+The estimator may be a Laplace estimator or a :class:`~sklearn.pipeline.Pipeline` (also
+nested) whose last step is one: a :class:`~sklearn.pipeline.Pipeline` exposes neither
+``predict_interval`` nor, with metadata routing enabled, ``predict(X, return_std=True)``,
+so the scorers transform ``X`` through the steps before the last one and ask the last
+step. They also look through a :class:`~sklearn.compose.TransformedTargetRegressor`
+(its ``regressor_``, with the inverse target transform applied to the outputs), a fitted
+search's ``best_estimator_`` and a :class:`~sklearn.frozen.FrozenEstimator`. An estimator
+that cannot produce what a scorer needs makes it raise a ``TypeError`` that says what is
+needed (pass ``error_score="raise"`` to a search to see it: with the default
+``error_score=np.nan`` scikit-learn turns it into a warning and NaN scores).
+
+Sample weights
+--------------
+Every metric takes ``sample_weight`` (one non-negative weight per row, validated like
+scikit-learn does) and then computes weighted means; for the calibration error the bin
+weights, accuracies and confidences are weighted, so integer weights equal repeating
+rows. The scorers pass ``sample_weight`` on when scikit-learn hands it to them: without
+metadata routing, :class:`~sklearn.model_selection.GridSearchCV` does so whenever
+``fit`` gets ``sample_weight``; with routing enabled
+(``sklearn.set_config(enable_metadata_routing=True)``), request it with
+``scoring=neg_gaussian_nll.set_score_request(sample_weight=True)``. Unlike
+scikit-learn's scorers, ``set_score_request`` returns a new scorer and leaves the one it
+is called on unchanged (so the shared :data:`neg_gaussian_nll` is never modified): use
+its return value.
+
+Precision
+---------
+Every metric casts probabilities, means, standard deviations and bounds to float64 before
+computing, and computes in float64. skorch nets predict in float32, where a probability
+of 1e-46 underflows to 0 and a probability within ~6e-8 of 1 rounds to 1. Log-loss style
+metrics must then clip, and :func:`sklearn.metrics.log_loss` clips at the resolution of
+its input's dtype: on float32 probabilities at ~1.2e-7, which caps the loss of a
+confidently wrong prediction at about 16 nats (36 in float64). That flatters exactly the
+over-confident nets a Laplace approximation is meant to fix, so cast before calling
+scikit-learn's metrics too: ``log_loss(y, np.asarray(proba, dtype=np.float64))``.
 """
 
+import copy
+import inspect
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    PowerTransformer,
+    QuantileTransformer,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 __all__ = [
     "expected_calibration_error",
     "gaussian_nll",
     "interval_coverage",
     "interval_width",
+    "make_calibration_error_scorer",
     "make_interval_scorer",
     "neg_expected_calibration_error",
     "neg_gaussian_nll",
@@ -50,16 +108,25 @@ __all__ = [
 _MULTIOUTPUT_OPTIONS = ("uniform_average", "raw_values")
 
 
-# --------------------------------------------------------------------------------------
-# Classification: top-label calibration
-# --------------------------------------------------------------------------------------
-
-
 def _as_float(name, values):
     array = np.asarray(values)
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got an array of dtype {array.dtype}.")
     return array.astype(np.float64, copy=False)
+
+
+def _check_weights(sample_weight, n_samples_like):
+    """None, or float64 non-negative weights of shape (n_samples,) that do not all vanish."""
+    if sample_weight is None:
+        return None
+    return _check_sample_weight(
+        sample_weight, n_samples_like, dtype=np.float64, ensure_non_negative=True
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Classification: top-label calibration
+# --------------------------------------------------------------------------------------
 
 
 def _check_n_bins(n_bins):
@@ -156,7 +223,9 @@ def _top_label_confidence_and_correct(y_true, y_prob, labels):
     return confidence, predicted == y_true
 
 
-def reliability_curve(y_true, y_prob, *, n_bins=15, labels=None):
+def reliability_curve(
+    y_true, y_prob, *, n_bins=15, labels=None, sample_weight=None, return_bin_edges=False
+):
     """Top-label reliability curve: confidence and accuracy per confidence bin.
 
     Each sample's confidence is its largest predicted probability and it counts as correct
@@ -173,7 +242,7 @@ def reliability_curve(y_true, y_prob, *, n_bins=15, labels=None):
     y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
         Predicted class probabilities, e.g. from ``predict_proba``. A 1-D array is read as
         the probabilities of the positive class of a binary problem (then the
-        confidence is ``max(p, 1 - p)``).
+        confidence is ``max(p, 1 - p)``). Cast to float64 before use.
     n_bins : int, default=15
         Number of equal-width confidence bins.
     labels : array-like of shape (n_classes,), default=None
@@ -183,6 +252,14 @@ def reliability_curve(y_true, y_prob, *, n_bins=15, labels=None):
         more columns than ``y_true`` has distinct labels, ``labels`` is required. Unlike
         :func:`sklearn.metrics.log_loss`, the labels are not re-sorted. For a 1-D
         ``y_prob``, ``labels=[negative, positive]``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample. The confidence and accuracy of a bin are then
+        weighted means and ``counts`` holds the total weight of each bin; a bin whose
+        samples all have weight 0 counts as empty. Integer weights give the same curve
+        as repeating each sample that many times.
+    return_bin_edges : bool, default=False
+        Whether to also return the edges of each returned bin (for drawing a histogram
+        of the counts).
 
     Returns
     -------
@@ -191,7 +268,10 @@ def reliability_curve(y_true, y_prob, *, n_bins=15, labels=None):
     accuracy : ndarray of shape (n_nonempty_bins,)
         Fraction of correctly classified samples in each bin.
     counts : ndarray of shape (n_nonempty_bins,)
-        Number of samples in each bin.
+        Number of samples in each bin (integers), or their total weight (floats) when
+        ``sample_weight`` is given.
+    bin_edges : ndarray of shape (n_nonempty_bins, 2)
+        Lower and upper edge of each returned bin; only if ``return_bin_edges``.
 
     See Also
     --------
@@ -210,25 +290,41 @@ def reliability_curve(y_true, y_prob, *, n_bins=15, labels=None):
     [0.0, 1.0, 1.0]
     >>> counts.tolist()
     [1, 1, 2]
+
+    A weight of 3 on the last sample counts it three times:
+
+    >>> confidence, accuracy, counts, edges = reliability_curve(
+    ...     y_true, y_prob, n_bins=5, sample_weight=[1, 1, 1, 3], return_bin_edges=True)
+    >>> confidence.round(3).tolist()
+    [0.55, 0.7, 0.862]
+    >>> counts.tolist()
+    [1.0, 1.0, 4.0]
+    >>> edges.round(1).tolist()
+    [[0.4, 0.6], [0.6, 0.8], [0.8, 1.0]]
     """
     n_bins = _check_n_bins(n_bins)
     confidence, correct = _top_label_confidence_and_correct(y_true, y_prob, labels)
+    weights = _check_weights(sample_weight, confidence)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
     # Inner edges only: bin k holds edges[k] <= c < edges[k + 1]; 1.0 lands in the last bin.
-    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    bin_index = np.searchsorted(inner_edges, confidence, side="right")
-    counts = np.bincount(bin_index, minlength=n_bins)
-    confidence_sum = np.bincount(bin_index, weights=confidence, minlength=n_bins)
-    correct_sum = np.bincount(bin_index, weights=correct, minlength=n_bins)
+    bin_index = np.searchsorted(edges[1:-1], confidence, side="right")
+    if weights is None:
+        counts = np.bincount(bin_index, minlength=n_bins)
+        confidence_sum = np.bincount(bin_index, weights=confidence, minlength=n_bins)
+        correct_sum = np.bincount(bin_index, weights=correct, minlength=n_bins)
+    else:
+        counts = np.bincount(bin_index, weights=weights, minlength=n_bins)
+        confidence_sum = np.bincount(bin_index, weights=weights * confidence, minlength=n_bins)
+        correct_sum = np.bincount(bin_index, weights=weights * correct, minlength=n_bins)
     nonempty = counts > 0
     counts = counts[nonempty]
-    return (
-        confidence_sum[nonempty] / counts,
-        correct_sum[nonempty] / counts,
-        counts,
-    )
+    curve = (confidence_sum[nonempty] / counts, correct_sum[nonempty] / counts, counts)
+    if return_bin_edges:
+        return (*curve, np.column_stack([edges[:-1], edges[1:]])[nonempty])
+    return curve
 
 
-def expected_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
+def expected_calibration_error(y_true, y_prob, *, n_bins=15, labels=None, sample_weight=None):
     """Top-label expected calibration error (ECE).
 
     The count-weighted mean absolute gap between accuracy and mean confidence over
@@ -245,7 +341,8 @@ def expected_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
         True class labels, of any type (integers, strings, ...).
     y_prob : array-like of shape (n_samples, n_classes) or (n_samples,)
         Predicted class probabilities, e.g. from ``predict_proba``. A 1-D array is read as
-        the probabilities of the positive class of a binary problem.
+        the probabilities of the positive class of a binary problem. Cast to float64
+        before use.
     n_bins : int, default=15
         Number of equal-width confidence bins on [0, 1].
     labels : array-like of shape (n_classes,), default=None
@@ -253,6 +350,10 @@ def expected_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
         ``estimator.classes_``). Defaults to the sorted unique values of ``y_true``; required
         when some class of ``y_prob`` does not occur in ``y_true``. See
         :func:`reliability_curve`.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample. Then ``n_b / n`` is the bin's share of the
+        total weight and its accuracy and confidence are weighted means:
+        ``sum_b |sum_{i in b} w_i (correct_i - confidence_i)| / sum_i w_i``.
 
     Returns
     -------
@@ -277,8 +378,17 @@ def expected_calibration_error(y_true, y_prob, *, n_bins=15, labels=None):
 
     >>> round(expected_calibration_error([0, 1, 1], [0.25, 0.9, 0.35], n_bins=5), 3)
     0.167
+
+    Weights count samples several times (0 drops them):
+
+    >>> round(expected_calibration_error(y_true, y_prob, n_bins=5,
+    ...                                  sample_weight=[1, 1, 0, 2]), 3)
+    0.175
     """
-    return _ece_from_curve(*reliability_curve(y_true, y_prob, n_bins=n_bins, labels=labels))
+    curve = reliability_curve(
+        y_true, y_prob, n_bins=n_bins, labels=labels, sample_weight=sample_weight
+    )
+    return _ece_from_curve(*curve)
 
 
 def _ece_from_curve(confidence, accuracy, counts):
@@ -308,7 +418,7 @@ def _as_float_2d(name, values):
 
 
 def _check_regression_arrays(**arrays):
-    """Return the arrays as 2-D float arrays of one common shape (n_samples, n_targets).
+    """Return the arrays as 2-D float64 arrays of one shape (n_samples, n_targets).
 
     (n,) and (n, 1) are treated as the same shape.
     """
@@ -325,6 +435,13 @@ def _check_regression_arrays(**arrays):
     return list(checked.values())
 
 
+def _mean_over_samples(values, weights):
+    """Per-target (weighted) mean over the rows of a 2-D array."""
+    if weights is None:
+        return values.mean(axis=0)
+    return weights @ values / weights.sum()
+
+
 def _reduce(per_target, multioutput):
     if isinstance(multioutput, str) and multioutput == "raw_values":
         return per_target
@@ -333,7 +450,7 @@ def _reduce(per_target, multioutput):
     raise ValueError(f"multioutput must be one of {_MULTIOUTPUT_OPTIONS}, got {multioutput!r}.")
 
 
-def gaussian_nll(y_true, y_mean, y_std, *, multioutput="uniform_average"):
+def gaussian_nll(y_true, y_mean, y_std, *, sample_weight=None, multioutput="uniform_average"):
     """Mean Gaussian negative log predictive density.
 
     The average over samples of ``-log N(y_true | y_mean, y_std**2)``, i.e.
@@ -349,7 +466,11 @@ def gaussian_nll(y_true, y_mean, y_std, *, multioutput="uniform_average"):
     y_mean : array-like of the same shape as ``y_true``
         Predictive means, e.g. the first output of ``predict(X, return_std=True)``.
     y_std : array-like of the same shape as ``y_true``
-        Predictive standard deviations, all strictly positive.
+        Predictive standard deviations, all strictly positive. All three arrays are cast
+        to float64 (in float32 the squared error of a tiny ``y_std`` overflows).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample (row): the mean over samples is then the
+        weighted mean.
     multioutput : {"uniform_average", "raw_values"}, default="uniform_average"
         With several targets, return the mean over targets (a float) or one value per
         target (an array of shape (n_targets,)).
@@ -371,8 +492,14 @@ def gaussian_nll(y_true, y_mean, y_std, *, multioutput="uniform_average"):
     >>> gaussian_nll([[0, 0], [1, 2]], [[0, 0], [0, 0]], [[1, 2], [1, 2]],
     ...              multioutput="raw_values").round(4).tolist()
     [1.1689, 1.8621]
+
+    With weights, the second sample counts three times:
+
+    >>> round(gaussian_nll([0.0, 1.0], [0.0, 0.0], [1.0, 1.0], sample_weight=[1, 3]), 4)
+    1.2939
     """
     y_true, y_mean, y_std = _check_regression_arrays(y_true=y_true, y_mean=y_mean, y_std=y_std)
+    weights = _check_weights(sample_weight, y_true)
     if np.any(y_std <= 0.0):
         raise ValueError(
             f"y_std must be strictly positive, got a minimum of {y_std.min():.4g}. Pass "
@@ -381,7 +508,7 @@ def gaussian_nll(y_true, y_mean, y_std, *, multioutput="uniform_average"):
         )
     z = (y_true - y_mean) / y_std
     per_sample = 0.5 * np.log(2.0 * np.pi) + np.log(y_std) + 0.5 * z**2
-    return _reduce(per_sample.mean(axis=0), multioutput)
+    return _reduce(_mean_over_samples(per_sample, weights), multioutput)
 
 
 def _check_bounds(y_true, lower, upper):
@@ -398,7 +525,7 @@ def _check_bounds(y_true, lower, upper):
     return checked
 
 
-def interval_coverage(y_true, lower, upper, *, multioutput="uniform_average"):
+def interval_coverage(y_true, lower, upper, *, sample_weight=None, multioutput="uniform_average"):
     """Fraction of targets inside their prediction interval ``[lower, upper]``.
 
     For intervals at confidence level ``c`` the coverage should be close to ``c``: much
@@ -411,6 +538,9 @@ def interval_coverage(y_true, lower, upper, *, multioutput="uniform_average"):
         Observed targets.
     lower, upper : array-like of the same shape as ``y_true``
         Interval bounds (inclusive), e.g. from ``predict_interval``; ``lower <= upper``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample (row): the coverage is then the weighted
+        fraction of covered targets.
     multioutput : {"uniform_average", "raw_values"}, default="uniform_average"
         With several targets, return the mean over targets or one value per target.
 
@@ -428,13 +558,17 @@ def interval_coverage(y_true, lower, upper, *, multioutput="uniform_average"):
     >>> from sklaplace.metrics import interval_coverage
     >>> interval_coverage([1.0, 2.0, 5.0, 3.0], [0, 0, 0, 3], [2, 2, 2, 4])
     0.75
+    >>> interval_coverage([1.0, 2.0, 5.0, 3.0], [0, 0, 0, 3], [2, 2, 2, 4],
+    ...                   sample_weight=[1, 1, 2, 0])
+    0.5
     """
     y_true, lower, upper = _check_bounds(y_true, lower, upper)
+    weights = _check_weights(sample_weight, y_true)
     inside = (lower <= y_true) & (y_true <= upper)
-    return _reduce(inside.mean(axis=0), multioutput)
+    return _reduce(_mean_over_samples(inside.astype(np.float64), weights), multioutput)
 
 
-def interval_width(lower, upper, *, multioutput="uniform_average"):
+def interval_width(lower, upper, *, sample_weight=None, multioutput="uniform_average"):
     """Mean width ``upper - lower`` of prediction intervals.
 
     Narrower is better at equal coverage (see :func:`interval_coverage`).
@@ -443,6 +577,8 @@ def interval_width(lower, upper, *, multioutput="uniform_average"):
     ----------
     lower, upper : array-like of shape (n_samples,) or (n_samples, n_targets)
         Interval bounds, with ``lower <= upper``.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weight of each sample (row): the width is then a weighted mean.
     multioutput : {"uniform_average", "raw_values"}, default="uniform_average"
         With several targets, return the mean over targets or one value per target.
 
@@ -456,24 +592,307 @@ def interval_width(lower, upper, *, multioutput="uniform_average"):
     >>> from sklaplace.metrics import interval_width
     >>> interval_width([0, 0, 0, 3], [2, 2, 2, 4])
     1.75
+    >>> interval_width([0, 0, 0, 3], [2, 2, 2, 4], sample_weight=[1, 0, 0, 3])
+    1.25
     """
     lower, upper = _check_bounds(None, lower, upper)
-    return _reduce((upper - lower).mean(axis=0), multioutput)
+    weights = _check_weights(sample_weight, lower)
+    return _reduce(_mean_over_samples(upper - lower, weights), multioutput)
 
 
 # --------------------------------------------------------------------------------------
-# Scorers: callables scorer(estimator, X, y) -> float, greater is better
+# Predictions of the estimator inside Pipelines and target transforms
+# --------------------------------------------------------------------------------------
+
+# Target transformers whose inverse is affine and increasing: a Gaussian predictive of the
+# transformed target stays Gaussian in the units of y (mean and std map linearly).
+_AFFINE_TRANSFORMERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
+# Target transformers whose inverse is non-decreasing: it maps interval bounds to bounds.
+_INCREASING_TRANSFORMERS = (*_AFFINE_TRANSFORMERS, PowerTransformer, QuantileTransformer)
+# Increasing numpy functions accepted as the ``inverse_func`` of a FunctionTransformer
+# (``TransformedTargetRegressor(func=np.log, inverse_func=np.exp)``).
+_INCREASING_UFUNCS = (
+    np.exp,
+    np.exp2,
+    np.expm1,
+    np.log,
+    np.log2,
+    np.log10,
+    np.log1p,
+    np.sqrt,
+    np.cbrt,
+    np.sinh,
+    np.arcsinh,
+    np.tanh,
+    np.arctanh,
+    np.arctan,
+)
+_AFFINE_NAMES = "StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler"
+
+
+def _target_transform_kind(transformer):
+    """ "affine" or "increasing" when the inverse transform is known to be so, else None.
+
+    Only exact classes are trusted (a subclass may change ``inverse_transform``).
+    """
+    if type(transformer) is Pipeline:
+        kinds = {
+            "affine" if step is None or step == "passthrough" else _target_transform_kind(step)
+            for _, step in transformer.steps
+        }
+        if None in kinds:
+            return None
+        return "increasing" if "increasing" in kinds else "affine"
+    if type(transformer) is FunctionTransformer:
+        if transformer.func is None and transformer.inverse_func is None:
+            return "affine"  # the identity: TransformedTargetRegressor without a transform
+        if (
+            any(transformer.inverse_func is ufunc for ufunc in _INCREASING_UFUNCS)
+            and not transformer.inv_kw_args
+        ):
+            return "increasing"
+        return None
+    if type(transformer) in _AFFINE_TRANSFORMERS:
+        return "affine"
+    if type(transformer) in _INCREASING_TRANSFORMERS:
+        return "increasing"
+    return None
+
+
+def _inverse_target(ttr, values):
+    """``ttr.transformer_.inverse_transform`` of predictions, shaped like ``ttr.predict``."""
+    values = np.asarray(values, dtype=np.float64)
+    out = ttr.transformer_.inverse_transform(values.reshape(len(values), -1))
+    out = np.asarray(out, dtype=np.float64)
+    return out[:, 0] if values.ndim == 1 and out.ndim == 2 and out.shape[1] == 1 else out
+
+
+def _check_target_transform(ttr, need, caller):
+    """Raise unless the inverse target transform of ``ttr`` is of the kind ``need``."""
+    kind = _target_transform_kind(ttr.transformer_)
+    if kind == "affine" or (kind == "increasing" and need == "increasing"):
+        return
+    transform = (
+        f"func={ttr.func!r}, inverse_func={ttr.inverse_func!r}"
+        if ttr.transformer is None
+        else f"transformer={ttr.transformer!r}"
+    )
+    if need == "affine":
+        raise ValueError(
+            f"{caller} cannot score this TransformedTargetRegressor ({transform}): the "
+            "Gaussian NLL needs a Gaussian predictive in the units of y, and after a target "
+            "transform that is not affine the predictive of y is not Gaussian. Use an affine "
+            f"transformer ({_AFFINE_NAMES}) or none; or judge the intervals with "
+            "make_interval_scorer, which only needs an increasing transform."
+        )
+    raise ValueError(
+        f"{caller} cannot score this TransformedTargetRegressor ({transform}): its inverse "
+        "target transform is not known to be increasing, so the inverse transforms of the "
+        "interval bounds need not bound the interval of y. Use a transformer known to be "
+        f"increasing ({_AFFINE_NAMES}, PowerTransformer, QuantileTransformer) or an increasing "
+        "numpy function as inverse_func (e.g. func=np.log, inverse_func=np.exp; a lambda "
+        "cannot be checked)."
+    )
+
+
+def _predict_through(estimator, X, leaf, from_target, caller):
+    """``leaf(model, X_model)`` for the model inside Pipelines and other wrappers.
+
+    Pipelines transform X with their steps before the last one; a fitted search gives its
+    ``best_estimator_``, a FrozenEstimator its ``estimator``; a TransformedTargetRegressor
+    gives its ``regressor_`` and maps the outputs with ``from_target(ttr, outputs)``.
+    """
+    if isinstance(estimator, Pipeline):
+        last = estimator.steps[-1][1]
+        if last is None or (isinstance(last, str) and last == "passthrough"):
+            raise TypeError(
+                f"{caller} got a Pipeline whose last step is {last!r}; it needs a model "
+                "as the last step."
+            )
+        if len(estimator.steps) > 1:
+            X = estimator[:-1].transform(X)
+        return _predict_through(last, X, leaf, from_target, caller)
+    if isinstance(estimator, FrozenEstimator):
+        return _predict_through(estimator.estimator, X, leaf, from_target, caller)
+    if isinstance(estimator, TransformedTargetRegressor):
+        check_is_fitted(estimator, "regressor_")
+        outputs = _predict_through(estimator.regressor_, X, leaf, from_target, caller)
+        return from_target(estimator, outputs)
+    if hasattr(estimator, "cv_results_") and hasattr(estimator, "best_estimator_"):
+        return _predict_through(estimator.best_estimator_, X, leaf, from_target, caller)
+    return leaf(estimator, X)
+
+
+def _accepts_keyword(method, name):
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+_WHERE = (
+    "a Laplace regressor, or a Pipeline, TransformedTargetRegressor, FrozenEstimator or "
+    "fitted search whose model is one"
+)
+
+
+def _predict_mean_std(estimator, X, caller):
+    """Predictive means and stds of ``estimator`` at X, in the units of y."""
+
+    def leaf(model, X):
+        predict = getattr(model, "predict", None)
+        if predict is None or not _accepts_keyword(predict, "return_std"):
+            raise TypeError(
+                f"{caller} needs an estimator whose predict(X, return_std=True) returns "
+                f"(mean, std), such as {_WHERE}; {type(model).__name__}.predict takes no "
+                "return_std. Score it with a point metric (e.g. "
+                'scoring="neg_mean_squared_error") instead.'
+            )
+        prediction = predict(X, return_std=True)
+        if not isinstance(prediction, tuple) or len(prediction) != 2:
+            raise ValueError(
+                f"{caller} needs estimator.predict(X, return_std=True) to return a "
+                f"(mean, std) tuple; {type(model).__name__} returned "
+                f"{type(prediction).__name__}."
+            )
+        return prediction
+
+    def from_target(ttr, moments):
+        _check_target_transform(ttr, "affine", caller)
+        mean, std = (np.asarray(a, dtype=np.float64) for a in moments)
+        # The inverse transform is a * t + b with a > 0: N(m, s^2) -> N(a m + b, (a s)^2).
+        # a = (inverse(1) - inverse(-1)) / 2 per target; its rounding error, eps * |b / a|
+        # relative, is below that of (y - mean) / std itself.
+        n_targets = 1 if mean.ndim == 1 else mean.shape[1]
+        ends = ttr.transformer_.inverse_transform(np.array([[-1.0], [1.0]]).repeat(n_targets, 1))
+        ends = np.asarray(ends, dtype=np.float64)
+        slope = (ends[1] - ends[0]) / 2.0
+        if mean.ndim == 1:
+            slope = slope[0]
+        return _inverse_target(ttr, mean), std * slope
+
+    return _predict_through(estimator, X, leaf, from_target, caller)
+
+
+def _predict_bounds(estimator, X, confidence, caller):
+    """Prediction interval bounds of ``estimator`` at X, in the units of y."""
+
+    def leaf(model, X):
+        predict_interval = getattr(model, "predict_interval", None)
+        if predict_interval is None:
+            raise TypeError(
+                f"{caller} needs an estimator with predict_interval(X, confidence=...) "
+                f"returning (lower, upper), such as {_WHERE}; {type(model).__name__} has no "
+                "predict_interval method."
+            )
+        bounds = predict_interval(X, confidence=confidence)
+        if not isinstance(bounds, tuple) or len(bounds) != 2:
+            raise ValueError(
+                f"{caller} needs estimator.predict_interval(X, confidence=...) to return a "
+                f"(lower, upper) tuple; {type(model).__name__} returned "
+                f"{type(bounds).__name__}."
+            )
+        return bounds
+
+    def from_target(ttr, bounds):
+        _check_target_transform(ttr, "increasing", caller)
+        return tuple(_inverse_target(ttr, bound) for bound in bounds)
+
+    return _predict_through(estimator, X, leaf, from_target, caller)
+
+
+# --------------------------------------------------------------------------------------
+# Scorers: scorer(estimator, X, y, sample_weight=None) -> float, greater is better
 # --------------------------------------------------------------------------------------
 
 
-def neg_expected_calibration_error(estimator, X, y, *, n_bins=15):
+class _UncertaintyScorer:
+    """What the scorers share: scikit-learn's scorer protocol for ``sample_weight``.
+
+    scikit-learn passes ``sample_weight`` to a scorer when its ``_accept_sample_weight()``
+    says so (no metadata routing) or when its ``get_metadata_routing()`` requests it
+    (routing enabled).
+    """
+
+    _sample_weight_request = None  # unset: routing raises if sample_weight is passed
+
+    def __call__(self, estimator, X, y, *, sample_weight=None):
+        return self._score(estimator, X, y, sample_weight)
+
+    def set_score_request(self, *, sample_weight=UNCHANGED):
+        """A copy of this scorer that requests ``sample_weight`` (metadata routing).
+
+        Only available when metadata routing is enabled, with
+        ``sklearn.set_config(enable_metadata_routing=True)``. Unlike the method of
+        scikit-learn's scorers, this one returns a new scorer and leaves this one
+        unchanged, so that the module's shared scorers are never modified: pass its
+        return value as ``scoring=``.
+
+        Parameters
+        ----------
+        sample_weight : bool, None or str, default=sklearn.utils.metadata_routing.UNCHANGED
+            True: the scorer receives ``sample_weight`` when it is passed (e.g. to
+            ``GridSearchCV.fit``); False: it does not; None: passing it raises; a
+            string: the scorer receives the metadata of that name as ``sample_weight``.
+
+        Returns
+        -------
+        scorer : object
+            The new scorer.
+
+        Examples
+        --------
+        >>> import sklearn
+        >>> from sklaplace.metrics import neg_gaussian_nll
+        >>> with sklearn.config_context(enable_metadata_routing=True):
+        ...     weighted = neg_gaussian_nll.set_score_request(sample_weight=True)
+        ...     weighted.get_metadata_routing().score.requests
+        {'sample_weight': True}
+        """
+        if not get_config()["enable_metadata_routing"]:
+            raise RuntimeError(
+                "set_score_request is only available when metadata routing is enabled: "
+                "call sklearn.set_config(enable_metadata_routing=True) first. Without "
+                "routing, GridSearchCV already passes the sample_weight of fit to these "
+                "scorers."
+            )
+        scorer = copy.copy(self)
+        if sample_weight is not UNCHANGED:
+            scorer._sample_weight_request = sample_weight
+            scorer.get_metadata_routing()  # validates the alias
+        return scorer
+
+    def get_metadata_routing(self):
+        """The metadata this scorer requests: ``sample_weight`` for its ``score``.
+
+        Returns
+        -------
+        routing : sklearn.utils.metadata_routing.MetadataRequest
+            With the request set by :meth:`set_score_request` (None, i.e. unset, by
+            default).
+        """
+        request = MetadataRequest(owner=self)
+        request.score.add_request(param="sample_weight", alias=self._sample_weight_request)
+        return request
+
+    def _accept_sample_weight(self):
+        # Read by scikit-learn (without metadata routing) to decide whether to pass it.
+        return True
+
+    def _routing_repr(self):
+        return repr(self)
+
+
+class _CalibrationErrorScorer(_UncertaintyScorer):
     """Scorer: minus the top-label ECE of ``estimator.predict_proba(X)``.
 
-    Usable as ``scoring=neg_expected_calibration_error`` in scikit-learn's model selection
-    tools (greater is better). The columns of ``predict_proba`` are matched to
-    ``estimator.classes_``, so it also works on cross-validation folds that miss a
-    class. For other ``n_bins``, wrap it, e.g. with
-    ``functools.partial(neg_expected_calibration_error, n_bins=10)``. Prefer
+    ``neg_expected_calibration_error`` is this scorer with 15 bins; make one with other
+    bins with :func:`make_calibration_error_scorer`. Usable as ``scoring=`` in
+    scikit-learn's model selection tools (greater is better). The columns of
+    ``predict_proba`` are matched to ``estimator.classes_``, so it also works on
+    cross-validation folds that miss a class, and on a
+    :class:`~sklearn.pipeline.Pipeline` ending in a classifier. Prefer
     ``scoring="neg_log_loss"`` to *select* a model; see the module docstring.
 
     Parameters
@@ -484,8 +903,12 @@ def neg_expected_calibration_error(estimator, X, y, *, n_bins=15):
         Input data.
     y : array-like of shape (n_samples,)
         True class labels.
-    n_bins : int, default=15
-        Number of equal-width confidence bins.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weights of the samples (see :func:`expected_calibration_error`); scikit-learn's
+        model selection tools pass them on (see :meth:`set_score_request`).
+    n_bins : int, default=None
+        Number of equal-width confidence bins, overriding the scorer's own (kept for
+        ``functools.partial(neg_expected_calibration_error, n_bins=10)``).
 
     Returns
     -------
@@ -504,38 +927,108 @@ def neg_expected_calibration_error(estimator, X, y, *, n_bins=15):
     >>> bool(search.best_score_ <= 0.0)
     True
     """
-    y_prob = estimator.predict_proba(X)
-    labels = getattr(estimator, "classes_", None)
-    return -expected_calibration_error(y, y_prob, n_bins=n_bins, labels=labels)
+
+    def __init__(self, n_bins=15, name=None):
+        self.n_bins = _check_n_bins(n_bins)
+        self._name = name
+
+    def __call__(self, estimator, X, y, *, sample_weight=None, n_bins=None):
+        n_bins = self.n_bins if n_bins is None else n_bins
+        return self._score(estimator, X, y, sample_weight, n_bins)
+
+    def _score(self, estimator, X, y, sample_weight, n_bins=None):
+        if not hasattr(estimator, "predict_proba"):
+            raise TypeError(
+                f"{self!r} needs an estimator with predict_proba, such as a Laplace "
+                f"classifier or a Pipeline ending in one; {type(estimator).__name__} has "
+                "no predict_proba method."
+            )
+        y_prob = estimator.predict_proba(X)
+        labels = getattr(estimator, "classes_", None)
+        return -expected_calibration_error(
+            y,
+            y_prob,
+            n_bins=self.n_bins if n_bins is None else n_bins,
+            labels=labels,
+            sample_weight=sample_weight,
+        )
+
+    def __repr__(self):
+        if self._name is not None:
+            return self._name
+        return f"make_calibration_error_scorer(n_bins={self.n_bins!r})"
 
 
-def neg_gaussian_nll(estimator, X, y):
-    """Scorer: minus the Gaussian NLL of ``estimator.predict(X, return_std=True)``.
+def make_calibration_error_scorer(n_bins=15):
+    """Make a scorer: minus the top-label ECE of ``predict_proba`` with ``n_bins`` bins.
+
+    Parameters
+    ----------
+    n_bins : int, default=15
+        Number of equal-width confidence bins (see :func:`expected_calibration_error`).
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y, sample_weight=None) -> float``, greater is better,
+        usable as ``scoring=`` in scikit-learn's model selection tools, like
+        :data:`neg_expected_calibration_error` (which has 15 bins).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklaplace.metrics import make_calibration_error_scorer
+    >>> X, y = load_iris(return_X_y=True)
+    >>> scorer = make_calibration_error_scorer(n_bins=5)
+    >>> scorer
+    make_calibration_error_scorer(n_bins=5)
+    >>> model = LogisticRegression(max_iter=1000).fit(X, y)
+    >>> bool(-0.1 < scorer(model, X, y) <= 0.0)
+    True
+    """
+    return _CalibrationErrorScorer(n_bins)
+
+
+class _GaussianNLLScorer(_UncertaintyScorer):
+    """Scorer: minus the Gaussian NLL of ``predict(X, return_std=True)``.
 
     Usable as ``scoring=neg_gaussian_nll`` in scikit-learn's model selection tools
     (greater is better). This is the score to tune a Laplace regressor's prior precision
     (or any other setting of its uncertainty) with; R^2 cannot tell the settings apart.
+    The estimator may be a :class:`~sklearn.pipeline.Pipeline` ending in the regressor
+    (X goes through the steps before it) or a
+    :class:`~sklearn.compose.TransformedTargetRegressor` with an affine target transform
+    (``StandardScaler`` and the like: the means and stds are mapped back to the units of
+    y; a nonlinear transform raises, since the predictive of y is then not Gaussian).
 
     Parameters
     ----------
     estimator : fitted regressor
         Its ``predict(X, return_std=True)`` must return ``(mean, std)``, with shapes
         (n_samples,) or (n_samples, n_targets) like
-        :class:`~sklearn.gaussian_process.GaussianProcessRegressor`.
+        :class:`~sklearn.gaussian_process.GaussianProcessRegressor`; or a wrapper of such
+        a regressor, as above. Anything else raises a ``TypeError``.
     X : array-like of shape (n_samples, n_features)
         Input data.
     y : array-like of shape (n_samples,) or (n_samples, n_targets)
         Observed targets.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weights of the samples (see :func:`gaussian_nll`); scikit-learn's model
+        selection tools pass them on (see :meth:`set_score_request`).
 
     Returns
     -------
     score : float
-        ``-gaussian_nll(y, mean, std)``, averaged over targets.
+        ``-gaussian_nll(y, mean, std, sample_weight=sample_weight)``, averaged over
+        targets.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn.linear_model import BayesianRidge
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
     >>> from sklaplace.metrics import neg_gaussian_nll
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 2))
@@ -543,40 +1036,34 @@ def neg_gaussian_nll(estimator, X, y):
     >>> model = BayesianRidge().fit(X[:150], y[:150])
     >>> round(neg_gaussian_nll(model, X[150:], y[150:]), 1)
     -0.6
+    >>> pipe = make_pipeline(StandardScaler(), BayesianRidge()).fit(X[:150], y[:150])
+    >>> round(neg_gaussian_nll(pipe, X[150:], y[150:]), 1)
+    -0.6
     """
-    prediction = estimator.predict(X, return_std=True)
-    if not isinstance(prediction, tuple) or len(prediction) != 2:
-        raise ValueError(
-            "neg_gaussian_nll needs estimator.predict(X, return_std=True) to return a "
-            f"(mean, std) tuple; {type(estimator).__name__} returned "
-            f"{type(prediction).__name__}."
-        )
-    y_mean, y_std = prediction
-    return -gaussian_nll(y, y_mean, y_std)
+
+    def _score(self, estimator, X, y, sample_weight):
+        y_mean, y_std = _predict_mean_std(estimator, X, repr(self))
+        return -gaussian_nll(y, y_mean, y_std, sample_weight=sample_weight)
+
+    def __repr__(self):
+        return "neg_gaussian_nll"
 
 
 _INTERVAL_KINDS = ("coverage", "neg_width", "neg_coverage_error")
 
 
-class _IntervalScorer:
+class _IntervalScorer(_UncertaintyScorer):
     """Scorer built by :func:`make_interval_scorer` (a class so that it pickles)."""
 
     def __init__(self, confidence, kind):
         self.confidence = confidence
         self.kind = kind
 
-    def __call__(self, estimator, X, y):
-        bounds = estimator.predict_interval(X, confidence=self.confidence)
-        if not isinstance(bounds, tuple) or len(bounds) != 2:
-            raise ValueError(
-                "make_interval_scorer needs estimator.predict_interval(X, confidence=...) "
-                f"to return a (lower, upper) tuple; {type(estimator).__name__} returned "
-                f"{type(bounds).__name__}."
-            )
-        lower, upper = bounds
+    def _score(self, estimator, X, y, sample_weight):
+        lower, upper = _predict_bounds(estimator, X, self.confidence, repr(self))
         if self.kind == "neg_width":
-            return -interval_width(lower, upper)
-        coverage = interval_coverage(y, lower, upper)
+            return -interval_width(lower, upper, sample_weight=sample_weight)
+        coverage = interval_coverage(y, lower, upper, sample_weight=sample_weight)
         if self.kind == "coverage":
             return coverage
         return -abs(coverage - self.confidence)
@@ -604,9 +1091,16 @@ def make_interval_scorer(confidence=0.9, kind="coverage"):
     Returns
     -------
     scorer : callable
-        ``scorer(estimator, X, y) -> float``, greater is better, usable as ``scoring=``
-        in scikit-learn's model selection tools. The estimator's
-        ``predict_interval(X, confidence=...)`` must return ``(lower, upper)`` arrays.
+        ``scorer(estimator, X, y, sample_weight=None) -> float``, greater is better,
+        usable as ``scoring=`` in scikit-learn's model selection tools, which pass
+        ``sample_weight`` on like for :data:`neg_gaussian_nll`. The estimator's
+        ``predict_interval(X, confidence=...)`` must return ``(lower, upper)`` arrays;
+        the estimator may also be a :class:`~sklearn.pipeline.Pipeline` ending in such a
+        regressor, or a :class:`~sklearn.compose.TransformedTargetRegressor` around one
+        whose target transform is known to be increasing (the scalers,
+        ``PowerTransformer``, ``QuantileTransformer``, or ``inverse_func=np.exp`` and
+        similar numpy functions): the bounds are mapped back to the units of y. Anything
+        else raises a ``TypeError`` (no ``predict_interval``) or ``ValueError``.
 
     Examples
     --------
@@ -632,3 +1126,7 @@ def make_interval_scorer(confidence=0.9, kind="coverage"):
     if kind not in _INTERVAL_KINDS:
         raise ValueError(f"kind must be one of {_INTERVAL_KINDS}, got {kind!r}.")
     return _IntervalScorer(float(confidence), kind)
+
+
+neg_expected_calibration_error = _CalibrationErrorScorer(15, name="neg_expected_calibration_error")
+neg_gaussian_nll = _GaussianNLLScorer()
