@@ -104,8 +104,9 @@ class BaseLaplace(BaseEstimator):
         """The hyper-parameters tuned on held-out rows."""
         return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
 
-    def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None):
-        """Everything after validating X and y (X as the net takes it, after ``prep``)."""
+    def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None, w=None, w_val=None):
+        """Everything after validating X and y (X as the net takes it, after ``prep``);
+        ``w`` and ``w_val`` are the sample weights of X and X_val (or None)."""
         approximation = approximations.make(self.subset_of_weights, self.hessian_structure)
         tunes, calibrates = bool(self._holdout_params()), self._calibrates()
         needs = tunes or calibrates
@@ -114,16 +115,33 @@ class BaseLaplace(BaseEstimator):
                 "X_val and y_val were given, but no hyper-parameter is tuned on held-out "
                 "rows ('holdout'), so they are not used."
             )
-        net, tuning = self._net_and_tuning_rows(X, y, X_val, y_val, needs, likelihood, n_outputs)
-        fitted = FittedLaplace.fit(
-            net, likelihood, approximation, X, y, tuning.curvature_rows, self.batch_size, n_outputs
+        if w is not None and not _inputs.split_model(self.estimator).frozen:
+            warn(
+                "sample_weight weighs the posterior's curvature and the tuning, but the net "
+                "is trained without it (skorch's training does not weigh rows). Train the "
+                "net with the weights yourself and wrap it: FrozenEstimator(net)."
+            )
+        net, tuning = self._net_and_tuning_rows(
+            X, y, X_val, y_val, needs, likelihood, n_outputs, w, w_val
         )
-        X_tune, y_tune, calibration = tuning.X, tuning.y, None
+        fitted = FittedLaplace.fit(
+            net,
+            likelihood,
+            approximation,
+            X,
+            y,
+            tuning.curvature_rows,
+            self.batch_size,
+            n_outputs,
+            sample_weight=w,
+        )
+        X_tune, y_tune, w_tune, calibration = tuning.X, tuning.y, tuning.w, None
         if calibrates and X_tune is not None:
             if tunes:  # the conformal guarantee needs rows that did not tune anything
                 tune, cal = _holdout.halves(len(y_tune), self.random_state)
                 calibration = (_holdout.take(X_tune, cal), y_tune[cal])
                 X_tune, y_tune = _holdout.take(X_tune, tune), y_tune[tune]
+                w_tune = None if w_tune is None else w_tune[tune]
             else:
                 calibration, X_tune, y_tune = (X_tune, y_tune), None, None
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
@@ -133,8 +151,10 @@ class BaseLaplace(BaseEstimator):
         train = None
         if tuning.X is None and self._holdout_params():  # no unseen rows: leave-one-out
             rows = tuning.curvature_rows
-            train = (X, y) if rows is None else (_holdout.take(X, rows), y[rows])
-        objectives = fitted.objectives(X_tune, y_tune, weight_decay, train)
+            train = (X, y, w) if rows is None else (_holdout.take(X, rows), y[rows], w)
+            if rows is not None and w is not None:
+                train = (*train[:2], w[rows])
+        objectives = fitted.objectives(X_tune, y_tune, weight_decay, train, w_tune)
         fitted.hyper = _hyper.resolve(params, objectives)
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
@@ -155,7 +175,9 @@ class BaseLaplace(BaseEstimator):
         est = self.estimator.estimator if inner.frozen else self.estimator
         return est.steps[-1][0]
 
-    def _net_and_tuning_rows(self, X, y, X_val, y_val, needs, likelihood, n_outputs):
+    def _net_and_tuning_rows(
+        self, X, y, X_val, y_val, needs, likelihood, n_outputs, w=None, w_val=None
+    ):
         """The trained net and the rows that tune (see :mod:`sklaplace._holdout`)."""
         model = _inputs.split_model(self.estimator)
         est = model.net
@@ -164,12 +186,11 @@ class BaseLaplace(BaseEstimator):
             net = est
             _skorch.check_fitted_net(net)
             if given or not needs:
-                return net, _holdout.TuningRows(
-                    X=X_val, y=y_val, source="X_val" if given else None
-                )
+                source = "X_val" if given else None
+                return net, _holdout.TuningRows(X=X_val, y=y_val, w=w_val, source=source)
             valid, reason = _holdout.recover_split(net, X, y)
             if valid is not None:
-                return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state)
+                return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state, w)
             if self._holdout_params():  # (a calibration alone falls back without a word)
                 self._warn_no_rows(reason)
             return net, _holdout.TuningRows(reason=reason)
@@ -192,10 +213,10 @@ class BaseLaplace(BaseEstimator):
             n_outputs=n_outputs,
         )
         if given:
-            return net, _holdout.TuningRows(X=X_val, y=y_val, source="X_val")
+            return net, _holdout.TuningRows(X=X_val, y=y_val, w=w_val, source="X_val")
         if valid is None:
             return net, _holdout.TuningRows()
-        return net, _holdout.from_indices(X, y, valid, source, self.random_state)
+        return net, _holdout.from_indices(X, y, valid, source, self.random_state, w)
 
     def _warn_no_rows(self, reason: str) -> None:
         modes = ", ".join(f"{p}='holdout'" for p in self._holdout_params())

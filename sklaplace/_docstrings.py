@@ -77,6 +77,12 @@ FIT_DOC = """Train the net if it is not frozen, then compute the Laplace posteri
         X : array-like of shape (n_samples, n_features)
             The rows the net was (or is to be) trained on.
         {y}
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows of X: each row's loss and curvature count that many times
+            (as in a weighted training loss), and held-out rows taken from X tune with
+            their weights. A net trained by ``fit`` is trained without them (skorch does
+            not weigh rows; a warning says so): train it with them yourself and wrap it in
+            ``FrozenEstimator``. Conformal intervals are calibrated without weights.
         X_val : array-like of shape (n_val, n_features), default=None
             Rows the net was not trained on, to tune the "holdout" hyper-parameters (as
             ``HistGradientBoostingClassifier.fit`` takes a validation set). The curvature
@@ -85,6 +91,17 @@ FIT_DOC = """Train the net if it is not frozen, then compute the Laplace posteri
             first (``pipe[:-1].transform(X_val)``).
         y_val : array-like, default=None
             The targets of ``X_val`` (labels that ``y`` has, for a classifier).
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the rows of ``X_val`` in the held-out log-likelihood.
+
+        Notes
+        -----
+        With scikit-learn's metadata routing on (``sklearn.set_config(
+        enable_metadata_routing=True)``), ``set_fit_request(sample_weight=True,
+        X_val=True, y_val=True)`` lets ``Pipeline``, ``GridSearchCV`` and
+        ``cross_validate`` pass them to this estimator. A ``GridSearchCV`` splits a fit
+        parameter whose length equals the number of rows of X along with X, so give
+        ``X_val`` a different number of rows than X (or pass it to ``fit`` directly).
 
         Returns
         -------

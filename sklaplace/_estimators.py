@@ -22,10 +22,6 @@ from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
 
-def _n_rows(X) -> int:
-    return len(next(iter(X.values()))) if isinstance(X, dict) else X.shape[0]
-
-
 def _check_pair(X_val, y_val) -> None:
     if (X_val is None) != (y_val is None):
         raise ValueError(
@@ -143,11 +139,12 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
         _check_pair(X_val, y_val)
         model = _inputs.split_model(self.estimator)
         self._fit_prep, X, y = _inputs.check_fit_X(self, X, y, model)
+        w = _inputs.check_weights(sample_weight, X)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         classes = encoder.classes_
@@ -169,13 +166,15 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
                     f"y_val has labels that y does not have: {unknown.tolist()[:10]}; the "
                     f"classes (from y) are {classes.tolist()[:10]}."
                 )
-            if len(y_val) != _n_rows(X_val):
+            if len(y_val) != _inputs.n_rows(X_val):
                 raise ValueError(
-                    f"X_val has {_n_rows(X_val)} rows but y_val has {len(y_val)}; they must match."
+                    f"X_val has {_inputs.n_rows(X_val)} rows but y_val has {len(y_val)}; they "
+                    "must match."
                 )
             y_val = likelihood.net_targets(np.searchsorted(classes, y_val), dtype)
+        w_val = _inputs.check_weights(sample_weight_val, X_val)
         n_outputs = likelihood.n_outputs(len(classes))
-        return self._fit(X, y_net, n_outputs, likelihood, X_val, y_val, self._fit_prep)
+        return self._fit(X, y_net, n_outputs, likelihood, X_val, y_val, self._fit_prep, w, w_val)
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,)\n            Class labels."
@@ -358,26 +357,28 @@ default="holdout"
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, *, X_val=None, y_val=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
         _check_pair(X_val, y_val)
         model = _inputs.split_model(self.estimator)
         self._fit_prep, X, y = _inputs.check_fit_X(
             self, X, y, model, multi_output=True, y_numeric=True
         )
+        w = _inputs.check_weights(sample_weight, X)
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1)
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(y2, dtype)
         if X_val is not None:
             X_val = self._validate_X(X_val)
-            y_val = np.asarray(y_val, dtype=np.float64).reshape(_n_rows(X_val), -1)
+            y_val = np.asarray(y_val, dtype=np.float64).reshape(_inputs.n_rows(X_val), -1)
             if y_val.shape[1] != y2.shape[1]:
                 raise ValueError(
                     f"y_val has {y_val.shape[1]} target(s) per row but y has {y2.shape[1]}."
                 )
             y_val = likelihood.net_targets(y_val, dtype)
-        return self._fit(X, y_net, y2.shape[1], likelihood, X_val, y_val, self._fit_prep)
+        w_val = _inputs.check_weights(sample_weight_val, X_val)
+        return self._fit(X, y_net, y2.shape[1], likelihood, X_val, y_val, self._fit_prep, w, w_val)
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,) or (n_samples, n_targets)"

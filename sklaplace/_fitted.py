@@ -52,7 +52,9 @@ class FittedLaplace:
         self.prep = None  # the fitted steps of a wrapped Pipeline before the net
 
     @classmethod
-    def fit(cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs):
+    def fit(
+        cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs, sample_weight=None
+    ):
         """Find the head, check its outputs, and fit the approximation on ``rows`` of X."""
         view = NetView(net, batch_size)
         head = find_head(view, X, likelihood)
@@ -63,7 +65,7 @@ class FittedLaplace:
                 f"{likelihood.outputs_needed(n_outputs)}. Give the output layer that many "
                 "units (for example through a module__ parameter of the net)."
             )
-        approximation.fit(view, head, likelihood, X, y, rows)
+        approximation.fit(view, head, likelihood, X, y, rows, sample_weight)
         return cls(net, likelihood, approximation, batch_size)
 
     @property
@@ -93,23 +95,23 @@ class FittedLaplace:
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=device)
         loss = torch.tensor(self.approximation.loss, dtype=torch.float64, device=device)
         data = self.likelihood.data_log_likelihood(
-            loss, self.approximation.n_rows, self._n_outputs(), sigma, float(temperature)
+            loss, self.approximation.weight_sum, self._n_outputs(), sigma, float(temperature)
         )
         scale = 1.0 / (self.likelihood.noise_variance(sigma) * float(temperature))
         return post.log_evidence(data, tau, torch.as_tensor(scale, dtype=torch.float64))
 
     def sigma_mle(self) -> float:
         """The maximum-likelihood noise std of the training residuals, ``sqrt(SSE / (N K))``."""
-        n, k = self.approximation.n_rows, self._n_outputs()
+        n, k = self.approximation.weight_sum, self._n_outputs()
         return max(math.sqrt(2 * self.approximation.loss / (n * k)), 1e-6)
 
-    def objectives(self, X_val, y_val, weight_decay, train=None) -> Objectives:
+    def objectives(self, X_val, y_val, weight_decay, train=None, w_val=None) -> Objectives:
         """What tuning needs; ``heldout`` is None when there are no held-out rows.
 
-        ``train``: ``(X, y)`` rows the curvature came from, for the leave-one-out noise
-        estimate used when there are no held-out rows.
+        ``train``: ``(X, y, w)`` rows the curvature came from, for the leave-one-out noise
+        estimate used when there are no held-out rows; ``w_val`` the held-out rows' weights.
         """
-        heldout, rms = (None, None) if X_val is None else self._heldout(X_val, y_val)
+        heldout, rms = (None, None) if X_val is None else self._heldout(X_val, y_val, w_val)
         loo = None
         if train is not None and self.likelihood.has_noise:
             loo = self._leave_one_out_sigma(*train)
@@ -124,7 +126,7 @@ class FittedLaplace:
             loo_sigma=loo,
         )
 
-    def _leave_one_out_sigma(self, X, y):
+    def _leave_one_out_sigma(self, X, y, w=None):
         """``f(tau, T, sigma0)``: the noise std from linearised leave-one-out residuals.
 
         For the linearised model with Gaussian noise, leaving row ``i`` out moves its
@@ -141,10 +143,12 @@ class FittedLaplace:
         if n > MAX_TUNING_ROWS:
             rows = np.sort(np.random.default_rng(0).choice(n, MAX_TUNING_ROWS, replace=False))
             X, y = take(X, rows), y[rows]
+            w = None if w is None else w[rows]
         projections = list(self.approximation.project(self.view(), X))
         device = self.posterior.means[0].device
         mean = torch.cat([p.mean for p in projections])
         resid = torch.as_tensor(np.asarray(y)).to(device).reshape(mean.shape).double() - mean
+        weights = None if w is None else torch.as_tensor(w, dtype=torch.float64, device=device)
         n_blocks = self.posterior.n_blocks
 
         def solve(tau, temperature, sigma) -> float:
@@ -155,7 +159,13 @@ class FittedLaplace:
                     [self.approximation.moments(p, tau_t, scale, cov=False) for p in projections]
                 )
                 h = (var / sigma**2).clamp(0.0, 1.0 - 1e-6)
-                new = max(float(((resid / (1 - h)) ** 2).mean().sqrt()), 1e-6)
+                sq = (resid / (1 - h)) ** 2
+                mean_sq = (
+                    sq.mean()
+                    if weights is None
+                    else (weights[:, None] * sq).sum() / (weights.sum() * sq.shape[1])
+                )
+                new = max(float(mean_sq.sqrt()), 1e-6)
                 if abs(new - sigma) <= 1e-6 * sigma:
                     return new
                 sigma = new
@@ -163,7 +173,7 @@ class FittedLaplace:
 
         return solve
 
-    def _heldout(self, X_val, y_val):
+    def _heldout(self, X_val, y_val, w_val=None):
         """``f(tau, sigma, T, logit_T)``, the held-out log-likelihood, and the residuals' RMS.
 
         The held-out rows are projected once (the projection does not depend on the
@@ -173,6 +183,7 @@ class FittedLaplace:
         projections = list(self.approximation.project(view, X_val))
         device = self.posterior.means[0].device
         y_val = torch.as_tensor(np.asarray(y_val)).to(device)
+        w = None if w_val is None else torch.as_tensor(w_val, dtype=torch.float64, device=device)
         bounds = np.cumsum([0] + [len(p.mean) for p in projections])
         lik, approx = self.likelihood, self.approximation
         n_blocks = self.posterior.n_blocks
@@ -186,18 +197,21 @@ class FittedLaplace:
                 var = approx.moments(proj, tau_t, scale, cov=False)
                 total += float(
                     lik.heldout_log_likelihood(
-                        proj.mean, var, y_val[lo:hi], sigma, logit_temperature
+                        proj.mean,
+                        var,
+                        y_val[lo:hi],
+                        sigma,
+                        logit_temperature,
+                        None if w is None else w[lo:hi],
                     )
                 )
             return total
 
         def rms() -> float:
-            sq = sum(
-                float(((y_val[lo:hi].reshape(p.mean.shape) - p.mean) ** 2).sum())
-                for p, lo, hi in zip(projections, bounds[:-1], bounds[1:], strict=True)
-            )
-            count = int(bounds[-1]) * projections[0].mean.shape[1]
-            return max((sq / count) ** 0.5, 1e-6)
+            mean = torch.cat([p.mean for p in projections])
+            sq = ((y_val.reshape(mean.shape) - mean) ** 2).mean(1)
+            avg = sq.mean() if w is None else (w * sq).sum() / w.sum()
+            return max(float(avg) ** 0.5, 1e-6)
 
         return evaluate, rms
 

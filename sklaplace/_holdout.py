@@ -39,6 +39,7 @@ class TuningRows:
 
     X: object = None  # the tuning rows (any input the net accepts), or None
     y: np.ndarray | None = None
+    w: np.ndarray | None = None  # their sample weights, or None
     curvature_rows: np.ndarray | None = None  # indices into X; None: all rows
     indices: np.ndarray | None = None  # indices into X of the tuning rows (if from X)
     source: str | None = None  # "X_val", "train_split", "validation_fraction" or None
@@ -61,7 +62,7 @@ def take(X, rows):
     return X[rows]
 
 
-def from_indices(X, y, valid: np.ndarray, source: str, random_state) -> TuningRows:
+def from_indices(X, y, valid: np.ndarray, source: str, random_state, w=None) -> TuningRows:
     """Tuning rows that are rows of X (at most ``MAX_TUNING_ROWS``, a random subset)."""
     tune = valid
     if len(valid) > MAX_TUNING_ROWS:
@@ -70,6 +71,7 @@ def from_indices(X, y, valid: np.ndarray, source: str, random_state) -> TuningRo
     return TuningRows(
         X=take(X, tune),
         y=y[tune],
+        w=None if w is None else w[tune],
         curvature_rows=complement(valid, len(y)),
         indices=valid,
         source=source,

@@ -27,7 +27,11 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_consistent_length, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_consistent_length,
+    validate_data,
+)
 
 __all__ = ["INPUT_DTYPES", "Model", "check_X", "check_targets", "split_model"]
 
@@ -90,6 +94,23 @@ def check_fit_X(estimator, X, y, model: Model, **y_params):
     check_consistent_length(X, y)
     prep, X = fit_prep(model, X, y)
     return prep, _net_ready(X), y
+
+
+def check_weights(sample_weight, X):
+    """Sample weights as a float64 array of one non-negative weight per row of X, or None."""
+    if sample_weight is None or X is None:
+        return None
+    n = n_rows(X)
+    return _check_sample_weight(
+        sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True
+    )
+
+
+def n_rows(X) -> int:
+    """The number of rows of an input the net takes."""
+    if _is_dict(X):
+        return len(next(iter(X.values())))
+    return X.shape[0]
 
 
 def check_targets(y, multi_output=False, y_numeric=False):

@@ -41,9 +41,14 @@ class Likelihood:
     is_classifier: bool
     has_noise = False  # a noise scale (sigma) to estimate
 
-    def loss(self, f: Tensor, y: Tensor) -> Tensor:
-        """The loss summed over rows (float64 scalar)."""
+    def row_loss(self, f: Tensor, y: Tensor) -> Tensor:
+        """Each row's loss (m,), float64."""
         raise NotImplementedError
+
+    def loss(self, f: Tensor, y: Tensor, w: Tensor | None = None) -> Tensor:
+        """The loss summed over rows, each weighted by ``w`` if given (float64 scalar)."""
+        rows = self.row_loss(f, y)
+        return rows.sum() if w is None else (w * rows).sum()
 
     def hessian(self, f: Tensor) -> Tensor:
         """``Lambda_n`` for each row: (m, c, c)."""
@@ -53,9 +58,15 @@ class Likelihood:
         """The diagonal of ``Lambda_n`` for each row: (m, c)."""
         return torch.diagonal(self.hessian(f), dim1=1, dim2=2)
 
-    def hessian_sum(self, f: Tensor) -> Tensor:
-        """``sum_n Lambda_n``: (c, c), without forming the (m, c, c) stack."""
-        return self.hessian(f).sum(0)
+    def hessian_sum(self, f: Tensor, w: Tensor | None = None) -> Tensor:
+        """``sum_n w_n Lambda_n``: (c, c), without forming the (m, c, c) stack."""
+        lam = self.hessian(f.to(torch.float64))
+        return lam.sum(0) if w is None else torch.einsum("n,nkl->kl", w, lam)
+
+    def heldout_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0, w=None):
+        """Summed (weighted by ``w`` if given) log predictive density of held-out rows."""
+        rows = self.heldout_row_log_likelihood(mean, var, y, sigma, logit_temperature)
+        return rows.sum() if w is None else (w * rows).sum()
 
     def hessian_sqrt(self, f: Tensor) -> Tensor:
         """Columns of ``S_n`` with ``S_n S_n^T = Lambda_n``, as ``(r, m, c)`` cotangents."""
@@ -132,10 +143,10 @@ class _Classifier(Likelihood):
             return self.log_link(probit_logits(mean / t, var_or_cov / t**2))
         return mc_log_link(self.log_link, mean / t, var_or_cov / t**2, n_samples, generator)
 
-    def heldout_log_likelihood(self, mean, var, y, sigma=None, logit_temperature=1.0):
-        """Summed log predictive probability (probit) of the held-out labels ``y``."""
+    def heldout_row_log_likelihood(self, mean, var, y, sigma=None, logit_temperature=1.0):
+        """Log predictive probability (probit) of each held-out label ``y`` (m,)."""
         log_p = self.log_predict(mean, var, logit_temperature=logit_temperature)
-        return log_p.gather(1, y.long().reshape(-1, 1)).sum()
+        return log_p.gather(1, y.long().reshape(-1, 1))[:, 0]
 
 
 class Classification(_Classifier):
@@ -153,8 +164,8 @@ class Classification(_Classifier):
     def __init__(self, module_applies_softmax: bool = False) -> None:
         self.module_applies_softmax = module_applies_softmax
 
-    def loss(self, f, y):
-        return F.cross_entropy(f.to(torch.float64), y.long(), reduction="sum")
+    def row_loss(self, f, y):
+        return F.cross_entropy(f.to(torch.float64), y.long(), reduction="none")
 
     def hessian(self, f):
         p = torch.softmax(f, dim=1)
@@ -164,9 +175,10 @@ class Classification(_Classifier):
         p = torch.softmax(f, dim=1)
         return p - p * p
 
-    def hessian_sum(self, f):
+    def hessian_sum(self, f, w=None):
         p = torch.softmax(f.to(torch.float64), dim=1)
-        return torch.diag(p.sum(0)) - p.T @ p
+        pw = p if w is None else p * w[:, None]
+        return torch.diag(pw.sum(0)) - pw.T @ p
 
     def hessian_sqrt(self, f):
         """Softmax: ``S = diag(u) - p u^T`` with ``u = sqrt(p)`` (``u^T u = 1``).
@@ -239,9 +251,9 @@ class Binary(_Classifier):
         """Class 1 where its probability exceeds the net's ``threshold`` (as skorch)."""
         return (np.exp(log_proba[:, 1]) > self.threshold).astype(np.int64)
 
-    def loss(self, f, y):
+    def row_loss(self, f, y):
         return F.binary_cross_entropy_with_logits(
-            f.to(torch.float64).reshape(-1), y.reshape(-1).to(torch.float64), reduction="sum"
+            f.to(torch.float64).reshape(-1), y.reshape(-1).to(torch.float64), reduction="none"
         )
 
     def hessian(self, f):
@@ -252,9 +264,10 @@ class Binary(_Classifier):
         p = torch.sigmoid(f)
         return p * (1 - p)
 
-    def hessian_sum(self, f):
+    def hessian_sum(self, f, w=None):
         p = torch.sigmoid(f.to(torch.float64))
-        return (p * (1 - p)).sum(0).reshape(1, 1)
+        lam = p * (1 - p) if w is None else p * (1 - p) * w[:, None]
+        return lam.sum(0).reshape(1, 1)
 
     def hessian_sqrt(self, f):
         p = torch.sigmoid(f)
@@ -272,9 +285,9 @@ class Regression(Likelihood):
     is_classifier = False
     has_noise = True
 
-    def loss(self, f, y):
+    def row_loss(self, f, y):
         f = f.to(torch.float64)
-        return 0.5 * ((f - y.reshape(f.shape).to(f.dtype)) ** 2).sum()
+        return 0.5 * ((f - y.reshape(f.shape).to(f.dtype)) ** 2).sum(1)
 
     def hessian(self, f):
         m, c = f.shape
@@ -283,9 +296,10 @@ class Regression(Likelihood):
     def hessian_diag(self, f):
         return torch.ones_like(f)
 
-    def hessian_sum(self, f):
+    def hessian_sum(self, f, w=None):
         m, c = f.shape
-        return m * torch.eye(c, dtype=torch.float64, device=f.device)
+        total = m if w is None else w.sum()
+        return total * torch.eye(c, dtype=torch.float64, device=f.device)
 
     def hessian_sqrt(self, f):
         m, c = f.shape
@@ -310,8 +324,8 @@ class Regression(Likelihood):
             return sum(batch_sizes) * n_outputs * lam / 2.0
         return len(batch_sizes) * lam / 2.0
 
-    def heldout_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0):
-        """Summed ``log N(y | mean, var + sigma^2)``."""
+    def heldout_row_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0):
+        """``log N(y | mean, var + sigma^2)`` of each held-out row, summed over outputs."""
         total = var + sigma**2
         resid = y.reshape(mean.shape).to(mean.dtype) - mean
-        return -0.5 * (resid**2 / total + torch.log(2 * math.pi * total)).sum()
+        return -0.5 * (resid**2 / total + torch.log(2 * math.pi * total)).sum(1)

@@ -73,26 +73,44 @@ class Approximation:
         return (type(self).__name__, self.structure)
 
     def fit(
-        self, view: NetView, head_name: str, likelihood: Likelihood, X, y, rows=None
+        self,
+        view: NetView,
+        head_name: str,
+        likelihood: Likelihood,
+        X,
+        y,
+        rows=None,
+        sample_weight=None,
     ) -> Approximation:
-        """Compute the posterior from the rows ``rows`` of ``(X, y)`` (all if None)."""
+        """Compute the posterior from the rows ``rows`` of ``(X, y)`` (all if None).
+
+        With ``sample_weight`` (one per row of X), each row's loss and curvature count
+        that many times, as a weighted training loss would weigh them.
+        """
         layers = self._select(view, head_name)
-        key = pass_key(view, "curvature", X, y, rows, self.settings(), likelihood, head_name)
+        key = pass_key(
+            view, "curvature", X, y, rows, self.settings(), likelihood, head_name, sample_weight
+        )
         cache = get_cache()
         hit = cache.get(key)
         if hit is None:
             head = view.module.get_submodule(head_name)
+            weights = None
+            if sample_weight is not None:
+                w = sample_weight if rows is None else sample_weight[rows]
+                weights = torch.as_tensor(w, dtype=torch.float64, device=view.device)
             with blas_threads_like_torch():
                 blocks, loss, n_rows = self._curvature(
-                    view, layers, head, likelihood, view.batches(X, y, rows)
+                    view, layers, head, likelihood, _weighted(view.batches(X, y, rows), weights)
                 )
             if n_rows == 0:
                 raise ValueError("No rows were seen: cannot compute curvature from empty data.")
             means = [layer.weight_matrix() for layer in layers]
             posterior = Posterior(blocks, means, [layer.name for layer in layers], key)
-            hit = (posterior, float(loss), int(n_rows))
+            total = n_rows if weights is None else float(weights.sum())
+            hit = (posterior, float(loss), int(n_rows), total)
             cache.put(key, hit)
-        self.posterior, self.loss, self.n_rows = hit
+        self.posterior, self.loss, self.n_rows, self.weight_sum = hit
         self.head_name = head_name
         self.likelihood = likelihood
         return self
@@ -202,6 +220,15 @@ class Approximation:
         out.__dict__.update(self.__dict__)
         out.posterior = moved
         return out
+
+
+def _weighted(batches, weights: Tensor | None):
+    """``(Xi, yi, wi)`` per batch: the rows' weights (None without weights), in order."""
+    start = 0
+    for Xi, yi in batches:
+        m = len(yi)
+        yield Xi, yi, None if weights is None else weights[start : start + m]
+        start += m
 
 
 def check_finite(a: Tensor, f: Tensor, Xi, dtype) -> None:

@@ -97,8 +97,12 @@ class Accumulator:
         else:
             raise ValueError(f"Unknown structure {structure!r}.")
 
-    def update(self, a, g: Tensor) -> None:
-        """Add one batch from inputs ``a`` (m, P, n_in) and columns ``g`` (r, m, ...)."""
+    def update(self, a, g: Tensor, w: Tensor | None = None) -> None:
+        """Add one batch from inputs ``a`` (m, P, n_in) and columns ``g`` (r, m, ...).
+
+        With row weights ``w``, ``g`` must already carry ``sqrt(w)`` (the caller scales the
+        square root of ``Lambda``); the input factor is then weighted here.
+        """
         layer = self.layer
         if layer.kind == "other":
             jac = per_row_grads(layer, a, g)
@@ -106,10 +110,13 @@ class Accumulator:
             return
         g = layer.outputs(g)  # (r, m, P, n_out)
         if self.structure == "kron":
+            positions = a.shape[1]
+            if w is not None:
+                a = a * w.sqrt().to(a.dtype)[:, None, None]
             flat_a = a.reshape(-1, a.shape[-1])
             self.A += gram(flat_a)
             self.B += gram(g.reshape(-1, g.shape[-1]))
-            self.n_positions += flat_a.shape[0]
+            self.n_positions += positions * (len(a) if w is None else float(w.sum()))
         elif self.structure == "full":
             raise ValueError("hessian_structure='full' is available for the last layer only.")
         elif a.shape[1] == 1:
@@ -121,18 +128,26 @@ class Accumulator:
                 jac = torch.einsum("rnpo,npi->rnoi", g[:, s : s + rows], a[s : s + rows])
                 self.h += (jac * jac).sum((0, 1)).to(torch.float64)
 
-    def update_head(self, a: Tensor, f: Tensor, likelihood: Likelihood) -> None:
-        """Add one batch for the head: its inputs ``a`` (m, n_in) and outputs ``f`` (m, c)."""
+    def update_head(
+        self, a: Tensor, f: Tensor, likelihood: Likelihood, w: Tensor | None = None
+    ) -> None:
+        """Add one batch for the head: its inputs ``a`` (m, n_in), outputs ``f`` (m, c) and
+        row weights ``w`` (each row's GGN term times its weight; the Kronecker input factor
+        becomes the weighted mean ``sum_n w_n a_n a_n^T / sum_n w_n``)."""
         a = a.to(torch.float64)  # the head's factors in float64: it is cheap there
         if self.structure == "kron":
-            self.A += gram(a)
-            self.B += likelihood.hessian_sum(f)
-            self.n_positions += a.shape[0]
+            self.A += gram(a if w is None else a * w.sqrt()[:, None])
+            self.B += likelihood.hessian_sum(f, w)
+            self.n_positions += a.shape[0] if w is None else float(w.sum())
         elif self.structure == "diag":
             diag = likelihood.hessian_diag(f.to(torch.float64))
+            if w is not None:
+                diag = diag * w[:, None]
             self.h += diag.T @ (a**2)
         else:
             lam = likelihood.hessian(f.to(torch.float64))  # (m, c, c)
+            if w is not None:
+                lam = lam * w[:, None, None]
             m, c, d = a.shape[0], lam.shape[1], a.shape[1]
             rows = max(1, _CHUNK_ELEMENTS // max(1, d * d + c * c))
             for s in range(0, m, rows):

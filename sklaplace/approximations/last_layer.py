@@ -64,11 +64,11 @@ class LastLayer(Approximation):
         acc = Accumulator(layer, self.structure)
         loss = torch.zeros((), dtype=torch.float64, device=layer.device)
         n_rows = 0
-        for Xi, yi in batches:
+        for Xi, yi, wi in batches:
             f, a = self._head_io(view, layer, Xi)
-            loss = loss + likelihood.loss(f, yi)
+            loss = loss + likelihood.loss(f, yi, wi)
             n_rows += f.shape[0]
-            acc.update_head(a, f, likelihood)
+            acc.update_head(a, f, likelihood, wi)
         return [acc.block()], loss, n_rows
 
     # ---------------------------------------------------------------- predictive

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import Approximation, Projection
 from .curvature import Accumulator, per_row_grads
@@ -68,7 +68,7 @@ class LayerWise(Approximation):
         accs = [Accumulator(layer, self.structure) for layer in layers]
         loss = torch.zeros((), dtype=torch.float64, device=layers[0].device)
         n_rows = 0
-        for Xi, yi in batches:
+        for Xi, yi, wi in batches:
             if not isinstance(yi, Tensor):
                 raise ValueError(
                     f"Each batch must hold targets (the summed loss needs them); got "
@@ -77,11 +77,14 @@ class LayerWise(Approximation):
             tape, f = self._run(view, layers, head, Xi)
             f_det = f.detach()
             n_rows += f.shape[0]
-            loss = loss + likelihood.loss(f_det, yi)
-            grads = backprop(f, tape.z, likelihood.hessian_sqrt(f_det))
+            loss = loss + likelihood.loss(f_det, yi, wi)
+            root = likelihood.hessian_sqrt(f_det)
+            if wi is not None:  # each row's GGN term times its weight
+                root = root * wi.sqrt().to(root.dtype)[None, :, None]
+            grads = backprop(f, tape.z, root)
             for acc, a, g in zip(accs, tape.a, grads, strict=True):
                 if a is not None:
-                    acc.update(a, g)
+                    acc.update(a, g, wi)
             del tape, f, grads
         return [acc.block() for acc in accs], loss, n_rows
 
@@ -140,10 +143,14 @@ class LayerWise(Approximation):
                 generator = torch.Generator(device="cpu").manual_seed(seed)
                 outs = []
                 for _ in range(n_samples):
-                    for layer, draw in zip(
-                        layers, self.posterior.sample(1, tau, scale, generator), strict=True
-                    ):
-                        layer.module._parameters.update(layer.to_params(draw[0]))
+                    draws = self.posterior.sample(1, tau, scale, generator)
+                    for layer, draw, params in zip(layers, draws, saved, strict=True):
+                        # Parameters with the original flags: the layer's layout (which of
+                        # its parameters are trainable) must not change between draws
+                        drawn = layer.to_params(draw[0])
+                        layer.module._parameters.update(
+                            {k: nn.Parameter(v, params[k].requires_grad) for k, v in drawn.items()}
+                        )
                     with Tape(head=head) as tape, torch.no_grad():
                         view.forward(Xi)
                     outs.append(tape.check().to(torch.float64))
