@@ -1,9 +1,10 @@
-"""The all-layer Laplace math against exact float64 references built densely.
+"""The layer-wise Laplace (``LayerWise``) against exact float64 references built densely.
 
 The reference GGN is ``sum_n J_n^T Lambda_n J_n`` with ``J`` from ``torch.func.jacrev`` over
-every selected parameter (in the layers' matrix layout) and ``Lambda`` from
-``sklaplace.curvature.output_hessian``. Nets are built in float64 without touching the
-global default dtype.
+every selected parameter (in the layers' matrix layout) and ``Lambda`` from the likelihood's
+``hessian``. Nets are built in float64 without touching the global default dtype. The
+approximation runs them as the estimators do: through a ``NetView`` of a skorch net that
+holds the module (initialised, not trained: the weights stay those set here).
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ import math
 
 import pytest
 import torch
+from skorch import NeuralNet
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from sklaplace._all_layers import (
-    _lambda_sqrt,
-    fit_all_layers,
-    glm_output_cov,
-    sample_parameters,
-    sample_predictions,
-    select_layers,
-)
-from sklaplace.curvature import output_hessian, summed_loss
+from sklaplace._passes import NetView
+from sklaplace.approximations import LayerWise
+from sklaplace.approximations.layers import select_layers
+from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.posterior import FullBlock, KronBlock, Posterior
 
 F64 = torch.float64
+LIKELIHOODS = {
+    "classification": Classification(),
+    "binary": Binary(),
+    "regression": Regression(),
+}
 
 
 # ------------------------------------------------------------------------------ nets
@@ -105,11 +107,43 @@ def _data(kind, m, n_out, likelihood, seed=0, **kw):
     return X, y
 
 
-def _batches(X, y, size):
-    return [(X[i : i + size], y[i : i + size]) for i in range(0, len(X), size)]
+# ------------------------------------------------------------- running the approximation
+def _view(module, batch_size):
+    """A ``NetView`` of ``module`` inside an initialised skorch net (weights as they are)."""
+    net = NeuralNet(module, criterion=nn.MSELoss, train_split=None).initialize()
+    assert net.module_ is module
+    return NetView(net, batch_size)
+
+
+def _fit(module, head, X, y, likelihood, structure, subset="all", batch_size=None):
+    """``LayerWise`` fitted on ``(X, y)`` in batches of ``batch_size`` (all rows if None),
+    and the view it ran on. ``head`` is the name of the output module."""
+    view = _view(module, batch_size or len(X))
+    approx = LayerWise(structure, subset).fit(view, head, LIKELIHOODS[likelihood], X, y)
+    return approx, view
+
+
+def _glm(approx, view, X, tau, scale, cov=True):
+    """The GLM predictive over the batches of ``view``: means (m, c) and covariances
+    (m, c, c), or variances (m, c) if not ``cov``."""
+    means, moments = [], []
+    for proj in approx.project(view, X):
+        means.append(proj.mean)
+        moments.append(approx.moments(proj, tau, scale, cov))
+    return torch.cat(means), torch.cat(moments)
+
+
+def _draws(approx, view, X, n_samples, tau, scale, seed):
+    """Head outputs under weights drawn from the posterior: (n_samples, m, c)."""
+    return torch.cat(list(approx.draws(view, X, n_samples, tau, scale, seed)), dim=1)
 
 
 # ------------------------------------------------------------------- dense reference
+def _qualified(layer, params):
+    prefix = f"{layer.name}." if layer.name else ""
+    return {prefix + k: v for k, v in params.items()}
+
+
 def _dense_jacobian(net, layers, X):
     """J of shape (m, c, D) over the layers' parameter matrices, concatenated row-major."""
     mats = [layer.weight_matrix() for layer in layers]
@@ -119,16 +153,16 @@ def _dense_jacobian(net, layers, X):
     def f(th):
         params = {}
         for layer, part, mat in zip(layers, th.split(sizes), mats, strict=True):
-            params.update(layer.to_params(part.reshape(mat.shape)))
+            params.update(_qualified(layer, layer.to_params(part.reshape(mat.shape))))
         return functional_call(net, params, (X,))
 
-    return jacrev(f)(theta), sizes
+    return jacrev(f)(theta).detach(), sizes
 
 
 def _dense_ggn(net, layers, X, likelihood):
     J, sizes = _dense_jacobian(net, layers, X)
     with torch.no_grad():
-        lam = output_hessian(likelihood, net(X))
+        lam = LIKELIHOODS[likelihood].hessian(net(X))
     return torch.einsum("nkd,nkl,nle->de", J, lam, J), sizes
 
 
@@ -171,12 +205,14 @@ def test_kron_equals_exact_ggn_block_on_one_row(likelihood, n_out, kind, kw):
     """KFAC is exact for one row at one position: B (x) A = the GGN block."""
     net = _make(kind, n_out, **kw)
     X, y = _data(kind, 1, n_out, likelihood, **kw)
-    post, loss, n = fit_all_layers(net, net.out, [(X, y)], likelihood, "kron")
+    approx, _ = _fit(net, "out", X, y, likelihood, "kron")
+    post = approx.posterior
     layers = select_layers(net)
     H, sizes = _dense_ggn(net, layers, X, likelihood)
-    assert n == 1 and post.names == [layer.name for layer in layers]
+    assert approx.n_rows == 1 and post.names == [layer.name for layer in layers]
     with torch.no_grad():
-        torch.testing.assert_close(loss, summed_loss(likelihood, net(X), y))
+        expected = LIKELIHOODS[likelihood].loss(net(X), y)
+    torch.testing.assert_close(torch.tensor(approx.loss, dtype=F64), expected)
     for block, ref in zip(post.blocks, _diag_blocks(H, sizes), strict=True):
         if isinstance(block, KronBlock):
             torch.testing.assert_close(_block_dense(block), ref, atol=1e-10, rtol=1e-8)
@@ -188,10 +224,10 @@ def test_kron_last_layer_regression_is_exact_on_many_rows():
     """With a Gaussian likelihood B = N I, so B (x) A = I (x) sum_n a_n a_n^T exactly."""
     net = _make("mlp", 2)
     X, y = _data("mlp", 20, 2, "regression")
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "regression", "kron", subset=["out"])
+    approx, _ = _fit(net, "out", X, y, "regression", "kron", subset=["out"])
     layers = select_layers(net, ["out"])
     H, _ = _dense_ggn(net, layers, X, "regression")
-    torch.testing.assert_close(_block_dense(post.blocks[0]), H, atol=1e-10, rtol=1e-8)
+    torch.testing.assert_close(_block_dense(approx.posterior.blocks[0]), H, atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -209,10 +245,10 @@ def test_diag_equals_exact_ggn_diagonal(likelihood, n_out, kind, kw):
     data_kw = {k: v for k, v in kw.items() if k in ("size", "n_tokens")}
     net = _make(kind, n_out, **kw)
     X, y = _data(kind, 7, n_out, likelihood, **data_kw)
-    post, _, n = fit_all_layers(net, net.out, _batches(X, y, 3), likelihood, "diag")
+    approx, _ = _fit(net, "out", X, y, likelihood, "diag", batch_size=3)
     H, sizes = _dense_ggn(net, select_layers(net), X, likelihood)
-    assert n == 7
-    for block, ref in zip(post.blocks, _diag_blocks(H, sizes), strict=True):
+    assert approx.n_rows == 7
+    for block, ref in zip(approx.posterior.blocks, _diag_blocks(H, sizes), strict=True):
         torch.testing.assert_close(block.h.reshape(-1), ref.diagonal(), atol=1e-10, rtol=1e-8)
 
 
@@ -221,27 +257,25 @@ def test_diag_equals_exact_ggn_diagonal(likelihood, n_out, kind, kw):
 def test_curvature_and_loss_do_not_depend_on_batch_size(structure, kind):
     net = _make(kind, 3)
     X, y = _data(kind, 9, 3, "classification")
-    ref, ref_loss, _ = fit_all_layers(net, net.out, [(X, y)], "classification", structure)
+    ref, _ = _fit(net, "out", X, y, "classification", structure)
     for size in (1, 4):
-        post, loss, n = fit_all_layers(
-            net, net.out, _batches(X, y, size), "classification", structure
-        )
-        assert n == 9
-        torch.testing.assert_close(loss, ref_loss)
-        for b, r in zip(post.blocks, ref.blocks, strict=True):
+        approx, _ = _fit(net, "out", X, y, "classification", structure, batch_size=size)
+        assert approx.n_rows == 9
+        torch.testing.assert_close(approx.loss, ref.loss)
+        for b, r in zip(approx.posterior.blocks, ref.posterior.blocks, strict=True):
             torch.testing.assert_close(_block_dense(b), _block_dense(r), atol=1e-10, rtol=1e-8)
     expected = nn.functional.cross_entropy(net(X), y, reduction="sum")
-    torch.testing.assert_close(ref_loss, expected.detach())
+    torch.testing.assert_close(torch.tensor(ref.loss, dtype=F64), expected.detach())
 
 
 def test_outputs_are_taken_at_the_head_before_a_softmax():
     """A net ending in Softmax (NLLLoss) gives the curvature of its logits."""
     X, y = _data("mlp", 6, 3, "classification")
     plain, soft = _make("mlp", 3), _make("mlp", 3, softmax=True)
-    a, la, _ = fit_all_layers(plain, plain.out, [(X, y)], "classification", "kron")
-    b, lb, _ = fit_all_layers(soft, soft.out, [(X, y)], "classification", "kron")
-    torch.testing.assert_close(la, lb)
-    for x, z in zip(a.blocks, b.blocks, strict=True):
+    a, _ = _fit(plain, "out", X, y, "classification", "kron")
+    b, _ = _fit(soft, "out", X, y, "classification", "kron")
+    torch.testing.assert_close(a.loss, b.loss)
+    for x, z in zip(a.posterior.blocks, b.posterior.blocks, strict=True):
         torch.testing.assert_close(_block_dense(x), _block_dense(z))
 
 
@@ -250,10 +284,11 @@ def test_lambda_square_root_reproduces_the_output_hessian(likelihood, n_out):
     """``sum_r v_r v_r^T = Lambda``, also for a saturated softmax (rank c - 1 root)."""
     f = 3 * torch.randn(6, n_out, generator=torch.Generator().manual_seed(0), dtype=F64)
     f[0, 0] = 50.0
-    V = _lambda_sqrt(likelihood, f)
+    lik = LIKELIHOODS[likelihood]
+    V = lik.hessian_sqrt(f)
     assert V.shape[0] == (n_out - 1 if likelihood == "classification" else n_out)
     lam = torch.einsum("rnk,rnl->nkl", V, V)
-    torch.testing.assert_close(lam, output_hessian(likelihood, f), atol=1e-14, rtol=0)
+    torch.testing.assert_close(lam, lik.hessian(f), atol=1e-14, rtol=0)
 
 
 # ------------------------------------------------------------------ layer selection
@@ -268,7 +303,7 @@ def test_frozen_parameters_are_left_out_and_layernorm_gets_a_diag_block():
         ("out", "linear"),
     ]
     X, y = _data("mlp", 5, 3, "classification")
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "classification", "kron")
+    post = _fit(net, "out", X, y, "classification", "kron")[0].posterior
     assert [b.structure for b in post.blocks] == ["kron", "diag", "kron"]
     assert post.blocks[2].shape == (3, 5) and post.blocks[1].shape == (1, 10)
     torch.testing.assert_close(post.means[2], net.out.weight.detach())
@@ -303,8 +338,8 @@ def test_recurrent_module_gives_a_clear_error():
     with pytest.raises(ValueError, match=r"'lstm' is a LSTM.*subset_of_weights"):
         select_layers(net)
     X, y = torch.randn(4, 5, 3, dtype=F64), torch.randint(0, 2, (4,))
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "classification", "kron", ["out"])
-    assert post.names == ["out"]
+    approx, _ = _fit(net, "out", X, y, "classification", "kron", ["out"])
+    assert approx.posterior.names == ["out"]
 
 
 def test_shared_weights_give_a_clear_error():
@@ -320,7 +355,7 @@ def test_shared_weights_give_a_clear_error():
     net = Twice().to(F64)
     X, y = torch.randn(4, 3, dtype=F64), torch.randint(0, 2, (4,))
     with pytest.raises(ValueError, match=r"'hidden' is applied 2 times.*subset_of_weights"):
-        fit_all_layers(net, net.out, [(X, y)], "classification", "kron")
+        _fit(net, "out", X, y, "classification", "kron")
 
 
 def test_parameter_layout_round_trips():
@@ -332,7 +367,7 @@ def test_parameter_layout_round_trips():
             params = layer.to_params(mat)
             torch.testing.assert_close(layer.weight_matrix(params=params), mat)
             for name, value in params.items():
-                torch.testing.assert_close(value, net.get_parameter(name).detach())
+                torch.testing.assert_close(value, getattr(layer.module, name).detach())
 
 
 # ----------------------------------------------------------------------- predictive
@@ -347,39 +382,37 @@ def test_parameter_layout_round_trips():
         ("embed", {"n_tokens": 2}, "classification", 3),
     ],
 )
-def test_glm_output_cov_equals_dense_j_sigma_jt(structure, kind, kw, likelihood, n_out):
+def test_glm_moments_equal_dense_j_sigma_jt(structure, kind, kw, likelihood, n_out):
     data_kw = {k: v for k, v in kw.items() if k in ("size", "n_tokens")}
     net = _make(kind, n_out, **kw)
     X, y = _data(kind, 8, n_out, likelihood, **data_kw)
-    post, _, _ = fit_all_layers(net, net.out, _batches(X, y, 5), likelihood, structure)
+    approx, view = _fit(net, "out", X, y, likelihood, structure, batch_size=5)
+    post = approx.posterior
     tau = torch.linspace(0.5, 2.0, post.n_blocks, dtype=F64)
     scale = torch.tensor(0.7, dtype=F64)
     Xt, _ = _data(kind, 6, n_out, likelihood, seed=1, **data_kw)
-    mean, cov = glm_output_cov(net, net.out, post, Xt, tau, scale)
+    mean, cov = _glm(approx, view, Xt, tau, scale)
     J, _ = _dense_jacobian(net, select_layers(net), Xt)
     expected = torch.einsum("nkd,de,nle->nkl", J, _dense_sigma(post, tau, scale), J)
     torch.testing.assert_close(cov, expected, atol=1e-10, rtol=1e-8)
     torch.testing.assert_close(mean, net(Xt).detach())
+    # the variances alone (what the probit link uses) are the diagonal
+    _, var = _glm(approx, view, Xt, tau, scale, cov=False)
+    torch.testing.assert_close(var, expected.diagonal(dim1=1, dim2=2), atol=1e-10, rtol=1e-8)
 
 
-def test_glm_output_cov_does_not_depend_on_batch_size():
+def test_glm_moments_do_not_depend_on_batch_size():
     net = _make("conv", 3, size=4, kernel=3, padding=1)
     X, y = _data("conv", 6, 3, "classification")
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "classification", "kron")
-    tau = torch.ones(post.n_blocks, dtype=F64)
+    approx, view = _fit(net, "out", X, y, "classification", "kron")
+    tau = torch.ones(approx.posterior.n_blocks, dtype=F64)
     scale = torch.tensor(1.0, dtype=F64)
-    _, full = glm_output_cov(net, net.out, post, X, tau, scale)
-    parts = [glm_output_cov(net, net.out, post, X[i : i + 4], tau, scale)[1] for i in (0, 4)]
-    torch.testing.assert_close(torch.cat(parts), full)
+    _, full = _glm(approx, view, X, tau, scale)
+    _, parts = _glm(approx, NetView(view.net, 4), X, tau, scale)
+    torch.testing.assert_close(parts, full)
 
 
 # ------------------------------------------------------------------------- sampling
-def _flat_draws(layers, draws):
-    return torch.stack(
-        [torch.cat([ly.weight_matrix(params=d).reshape(-1) for ly in layers]) for d in draws]
-    )
-
-
 def _assert_mc_moments(samples, mean, cov):
     """Sample mean and covariance within 5 standard errors of ``mean`` and ``cov``.
 
@@ -399,52 +432,55 @@ def _assert_mc_moments(samples, mean, cov):
 def test_sampled_weights_have_the_posterior_covariance(structure):
     net = _make("mlp", 3)
     X, y = _data("mlp", 10, 3, "classification")
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "classification", structure)
+    post = _fit(net, "out", X, y, "classification", structure)[0].posterior
     tau = torch.linspace(0.5, 2.0, post.n_blocks, dtype=F64)
     scale = torch.tensor(2.0, dtype=F64)
     gen = torch.Generator().manual_seed(0)
-    layers = select_layers(net)
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    draws = sample_parameters(net, post, 10000, tau, scale, gen)
-    flat = _flat_draws(layers, draws)
+    n = 10000
+    draws = post.sample(n, tau, scale, gen)
+    assert [tuple(d.shape) for d in draws] == [(n, *b.shape) for b in post.blocks]
+    flat = torch.cat([d.reshape(n, -1) for d in draws], dim=1)
     mean = torch.cat([m.reshape(-1) for m in post.means])
     _assert_mc_moments(flat, mean, _dense_sigma(post, tau, scale))
-    for k, v in net.state_dict().items():
-        torch.testing.assert_close(v, before[k])
 
 
-def test_sample_predictions_of_a_linear_model_match_the_glm():
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+def test_sample_predictions_of_a_linear_model_match_the_glm(structure):
     """For f = W x + b the network is linear in its weights: sampled outputs ~ N(f, J S J^T)."""
     torch.manual_seed(2)
     net = nn.Linear(4, 3).to(F64)
     X, y = _data("mlp", 12, 3, "classification")
-    post, _, _ = fit_all_layers(net, net, [(X, y)], "classification", "kron")
+    approx, view = _fit(net, "", X, y, "classification", structure)
     tau, scale = torch.tensor([0.3], dtype=F64), torch.tensor(1.0, dtype=F64)
-    weight = net.weight.detach().clone()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     Xt = X[:2]
-    out = sample_predictions(
-        net, net, post, Xt, 20000, tau, scale, torch.Generator().manual_seed(1)
-    )
+    out = _draws(approx, view, Xt, 20000, tau, scale, seed=1)
     assert out.shape == (20000, 2, 3)
-    torch.testing.assert_close(net.weight.detach(), weight)
-    mean, cov = glm_output_cov(net, net, post, Xt, tau, scale)
+    for k, v in net.state_dict().items():  # draws go into the private view only
+        assert torch.equal(v, before[k])
+    mean, cov = _glm(approx, view, Xt, tau, scale)
+    torch.testing.assert_close(mean, net(Xt).detach())
     for n in range(2):
         _assert_mc_moments(out[:, n], mean[n], cov[n])
+    # the check has power: a covariance 20% too large is rejected
+    with pytest.raises(AssertionError):
+        _assert_mc_moments(out[:, 0], mean[0], 1.2 * cov[0])
 
 
 def test_sample_predictions_are_reproducible_and_run_the_whole_net():
     net = _make("mlp", 3, softmax=True)
     X, y = _data("mlp", 10, 3, "classification")
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "classification", "kron")
-    tau, scale = torch.full((post.n_blocks,), 1e12, dtype=F64), torch.tensor(1.0, dtype=F64)
-    a = sample_predictions(net, net.out, post, X, 3, tau, scale, torch.Generator().manual_seed(0))
+    approx, view = _fit(net, "out", X, y, "classification", "kron")
+    n_blocks = approx.posterior.n_blocks
+    tau, scale = torch.full((n_blocks,), 1e12, dtype=F64), torch.tensor(1.0, dtype=F64)
+    a = _draws(approx, view, X, 3, tau, scale, seed=0)
     # A huge prior precision pins the weights: every draw gives the logits of the net.
     logits = net.out(net.body(X)).detach()
     for s in range(3):
         torch.testing.assert_close(a[s], logits, atol=1e-4, rtol=0)
-    tau = torch.ones(post.n_blocks, dtype=F64)
-    b1 = sample_predictions(net, net.out, post, X, 3, tau, scale, torch.Generator().manual_seed(5))
-    b2 = sample_predictions(net, net.out, post, X, 3, tau, scale, torch.Generator().manual_seed(5))
+    tau = torch.ones(n_blocks, dtype=F64)
+    b1 = _draws(approx, view, X, 3, tau, scale, seed=5)
+    b2 = _draws(approx, view, X, 3, tau, scale, seed=5)
     torch.testing.assert_close(b1, b2)
     assert not torch.allclose(b1[0], b1[1])
 
@@ -453,11 +489,11 @@ def test_float32_net_gives_float64_results_close_to_float64():
     net64 = _make("mlp", 3)
     net32 = _make("mlp", 3).float()
     X, y = _data("mlp", 10, 3, "classification")
-    p64, _, _ = fit_all_layers(net64, net64.out, [(X, y)], "classification", "kron")
-    p32, _, _ = fit_all_layers(net32, net32.out, [(X.float(), y)], "classification", "kron")
-    tau, scale = torch.ones(p64.n_blocks, dtype=F64), torch.tensor(1.0, dtype=F64)
-    m64, c64 = glm_output_cov(net64, net64.out, p64, X, tau, scale)
-    m32, c32 = glm_output_cov(net32, net32.out, p32, X.float(), tau, scale)
+    a64, v64 = _fit(net64, "out", X, y, "classification", "kron")
+    a32, v32 = _fit(net32, "out", X.float(), y, "classification", "kron")
+    tau, scale = torch.ones(a64.posterior.n_blocks, dtype=F64), torch.tensor(1.0, dtype=F64)
+    m64, c64 = _glm(a64, v64, X, tau, scale)
+    m32, c32 = _glm(a32, v32, X.float(), tau, scale)
     assert c32.dtype == F64 and m32.dtype == F64
     torch.testing.assert_close(m32, m64, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c32, c64, atol=1e-4, rtol=1e-4)
@@ -472,47 +508,58 @@ def test_batchnorm_and_prelu_get_exact_diagonal_blocks_in_eval_mode():
     net.train()
     net(X)  # move the running statistics away from their initial values
     net.eval()
-    post, _, _ = fit_all_layers(net, net[3], _batches(X, y, 3), "classification", "kron")
+    approx, view = _fit(net, "3", X, y, "classification", "kron", batch_size=3)
+    post = approx.posterior
     assert [b.structure for b in post.blocks] == ["kron", "diag", "diag", "kron"]
     layers = select_layers(net)
     H, sizes = _dense_ggn(net, layers, X, "classification")
     for block, ref in zip(post.blocks[1:3], _diag_blocks(H, sizes)[1:3], strict=True):
         torch.testing.assert_close(block.h.reshape(-1), ref.diagonal(), atol=1e-10, rtol=1e-8)
     tau, scale = torch.ones(4, dtype=F64), torch.tensor(1.0, dtype=F64)
-    _, cov = glm_output_cov(net, net[3], post, X, tau, scale)
+    _, cov = _glm(approx, view, X, tau, scale)
     J, _ = _dense_jacobian(net, layers, X)
     expected = torch.einsum("nkd,de,nle->nkl", J, _dense_sigma(post, tau, scale), J)
     torch.testing.assert_close(cov, expected, atol=1e-10, rtol=1e-8)
 
 
-def test_module_mode_is_restored():
+def test_module_mode_is_left_as_it_is():
+    """The passes run a private view in evaluation mode; the user's module keeps its mode."""
     net = _make("mlp", 3).train()
     X, y = _data("mlp", 4, 3, "classification")
-    fit_all_layers(net, net.out, [(X, y)], "classification", "diag")
-    assert net.training
+    _, view = _fit(net, "out", X, y, "classification", "diag")
+    assert net.training and all(m.training for m in net.modules())
+    assert not any(m.training for m in view.module.modules())
 
 
 def test_head_must_give_rows_by_outputs_and_tau_must_match_blocks():
     net = _make("embed", 3)
     X, y = _data("embed", 4, 3, "classification")
     with pytest.raises(ValueError, match=r"head's output is of shape \(4, 2, 4\)"):
-        fit_all_layers(net, net.tok, [(X, y)], "classification", "kron")
-    post, _, _ = fit_all_layers(net, net.out, [(X, y)], "classification", "kron")
-    with pytest.raises(ValueError, match="tau has 2 values for 3 posterior blocks"):
-        glm_output_cov(net, net.out, post, X, torch.ones(2, dtype=F64), torch.tensor(1.0))
+        _fit(net, "tok", X, y, "classification", "kron")
+    approx, view = _fit(net, "out", X, y, "classification", "kron")
+    assert approx.posterior.n_blocks == 3
+    (proj,) = approx.project(view, X)
+    with pytest.raises(ValueError, match="shorter"):  # zip(strict=True) over the blocks
+        approx.moments(proj, torch.ones(2, dtype=F64), torch.tensor(1.0, dtype=F64), True)
 
 
 @pytest.mark.parametrize(("kind", "name"), [("mlp", "out"), ("embed", "tok")])
-def test_glm_output_cov_with_a_full_block(kind, name):
+def test_glm_moments_with_a_full_block(kind, name):
     """A dense (FullBlock) layer posterior, at one position and at two (per-token Linear)."""
     net = _make(kind, 3)
-    X, _ = _data(kind, 7, 3, "classification")
+    X, y = _data(kind, 7, 3, "classification")
     layers = select_layers(net, [name])
     H, _ = _dense_ggn(net, layers, X, "classification")
-    post = Posterior([FullBlock(H, layers[0].shape)], [layers[0].weight_matrix()], [name])
+    approx, view = _fit(net, "out", X, y, "classification", "kron", subset=[name])
+    # the same layer with a dense block in place of the Kronecker one
+    approx.posterior = Posterior(
+        [FullBlock(H, layers[0].shape)], [layers[0].weight_matrix()], [name]
+    )
     tau, scale = torch.tensor([0.8], dtype=F64), torch.tensor(1.3, dtype=F64)
-    _, cov = glm_output_cov(net, net.out, post, X, tau, scale)
+    _, cov = _glm(approx, view, X, tau, scale)
     J, _ = _dense_jacobian(net, layers, X)
     sigma = torch.linalg.inv(scale * H + tau * torch.eye(H.shape[0], dtype=F64))
     expected = torch.einsum("nkd,de,nle->nkl", J, sigma, J)
     torch.testing.assert_close(cov, expected, atol=1e-10, rtol=1e-8)
+    _, var = _glm(approx, view, X, tau, scale, cov=False)
+    torch.testing.assert_close(var, expected.diagonal(dim1=1, dim2=2), atol=1e-10, rtol=1e-8)

@@ -10,8 +10,10 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from sklaplace import LaplaceClassifier, LaplaceRegressor
-from sklaplace._all_layers import fit_all_layers, glm_output_cov
-from sklaplace.predictive import probit_probabilities
+from sklaplace._passes import NetView
+from sklaplace.approximations import LayerWise
+from sklaplace.likelihoods import Classification
+from sklaplace.predictive import probit_logits
 
 
 def _mlp(n_in, n_out):
@@ -40,7 +42,7 @@ def cls_setup():
 
 
 @pytest.mark.parametrize("structure", ["kron", "diag"])
-def test_classifier_matches_the_math_functions(cls_setup, structure):
+def test_classifier_matches_the_approximation(cls_setup, structure):
     X, y, net = cls_setup
     clf = LaplaceClassifier(
         FrozenEstimator(net),
@@ -49,14 +51,16 @@ def test_classifier_matches_the_math_functions(cls_setup, structure):
         prior_precision=[2.0, 3.0, 4.0],
     ).fit(X, y)
     assert clf.posterior_.names == ["0", "2", "4"]
-    module, head = net.module_, net.module_[4]
-    batch = [(torch.as_tensor(X), torch.as_tensor(y))]
-    posterior, _, _ = fit_all_layers(module, head, batch, "classification", structure)
+    # the approximation on all rows in one batch; the probit link on the diagonal of the
+    # covariances (the estimator asks for the variances alone)
+    lik = Classification()
+    view = NetView(net, len(X))
+    approx = LayerWise(structure, "all").fit(view, "4", lik, X, y)
     tau = torch.tensor([2.0, 3.0, 4.0], dtype=torch.float64)
-    mean, cov = glm_output_cov(module, head, posterior, torch.as_tensor(X), tau, torch.tensor(1.0))
-    expected = probit_probabilities(
-        "classification", mean, torch.diagonal(cov, dim1=1, dim2=2)
-    ).numpy()
+    scale = torch.tensor(1.0, dtype=torch.float64)
+    (proj,) = approx.project(view, X)
+    var = torch.diagonal(approx.moments(proj, tau, scale, cov=True), dim1=1, dim2=2)
+    expected = torch.exp(lik.log_link(probit_logits(proj.mean, var))).numpy()
     np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-6, atol=1e-9)
 
 

@@ -7,20 +7,24 @@ wrong index order, a missing factor or a transposed eigenbasis shows up as a mis
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from scipy import integrate
+from torch import Tensor, nn
 from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
 from sklaplace import posterior as posterior_module
 from sklaplace._blas import blas_threads_like_torch, gram
-from sklaplace.curvature import CurvatureAccumulator
-from sklaplace.marglik import log_marginal_likelihood, maximize_marginal_likelihood
-from sklaplace.posterior import DiagBlock, KronBlock, Posterior
-from sklaplace.predictive import mc_probabilities, probit_probabilities
+from sklaplace._optimize import maximize_evidence
+from sklaplace.approximations.curvature import Accumulator
+from sklaplace.approximations.layers import Layer
+from sklaplace.likelihoods import Binary, Classification, Regression
+from sklaplace.posterior import DiagBlock, FullBlock, KronBlock, Posterior
+from sklaplace.predictive import mc_log_link, probit_logits
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"  # raised inside torch.func
@@ -38,6 +42,11 @@ CASES = [
     ("regression", 3),
 ]
 CASE_IDS = [f"{lik}-{c}" for lik, c in CASES]
+LIKELIHOODS = {
+    "classification": Classification(),
+    "binary": Binary(),
+    "regression": Regression(),
+}
 
 
 # --------------------------------------------------------------------------- references
@@ -103,12 +112,30 @@ def _dense_block(block):
     return (block.Q * block.lam) @ block.Q.T
 
 
-def _accumulate(structure, likelihood, a, f, y, batch_size):
-    acc = CurvatureAccumulator(structure, likelihood, a.shape[1], f.shape[1])
+class _Head(NamedTuple):
+    """What a pass over the head's rows produces: the block, the summed loss, the rows."""
+
+    block: DiagBlock | KronBlock | FullBlock
+    loss: Tensor
+    n_rows: int
+
+
+def _accumulate(structure, likelihood, a, f, y, batch_size) -> _Head:
+    """The head's curvature from features ``a`` (bias column included) and outputs ``f``,
+    batch by batch, as ``LastLayer`` sums it: ``Accumulator.update_head`` and the
+    likelihood's summed loss."""
+    lik = LIKELIHOODS[likelihood]
+    # a bias-free Linear whose matrix is (c, d): the test's ``a`` already ends in 1
+    module = nn.Linear(a.shape[1], f.shape[1], bias=False, dtype=F64)
+    acc = Accumulator(Layer("head", module, "linear"), structure)
+    loss = torch.zeros((), dtype=F64)
+    n_rows = 0
     for start in range(0, len(a), batch_size):
         stop = start + batch_size
-        acc.update(a[start:stop], f[start:stop], y[start:stop])
-    return acc
+        acc.update_head(a[start:stop], f[start:stop], lik)
+        loss = loss + lik.loss(f[start:stop], y[start:stop])
+        n_rows += len(a[start:stop])
+    return _Head(acc.block(), loss, n_rows)
 
 
 def _jacobian(a_n, n_out):
@@ -122,7 +149,8 @@ def _jacobian(a_n, n_out):
 def test_full_block_equals_dense_ggn(likelihood, n_out, bias):
     a, _, f, y, H, loss = _reference(likelihood, n_out, bias)
     acc = _accumulate("full", likelihood, a, f, y, len(a))
-    torch.testing.assert_close(_dense_block(acc.block()), H, rtol=1e-10, atol=1e-12)
+    assert isinstance(acc.block, FullBlock)
+    torch.testing.assert_close(_dense_block(acc.block), H, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(acc.loss, loss, rtol=1e-12, atol=1e-12)
     assert acc.n_rows == len(a)
 
@@ -131,7 +159,7 @@ def test_full_block_equals_dense_ggn(likelihood, n_out, bias):
 @pytest.mark.parametrize(("likelihood", "n_out"), CASES, ids=CASE_IDS)
 def test_diag_block_equals_dense_ggn_diagonal(likelihood, n_out, bias):
     a, W, f, y, H, _ = _reference(likelihood, n_out, bias)
-    block = _accumulate("diag", likelihood, a, f, y, len(a)).block()
+    block = _accumulate("diag", likelihood, a, f, y, len(a)).block
     assert block.shape == tuple(W.shape)
     torch.testing.assert_close(block.h.reshape(-1), torch.diagonal(H), rtol=1e-12, atol=1e-12)
 
@@ -141,7 +169,7 @@ def test_diag_block_equals_dense_ggn_diagonal(likelihood, n_out, bias):
 def test_kron_block_exact_for_a_single_row(likelihood, n_out, bias):
     # One row: A = a a^T and B = Lambda, so B (x) A = Lambda (x) a a^T is the GGN itself.
     a, _, f, y, H, _ = _reference(likelihood, n_out, bias, n_rows=1)
-    block = _accumulate("kron", likelihood, a, f, y, 1).block()
+    block = _accumulate("kron", likelihood, a, f, y, 1).block
     torch.testing.assert_close(_dense_block(block), H, rtol=1e-10, atol=1e-12)
 
 
@@ -151,7 +179,7 @@ def test_kron_block_exact_for_regression(n_out, bias):
     # Lambda_n = I for every row, so B = N I and B (x) A = I (x) sum_n a_n a_n^T = H.
     a, W, f, y = _problem("regression", n_out, bias, n_rows=20)
     H, _ = _dense_ggn("regression", a, W, y)
-    block = _accumulate("kron", "regression", a, f, y, 7).block()
+    block = _accumulate("kron", "regression", a, f, y, 7).block
     torch.testing.assert_close(_dense_block(block), H, rtol=1e-10, atol=1e-12)
 
 
@@ -159,7 +187,7 @@ def test_kron_block_is_an_approximation_for_multirow_classification():
     # With Lambda_n varying over rows, (sum Lambda)(x)(mean a a^T) != sum Lambda (x) a a^T:
     # the test would fail if the accumulator silently computed the exact GGN.
     a, _, f, y, H, _ = _reference("classification", 3, True)
-    K = _dense_block(_accumulate("kron", "classification", a, f, y, len(a)).block())
+    K = _dense_block(_accumulate("kron", "classification", a, f, y, len(a)).block)
     rel = torch.linalg.matrix_norm(K - H) / torch.linalg.matrix_norm(H)
     assert rel > 0.05
 
@@ -170,10 +198,10 @@ def test_kron_block_is_an_approximation_for_multirow_classification():
 def test_curvature_does_not_depend_on_batch_size(structure, likelihood, n_out, bias):
     a, _, f, y = _problem(likelihood, n_out, bias, n_rows=10)
     accs = [_accumulate(structure, likelihood, a, f, y, bs) for bs in (1, 3, len(a))]
-    reference = _dense_block(accs[-1].block())
+    reference = _dense_block(accs[-1].block)
     for acc in accs[:-1]:
         assert acc.n_rows == len(a)
-        torch.testing.assert_close(_dense_block(acc.block()), reference, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(_dense_block(acc.block), reference, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(acc.loss, accs[-1].loss, rtol=1e-12, atol=1e-12)
 
 
@@ -228,7 +256,7 @@ SCALE = torch.tensor(1.3, dtype=F64)
 def _posterior_case(structure, seed=0):
     """A 3-class head with bias, its block, dense precision ``P`` and new features."""
     a, W, f, y = _problem("classification", 3, True, n_rows=12, seed=seed)
-    block = _accumulate(structure, "classification", a, f, y, len(a)).block()
+    block = _accumulate(structure, "classification", a, f, y, len(a)).block
     P = SCALE * _dense_block(block) + TAU * torch.eye(W.numel(), dtype=F64)
     g = torch.Generator().manual_seed(seed + 100)
     a_new = 2 * torch.randn(5, 3, generator=g, dtype=F64)
@@ -341,13 +369,22 @@ def _evidence_case(likelihood, structure):
     acc = _accumulate(structure, likelihood, a, f, y, 4)
     # "full" is compared with the torch.func GGN; the others with the curvature they
     # represent (checked against the GGN above).
-    H = H_ggn if structure == "full" else _dense_block(acc.block())
-    post = Posterior([acc.block()], [W], ["head"])
+    H = H_ggn if structure == "full" else _dense_block(acc.block)
+    post = Posterior([acc.block], [W], ["head"])
     return post, W, H, loss, acc, len(a), n_out
 
 
+def _log_evidence(post, loss, n, n_out, likelihood, tau, sigma, temperature):
+    """The Laplace log evidence as the estimators compose it: the likelihood's data term
+    and the posterior's ``log_evidence`` at the curvature scale ``1 / (sigma^2 T)``."""
+    lik = LIKELIHOODS[likelihood]
+    data = lik.data_log_likelihood(loss, n, n_out, sigma, temperature)
+    scale = torch.as_tensor(1.0 / (lik.noise_variance(sigma) * temperature), dtype=F64)
+    return post.log_evidence(data, tau, scale)
+
+
 def _dense_evidence(likelihood, H, W, loss, n, n_out, tau, sigma, temperature):
-    """DESIGN.md section 4, term by term, with an explicit slogdet."""
+    """The evidence of the user guide, term by term, with an explicit slogdet."""
     p = W.numel()
     s2 = sigma**2 if likelihood == "regression" else torch.ones((), dtype=F64)
     P = H / (s2 * temperature) + tau * torch.eye(p, dtype=F64)
@@ -370,9 +407,7 @@ def test_log_marginal_likelihood_equals_dense_formula(likelihood, structure):
     tau = torch.tensor(0.9, dtype=F64)
     sigma = torch.tensor(0.6, dtype=F64)
     temperature = 1.7
-    got = log_marginal_likelihood(
-        post, acc.loss, n, n_out, likelihood, tau.reshape(1), sigma, temperature
-    )
+    got = _log_evidence(post, acc.loss, n, n_out, likelihood, tau.reshape(1), sigma, temperature)
     expected = _dense_evidence(likelihood, H, W, loss, n, n_out, tau, sigma, temperature)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
@@ -383,7 +418,7 @@ def test_log_marginal_likelihood_gradient_matches_finite_differences(likelihood,
     post, _, _, _, acc, n, n_out = _evidence_case(likelihood, structure)
 
     def evidence(log_tau, log_sigma):
-        return log_marginal_likelihood(
+        return _log_evidence(
             post, acc.loss, n, n_out, likelihood, log_tau.exp().reshape(1), log_sigma.exp(), 1.3
         )
 
@@ -405,17 +440,15 @@ def test_log_marginal_likelihood_gradient_matches_finite_differences(likelihood,
 
 @pytest.mark.parametrize("structure", STRUCTURES)
 @pytest.mark.parametrize("likelihood", ["classification", "regression"])
-def test_maximize_marginal_likelihood_finds_the_grid_maximum(likelihood, structure):
+def test_maximize_evidence_finds_the_grid_maximum(likelihood, structure):
     post, W, H, loss, acc, n, n_out = _evidence_case(likelihood, structure)
     temperature = 1.0
 
     def evidence(tau, sigma):
-        return log_marginal_likelihood(
-            post, acc.loss, n, n_out, likelihood, tau, sigma, temperature
-        )
+        return _log_evidence(post, acc.loss, n, n_out, likelihood, tau, sigma, temperature)
 
     tune_sigma = likelihood == "regression"
-    tau_hat, sigma_hat = maximize_marginal_likelihood(
+    tau_hat, sigma_hat = maximize_evidence(
         evidence, np.array([1.0]), 1.0, tune_prior=True, tune_sigma=tune_sigma
     )
     # Brute force on a grid, evaluated in numpy from the eigenvalues of the dense curvature.
@@ -445,18 +478,36 @@ def test_maximize_marginal_likelihood_finds_the_grid_maximum(likelihood, structu
 
 
 # --------------------------------------------------------------------------- predictive
+def _probit_probabilities(likelihood, mean, var):
+    """The probit predictive probabilities: the link of ``probit_logits``."""
+    return torch.exp(LIKELIHOODS[likelihood].log_link(probit_logits(mean, var)))
+
+
+def _mc_probabilities(likelihood, mean, cov, n_samples, generator):
+    """The Monte Carlo predictive probabilities: ``exp`` of ``mc_log_link``."""
+    log_link = LIKELIHOODS[likelihood].log_link
+    return torch.exp(mc_log_link(log_link, mean, cov, n_samples, generator))
+
+
 def test_probit_probabilities_formula():
     g = torch.Generator().manual_seed(0)
     f = 2 * torch.randn(6, 3, generator=g, dtype=F64)
     v = torch.rand(6, 3, generator=g, dtype=F64) * 5
     expected = torch.softmax(f / torch.sqrt(1 + math.pi / 8 * v), dim=1)
-    torch.testing.assert_close(probit_probabilities("classification", f, v), expected)
+    torch.testing.assert_close(_probit_probabilities("classification", f, v), expected)
     torch.testing.assert_close(
-        probit_probabilities("classification", f, torch.zeros_like(v)), torch.softmax(f, 1)
+        _probit_probabilities("classification", f, torch.zeros_like(v)), torch.softmax(f, 1)
     )
     p1 = torch.sigmoid(f[:, :1] / torch.sqrt(1 + math.pi / 8 * v[:, :1]))[:, 0]
-    got = probit_probabilities("binary", f[:, :1], v[:, :1])
+    got = _probit_probabilities("binary", f[:, :1], v[:, :1])
     torch.testing.assert_close(got, torch.stack([1 - p1, p1], dim=1))
+    # log_predict: probit by default; a logit temperature T divides f (so Var[f] by T^2)
+    lik = LIKELIHOODS["classification"]
+    torch.testing.assert_close(lik.log_predict(f, v), torch.log(expected))
+    hot = torch.softmax(f / 2 / torch.sqrt(1 + math.pi / 8 * v / 4), dim=1)
+    torch.testing.assert_close(lik.log_predict(f, v, logit_temperature=2.0), torch.log(hot))
+    got = LIKELIHOODS["binary"].log_predict(f[:, :1], v[:, :1])
+    torch.testing.assert_close(got, torch.log(torch.stack([1 - p1, p1], dim=1)))
 
 
 @pytest.mark.parametrize("var", [1e-3, 1e-2])
@@ -468,7 +519,7 @@ def test_probit_approaches_monte_carlo_for_small_variances(var):
     z = torch.randn((n, *mu.shape), generator=g, dtype=F64)
     p = torch.softmax(mu + v.sqrt() * z, dim=-1)
     mc, mc_se = p.mean(0), p.std(0) / math.sqrt(n)
-    probit = probit_probabilities("classification", mu, v)
+    probit = _probit_probabilities("classification", mu, v)
     # Tolerance, for independent logits f_i ~ N(mu_i, v_i):
     #   E[p_k(f)] = p_k(mu) + 1/2 sum_i d2p_k/df_i2 v_i + O(v^2),
     #   p_k(kappa mu) = p_k(mu) + sum_i dp_k/df_i (kappa_i - 1) mu_i + O(v^2),
@@ -504,12 +555,18 @@ def _sigmoid(x):
 def test_mc_probabilities_is_reproducible():
     mu = torch.tensor([[0.3, -1.0, 2.0]], dtype=F64)
     cov = torch.tensor([[[1.0, 0.3, 0.0], [0.3, 2.0, -0.5], [0.0, -0.5, 0.7]]], dtype=F64)
-    p1 = mc_probabilities("classification", mu, cov, 50, torch.Generator().manual_seed(7))
-    p2 = mc_probabilities("classification", mu, cov, 50, torch.Generator().manual_seed(7))
-    p3 = mc_probabilities("classification", mu, cov, 50, torch.Generator().manual_seed(8))
+    p1 = _mc_probabilities("classification", mu, cov, 50, torch.Generator().manual_seed(7))
+    p2 = _mc_probabilities("classification", mu, cov, 50, torch.Generator().manual_seed(7))
+    p3 = _mc_probabilities("classification", mu, cov, 50, torch.Generator().manual_seed(8))
     assert torch.equal(p1, p2)
     assert not torch.equal(p1, p3)
     torch.testing.assert_close(p1.sum(1), torch.ones(1, dtype=F64))
+    # the same draws serve every row: a row's estimate does not depend on the others
+    # (150 draws: two full chunks and a partial one)
+    two = torch.cat([mu, mu.flip(1)]), torch.cat([cov, cov.flip(1, 2)])
+    both = _mc_probabilities("classification", *two, 150, torch.Generator().manual_seed(7))
+    alone = _mc_probabilities("classification", mu, cov, 150, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(both[:1], alone, rtol=1e-13, atol=1e-15)
 
 
 def test_mc_probabilities_binary_converges_to_quadrature():
@@ -518,7 +575,7 @@ def test_mc_probabilities_binary_converges_to_quadrature():
     n = 100_000
     f_mean = torch.tensor(mu, dtype=F64)[:, None]
     f_cov = torch.tensor(var, dtype=F64)[:, None, None]
-    got = mc_probabilities("binary", f_mean, f_cov, n, torch.Generator().manual_seed(0))
+    got = _mc_probabilities("binary", f_mean, f_cov, n, torch.Generator().manual_seed(0))
     assert got.shape == (5, 2)
     torch.testing.assert_close(got.sum(1), torch.ones(5, dtype=F64))
     for row, (m, v) in enumerate(zip(mu, var, strict=True)):
@@ -536,7 +593,7 @@ def test_mc_probabilities_softmax_along_a_rank_one_covariance():
     u = u / u.norm()
     v, n = 1.5, 100_000
     cov = (v * torch.outer(u, u))[None]
-    got = mc_probabilities("classification", mu[None], cov, n, torch.Generator().manual_seed(0))
+    got = _mc_probabilities("classification", mu[None], cov, n, torch.Generator().manual_seed(0))
     for k in range(3):
 
         def p_k(s, k=k):
@@ -551,5 +608,5 @@ def test_mc_probabilities_softmax_along_a_rank_one_covariance():
     # sqrt(4 eps) * |z| ~ 1e-7 at most, moving probabilities by a quarter of that.
     ones = torch.ones(3, dtype=F64) / math.sqrt(3)
     shift = (4.0 * torch.outer(ones, ones))[None]
-    got = mc_probabilities("classification", mu[None], shift, 50, torch.Generator())
+    got = _mc_probabilities("classification", mu[None], shift, 50, torch.Generator())
     torch.testing.assert_close(got, torch.softmax(mu, 0)[None], rtol=0, atol=1e-7)
