@@ -8,6 +8,14 @@ in ``fit`` and expose calibrated ``predict_proba`` and ``predict(X, return_std=T
 
 from ._config import config_context, get_config, set_config
 from ._estimators import LaplaceClassifier, LaplaceRegressor
+from .likelihoods import HeteroscedasticGaussianNLL
 
-__all__ = ["LaplaceClassifier", "LaplaceRegressor", "config_context", "get_config", "set_config"]
+__all__ = [
+    "HeteroscedasticGaussianNLL",
+    "LaplaceClassifier",
+    "LaplaceRegressor",
+    "config_context",
+    "get_config",
+    "set_config",
+]
 __version__ = "0.2.0.dev0"

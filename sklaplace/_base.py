@@ -145,6 +145,8 @@ class BaseLaplace(BaseEstimator):
             else:
                 calibration, X_tune, y_tune = (X_tune, y_tune), None, None
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
+        if not likelihood.has_noise:  # the net predicts the noise (or there is none)
+            params["sigma_noise"] = 1.0
         weight_decay = None
         if _mode(params["prior_precision"]) == "weight_decay":
             weight_decay = self._weight_decay(fitted)

@@ -6,7 +6,6 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
-import torch
 from scipy.stats import norm
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
@@ -273,6 +272,15 @@ default="holdout"
         widths; ``fit`` raises if there are no such rows. "gaussian": the Gaussian
         predictive's central interval, ``mean +- z * std`` (no guarantee). "auto":
         conformal when ``fit`` finds unseen rows, else Gaussian (``interval_`` tells).
+    normalize_y : bool, default=False
+        As in ``GaussianProcessRegressor``: the targets are centred and scaled to unit
+        variance (per target, from the y given to ``fit``) for everything ``fit`` does —
+        training an unfitted net, the posterior, the tuning — and predictions, stds,
+        covariances, intervals and samples are returned in y's units. With
+        ``FrozenEstimator(net)`` the net must have been trained on the targets standardised
+        the same way. ``sigma_noise_`` and the evidence refer to the standardised targets.
+        For other target transforms, see the user guide (a monotone transform maps the
+        interval's ends; ``TransformedTargetRegressor`` does not pass ``return_std``).
 
     Attributes
     ----------
@@ -325,6 +333,7 @@ default="holdout"
             StrOptions({"marglik", "holdout"}),
         ],
         "interval": [StrOptions({"auto", "conformal", "gaussian"})],
+        "normalize_y": ["boolean"],
     }
 
     def __init__(
@@ -337,6 +346,7 @@ default="holdout"
         sigma_noise="holdout",
         temperature=1.0,
         interval="auto",
+        normalize_y=False,
         predictive="glm",
         n_samples=100,
         validation_fraction=0.2,
@@ -349,6 +359,7 @@ default="holdout"
         self.prior_precision = prior_precision
         self.sigma_noise = sigma_noise
         self.interval = interval
+        self.normalize_y = normalize_y
         self.temperature = temperature
         self.predictive = predictive
         self.n_samples = n_samples
@@ -366,9 +377,14 @@ default="holdout"
         )
         w = _inputs.check_weights(sample_weight, X)
         self._y_ndim = y.ndim
-        y2 = y.reshape(len(y), -1)
+        y2 = y.reshape(len(y), -1).astype(np.float64)
+        shift, scale = np.zeros(y2.shape[1]), np.ones(y2.shape[1])
+        if self.normalize_y:  # as GaussianProcessRegressor: zero mean, unit variance
+            shift, scale = y2.mean(0), y2.std(0)
+            scale[scale == 0] = 1.0
+        self._y_shift, self._y_scale = shift, scale
         dtype = self._target_dtype()
-        y_net = likelihood.net_targets(y2, dtype)
+        y_net = likelihood.net_targets((y2 - shift) / scale, dtype)
         if X_val is not None:
             X_val = self._validate_X(X_val)
             y_val = np.asarray(y_val, dtype=np.float64).reshape(_inputs.n_rows(X_val), -1)
@@ -376,9 +392,19 @@ default="holdout"
                 raise ValueError(
                     f"y_val has {y_val.shape[1]} target(s) per row but y has {y2.shape[1]}."
                 )
-            y_val = likelihood.net_targets(y_val, dtype)
+            y_val = likelihood.net_targets((y_val - shift) / scale, dtype)
         w_val = _inputs.check_weights(sample_weight_val, X_val)
-        return self._fit(X, y_net, y2.shape[1], likelihood, X_val, y_val, self._fit_prep, w, w_val)
+        return self._fit(
+            X,
+            y_net,
+            likelihood.n_outputs(y2.shape[1]),
+            likelihood,
+            X_val,
+            y_val,
+            self._fit_prep,
+            w,
+            w_val,
+        )
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,) or (n_samples, n_targets)"
@@ -398,14 +424,14 @@ default="holdout"
             self.interval_ = "gaussian"
             return None
         X_cal, y_cal = calibration
-        mean, var = fitted.mean_var(
+        mean, var = fitted.y_moments(
             X_cal,
             fitted.hyper,
             predictive=self.predictive,
             n_samples=self.n_samples,
             seed=self._seed(),
         )
-        std = np.sqrt(var + fitted.likelihood.noise_variance(fitted.hyper.sigma_noise))
+        std = np.sqrt(var)
         self.interval_ = "conformal"
         y_cal = np.asarray(y_cal, dtype=np.float64).reshape(mean.shape)
         return ConformalScores(y_cal, mean, std)
@@ -446,28 +472,20 @@ default="holdout"
         hyper = self._hyper()
         X = self._validate_X(X, reset=False)
         fitted = self._fitted
-        noise = fitted.likelihood.noise_variance(hyper.sigma_noise)
+        shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
         if return_cov:
-            mean, cov = self._joint(X, hyper)
-            cov = cov + noise * np.eye(len(mean))[:, :, None]
+            mean, cov = fitted.y_joint_moments(
+                X, hyper, predictive=self.predictive, n_samples=self.n_samples, seed=self._seed()
+            )
+            mean, cov = mean * scale + shift, cov * scale**2
             return self._shape(mean), (cov[:, :, 0] if self._y_ndim == 1 else cov)
-        mean, var = fitted.mean_var(
+        mean, var = fitted.y_moments(
             X, hyper, predictive=self.predictive, n_samples=self.n_samples, seed=self._seed()
         )
+        mean = mean * scale + shift
         if return_std:
-            return self._shape(mean), self._shape(np.sqrt(var + noise))
+            return self._shape(mean), self._shape(np.sqrt(var) * scale)
         return self._shape(mean)
-
-    def _joint(self, X, hyper):
-        """Means (m, K) and the covariance across rows (m, m, K) of the outputs."""
-        fitted = self._fitted
-        if self.predictive == "nn":
-            f = torch.cat(list(fitted.draws(X, hyper, self.n_samples, self._seed())), dim=1)
-            centred = f - f.mean(0)
-            cov = torch.einsum("snk,smk->nmk", centred, centred) / f.shape[0]
-            return f.mean(0).cpu().numpy(), cov.cpu().numpy()
-        mean, cov = fitted.joint_moments(X, hyper)
-        return mean.cpu().numpy(), cov.cpu().numpy()
 
     def predict_interval(self, X, confidence=0.9):
         """Predictive interval of a new observation at each row.

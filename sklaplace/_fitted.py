@@ -266,18 +266,38 @@ class FittedLaplace:
                 parts.append(log_p.cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, 2))
 
-    def mean_var(self, X, hyper, *, predictive, n_samples, seed) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance (m, c) of the outputs ``f`` (without observation noise)."""
+    def y_moments(self, X, hyper, *, predictive, n_samples, seed) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance (m, K) of a new observation ``y`` (observation noise included)."""
+        lik, sigma = self.likelihood, hyper.sigma_noise
         means, variances = [], []
         if predictive == "nn":
-            for f in self.draws(X, hyper, n_samples, seed):
-                means.append(f.mean(0).cpu().numpy())
-                variances.append(f.var(0, correction=0).cpu().numpy())
+            parts = (
+                lik.observation_draws(f, sigma) for f in self.draws(X, hyper, n_samples, seed)
+            )
         else:
-            for mean, var in self.moments(X, hyper, cov=False):
-                means.append(mean.cpu().numpy())
-                variances.append(var.cpu().numpy())
+            parts = (lik.observation(m, v, sigma) for m, v in self.moments(X, hyper, cov=False))
+        for mean, var_mean, noise in parts:
+            means.append(mean.cpu().numpy())
+            variances.append((var_mean + noise).cpu().numpy())
         return np.concatenate(means), np.concatenate(variances)
+
+    def y_joint_moments(self, X, hyper, *, predictive, n_samples, seed):
+        """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``."""
+        lik, sigma = self.likelihood, hyper.sigma_noise
+        if predictive == "nn":
+            f = torch.cat(list(self.draws(X, hyper, n_samples, seed)), dim=1)  # (S, m, c)
+            mean, _, noise = lik.observation_draws(f, sigma)
+            k = mean.shape[1]
+            centred = f[..., :k] - f[..., :k].mean(0)
+            cov = torch.einsum("snk,smk->nmk", centred, centred) / f.shape[0]
+        else:
+            mean_f, cov_f = self.joint_moments(X, hyper)
+            var_f = torch.diagonal(cov_f, dim1=0, dim2=1).T  # (m, c)
+            mean, _, noise = lik.observation(mean_f, var_f, sigma)
+            cov = cov_f[:, :, : mean.shape[1]]
+        m = len(mean)
+        cov = cov + torch.eye(m, dtype=cov.dtype, device=cov.device)[:, :, None] * noise[None]
+        return mean.cpu().numpy(), cov.cpu().numpy()
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self):

@@ -14,7 +14,14 @@ from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, Ne
 from skorch.exceptions import NotInitializedError
 from torch import nn
 
-from .likelihoods import Binary, Classification, Likelihood, Regression
+from .likelihoods import (
+    Binary,
+    Classification,
+    Heteroscedastic,
+    HeteroscedasticGaussianNLL,
+    Likelihood,
+    Regression,
+)
 
 __all__ = [
     "RecordingSplit",
@@ -29,7 +36,8 @@ __all__ = [
 SUPPORTED = (
     "NeuralNetClassifier with CrossEntropyLoss (module returns logits) or NLLLoss "
     "(module returns probabilities, skorch's default); NeuralNetBinaryClassifier with "
-    "BCEWithLogitsLoss; NeuralNetRegressor with MSELoss"
+    "BCEWithLogitsLoss; NeuralNetRegressor with MSELoss, or with "
+    "sklaplace.HeteroscedasticGaussianNLL (module outputs a mean and a log variance)"
 )
 
 
@@ -59,6 +67,8 @@ def likelihood_of(net) -> Likelihood:
     elif isinstance(net, NeuralNetRegressor):
         if issubclass(crit, nn.MSELoss):
             return Regression()
+        if issubclass(crit, HeteroscedasticGaussianNLL):
+            return Heteroscedastic()
     raise TypeError(
         f"Unsupported net/criterion: {type(net).__name__} with {crit.__name__}. "
         f"Supported: {SUPPORTED}."

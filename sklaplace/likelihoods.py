@@ -31,7 +31,14 @@ from torch.nn import functional as F
 
 from .predictive import mc_log_link, probit_logits
 
-__all__ = ["Binary", "Classification", "Likelihood", "Regression"]
+__all__ = [
+    "Binary",
+    "Classification",
+    "Heteroscedastic",
+    "HeteroscedasticGaussianNLL",
+    "Likelihood",
+    "Regression",
+]
 
 
 class Likelihood:
@@ -329,3 +336,109 @@ class Regression(Likelihood):
         total = var + sigma**2
         resid = y.reshape(mean.shape).to(mean.dtype) - mean
         return -0.5 * (resid**2 / total + torch.log(2 * math.pi * total)).sum(1)
+
+    def observation(self, mean: Tensor, var: Tensor, sigma) -> tuple[Tensor, Tensor, Tensor]:
+        """``(mean of y, variance of the mean, noise variance)`` per row and target from
+        the Gaussian ``N(mean, var)`` over the outputs ``f``: the noise is ``sigma^2``."""
+        return mean, var, torch.full_like(mean, float(sigma) ** 2)
+
+    def observation_draws(self, f: Tensor, sigma) -> tuple[Tensor, Tensor, Tensor]:
+        """The same from outputs drawn under sampled weights ``f`` (S, m, c)."""
+        mean = f.mean(0)
+        return mean, f.var(0, correction=0), torch.full_like(mean, float(sigma) ** 2)
+
+
+class Heteroscedastic(Likelihood):
+    """Gaussian noise whose variance the net predicts: outputs ``[mean | log variance]``.
+
+    A net with ``2 K`` outputs for ``K`` targets, trained with
+    :class:`sklaplace.HeteroscedasticGaussianNLL`: ``f = (mu, eta)``, ``y ~ N(mu,
+    exp(eta))``. The curvature uses the Fisher information of this Gaussian in ``(mu,
+    eta)``, ``diag(exp(-eta), 1/2)`` (the Hessian of the loss itself is indefinite away from
+    the fit), so the GGN is positive semi-definite. Predictions: ``Var[y] = Var[mu] +
+    E[exp(eta)]`` with ``E[exp(eta)] = exp(eta + Var[eta] / 2)`` under the Gaussian over
+    ``eta``: the weight uncertainty of the noise head widens the noise too.
+    """
+
+    name = "heteroscedastic"
+    is_classifier = False
+    has_noise = False  # the net predicts the noise: no sigma_noise to estimate
+
+    def _split(self, f: Tensor) -> tuple[Tensor, Tensor]:
+        k = f.shape[-1] // 2
+        return f[..., :k], f[..., k:]
+
+    def row_loss(self, f, y):
+        mu, eta = self._split(f.to(torch.float64))
+        y = y.reshape(mu.shape).to(mu.dtype)
+        return 0.5 * ((y - mu) ** 2 * torch.exp(-eta) + eta + math.log(2 * math.pi)).sum(1)
+
+    def _fisher_diag(self, f):
+        _, eta = self._split(f)
+        return torch.cat([torch.exp(-eta), torch.full_like(eta, 0.5)], dim=-1)
+
+    def hessian(self, f):
+        return torch.diag_embed(self._fisher_diag(f))
+
+    def hessian_diag(self, f):
+        return self._fisher_diag(f)
+
+    def hessian_sum(self, f, w=None):
+        d = self._fisher_diag(f.to(torch.float64))
+        return torch.diag(d.sum(0) if w is None else w @ d)
+
+    def hessian_sqrt(self, f):
+        """The diagonal's square roots, one cotangent direction per output: (c, m, c)."""
+        root = self._fisher_diag(f).sqrt()  # (m, c)
+        return torch.diag_embed(root).permute(2, 0, 1)
+
+    def n_outputs(self, n):
+        return 2 * n
+
+    def outputs_needed(self, n):
+        return (
+            f"y has {n} target(s), and a heteroscedastic net gives a mean and a log "
+            f"variance for each ({2 * n} outputs)"
+        )
+
+    def heldout_row_log_likelihood(self, mean, var, y, sigma=None, logit_temperature=1.0):
+        mu, v_mu, noise = self.observation(mean, var, sigma)
+        total = v_mu + noise
+        resid = y.reshape(mu.shape).to(mu.dtype) - mu
+        return -0.5 * (resid**2 / total + torch.log(2 * math.pi * total)).sum(1)
+
+    def observation(self, mean, var, sigma):
+        mu, eta = self._split(mean)
+        v_mu, v_eta = self._split(var)
+        return mu, v_mu, torch.exp(eta + v_eta / 2)
+
+    def observation_draws(self, f, sigma):
+        mu, eta = self._split(f)
+        return mu.mean(0), mu.var(0, correction=0), torch.exp(eta).mean(0)
+
+
+class HeteroscedasticGaussianNLL(torch.nn.Module):
+    """Criterion for a skorch regressor whose module outputs ``[mean | log variance]``.
+
+    For ``K`` targets the module gives ``2 K`` outputs: the means, then the logarithms of
+    the noise variances. The loss is the Gaussian negative log-likelihood
+    ``0.5 * ((y - mu)^2 / exp(eta) + eta + log(2 pi))``, averaged over rows (and summed
+    over targets). ``LaplaceRegressor`` recognises a ``NeuralNetRegressor`` trained with
+    it: its predictive standard deviation then adds the net's predicted noise to the
+    weight uncertainty.
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = HeteroscedasticGaussianNLL()
+    >>> out = torch.tensor([[0.0, 0.0]])  # mean 0, log variance 0
+    >>> round(float(loss(out, torch.tensor([[1.0]]))), 4)  # 0.5 * (1 + 0 + log 2 pi)
+    1.4189
+    """
+
+    def forward(self, y_pred: Tensor, y_true: Tensor) -> Tensor:
+        k = y_pred.shape[-1] // 2
+        mu, eta = y_pred[..., :k], y_pred[..., k:]
+        y = y_true.reshape(mu.shape).to(mu.dtype)
+        nll = 0.5 * ((y - mu) ** 2 * torch.exp(-eta) + eta + math.log(2 * math.pi))
+        return nll.sum(-1).mean()

@@ -101,3 +101,31 @@ def test_interval_modes_and_their_errors(frozen_net):
     with pytest.raises(ValueError, match="conformal calibration was computed with"):
         reg.set_params(sigma_noise=0.5).predict_interval(X_val)
     reg.set_params(interval="gaussian").predict_interval(X_val)  # fine
+
+
+def test_normalize_y_returns_everything_in_the_units_of_y(frozen_net):
+    """A net trained on standardised targets, given the raw ones with normalize_y=True,
+    predicts exactly what the standardised fit predicts, mapped back to y's units."""
+    net, X, y = frozen_net  # trained on y, which is already about unit scale
+    y_raw = y.astype(np.float64) * 7.0 + 40.0
+    shift, scale = y_raw.mean(), y_raw.std()  # what normalize_y computes, in float64
+    y_std = (y_raw - shift) / scale
+    rng = np.random.default_rng(3)
+    X_val, y_val = _draw(rng, 60)
+    y_val_raw = (y_val * 7.0 + 40.0).astype(np.float64)
+    raw = LaplaceRegressor(FrozenEstimator(net), normalize_y=True, random_state=0)
+    raw.fit(X, y_raw, X_val=X_val, y_val=y_val_raw)
+    ref = LaplaceRegressor(FrozenEstimator(net), random_state=0)
+    ref.fit(X, y_std, X_val=X_val, y_val=(y_val_raw - shift) / scale)
+    mean, std = raw.predict(X_val, return_std=True)
+    ref_mean, ref_std = ref.predict(X_val, return_std=True)
+    np.testing.assert_allclose(mean, ref_mean * scale + shift, rtol=1e-12)
+    np.testing.assert_allclose(std, ref_std * scale, rtol=1e-12)
+    lower, upper = raw.predict_interval(X_val, 0.9)
+    ref_lower, ref_upper = ref.predict_interval(X_val, 0.9)
+    np.testing.assert_allclose(lower, ref_lower * scale + shift, rtol=1e-12)
+    np.testing.assert_allclose(upper, ref_upper * scale + shift, rtol=1e-12)
+    cov = raw.predict(X_val[:4], return_cov=True)[1]
+    np.testing.assert_allclose(
+        cov, ref.predict(X_val[:4], return_cov=True)[1] * scale**2, rtol=1e-6
+    )
