@@ -64,8 +64,9 @@ def test_a_linear_heteroscedastic_net_matches_the_dense_reference(structure):
     eta = a @ W[1]
     lam = np.stack([np.exp(-eta), np.full_like(eta, 0.5)], 1)  # the Fisher's diagonal
     if structure == "full":
-        H = sum(np.kron(np.diag(lam_n), np.outer(a_n, a_n)) for a_n, lam_n in zip(a, lam))
-    elif structure == "kron":  # exact here? no: B (x) A with A the mean of a a^T
+        pairs = zip(a, lam, strict=True)
+        H = sum(np.kron(np.diag(lam_n), np.outer(a_n, a_n)) for a_n, lam_n in pairs)
+    elif structure == "kron":  # KFAC: B (x) A with A the mean of a a^T
         H = np.kron(np.diag(lam.sum(0)), a.T @ a / len(a))
     else:
         H = np.diag(np.concatenate([lam[:, k] @ a**2 for k in range(2)]))
