@@ -14,19 +14,19 @@ Regressors
     The predictive mean of a Laplace regressor is the network's own prediction, so the
     regressor's default ``score`` (R^2) and ``neg_mean_squared_error`` do not depend on the
     prior precision or any other setting of the approximation: tuning them with those
-    scores selects nothing. Tune with :data:`neg_gaussian_nll`, which rewards standard
+    scores selects nothing. Tune with :func:`neg_gaussian_nll`, which rewards standard
     deviations that match the observed errors. Report interval quality with
     :func:`make_interval_scorer` (``kind="coverage"`` next to ``kind="neg_width"``; or
     ``kind="neg_coverage_error"`` for a single number).
 Classifiers
     Tune with scikit-learn's ``scoring="neg_log_loss"`` (a proper scoring rule) and report
-    :func:`expected_calibration_error` or use :data:`neg_expected_calibration_error`
+    :func:`expected_calibration_error` or use :func:`neg_expected_calibration_error`
     for monitoring. ECE is not a proper scoring rule: a model that always predicts the
     class frequencies has ECE near zero, so do not select a model on ECE alone.
 
 Scorers
 -------
-:data:`neg_gaussian_nll`, :data:`neg_expected_calibration_error` and the objects made by
+:func:`neg_gaussian_nll`, :func:`neg_expected_calibration_error` and the objects made by
 :func:`make_interval_scorer` and :func:`make_calibration_error_scorer` are called as
 ``scorer(estimator, X, y, sample_weight=None)`` (greater is better) and can be passed as
 ``scoring=`` to :class:`~sklearn.model_selection.GridSearchCV`,
@@ -39,9 +39,11 @@ The estimator may be a Laplace estimator or a :class:`~sklearn.pipeline.Pipeline
 nested) whose last step is one: a :class:`~sklearn.pipeline.Pipeline` exposes neither
 ``predict_interval`` nor, with metadata routing enabled, ``predict(X, return_std=True)``,
 so the scorers transform ``X`` through the steps before the last one and ask the last
-step. They also look through a :class:`~sklearn.compose.TransformedTargetRegressor`
-(its ``regressor_``, with the inverse target transform applied to the outputs), a fitted
-search's ``best_estimator_`` and a :class:`~sklearn.frozen.FrozenEstimator`. An estimator
+step. They also look through a fitted search's ``best_estimator_``, a
+:class:`~sklearn.frozen.FrozenEstimator` and a
+:class:`~sklearn.compose.TransformedTargetRegressor`: they ask its ``regressor_`` and map
+the outputs back to the units of y when that is exact (an affine target transform for
+the Gaussian NLL, an increasing one for interval bounds) and raise otherwise. An estimator
 that cannot produce what a scorer needs makes it raise a ``TypeError`` that says what is
 needed (pass ``error_score="raise"`` to a search to see it: with the default
 ``error_score=np.nan`` scikit-learn turns it into a warning and NaN scores).
@@ -57,7 +59,7 @@ metadata routing, :class:`~sklearn.model_selection.GridSearchCV` does so wheneve
 (``sklearn.set_config(enable_metadata_routing=True)``), request it with
 ``scoring=neg_gaussian_nll.set_score_request(sample_weight=True)``. Unlike
 scikit-learn's scorers, ``set_score_request`` returns a new scorer and leaves the one it
-is called on unchanged (so the shared :data:`neg_gaussian_nll` is never modified): use
+is called on unchanged (so the shared :func:`neg_gaussian_nll` is never modified): use
 its return value.
 
 Precision
@@ -119,9 +121,12 @@ def _check_weights(sample_weight, n_samples_like):
     """None, or float64 non-negative weights of shape (n_samples,) that do not all vanish."""
     if sample_weight is None:
         return None
-    return _check_sample_weight(
+    weights = _check_sample_weight(
         sample_weight, n_samples_like, dtype=np.float64, ensure_non_negative=True
     )
+    if not weights.any():  # scikit-learn raises this itself from version 1.8 on
+        raise ValueError("sample_weight must contain at least one non-zero weight.")
+    return weights
 
 
 # --------------------------------------------------------------------------------------
@@ -631,7 +636,7 @@ _AFFINE_NAMES = "StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler"
 
 
 def _target_transform_kind(transformer):
-    """ "affine" or "increasing" when the inverse transform is known to be so, else None.
+    """Return "affine" or "increasing" if the inverse transform is known to be so, else None.
 
     Only exact classes are trusted (a subclass may change ``inverse_transform``).
     """
@@ -797,7 +802,14 @@ def _predict_bounds(estimator, X, confidence, caller):
 
     def from_target(ttr, bounds):
         _check_target_transform(ttr, "increasing", caller)
-        return tuple(_inverse_target(ttr, bound) for bound in bounds)
+        lower, upper = (_inverse_target(ttr, bound) for bound in bounds)
+        if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+            raise ValueError(
+                f"{caller}: the inverse target transform of {ttr.transformer_!r} gives NaN or "
+                "infinite interval bounds (bounds outside the range it can invert, e.g. "
+                "below the Box-Cox limit). Use a lower confidence or another transformer."
+            )
+        return lower, upper
 
     return _predict_through(estimator, X, leaf, from_target, caller)
 
@@ -884,16 +896,59 @@ class _UncertaintyScorer:
         return repr(self)
 
 
-class _CalibrationErrorScorer(_UncertaintyScorer):
+class _FunctionScorer(_UncertaintyScorer):
+    """A scorer function as a scorer object (what its ``set_score_request`` returns)."""
+
+    def __init__(self, function):
+        self._function = function
+
+    def _score(self, estimator, X, y, sample_weight):
+        return self._function(estimator, X, y, sample_weight=sample_weight)
+
+    def __repr__(self):
+        return self._function.__name__
+
+
+def _scorer_function(function):
+    """Give a scorer function the scorer protocol of :class:`_UncertaintyScorer`.
+
+    The public scorers stay functions (documented and pickled as such); the methods
+    scikit-learn looks for are attributes of the function.
+    """
+    as_object = _FunctionScorer(function)
+    function.set_score_request = as_object.set_score_request
+    function.get_metadata_routing = as_object.get_metadata_routing
+    function._accept_sample_weight = as_object._accept_sample_weight
+    function._routing_repr = as_object._routing_repr
+    return function
+
+
+def _score_calibration_error(estimator, X, y, sample_weight, n_bins, caller):
+    if not hasattr(estimator, "predict_proba"):
+        raise TypeError(
+            f"{caller} needs an estimator with predict_proba, such as a Laplace classifier "
+            f"or a Pipeline ending in one; {type(estimator).__name__} has no predict_proba "
+            "method."
+        )
+    y_prob = estimator.predict_proba(X)
+    labels = getattr(estimator, "classes_", None)
+    return -expected_calibration_error(
+        y, y_prob, n_bins=n_bins, labels=labels, sample_weight=sample_weight
+    )
+
+
+@_scorer_function
+def neg_expected_calibration_error(estimator, X, y, *, sample_weight=None, n_bins=15):
     """Scorer: minus the top-label ECE of ``estimator.predict_proba(X)``.
 
-    ``neg_expected_calibration_error`` is this scorer with 15 bins; make one with other
-    bins with :func:`make_calibration_error_scorer`. Usable as ``scoring=`` in
-    scikit-learn's model selection tools (greater is better). The columns of
-    ``predict_proba`` are matched to ``estimator.classes_``, so it also works on
-    cross-validation folds that miss a class, and on a
-    :class:`~sklearn.pipeline.Pipeline` ending in a classifier. Prefer
-    ``scoring="neg_log_loss"`` to *select* a model; see the module docstring.
+    Usable as ``scoring=neg_expected_calibration_error`` in scikit-learn's model selection
+    tools (greater is better), with 15 bins; for other bins use
+    :func:`make_calibration_error_scorer`. The columns of ``predict_proba`` are matched to
+    ``estimator.classes_``, so it also works on cross-validation folds that miss a class,
+    and on a :class:`~sklearn.pipeline.Pipeline` ending in a classifier. Prefer
+    ``scoring="neg_log_loss"`` to *select* a model; see the module docstring. With metadata
+    routing enabled, ``neg_expected_calibration_error.set_score_request(sample_weight=True)``
+    returns a copy that receives the ``sample_weight`` passed to a search's ``fit``.
 
     Parameters
     ----------
@@ -905,10 +960,12 @@ class _CalibrationErrorScorer(_UncertaintyScorer):
         True class labels.
     sample_weight : array-like of shape (n_samples,), default=None
         Weights of the samples (see :func:`expected_calibration_error`); scikit-learn's
-        model selection tools pass them on (see :meth:`set_score_request`).
-    n_bins : int, default=None
-        Number of equal-width confidence bins, overriding the scorer's own (kept for
-        ``functools.partial(neg_expected_calibration_error, n_bins=10)``).
+        model selection tools pass on those given to ``fit``.
+    n_bins : int, default=15
+        Number of equal-width confidence bins. For other values prefer
+        ``make_calibration_error_scorer(n_bins=10)`` to
+        ``functools.partial(neg_expected_calibration_error, n_bins=10)``: a partial
+        object does not take part in metadata routing.
 
     Returns
     -------
@@ -927,35 +984,21 @@ class _CalibrationErrorScorer(_UncertaintyScorer):
     >>> bool(search.best_score_ <= 0.0)
     True
     """
+    return _score_calibration_error(
+        estimator, X, y, sample_weight, n_bins, "neg_expected_calibration_error"
+    )
 
-    def __init__(self, n_bins=15, name=None):
-        self.n_bins = _check_n_bins(n_bins)
-        self._name = name
 
-    def __call__(self, estimator, X, y, *, sample_weight=None, n_bins=None):
-        n_bins = self.n_bins if n_bins is None else n_bins
-        return self._score(estimator, X, y, sample_weight, n_bins)
+class _CalibrationErrorScorer(_UncertaintyScorer):
+    """Scorer made by :func:`make_calibration_error_scorer` (a class so that it pickles)."""
 
-    def _score(self, estimator, X, y, sample_weight, n_bins=None):
-        if not hasattr(estimator, "predict_proba"):
-            raise TypeError(
-                f"{self!r} needs an estimator with predict_proba, such as a Laplace "
-                f"classifier or a Pipeline ending in one; {type(estimator).__name__} has "
-                "no predict_proba method."
-            )
-        y_prob = estimator.predict_proba(X)
-        labels = getattr(estimator, "classes_", None)
-        return -expected_calibration_error(
-            y,
-            y_prob,
-            n_bins=self.n_bins if n_bins is None else n_bins,
-            labels=labels,
-            sample_weight=sample_weight,
-        )
+    def __init__(self, n_bins):
+        self.n_bins = n_bins
+
+    def _score(self, estimator, X, y, sample_weight):
+        return _score_calibration_error(estimator, X, y, sample_weight, self.n_bins, repr(self))
 
     def __repr__(self):
-        if self._name is not None:
-            return self._name
         return f"make_calibration_error_scorer(n_bins={self.n_bins!r})"
 
 
@@ -972,7 +1015,8 @@ def make_calibration_error_scorer(n_bins=15):
     scorer : callable
         ``scorer(estimator, X, y, sample_weight=None) -> float``, greater is better,
         usable as ``scoring=`` in scikit-learn's model selection tools, like
-        :data:`neg_expected_calibration_error` (which has 15 bins).
+        :func:`neg_expected_calibration_error` (which has 15 bins), also with metadata
+        routing (``scorer.set_score_request(sample_weight=True)``).
 
     Examples
     --------
@@ -987,10 +1031,11 @@ def make_calibration_error_scorer(n_bins=15):
     >>> bool(-0.1 < scorer(model, X, y) <= 0.0)
     True
     """
-    return _CalibrationErrorScorer(n_bins)
+    return _CalibrationErrorScorer(_check_n_bins(n_bins))
 
 
-class _GaussianNLLScorer(_UncertaintyScorer):
+@_scorer_function
+def neg_gaussian_nll(estimator, X, y, *, sample_weight=None):
     """Scorer: minus the Gaussian NLL of ``predict(X, return_std=True)``.
 
     Usable as ``scoring=neg_gaussian_nll`` in scikit-learn's model selection tools
@@ -1015,7 +1060,9 @@ class _GaussianNLLScorer(_UncertaintyScorer):
         Observed targets.
     sample_weight : array-like of shape (n_samples,), default=None
         Weights of the samples (see :func:`gaussian_nll`); scikit-learn's model
-        selection tools pass them on (see :meth:`set_score_request`).
+        selection tools pass on those given to ``fit`` (with metadata routing enabled, to
+        ``neg_gaussian_nll.set_score_request(sample_weight=True)``, a copy that requests
+        them; see the module docstring).
 
     Returns
     -------
@@ -1025,6 +1072,8 @@ class _GaussianNLLScorer(_UncertaintyScorer):
 
     Examples
     --------
+    A regressor with ``predict(X, return_std=True)``, alone or at the end of a Pipeline:
+
     >>> import numpy as np
     >>> from sklearn.linear_model import BayesianRidge
     >>> from sklearn.pipeline import make_pipeline
@@ -1040,13 +1089,8 @@ class _GaussianNLLScorer(_UncertaintyScorer):
     >>> round(neg_gaussian_nll(pipe, X[150:], y[150:]), 1)
     -0.6
     """
-
-    def _score(self, estimator, X, y, sample_weight):
-        y_mean, y_std = _predict_mean_std(estimator, X, repr(self))
-        return -gaussian_nll(y, y_mean, y_std, sample_weight=sample_weight)
-
-    def __repr__(self):
-        return "neg_gaussian_nll"
+    y_mean, y_std = _predict_mean_std(estimator, X, "neg_gaussian_nll")
+    return -gaussian_nll(y, y_mean, y_std, sample_weight=sample_weight)
 
 
 _INTERVAL_KINDS = ("coverage", "neg_width", "neg_coverage_error")
@@ -1093,7 +1137,7 @@ def make_interval_scorer(confidence=0.9, kind="coverage"):
     scorer : callable
         ``scorer(estimator, X, y, sample_weight=None) -> float``, greater is better,
         usable as ``scoring=`` in scikit-learn's model selection tools, which pass
-        ``sample_weight`` on like for :data:`neg_gaussian_nll`. The estimator's
+        ``sample_weight`` on like for :func:`neg_gaussian_nll`. The estimator's
         ``predict_interval(X, confidence=...)`` must return ``(lower, upper)`` arrays;
         the estimator may also be a :class:`~sklearn.pipeline.Pipeline` ending in such a
         regressor, or a :class:`~sklearn.compose.TransformedTargetRegressor` around one
@@ -1126,7 +1170,3 @@ def make_interval_scorer(confidence=0.9, kind="coverage"):
     if kind not in _INTERVAL_KINDS:
         raise ValueError(f"kind must be one of {_INTERVAL_KINDS}, got {kind!r}.")
     return _IntervalScorer(float(confidence), kind)
-
-
-neg_expected_calibration_error = _CalibrationErrorScorer(15, name="neg_expected_calibration_error")
-neg_gaussian_nll = _GaussianNLLScorer()

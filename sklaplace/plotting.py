@@ -4,6 +4,9 @@ matplotlib is an optional dependency, imported only when something is drawn; ins
 with ``pip install sklaplace[plot]``.
 """
 
+import itertools
+from numbers import Real
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -11,8 +14,31 @@ from .metrics import _ece_from_curve, reliability_curve
 
 __all__ = ["ReliabilityDisplay"]
 
-# Marks the diagonal so that several displays drawn on one Axes add it only once.
+# Marks the diagonal so that several displays drawn on one Axes add it only once, the
+# curves and their hollow markers so that the legend keeps clear of them, and the legend
+# entry explaining hollow markers so that it is added once per threshold.
 _DIAGONAL_GID = "sklaplace-reliability-diagonal"
+_CURVE_GID = "sklaplace-reliability-curve"
+_NOTE_GID = "sklaplace-reliability-note"
+# Stored on a diagram Axes: the histogram Axes of its counts and whether that one sits
+# right under it (then the x-axis is labelled only there), so that the next display drawn
+# on the same diagram adds its bars to the same histogram. Stored on a figure made by a
+# display: its width before a legend was put right of the diagram.
+_COUNTS_AXES_ATTR = "_sklaplace_counts_axes"
+_FIGURE_WIDTH_ATTR = "_sklaplace_width_without_legend"
+_XLABEL = "Confidence (mean top-label probability in bin)"
+# Legend positions tried in turn: the diagonal's upper-left side holds the points of
+# underconfident bins only, the lower-right side those of overconfident ones.
+_LEGEND_LOCATIONS = (
+    "upper left",
+    "lower right",
+    "center left",
+    "upper center",
+    "lower center",
+    "center right",
+    "lower left",
+    "upper right",
+)
 
 
 def _import_pyplot():
@@ -26,18 +52,135 @@ def _import_pyplot():
     return plt
 
 
+def _check_min_count(min_count, counts):
+    """The count below which a bin is drawn hollow."""
+    if isinstance(min_count, str) and min_count == "auto":
+        return max(5.0, 0.01 * float(np.sum(counts)))
+    if isinstance(min_count, bool) or not isinstance(min_count, Real) or not min_count >= 0:
+        raise ValueError(
+            f'min_count must be "auto" or a number >= 0, got {min_count!r}. Pass 0 to draw '
+            "every bin alike."
+        )
+    return float(min_count)
+
+
+def _counts_axes_below(ax):
+    """A new Axes under ``ax``, sharing its x-axis, for the histogram of the counts."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    figure = ax.get_figure()
+    if isinstance(figure.get_layout_engine(), ConstrainedLayoutEngine):
+        # The constrained layout makes room for a child Axes hanging below its parent.
+        return ax.inset_axes([0.0, -0.38, 1.0, 0.3], sharex=ax)
+    # Otherwise carve the room out of ax itself, so that nothing falls off the figure.
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    return make_axes_locatable(ax).append_axes("bottom", size="30%", pad=0.1, sharex=ax)
+
+
+def _fit_log_axis(hist_ax):
+    """Show every bar of a log-scaled histogram, with labels on whole decades only."""
+    from matplotlib.ticker import NullFormatter
+
+    heights = [bar.get_height() for bar in hist_ax.patches if bar.get_height() > 0]
+    if heights:
+        # From half the smallest bar (half a row at most), so that 1 and 10 are in view.
+        hist_ax.set_ylim(bottom=0.5 * min(1.0, *heights))
+    hist_ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _segment_hits_box(p0, p1, box):
+    """Whether the segment p0-p1 (display coordinates) meets the rectangle ``box``."""
+    t0, t1 = 0.0, 1.0
+    d = p1 - p0
+    for p, q in (
+        (-d[0], p0[0] - box.x0),
+        (d[0], box.x1 - p0[0]),
+        (-d[1], p0[1] - box.y0),
+        (d[1], box.y1 - p0[1]),
+    ):
+        if p == 0.0:
+            if q < 0.0:
+                return False
+        elif p < 0.0:
+            t0 = max(t0, q / p)
+        else:
+            t1 = min(t1, q / p)
+        if t0 > t1:
+            return False
+    return True
+
+
+def _covers(box, lines, dpi):
+    """Whether ``box`` overlaps a marker or a segment of one of the lines."""
+    for line in lines:
+        points = line.get_transform().transform(np.column_stack(line.get_data()))
+        marker = line.get_marker()
+        if marker not in (None, "None", "none", "", " "):
+            radius = 0.5 * line.get_markersize() * dpi / 72.0 + line.get_markeredgewidth()
+            for x, y in points:
+                if box.x0 - radius < x < box.x1 + radius and box.y0 - radius < y < box.y1 + radius:
+                    return True
+        if line.get_linestyle() not in ("None", "none", "", " "):
+            for p0, p1 in itertools.pairwise(points):
+                if _segment_hits_box(p0, p1, box):
+                    return True
+    return False
+
+
+def _place_legend(ax):
+    """Draw the legend where it covers no curve: in a free corner or right of the Axes.
+
+    The points and segments of the reliability curves must stay visible; the diagonal is
+    avoided too when possible. The legend is placed once the figure's layout is done, so
+    it stays right unless the figure is resized afterwards. A figure made by a display
+    is widened to hold a legend right of the Axes.
+    """
+    handles, labels = ax.get_legend_handles_labels()
+    # The note on hollow markers goes last, after every curve.
+    order = sorted(range(len(handles)), key=lambda i: handles[i].get_gid() == _NOTE_GID)
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    figure = ax.figure.canvas.figure  # the root figure, also for a SubFigure's Axes
+    base_width = getattr(figure, _FIGURE_WIDTH_ATTR, None)
+    if base_width is not None:
+        figure.set_figwidth(base_width)
+    ax.legend(handles, labels, loc=_LEGEND_LOCATIONS[0], fontsize="small")
+    figure.draw_without_rendering()  # final positions, after the layout engine
+    curves = [line for line in ax.get_lines() if line.get_gid() == _CURVE_GID]
+    diagonal = [line for line in ax.get_lines() if line.get_gid() == _DIAGONAL_GID]
+    for avoid in (curves + diagonal, curves):
+        for loc in _LEGEND_LOCATIONS:
+            legend = ax.legend(handles, labels, loc=loc, fontsize="small")
+            box = legend.get_window_extent().padded(4.0)
+            if not _covers(box, avoid, figure.dpi):
+                return legend
+    # Every corner covers a point: put the legend outside, right of the Axes.
+    legend = ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small"
+    )
+    if base_width is not None:
+        legend_width = legend.get_window_extent().width / figure.dpi
+        figure.set_figwidth(base_width + legend_width + 0.1)
+    return legend
+
+
 class ReliabilityDisplay:
-    """Top-label reliability diagram: accuracy against confidence, with the ECE.
+    """Top-label reliability diagram with the ECE and the number of rows per bin.
 
     Each point is one equal-width confidence bin: its mean top-label confidence (the
     largest predicted probability) on the x-axis and the fraction of correct predictions
     on the y-axis. Points on the dotted diagonal are calibrated, points below it
     overconfident and points above it underconfident. The legend shows the expected
-    calibration error (ECE).
+    calibration error (ECE). A histogram under the diagram shows how many rows each bin
+    holds, on a log scale: a bin of a few rows has a noisy accuracy, so bins holding fewer
+    than ``min_count`` rows (a dotted line in the histogram) have hollow markers and
+    bars; they still count in the curve and the ECE. The legend goes where it covers no
+    point or segment of a curve: into a free corner, else right of the diagram.
 
     Build it with :meth:`from_estimator` or :meth:`from_predictions`. Several displays can
     be drawn on one Axes (pass ``ax=``) to compare models, e.g. a network's MAP
-    prediction with its Laplace-approximated predictive.
+    prediction with its Laplace-approximated predictive; their histograms share one
+    Axes under it.
 
     Parameters
     ----------
@@ -47,20 +190,35 @@ class ReliabilityDisplay:
     accuracy : ndarray of shape (n_nonempty_bins,)
         Accuracy per bin.
     counts : ndarray of shape (n_nonempty_bins,)
-        Number of samples per bin.
+        Number of samples (or their total weight) per bin.
     ece : float, default=None
         Expected calibration error shown in the legend. By default it is computed from
         the three arrays, which gives the value of
         :func:`~sklaplace.metrics.expected_calibration_error`.
     estimator_name : str, default=None
         Name shown in the legend; nothing but the ECE is shown if None.
+    bin_edges : ndarray of shape (n_nonempty_bins, 2), default=None
+        Lower and upper edge of each bin, from
+        ``reliability_curve(..., return_bin_edges=True)``: the histogram bars then span
+        their bins. If None, each bar is a narrow bar at the bin's mean confidence.
 
     Attributes
     ----------
     line_ : matplotlib Line2D
         The reliability curve.
+    hollow_markers_ : matplotlib Line2D or None
+        The hollow markers of the bins holding fewer than ``min_count`` rows, or None if
+        there are none.
+    sparse_bins_ : ndarray of bool of shape (n_nonempty_bins,)
+        Which bins are drawn hollow.
+    min_count_ : float
+        The count below which a bin is drawn hollow.
+    bars_ : matplotlib BarContainer or None
+        The bars of the histogram of the counts (None with ``show_counts=False``).
     ax_ : matplotlib Axes
-        The Axes it is drawn on.
+        The Axes the diagram is drawn on.
+    hist_ax_ : matplotlib Axes or None
+        The Axes of the histogram of the counts (None with ``show_counts=False``).
     figure_ : matplotlib Figure
         The figure holding the Axes.
 
@@ -81,10 +239,16 @@ class ReliabilityDisplay:
     >>> disp = ReliabilityDisplay.from_estimator(clf, X, y, n_bins=10, name="LogReg")
     >>> disp.line_.get_label()
     'LogReg (ECE = 0.235)'
+    >>> [int(bar.get_height()) for bar in disp.bars_]  # rows per non-empty bin
+    [8, 39, 29, 16, 54, 4]
+    >>> disp.sparse_bins_.tolist()  # the last bin holds < 5 rows: drawn hollow
+    [False, False, False, False, False, True]
     >>> plt.close(disp.figure_)
     """
 
-    def __init__(self, confidence, accuracy, counts, *, ece=None, estimator_name=None):
+    def __init__(
+        self, confidence, accuracy, counts, *, ece=None, estimator_name=None, bin_edges=None
+    ):
         self.confidence = np.asarray(confidence, dtype=np.float64)
         self.accuracy = np.asarray(accuracy, dtype=np.float64)
         self.counts = np.asarray(counts)
@@ -94,29 +258,61 @@ class ReliabilityDisplay:
                 f"{self.confidence.shape}, {self.accuracy.shape} and {self.counts.shape}. "
                 "Pass the three outputs of sklaplace.metrics.reliability_curve."
             )
+        if bin_edges is not None:
+            bin_edges = np.asarray(bin_edges, dtype=np.float64)
+            if bin_edges.shape != (*self.confidence.shape, 2):
+                raise ValueError(
+                    f"bin_edges must have shape (n_nonempty_bins, 2) = "
+                    f"{(*self.confidence.shape, 2)}, got {bin_edges.shape}. Pass the last "
+                    "output of reliability_curve(..., return_bin_edges=True)."
+                )
+        self.bin_edges = bin_edges
         self.ece = ece
         self.estimator_name = estimator_name
+        self._count_unit = "rows"
 
-    def plot(self, ax=None, *, name=None, ref_line=True, **kwargs):
-        """Draw the reliability diagram.
+    def plot(
+        self,
+        ax=None,
+        *,
+        name=None,
+        ref_line=True,
+        show_counts=True,
+        hist_ax=None,
+        min_count="auto",
+        **kwargs,
+    ):
+        """Draw the reliability diagram and, under it, the histogram of the counts.
 
         Parameters
         ----------
         ax : matplotlib Axes, default=None
-            Axes to draw on; a new figure is created if None. Pass the ``ax_`` of another
-            display to draw both curves on one plot.
+            Axes to draw the diagram on; a new figure (with the histogram under the
+            diagram) is created if None. Pass the ``ax_`` of another display to draw
+            both curves on one plot: the bars go to the same histogram.
         name : str, default=None
             Name for the legend, overriding ``estimator_name``.
         ref_line : bool, default=True
             Whether to draw the diagonal of perfect calibration (drawn only once per
             Axes).
+        show_counts : bool, default=True
+            Whether to draw the histogram of the counts.
+        hist_ax : matplotlib Axes, default=None
+            Axes for the histogram. If None, the one of an earlier display on ``ax`` is
+            reused, or a new Axes is made under ``ax`` (taking room from it, or below it
+            in a figure with the constrained layout).
+        min_count : "auto" or float, default="auto"
+            Bins holding fewer rows than this (total weight, with sample weights) get a
+            hollow marker and bar; a dotted line marks it in the histogram. "auto": 5
+            rows or 1 % of all rows, whichever is more. 0 draws every bin alike.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.plot` for the curve, e.g. ``color=``.
 
         Returns
         -------
         display : ReliabilityDisplay
-            This object, with ``line_``, ``ax_`` and ``figure_`` set.
+            This object, with ``line_``, ``hollow_markers_``, ``sparse_bins_``,
+            ``min_count_``, ``bars_``, ``ax_``, ``hist_ax_`` and ``figure_`` set.
 
         Examples
         --------
@@ -126,11 +322,43 @@ class ReliabilityDisplay:
         >>> disp = disp.plot()
         >>> disp.line_.get_label()
         'A (ECE = 0.125)'
+        >>> disp.hist_ax_.get_ylabel()
+        'Rows'
         >>> plt.close(disp.figure_)
         """
         plt = _import_pyplot()
+        min_count = _check_min_count(min_count, self.counts)
+        if ax is None and hist_ax is not None:
+            raise ValueError(
+                "hist_ax was given without ax: pass the Axes of the diagram as ax too (or "
+                "neither, for a new figure with both)."
+            )
         if ax is None:
-            _, ax = plt.subplots()
+            if show_counts:
+                figure, (ax, hist_ax) = plt.subplots(
+                    2,
+                    1,
+                    sharex=True,
+                    height_ratios=[3, 1],
+                    figsize=(6.0, 6.4),
+                    layout="constrained",
+                )
+                self._setup_counts_axes(ax, hist_ax)
+            else:
+                figure, ax = plt.subplots(figsize=(6.0, 5.0), layout="constrained")
+            setattr(figure, _FIGURE_WIDTH_ATTR, figure.get_figwidth())
+        registered, below = getattr(ax, _COUNTS_AXES_ATTR, (None, False))
+        if show_counts and hist_ax is None:
+            hist_ax = registered
+            if hist_ax is None:
+                hist_ax = _counts_axes_below(ax)
+                self._setup_counts_axes(ax, hist_ax)
+                below = True
+        elif show_counts and hist_ax is not registered:
+            setattr(ax, _COUNTS_AXES_ATTR, (hist_ax, False))
+            below = False
+            if not hist_ax.get_ylabel():
+                hist_ax.set_ylabel(self._count_unit.capitalize())
 
         ece = self.ece
         if ece is None:
@@ -149,41 +377,156 @@ class ReliabilityDisplay:
                 gid=_DIAGONAL_GID,
             )
 
-        line_kwargs = {"marker": "o", "label": label, **kwargs}
+        sparse = self.counts < min_count
+        line_kwargs = {"marker": "o", "label": label, **kwargs, "gid": _CURVE_GID}
+        if sparse.any():
+            line_kwargs.setdefault("markevery", (~sparse).tolist())
         (self.line_,) = ax.plot(self.confidence, self.accuracy, **line_kwargs)
-        ax.set(
-            xlim=(-0.02, 1.02),
-            ylim=(-0.02, 1.02),
-            xlabel="Confidence (mean top-label probability in bin)",
-            ylabel="Accuracy in bin",
-        )
-        ax.legend(loc="upper left")
+        color = self.line_.get_color()
+        self.hollow_markers_ = None
+        if sparse.any():
+            (self.hollow_markers_,) = ax.plot(
+                self.confidence[sparse],
+                self.accuracy[sparse],
+                linestyle="none",
+                marker=self.line_.get_marker(),
+                markersize=self.line_.get_markersize(),
+                markeredgewidth=self.line_.get_markeredgewidth(),
+                markeredgecolor=color,
+                markerfacecolor="none",
+                zorder=self.line_.get_zorder(),
+                label="_nolegend_",
+                gid=_CURVE_GID,
+            )
+        self._update_notes(ax, min_count if sparse.any() else None)
+        self.sparse_bins_ = sparse
+        self.min_count_ = min_count
+
+        self.bars_ = None
+        if show_counts:
+            self.bars_ = self._draw_counts(hist_ax, color, sparse, min_count)
+            if below:
+                _fit_log_axis(hist_ax)
+        if not below:
+            ax.set_xlabel(_XLABEL)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), ylabel="Accuracy in bin")
         self.ax_ = ax
+        self.hist_ax_ = hist_ax if show_counts else None
         self.figure_ = ax.figure
+        _place_legend(ax)
         return self
+
+    def _setup_counts_axes(self, ax, hist_ax):
+        """Label a new histogram Axes right under ``ax``, and register it on ``ax``."""
+        setattr(ax, _COUNTS_AXES_ATTR, (hist_ax, True))
+        hist_ax.set_yscale("log")
+        hist_ax.set_ylabel(self._count_unit.capitalize())
+        hist_ax.set_xlabel(_XLABEL)
+        ax.set_xlabel("")
+        ax.tick_params(labelbottom=False)
+
+    def _update_notes(self, ax, min_count):
+        """Add a legend entry saying what hollow markers mean, unless ``min_count`` is None.
+
+        One entry per threshold. The entries stay the last lines of ``ax``, after every
+        curve, so that they come last in any legend, also one drawn with ``ax.legend()``.
+        """
+        from matplotlib.lines import Line2D
+
+        notes = [line for line in ax.get_lines() if line.get_gid() == _NOTE_GID]
+        for note in notes:
+            note.remove()
+        if min_count is None:
+            text = None
+        elif self._count_unit == "rows":
+            text = f"Hollow: < {min_count:.3g} rows"
+        else:
+            text = f"Hollow: weight < {min_count:.3g}"
+        if text is not None and not any(note.get_label() == text for note in notes):
+            notes.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="o",
+                    markerfacecolor="none",
+                    markeredgecolor="0.35",
+                    label=text,
+                    gid=_NOTE_GID,
+                )
+            )
+        for note in notes:
+            ax.add_line(note)
+
+    def _draw_counts(self, hist_ax, color, sparse, min_count):
+        if self.bin_edges is not None:
+            left, width = self.bin_edges[:, 0], np.diff(self.bin_edges, axis=1)[:, 0]
+        else:
+            width = np.full(self.confidence.shape, 0.03)
+            left = self.confidence - width / 2
+        bars = hist_ax.bar(
+            left,
+            self.counts,
+            width=width,
+            align="edge",
+            color=color,
+            alpha=0.45,
+            edgecolor=color,
+            linewidth=1.0,
+        )
+        for bar, is_sparse in zip(bars, sparse, strict=True):
+            if is_sparse:  # hollow, like the bin's marker
+                bar.set_fill(False)
+                bar.set_alpha(1.0)
+        if min_count > 0:
+            hist_ax.axhline(min_count, color=color, linestyle=":", linewidth=1)
+        return bars
 
     @classmethod
     def from_estimator(
-        cls, estimator, X, y, *, n_bins=15, name=None, ax=None, ref_line=True, **kwargs
+        cls,
+        estimator,
+        X,
+        y,
+        *,
+        n_bins=15,
+        sample_weight=None,
+        name=None,
+        ax=None,
+        ref_line=True,
+        show_counts=True,
+        hist_ax=None,
+        min_count="auto",
+        **kwargs,
     ):
         """Reliability diagram of a fitted classifier's ``predict_proba`` on ``X``.
 
         Parameters
         ----------
         estimator : fitted classifier
-            Must have ``predict_proba``; its ``classes_`` give the class of each column.
+            Must have ``predict_proba`` (a Pipeline ending in a classifier has it); its
+            ``classes_`` give the class of each column.
         X : array-like of shape (n_samples, n_features)
             Input data, preferably not the training data.
         y : array-like of shape (n_samples,)
             True class labels.
         n_bins : int, default=15
             Number of equal-width confidence bins on [0, 1].
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples: the curve, ECE and counts are weighted (see
+            :func:`~sklaplace.metrics.reliability_curve`).
         name : str, default=None
             Name for the legend; the estimator's class name if None.
         ax : matplotlib Axes, default=None
-            Axes to draw on; a new figure is created if None.
+            Axes to draw the diagram on; a new figure is created if None.
         ref_line : bool, default=True
             Whether to draw the diagonal of perfect calibration.
+        show_counts : bool, default=True
+            Whether to draw the histogram of the counts under the diagram.
+        hist_ax : matplotlib Axes, default=None
+            Axes for the histogram; see :meth:`plot`.
+        min_count : "auto" or float, default="auto"
+            Bins with fewer rows are drawn hollow; see :meth:`plot`.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.plot` for the curve.
 
@@ -203,8 +546,14 @@ class ReliabilityDisplay:
         >>> first = ReliabilityDisplay.from_estimator(sharp, X, y, name="C=100")
         >>> second = ReliabilityDisplay.from_estimator(smooth, X, y, name="C=0.05",
         ...                                            ax=first.ax_)
-        >>> len(first.ax_.get_legend().get_texts())  # diagonal + two curves
-        3
+        >>> second.hist_ax_ is first.hist_ax_  # one histogram, bars of both models
+        True
+        >>> for text in first.ax_.get_legend().get_texts():
+        ...     print(text.get_text())
+        Perfectly calibrated
+        C=100 (ECE = 0.023)
+        C=0.05 (ECE = 0.235)
+        Hollow: < 5 rows
         >>> plt.close(first.figure_)
         """
         if not hasattr(estimator, "predict_proba"):
@@ -221,9 +570,13 @@ class ReliabilityDisplay:
             y_prob,
             n_bins=n_bins,
             labels=getattr(estimator, "classes_", None),
+            sample_weight=sample_weight,
             name=name,
             ax=ax,
             ref_line=ref_line,
+            show_counts=show_counts,
+            hist_ax=hist_ax,
+            min_count=min_count,
             **kwargs,
         )
 
@@ -235,9 +588,13 @@ class ReliabilityDisplay:
         *,
         n_bins=15,
         labels=None,
+        sample_weight=None,
         name=None,
         ax=None,
         ref_line=True,
+        show_counts=True,
+        hist_ax=None,
+        min_count="auto",
         **kwargs,
     ):
         """Reliability diagram of predicted class probabilities.
@@ -254,12 +611,21 @@ class ReliabilityDisplay:
         labels : array-like of shape (n_classes,), default=None
             The class of each column of ``y_prob``, in column order; see
             :func:`~sklaplace.metrics.reliability_curve`.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples: the curve, ECE and counts are weighted (see
+            :func:`~sklaplace.metrics.reliability_curve`).
         name : str, default=None
             Name for the legend.
         ax : matplotlib Axes, default=None
-            Axes to draw on; a new figure is created if None.
+            Axes to draw the diagram on; a new figure is created if None.
         ref_line : bool, default=True
             Whether to draw the diagonal of perfect calibration.
+        show_counts : bool, default=True
+            Whether to draw the histogram of the counts under the diagram.
+        hist_ax : matplotlib Axes, default=None
+            Axes for the histogram; see :meth:`plot`.
+        min_count : "auto" or float, default="auto"
+            Bins with fewer rows are drawn hollow; see :meth:`plot`.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.plot` for the curve.
 
@@ -276,10 +642,19 @@ class ReliabilityDisplay:
         >>> disp = ReliabilityDisplay.from_predictions(y_true, y_prob, n_bins=5, name="MAP")
         >>> disp.line_.get_label()
         'MAP (ECE = 0.275)'
+        >>> [round(float(bar.get_x()), 2) for bar in disp.bars_]  # the bins' lower edges
+        [0.4, 0.6, 0.8]
+        >>> [int(bar.get_height()) for bar in disp.bars_]  # rows in each bin
+        [1, 1, 2]
         >>> plt.close(disp.figure_)
         """
-        confidence, accuracy, counts = reliability_curve(
-            y_true, y_prob, n_bins=n_bins, labels=labels
+        confidence, accuracy, counts, bin_edges = reliability_curve(
+            y_true,
+            y_prob,
+            n_bins=n_bins,
+            labels=labels,
+            sample_weight=sample_weight,
+            return_bin_edges=True,
         )
         display = cls(
             confidence,
@@ -287,5 +662,15 @@ class ReliabilityDisplay:
             counts,
             ece=_ece_from_curve(confidence, accuracy, counts),
             estimator_name=name,
+            bin_edges=bin_edges,
         )
-        return display.plot(ax=ax, ref_line=ref_line, **kwargs)
+        if sample_weight is not None:
+            display._count_unit = "weight"
+        return display.plot(
+            ax=ax,
+            ref_line=ref_line,
+            show_counts=show_counts,
+            hist_ax=hist_ax,
+            min_count=min_count,
+            **kwargs,
+        )
