@@ -76,6 +76,11 @@ class FittedLaplace:
         return self.net.module_.get_submodule(self.approximation.head_name).out_features
 
     def view(self) -> NetView:
+        """A private view of the net; moves the posterior to the net's device first (the net
+        may have been moved since fit)."""
+        device = _skorch.net_device(self.net)
+        if self.posterior.means[0].device != device:
+            self.approximation = self.approximation.to(device)
         return NetView(self.net, self.batch_size)
 
     # ---------------------------------------------------------------- hyper-parameters
