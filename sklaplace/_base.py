@@ -288,6 +288,14 @@ class BaseLaplace(BaseEstimator):
         _hyper.check_numerics(fitted.posterior, hyper, noise)
         return hyper
 
+    def _predictor(self) -> FittedLaplace:
+        """The fitted state, running batches of the current ``batch_size`` (a parameter
+        predictions read)."""
+        fitted = self._fitted_state()
+        if fitted.batch_size == self.batch_size:
+            return fitted
+        return fitted.with_batch_size(self.batch_size)
+
     def _seed(self) -> int:
         """One seed per prediction call: every batch shares the same Monte Carlo draws."""
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))

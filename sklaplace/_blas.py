@@ -9,6 +9,7 @@ may use (``threadpoolctl``, a scikit-learn dependency), come in.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -18,21 +19,38 @@ from torch import Tensor
 __all__ = ["blas_threads_like_torch", "gram"]
 
 _BLAS: ThreadpoolController | None = None
+# The BLAS thread limit is process-wide: passes running at once in several threads share
+# one limit, set by the first to start and restored by the last to finish.
+_LOCK = threading.Lock()
+_ACTIVE = 0
+_RESTORE = None
 
 
 @contextmanager
 def blas_threads_like_torch():
     """Within the block, numpy's BLAS (used by ``gram``) runs at most
     ``torch.get_num_threads()`` threads, so a curvature pass does not oversubscribe the
-    cores a user gave torch; a lower limit the BLAS already had is kept."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController().select(user_api="blas")
-    limit = torch.get_num_threads()
-    for lib in _BLAS.info():
-        limit = min(limit, lib["num_threads"])
-    with _BLAS.limit(limits=limit):
+    cores a user gave torch; a lower limit the BLAS already had is kept. Blocks that
+    overlap in several threads share the limit, and the last one out restores the
+    original (restoring per block would leave the limit lowered when they do not nest)."""
+    global _BLAS, _ACTIVE, _RESTORE
+    with _LOCK:
+        if _BLAS is None:
+            _BLAS = ThreadpoolController().select(user_api="blas")
+        if _ACTIVE == 0:
+            limit = torch.get_num_threads()
+            for lib in _BLAS.info():
+                limit = min(limit, lib["num_threads"])
+            _RESTORE = _BLAS.limit(limits=limit)
+        _ACTIVE += 1
+    try:
         yield
+    finally:
+        with _LOCK:
+            _ACTIVE -= 1
+            if _ACTIVE == 0:
+                _RESTORE.restore_original_limits()
+                _RESTORE = None
 
 
 def gram(x: Tensor) -> Tensor:

@@ -198,7 +198,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         """
         hyper = self._hyper()
         X = self._validate_X(X, reset=False)
-        return self._fitted.log_proba(
+        return self._predictor().log_proba(
             X,
             hyper,
             predictive=self.predictive,
@@ -471,7 +471,7 @@ default="holdout"
             )
         hyper = self._hyper()
         X = self._validate_X(X, reset=False)
-        fitted = self._fitted
+        fitted = self._predictor()
         shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
         if return_cov:
             mean, cov = fitted.y_joint_moments(

@@ -12,9 +12,13 @@ overridden ``infer``). ``fingerprint_net`` hashes all of it:
   (sparse tensors through their indices and values);
 * containers, and objects of user classes, through their contents (``vars``, slots);
 * user functions and classes through their compiled code (``marshal``), default
-  arguments, closure cells and the globals their code names; code from the libraries
-  sklaplace builds on (torch, numpy, scikit-learn, skorch, the standard library) by its
-  qualified name and the library versions.
+  arguments, closure cells and the globals their code names (for a module object among
+  them, the attributes the code names: ``config.gain``); code from the libraries
+  sklaplace builds on (torch, numpy, scikit-learn, skorch, the standard library) through
+  its compiled code too, without following its globals, memoised on the identity of the
+  function objects (the memo keeps them alive, so a patched method is a new object and a
+  new digest);
+* torch's global module hooks (``register_module_forward_hook`` and the like).
 
 Anything else (an object implemented in C with hidden state, such as a ``torch.Generator``
 or a lock) cannot be fingerprinted: the fingerprint is then ``None`` and the caller does not
@@ -29,6 +33,7 @@ import functools
 import hashlib
 import marshal
 import sys
+import threading
 import types
 from collections.abc import Mapping
 from pathlib import PurePath
@@ -174,6 +179,9 @@ class _Hasher:
         if isinstance(obj, type):
             self._class(obj)
             return
+        if isinstance(obj, types.ModuleType):
+            self._tag("module", obj.__name__, getattr(obj, "__version__", None))
+            return
         if self._seen(obj):
             return
         if isinstance(obj, torch.Tensor):
@@ -207,8 +215,6 @@ class _Hasher:
             owner = getattr(obj, "__self__", None)
             if owner is not None and not isinstance(owner, types.ModuleType | type):
                 self.update(owner)
-        elif isinstance(obj, types.ModuleType):
-            self._tag("module", obj.__name__, getattr(obj, "__version__", None))
         elif isinstance(obj, functools.partial):
             self._tag("partial")
             self.update(obj.func)
@@ -303,7 +309,7 @@ class _Hasher:
 
     def _function(self, f: types.FunctionType) -> None:
         if _is_library(f):
-            self._tag("function", f.__module__, f.__qualname__)
+            self._tag("function", f.__module__, f.__qualname__, _library_digest(f))
             return
         self._tag("function", f.__module__, f.__qualname__)
         self._h.update(marshal.dumps(f.__code__))
@@ -318,16 +324,37 @@ class _Hasher:
         for name in names:
             if name in glob:
                 self._tag("global", name)
-                self.update(glob[name])
+                value = glob[name]
+                if isinstance(value, types.ModuleType):
+                    self._module_object(value, names, depth=2)
+                else:
+                    self.update(value)
+
+    def _module_object(self, mod: types.ModuleType, names, depth: int) -> None:
+        """A module a function's code uses: its name and the attributes the code names."""
+        self._tag("module", mod.__name__, getattr(mod, "__version__", None))
+        for name in names:
+            value = getattr(mod, name, _MISSING)
+            if value is _MISSING:
+                continue
+            self._tag("module attr", name)
+            if isinstance(value, types.ModuleType):
+                if depth > 0:
+                    self._module_object(value, names, depth - 1)
+                else:
+                    self._tag("module", value.__name__)
+            else:
+                self.update(value)
 
     def _class(self, cls: type) -> None:
         if cls is object or self._seen(cls):
             return
         self._tag("class", cls.__module__, cls.__qualname__)
-        if _is_library(cls):
-            return
         for klass in cls.__mro__:
-            if klass is object or _is_library(klass):
+            if klass is object:
+                continue
+            if _is_library(klass):
+                self._tag("library class", klass.__qualname__, _library_class_digest(klass))
                 continue
             for name, attr in sorted(klass.__dict__.items()):
                 if name in _SKIPPED_CLASS_ATTRS:
@@ -347,6 +374,62 @@ class _Hasher:
         for s in slots:
             self._tag("slot", s)
             self.update(getattr(obj, s, None))
+
+
+_MISSING = object()
+# id -> (the object, what identified it, its digest): the objects stay alive, so an id is
+# never reused for another object while its entry exists.
+_LIBRARY_MEMO: dict = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def _library_digest(f) -> str:
+    """Digest of a library function's compiled code (not following its globals)."""
+    with _MEMO_LOCK:
+        entry = _LIBRARY_MEMO.get(("f", id(f)))
+        if entry is not None and entry[0] is f:
+            return entry[2]
+    code = getattr(f, "__code__", None)
+    digest = hashlib.sha256(marshal.dumps(code) if code is not None else b"").hexdigest()
+    with _MEMO_LOCK:
+        _LIBRARY_MEMO[("f", id(f))] = (f, None, digest)
+    return digest
+
+
+def _library_class_digest(klass: type) -> str:
+    """Digest of what a library class defines: its methods' compiled code, the names and
+    types of its other attributes. Recomputed when any entry of its ``__dict__`` is another
+    object than before (a patched method)."""
+    values = tuple(vars(klass).values())
+    ids = tuple(map(id, values))
+    with _MEMO_LOCK:
+        entry = _LIBRARY_MEMO.get(("c", id(klass)))
+        if entry is not None and entry[0] is klass and entry[1][0] == ids:
+            return entry[2]
+    h = hashlib.sha256()
+    for name, value in vars(klass).items():
+        func = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+        if isinstance(func, property):
+            func = func.fget
+        code = getattr(func, "__code__", None)
+        h.update(repr((name, type(value).__qualname__)).encode())
+        if isinstance(code, types.CodeType):
+            h.update(marshal.dumps(code))
+    digest = h.hexdigest()
+    with _MEMO_LOCK:
+        _LIBRARY_MEMO[("c", id(klass))] = (klass, (ids, values), digest)
+    return digest
+
+
+def _global_hooks() -> dict:
+    """torch's process-wide module hooks (they run on every module's forward)."""
+    from torch.nn.modules import module
+
+    return {
+        name: getattr(module, name)
+        for name in dir(module)
+        if name.startswith("_global_") and isinstance(getattr(module, name), dict)
+    }
 
 
 def _global_names(code: types.CodeType) -> set[str]:
@@ -396,6 +479,7 @@ def fingerprint_net(net) -> str | None:
     parts = [
         "sklaplace-net-1",
         _versions(),
+        _global_hooks(),
         type(net),
         net.dataset,
         net.get_params_for("dataset"),
@@ -436,7 +520,7 @@ def _canonical_rows(arr):
     import scipy.sparse as sp
 
     if sp.issparse(arr):
-        csr = sp.csr_array(arr)
+        csr = sp.csr_array(arr, copy=True)  # canonicalised here, never in the caller's X
         csr.sum_duplicates()
         csr.sort_indices()
         return ("sparse", csr.shape, csr.data, csr.indices, csr.indptr)

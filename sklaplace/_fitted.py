@@ -14,6 +14,7 @@ projections computed once per held-out row.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 
@@ -27,7 +28,78 @@ from .approximations import Approximation, find_head
 from .approximations.base import MERGED_ELEMENTS
 from .likelihoods import Likelihood
 
-__all__ = ["FittedLaplace"]
+__all__ = ["FittedLaplace", "stamp_changes", "tensor_stamp"]
+
+
+def _has_integers(X) -> bool:
+    """Whether X (an array, a sparse matrix or a dict of them) holds integers."""
+    arrays = X.values() if isinstance(X, dict) else [X]
+    return any(np.dtype(getattr(a, "dtype", np.float64)).kind in "iu" for a in arrays)
+
+
+def _draw_moments(likelihood, chunks, sigma):
+    """``(mean of y, variance of its mean, mean noise variance)`` from chunks of draws,
+    combined chunk by chunk (Chan et al.'s pairwise update), so memory does not grow with
+    the number of draws."""
+    n, mean, m2, noise = 0, None, None, None
+    for f in chunks:
+        mu, nz = likelihood.observation_draw(f, sigma)
+        k, mu_mean = len(mu), mu.mean(0)
+        mu_m2, nz_sum = ((mu - mu_mean) ** 2).sum(0), nz.sum(0)
+        if n == 0:
+            n, mean, m2, noise = k, mu_mean, mu_m2, nz_sum
+            continue
+        delta, total = mu_mean - mean, n + k
+        mean = mean + delta * (k / total)
+        m2 = m2 + mu_m2 + delta**2 * (n * k / total)
+        noise, n = noise + nz_sum, total
+    return mean, m2 / n, noise / n
+
+
+def tensor_stamp(module) -> dict:
+    """What identifies each parameter and buffer of a module at a moment, cheaply.
+
+    Shape, dtype, ``requires_grad``, device, storage address and torch's version counter,
+    which every in-place operation bumps (an optimiser step, ``load_state_dict``,
+    ``param.add_``). O(number of tensors), not of their sizes: it is checked at every
+    prediction. Writes that bypass the counter (through ``param.data`` or a numpy view)
+    are not seen; the posterior's own layers are also compared value by value
+    (``Approximation.layers``).
+    """
+    stamp = {}
+    for kind, items in (("p", module.named_parameters()), ("b", module.named_buffers())):
+        for name, t in items:
+            stamp[(kind, name)] = (
+                tuple(t.shape),
+                t.dtype,
+                t.requires_grad,
+                t.device,
+                _storage_address(t),
+                t._version,
+            )
+    return stamp
+
+
+def _storage_address(t) -> int:
+    """Where a dense tensor's data lives (0 for sparse and meta tensors, which have none)."""
+    if t.layout != torch.strided or t.device.type == "meta":
+        return 0
+    return t.data_ptr()
+
+
+def stamp_changes(before: dict | None, after: dict) -> list[str]:
+    """Names of the tensors that changed between two stamps (a move to another device,
+    which changes the storage address with the device, is not a change)."""
+    if before is None:
+        return []
+    changed = [name for _, name in set(before) ^ set(after)]
+    for key in set(before) & set(after):
+        *a, ptr_a, ver_a = before[key]
+        *b, ptr_b, ver_b = after[key]
+        moved = a[3] != b[3]
+        if a[:3] != b[:3] or ver_a != ver_b or (ptr_a != ptr_b and not moved):
+            changed.append(key[1])
+    return sorted(changed)
 
 
 class FittedLaplace:
@@ -49,15 +121,32 @@ class FittedLaplace:
         self.batch_size = batch_size
         self.hyper: Hyper | None = None
         self.conformal = None  # ConformalScores of the regressor's calibration rows
+        self.stamp = None  # tensor_stamp of the net at fit
+        self.int_codes = None  # integer X reaches the net as integers (decided in fit)
         self.prep = None  # the fitted steps of a wrapped Pipeline before the net
 
     @classmethod
     def fit(
         cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs, sample_weight=None
     ):
-        """Find the head, check its outputs, and fit the approximation on ``rows`` of X."""
-        view = NetView(net, batch_size)
-        head = find_head(view, X, likelihood)
+        """Find the head, check its outputs, and fit the approximation on ``rows`` of X.
+
+        Integer X reaches the net as integers, as skorch passes it (codes for an embedding,
+        ``F.one_hot`` or a lookup table), unless the net fails on integers and runs on X cast
+        to its floating dtype (a net of ``nn.Linear`` layers given integer features); the
+        choice is kept for predictions.
+        """
+        view = NetView(net, batch_size, int_codes=_has_integers(X) or None)
+        try:
+            head = find_head(view, X, likelihood)
+        except ValueError as exc:
+            if not _has_integers(X):
+                raise
+            view = NetView(net, batch_size, int_codes=False)
+            try:
+                head = find_head(view, X, likelihood)
+            except ValueError:
+                raise exc from None
         n_out = view.module.get_submodule(head).out_features
         if n_out != n_outputs:
             raise ValueError(
@@ -66,7 +155,16 @@ class FittedLaplace:
                 "units (for example through a module__ parameter of the net)."
             )
         approximation.fit(view, head, likelihood, X, y, rows, sample_weight)
-        return cls(net, likelihood, approximation, batch_size)
+        fitted = cls(net, likelihood, approximation, batch_size)
+        fitted.stamp = tensor_stamp(net.module_)
+        fitted.int_codes = view.takes_codes
+        return fitted
+
+    def with_batch_size(self, batch_size) -> FittedLaplace:
+        """A shallow copy that runs batches of ``batch_size`` rows."""
+        out = copy.copy(self)
+        out.batch_size = batch_size
+        return out
 
     @property
     def posterior(self):
@@ -77,11 +175,19 @@ class FittedLaplace:
 
     def view(self) -> NetView:
         """A private view of the net; moves the posterior to the net's device first (the net
-        may have been moved since fit)."""
+        may have been moved since fit). Refuses a net whose tensors were changed since fit
+        (see ``tensor_stamp``): its posterior would be mixed with another net."""
+        changed = stamp_changes(self.stamp, tensor_stamp(self.net.module_))
+        if changed:
+            raise ValueError(
+                f"The net was changed after fit (tensors {changed[:5]}: trained, reloaded or "
+                "modified in place), so the posterior no longer describes it. Call fit "
+                "again."
+            )
         device = _skorch.net_device(self.net)
         if self.posterior.means[0].device != device:
             self.approximation = self.approximation.to(device)
-        return NetView(self.net, self.batch_size)
+        return NetView(self.net, self.batch_size, self.int_codes)
 
     # ---------------------------------------------------------------- hyper-parameters
     def tensors(self, hyper: Hyper) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,8 +344,8 @@ class FittedLaplace:
                 part = proj if step >= m else approx.rows(proj, slice(s, s + step))
                 yield part.mean, approx.moments(part, tau, scale, cov)
 
-    def draws(self, X, hyper: Hyper, n_samples: int, seed: int) -> Iterator[torch.Tensor]:
-        """Outputs ``(n_samples, b, c)`` per batch under weights drawn from the posterior."""
+    def draws(self, X, hyper: Hyper, n_samples: int, seed: int) -> Iterator[Iterator]:
+        """Per batch, chunks of outputs ``(k, b, c)`` under weights drawn from the posterior."""
         tau, scale = self.tensors(hyper)
         yield from self.approximation.draws(self.view(), X, n_samples, tau, scale, seed)
 
@@ -254,9 +360,12 @@ class FittedLaplace:
         t = hyper.logit_temperature
         parts = []
         if predictive == "nn":
-            for f in self.draws(X, hyper, n_samples, seed):
-                log_p = torch.logsumexp(lik.log_link(f / t), dim=0) - math.log(len(f))
-                parts.append(log_p.cpu().numpy())
+            for chunks in self.draws(X, hyper, n_samples, seed):
+                total = None  # log of the summed link over the draws, chunk by chunk
+                for f in chunks:
+                    part = torch.logsumexp(lik.log_link(f / t), dim=0)
+                    total = part if total is None else torch.logaddexp(total, part)
+                parts.append((total - math.log(n_samples)).cpu().numpy())
         else:
             for mean, second in self.moments(X, hyper, cov=link_approx == "mc"):
                 generator = torch.Generator().manual_seed(seed)  # the same draws for every row
@@ -277,7 +386,8 @@ class FittedLaplace:
         means, variances = [], []
         if predictive == "nn":
             parts = (
-                lik.observation_draws(f, sigma) for f in self.draws(X, hyper, n_samples, seed)
+                _draw_moments(lik, chunks, sigma)
+                for chunks in self.draws(X, hyper, n_samples, seed)
             )
         else:
             parts = (lik.observation(m, v, sigma) for m, v in self.moments(X, hyper, cov=False))
@@ -290,10 +400,12 @@ class FittedLaplace:
         """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``."""
         lik, sigma = self.likelihood, hyper.sigma_noise
         if predictive == "nn":
-            f = torch.cat(list(self.draws(X, hyper, n_samples, seed)), dim=1)  # (S, m, c)
-            mean, _, noise = lik.observation_draws(f, sigma)
-            k = mean.shape[1]
-            centred = f[..., :k] - f[..., :k].mean(0)
+            # every draw for every row at once (covariances across rows are for a few
+            # hundred rows): (S, m, c)
+            f = torch.cat([torch.cat(list(c)) for c in self.draws(X, hyper, n_samples, seed)], 1)
+            mu, noise = lik.observation_draw(f, sigma)
+            mean, noise = mu.mean(0), noise.mean(0)
+            centred = mu - mean
             cov = torch.einsum("snk,smk->nmk", centred, centred) / f.shape[0]
         else:
             mean_f, cov_f = self.joint_moments(X, hyper)
@@ -319,3 +431,4 @@ class FittedLaplace:
         self.__dict__.update(state)
         device = _skorch.net_device(self.net)
         self.approximation = self.approximation.to(device)
+        self.stamp = tensor_stamp(self.net.module_)  # the loaded net's own tensors

@@ -12,8 +12,8 @@
   in order; the count is checked), and the forward pass is the net's own ``infer`` (an
   override included), run on a shallow copy of the net that holds the view.
 * **the net's dtypes**: floating-point batches are cast to the parameters' dtype one batch
-  at a time; integer inputs stay integers for a net with an ``nn.Embedding`` (category
-  codes) and are cast like floats otherwise.
+  at a time; integer inputs reach the net as integers when it takes them (category codes,
+  as skorch passes them) and are cast like floats otherwise (see ``FittedLaplace.fit``).
 
 ``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
 :mod:`sklaplace._fingerprint`), the effective batch size, the rows and the pass's own
@@ -99,15 +99,16 @@ class NetView:
         ``batch_size``.
     """
 
-    def __init__(self, net, batch_size: int | None = None) -> None:
+    def __init__(self, net, batch_size: int | None = None, int_codes: bool | None = None) -> None:
         self.net = net
         self.module = view_module(net.module_)
         self.module.eval()
         self._infer_net = _skorch.infer_view(net, self.module)
         self.dtype = _skorch.net_dtype(net)
         self.device = _skorch.net_device(net)
-        # integer inputs are category codes for an embedding; else they are numbers
-        self.takes_codes = _skorch.takes_codes(net)
+        # integer inputs: codes given to the net as integers, or numbers cast to its dtype;
+        # fit decides (FittedLaplace.fit), else codes for a net with an embedding
+        self.takes_codes = _skorch.takes_codes(net) if int_codes is None else int_codes
         kwargs = net.get_params_for("iterator_valid")
         size = batch_size or kwargs.get("batch_size", net.batch_size)
         self.batch_size = size

@@ -342,10 +342,10 @@ class Regression(Likelihood):
         the Gaussian ``N(mean, var)`` over the outputs ``f``: the noise is ``sigma^2``."""
         return mean, var, torch.full_like(mean, float(sigma) ** 2)
 
-    def observation_draws(self, f: Tensor, sigma) -> tuple[Tensor, Tensor, Tensor]:
-        """The same from outputs drawn under sampled weights ``f`` (S, m, c)."""
-        mean = f.mean(0)
-        return mean, f.var(0, correction=0), torch.full_like(mean, float(sigma) ** 2)
+    def observation_draw(self, f: Tensor, sigma) -> tuple[Tensor, Tensor]:
+        """For outputs drawn under sampled weights ``f`` (S, m, c): each draw's mean of
+        ``y`` and noise variance, (S, m, K) each."""
+        return f, torch.full_like(f, float(sigma) ** 2)
 
 
 class Heteroscedastic(Likelihood):
@@ -412,9 +412,9 @@ class Heteroscedastic(Likelihood):
         v_mu, v_eta = self._split(var)
         return mu, v_mu, torch.exp(eta + v_eta / 2)
 
-    def observation_draws(self, f, sigma):
+    def observation_draw(self, f, sigma):
         mu, eta = self._split(f)
-        return mu.mean(0), mu.var(0, correction=0), torch.exp(eta).mean(0)
+        return mu, torch.exp(eta)
 
 
 class HeteroscedasticGaussianNLL(torch.nn.Module):

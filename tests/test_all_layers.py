@@ -135,7 +135,8 @@ def _glm(approx, view, X, tau, scale, cov=True):
 
 def _draws(approx, view, X, n_samples, tau, scale, seed):
     """Head outputs under weights drawn from the posterior: (n_samples, m, c)."""
-    return torch.cat(list(approx.draws(view, X, n_samples, tau, scale, seed)), dim=1)
+    batches = approx.draws(view, X, n_samples, tau, scale, seed)
+    return torch.cat([torch.cat(list(chunks)) for chunks in batches], dim=1)
 
 
 # ------------------------------------------------------------------- dense reference

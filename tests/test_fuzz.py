@@ -190,7 +190,10 @@ def test_predictions_do_not_depend_on_the_other_rows(clf, reg, X, data):
     np.testing.assert_allclose(shuffled["std"][0][1], out["std"][0][1][perm], rtol=1e-12)
     small = clf.set_params(batch_size=1).predict_proba(X)
     clf.set_params(batch_size=None)
-    np.testing.assert_allclose(small, out["proba"][0], rtol=1e-12)
+    # One row per batch runs other float32 kernels than a whole batch: each hidden feature
+    # (a dot product of at most 16 terms) may round differently, by up to 16 * eps32
+    # relative, and the probabilities inherit that; nothing else depends on the batch.
+    np.testing.assert_allclose(small, out["proba"][0], rtol=16 * np.finfo(np.float32).eps)
 
 
 # ---------------------------------------------------------------- predict: shapes and types

@@ -317,7 +317,8 @@ def test_last_layer_draws_have_the_glm_moments(structure):
     tau = torch.tensor([0.3], dtype=F64)
     Xt = 2 * X[:3]
     n = 20000
-    f = torch.cat(list(approx.draws(view, Xt, n, tau, SCALE, seed=1)), dim=1)
+    batches = approx.draws(view, Xt, n, tau, SCALE, seed=1)  # chunks of draws per batch
+    f = torch.cat([torch.cat(list(chunks)) for chunks in batches], dim=1)
     assert f.shape == (n, 3, 3)
     mean, cov = _moments(approx, view, Xt, tau, SCALE, cov=True)
     for i in range(3):
@@ -373,7 +374,8 @@ def test_layer_wise_draws_have_the_glm_moments(kind, head, subset, structure):
     before = {k: v.clone() for k, v in net.state_dict().items()}
     Xt = X[:2]
     n = 10000
-    f = torch.cat(list(approx.draws(view, Xt, n, tau, SCALE, seed=1)), dim=1)
+    batches = approx.draws(view, Xt, n, tau, SCALE, seed=1)  # chunks of draws per batch
+    f = torch.cat([torch.cat(list(chunks)) for chunks in batches], dim=1)
     assert f.shape == (n, 2, 3)
     for k, v in net.state_dict().items():  # draws go into the private view only
         assert torch.equal(v, before[k])

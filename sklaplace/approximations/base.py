@@ -13,8 +13,10 @@ is the only place that knows which weights carry the posterior. Its interface:
     The GLM output variances (m, c), or covariances (m, c, c) if ``cov``, for one
     projection and given hyper-parameters: no pass over the data.
 ``draws(view, X, n_samples, tau, scale, seed)``
-    Per batch, the outputs ``(n_samples, b, c)`` of the net under weights drawn from the
-    posterior (the ``"nn"`` predictive). Sampled weights go into the private view only.
+    Per batch, an iterator of chunks of the outputs ``(k, b, c)`` of the net under weights
+    drawn from the posterior (the ``"nn"`` predictive), every batch seeing the same draws;
+    memory stays bounded whatever ``n_samples`` is. Sampled weights go into the private
+    view only.
 ``joint_moments(view, X, tau, scale)``
     Means and covariances across rows (``return_cov``, ``sample_y``), where available.
 
@@ -32,7 +34,7 @@ from torch import Tensor
 
 from .._blas import blas_threads_like_torch
 from .._cache import get_cache, nbytes
-from .._passes import NetView, pass_key
+from .._passes import NetView, n_rows_of, pass_key
 from ..likelihoods import Likelihood
 from ..posterior import Posterior
 from .layers import Layer, layer_of
@@ -220,6 +222,21 @@ class Approximation:
         out.__dict__.update(self.__dict__)
         out.posterior = moved
         return out
+
+
+# Elements (draws x rows x outputs, or draws x parameters) formed at once by the draws.
+DRAW_ELEMENTS = 2**17
+
+
+def draw_chunk(n_samples: int, per_draw: int) -> int:
+    """How many draws to form at once so that memory stays within ``DRAW_ELEMENTS``."""
+    return max(1, min(n_samples, DRAW_ELEMENTS // max(1, per_draw)))
+
+
+def batch_rows(view: NetView, X) -> int:
+    """The rows of a full batch of X (the view's batch size, or all rows for -1)."""
+    n = n_rows_of(X)
+    return n if view.batch_size == -1 else min(n, view.batch_size)
 
 
 def _weighted(batches, weights: Tensor | None):

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from .base import Approximation, Projection, check_finite
+from .base import Approximation, Projection, batch_rows, check_finite, draw_chunk
 from .curvature import Accumulator
 from .layers import Layer, layer_of
 from .tape import Tape
@@ -102,15 +102,27 @@ class LastLayer(Approximation):
         block = self.posterior.blocks[0]
         return torch.cat(means), block.row_cov(torch.cat(feats), tau[0], scale)
 
-    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
-        """Head outputs ``(n_samples, b, c)`` per batch: ``f + D_s a`` (one forward pass)."""
+    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Iterator[Tensor]]:
+        """Per batch, chunks of head outputs ``(k, b, c)``: ``f + D_s a``.
+
+        The body runs once per batch; only the head's weights are sampled. Every batch sees
+        the same draws (the generator is re-seeded), drawn ``draw_chunk`` at a time.
+        """
         (layer,) = self.layers(view)
         block = self.posterior.blocks[0]
         mean = self.posterior.means[0]
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        z = torch.randn((n_samples, *block.shape), generator=generator, dtype=mean.dtype)
-        deviations = block.sample(z.to(mean.device), tau[0], scale)  # (n, c, n_in)
+        # the same chunks for every batch (a last, smaller batch too): the same draws
+        k = draw_chunk(n_samples, batch_rows(view, X) * block.shape[0] + block.n_params)
         for Xi, _ in view.batches(X):
             f, a = self._head_io(view, layer, Xi)
-            f = f.to(torch.float64)
-            yield f + torch.einsum("sci,mi->smc", deviations, a.to(torch.float64))
+            f, a = f.to(torch.float64), a.to(torch.float64)
+
+            def chunks(f=f, a=a, k=k):
+                generator = torch.Generator(device="cpu").manual_seed(seed)
+                for start in range(0, n_samples, k):
+                    shape = (min(k, n_samples - start), *block.shape)
+                    z = torch.randn(shape, generator=generator, dtype=mean.dtype)
+                    deviations = block.sample(z.to(mean.device), tau[0], scale)  # (k, c, n_in)
+                    yield f + torch.einsum("sci,mi->smc", deviations, a)
+
+            yield chunks()

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from .base import Approximation, Projection
+from .base import Approximation, Projection, batch_rows, draw_chunk
 from .curvature import Accumulator, per_row_grads
 from .layers import Layer, select_layers
 from .tape import Tape, backprop
@@ -132,29 +132,38 @@ class LayerWise(Approximation):
             out += block.jacobian_moments(v, u, t, scale, cov)
         return out
 
-    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
-        """Head outputs ``(n_samples, b, c)`` per batch under weights drawn from the
+    def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Iterator[Tensor]]:
+        """Per batch, chunks of head outputs ``(k, b, c)`` under weights drawn from the
         posterior; every batch sees the same draws (the generator is re-seeded)."""
         layers = self.layers(view)
         head = view.module.get_submodule(self.head_name)
         saved = [dict(layer.module._parameters) for layer in layers]
+        k = draw_chunk(n_samples, batch_rows(view, X) * getattr(head, "out_features", 1))
+
+        def run(Xi):
+            generator = torch.Generator(device="cpu").manual_seed(seed)
+            outs = []
+            for _ in range(n_samples):
+                draws = self.posterior.sample(1, tau, scale, generator)
+                for layer, draw, params in zip(layers, draws, saved, strict=True):
+                    # Parameters with the original flags: the layer's layout (which of its
+                    # parameters are trainable) must not change between draws
+                    drawn = layer.to_params(draw[0])
+                    layer.module._parameters.update(
+                        {k: nn.Parameter(v, params[k].requires_grad) for k, v in drawn.items()}
+                    )
+                with Tape(head=head) as tape, torch.no_grad():
+                    view.forward(Xi)
+                outs.append(tape.check().to(torch.float64))
+                if len(outs) == k:
+                    yield torch.stack(outs)
+                    outs = []
+            if outs:
+                yield torch.stack(outs)
+
         try:
             for Xi, _ in view.batches(X):
-                generator = torch.Generator(device="cpu").manual_seed(seed)
-                outs = []
-                for _ in range(n_samples):
-                    draws = self.posterior.sample(1, tau, scale, generator)
-                    for layer, draw, params in zip(layers, draws, saved, strict=True):
-                        # Parameters with the original flags: the layer's layout (which of
-                        # its parameters are trainable) must not change between draws
-                        drawn = layer.to_params(draw[0])
-                        layer.module._parameters.update(
-                            {k: nn.Parameter(v, params[k].requires_grad) for k, v in drawn.items()}
-                        )
-                    with Tape(head=head) as tape, torch.no_grad():
-                        view.forward(Xi)
-                    outs.append(tape.check().to(torch.float64))
-                yield torch.stack(outs)
+                yield run(Xi)
         finally:
             for layer, params in zip(layers, saved, strict=True):
                 layer.module._parameters.update(params)
