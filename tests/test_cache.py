@@ -98,7 +98,7 @@ def counting(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def cls_data():
+def cache_cls_data():
     X, y = make_classification(
         n_samples=300, n_features=6, n_informative=4, n_redundant=0, n_classes=3,
         class_sep=1.0, random_state=0,
@@ -107,21 +107,21 @@ def cls_data():
 
 
 @pytest.fixture(scope="module")
-def cls_net(cls_data):
-    X, y = cls_data
+def cache_cls_net(cache_cls_data):
+    X, y = cache_cls_data
     torch.manual_seed(0)
     return classifier_net(3, max_epochs=10, lr=0.1).fit(X, y)
 
 
 @pytest.fixture(scope="module")
-def reg_data():
+def cache_reg_data():
     X, y = make_regression(n_samples=300, n_features=5, noise=10.0, random_state=0)
     return X.astype(np.float32), (y / y.std()).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
-def reg_net(reg_data):
-    X, y = reg_data
+def cache_reg_net(cache_reg_data):
+    X, y = cache_reg_data
     torch.manual_seed(0)
     return regressor_net(1, max_epochs=20, lr=0.05).fit(X, y[:, None])
 
@@ -151,7 +151,14 @@ CV = KFold(5, shuffle=True, random_state=0)
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_grid_search_pays_for_the_data_pass_once_per_fold(
-    kind, cls_data, cls_net, reg_data, reg_net, cache, counting, monkeypatch
+    kind,
+    cache_cls_data,
+    cache_cls_net,
+    cache_reg_data,
+    cache_reg_net,
+    cache,
+    counting,
+    monkeypatch,
 ):
     """20 candidates x 5 folds run as many curvature passes and projected passes (and
     projections of the scored rows onto the posterior's eigenbasis) as 1 x 5 folds.
@@ -169,11 +176,11 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
 
     monkeypatch.setattr(KronBlock, "project", counting_project)
     if kind == "classifier":
-        (X, y), net, scoring = cls_data, cls_net, "neg_log_loss"
+        (X, y), net, scoring = cache_cls_data, cache_cls_net, "neg_log_loss"
         estimator = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0)
         grid = {"prior_precision": np.logspace(-2, 3, 10), "temperature": [0.5, 1.0]}
     else:
-        (X, y), net, scoring = reg_data, reg_net, neg_gaussian_nll
+        (X, y), net, scoring = cache_reg_data, cache_reg_net, neg_gaussian_nll
         estimator = LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0, sigma_noise=1.0)
         grid = {
             "prior_precision": np.logspace(-2, 3, 5),
@@ -207,17 +214,19 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
     assert search.best_params_ == uncached.best_params_
 
 
-def test_a_tight_bound_keeps_what_the_search_reuses(cls_data, cls_net, cache, counting):
+def test_a_tight_bound_keeps_what_the_search_reuses(
+    cache_cls_data, cache_cls_net, cache, counting
+):
     """A bound that holds only what a grid search reuses still gives one data pass per fold.
 
     What a grid search reuses is each fold's curvature (about 3 kB here) and the scored
     fold's outputs with its projected features (60 rows x 20 float64 = 9.6 kB); the
     training pass itself is never stored.
     """
-    X, y = cls_data
+    X, y = cache_cls_data
     sklaplace.set_config(cache_bytes=70_000)  # > 5 curvatures and 5 scored passes
     counter = counting()
-    estimator = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0)
+    estimator = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0)
     grid = {"prior_precision": np.logspace(-2, 3, 20)}
     GridSearchCV(estimator, grid, cv=CV, scoring="neg_log_loss", refit=False).fit(X, y)
     assert counter.curvature == 5
@@ -290,10 +299,10 @@ CHANGES = [
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.lstrip("_"))
-def test_a_change_is_never_served_from_the_cache(change, cls_data, cache):
+def test_a_change_is_never_served_from_the_cache(change, cache_cls_data, cache):
     """After the change, the cached fit equals a fresh computation, and differs from before."""
-    X, y = (a.copy() for a in cls_data)
-    X_eval = cls_data[0][::7].copy()
+    X, y = (a.copy() for a in cache_cls_data)
+    X_eval = cache_cls_data[0][::7].copy()
     torch.manual_seed(0)
     net = _bn_net().fit(X, y)
     before = _summary(
@@ -312,32 +321,39 @@ def test_a_change_is_never_served_from_the_cache(change, cls_data, cache):
     assert _differs(before, fresh)  # the change matters, so a stale hit would be caught
 
 
-def test_the_same_content_in_new_objects_is_a_hit(cls_data, cls_net, cache, counting):
+def test_the_same_content_in_new_objects_is_a_hit(cache_cls_data, cache_cls_net, cache, counting):
     """Keys are contents, not identities: copies of X and y hit the cache."""
-    X, y = cls_data
+    X, y = cache_cls_data
     counter = counting()
-    first = _summary(LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X)
+    first = _summary(
+        LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y), X
+    )
     counter.reset()
     again = _summary(
-        LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X.copy(), y.copy()), X
+        LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
+            X.copy(), y.copy()
+        ),
+        X,
     )
     assert (counter.forward, counter.curvature, counter.projected) == (1, 0, 0)  # the probe
     _assert_same(first, again)
 
 
 # ---------------------------------------------------------------- clone
-def test_a_clone_fit_is_a_cache_hit(cls_data, cls_net, cache, counting):
-    X, y = cls_data
-    clf = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=2.0).fit(X, y)
+def test_a_clone_fit_is_a_cache_hit(cache_cls_data, cache_cls_net, cache, counting):
+    X, y = cache_cls_data
+    clf = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=2.0).fit(X, y)
     counter = counting()
     copy = clone(clf).fit(X, y)
     assert (counter.forward, counter.curvature) == (1, 0)  # find_head's probe only
     _assert_same(_summary(clf, X), _summary(copy, X))
 
 
-def test_a_clone_that_retrains_the_same_weights_reuses_the_curvature(cls_data, cache, monkeypatch):
+def test_a_clone_that_retrains_the_same_weights_reuses_the_curvature(
+    cache_cls_data, cache, monkeypatch
+):
     """With random_state, an unfitted net trains to the same weights: the curvature is a hit."""
-    X, y = cls_data
+    X, y = cache_cls_data
     clf = LaplaceClassifier(
         classifier_net(3, max_epochs=3), prior_precision=1.0, random_state=0
     ).fit(X, y)
@@ -356,35 +372,39 @@ def _bound():
     return sklaplace.get_config()["cache_bytes"]
 
 
-def test_an_entry_larger_than_the_bound_is_not_stored(cls_data, cls_net, cache, counting):
-    X, y = cls_data
+def test_an_entry_larger_than_the_bound_is_not_stored(
+    cache_cls_data, cache_cls_net, cache, counting
+):
+    X, y = cache_cls_data
     reference = _summary(
-        LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X
+        LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y), X
     )
     cache.clear()
     sklaplace.set_config(cache_bytes=2_000)  # a curvature is about 3 kB, a projection 48 kB
     counter = counting()
-    small = _summary(LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y), X)
+    small = _summary(
+        LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y), X
+    )
     assert all(size <= _bound() for size in _entry_sizes(cache))
     assert cache.nbytes <= _bound()
     counter.reset()
-    LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(
+    LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
         X, y
     )  # nothing large to reuse
     assert counter.curvature == 1
-    assert counter.forward >= math.ceil(len(X) / cls_net.batch_size)  # the whole pass again
+    assert counter.forward >= math.ceil(len(X) / cache_cls_net.batch_size)  # the whole pass again
     _assert_same(small, reference)
 
 
-def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, counting):
+def test_least_recently_used_entries_are_evicted(cache_cls_data, cache_cls_net, cache, counting):
     """Fitting on many row subsets keeps the cache within its bound; results stay exact."""
-    X, y = cls_data
+    X, y = cache_cls_data
     subsets = [np.arange(i, 300, 4) for i in range(4)]
     references = []
     for rows in subsets:
         references.append(
             _summary(
-                LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(
+                LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
                     X[rows], y[rows]
                 ),
                 X,
@@ -396,7 +416,9 @@ def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, count
     counter = counting()
     for rows, reference in zip(subsets, references, strict=True):
         result = _summary(
-            LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X[rows], y[rows]),
+            LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
+                X[rows], y[rows]
+            ),
             X,
         )
         assert 0 < cache.nbytes <= _bound()
@@ -404,21 +426,28 @@ def test_least_recently_used_entries_are_evicted(cls_data, cls_net, cache, count
     counter.reset()
     rows = subsets[0]  # evicted long ago: computed again, and still right
     result = _summary(
-        LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X[rows], y[rows]), X
+        LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
+            X[rows], y[rows]
+        ),
+        X,
     )
     assert counter.curvature == 1
     _assert_same(result, references[0])
 
 
-def test_lowering_the_bound_evicts_at_once_and_zero_disables(cls_data, cls_net, cache):
-    X, y = cls_data
-    LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y).predict_proba(X)
+def test_lowering_the_bound_evicts_at_once_and_zero_disables(cache_cls_data, cache_cls_net, cache):
+    X, y = cache_cls_data
+    LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y).predict_proba(
+        X
+    )
     assert cache.nbytes > 10_000
     sklaplace.set_config(cache_bytes=10_000)
     assert cache.nbytes <= 10_000
     sklaplace.set_config(cache_bytes=0)
     assert len(cache) == 0
-    LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1.0).fit(X, y).predict_proba(X)
+    LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y).predict_proba(
+        X
+    )
     assert len(cache) == 0
 
 

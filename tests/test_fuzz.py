@@ -65,7 +65,7 @@ def expect_error(match, fn, *args, **kwargs):
 
 # ---------------------------------------------------------------- fitted estimators
 @pytest.fixture(scope="module")
-def cls_data():
+def fuzz_cls_data():
     X, y = make_classification(
         n_samples=120,
         n_features=N_FEATURES,
@@ -78,44 +78,44 @@ def cls_data():
 
 
 @pytest.fixture(scope="module")
-def net(cls_data):
-    X, y = cls_data
+def net(fuzz_cls_data):
+    X, y = fuzz_cls_data
     torch.manual_seed(0)
     return classifier_net(3, max_epochs=5).fit(X.astype(np.float32), y)
 
 
 @pytest.fixture(scope="module")
-def clf(cls_data, net):
-    X, y = cls_data
+def clf(fuzz_cls_data, net):
+    X, y = fuzz_cls_data
     return LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, random_state=0).fit(X, y)
 
 
 @pytest.fixture(scope="module")
-def clf_pandas(cls_data, net):
-    X, y = cls_data
+def clf_pandas(fuzz_cls_data, net):
+    X, y = fuzz_cls_data
     frame = pd.DataFrame(X, columns=list("abcd"))
     return LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(frame, pd.Series(y))
 
 
 @pytest.fixture(scope="module")
-def reg_data():
+def fuzz_reg_data():
     X, y = make_regression(n_samples=120, n_features=N_FEATURES, random_state=0)
     return X, y / y.std()
 
 
 @pytest.fixture(scope="module")
-def reg_net(reg_data):
-    X, y = reg_data
+def fuzz_reg_net(fuzz_reg_data):
+    X, y = fuzz_reg_data
     torch.manual_seed(0)
     return regressor_net(max_epochs=5).fit(X.astype(np.float32), y[:, None].astype(np.float32))
 
 
 @pytest.fixture(scope="module")
-def reg(reg_data, reg_net):
-    X, y = reg_data
-    return LaplaceRegressor(FrozenEstimator(reg_net), prior_precision=1.0, sigma_noise=1.0).fit(
-        X, y
-    )
+def reg(fuzz_reg_data, fuzz_reg_net):
+    X, y = fuzz_reg_data
+    return LaplaceRegressor(
+        FrozenEstimator(fuzz_reg_net), prior_precision=1.0, sigma_noise=1.0
+    ).fit(X, y)
 
 
 def predictions(clf, reg, X):
@@ -292,9 +292,9 @@ def test_pandas_columns_must_match_fit(clf_pandas, X):
 # ---------------------------------------------------------------- score: labels
 @FEW
 @given(labels=st.lists(st.integers(-2, 6), min_size=5, max_size=5))
-def test_score_with_labels_unseen_at_fit(clf, cls_data, labels):
+def test_score_with_labels_unseen_at_fit(clf, fuzz_cls_data, labels):
     """Unseen labels are simply never predicted: accuracy counts them as wrong."""
-    X, _ = cls_data
+    X, _ = fuzz_cls_data
     y = np.resize(np.asarray(labels), 20)
     score, exc = outcome(clf.score, X[:20], y)
     assert exc is None
@@ -367,10 +367,10 @@ def test_fit_on_malformed_input(net, kind, seed):
 
 @settings(max_examples=3, **FAST)
 @given(seed=st.integers(0, 2**16))
-def test_regressor_fit_on_malformed_targets(reg_net, seed):
+def test_regressor_fit_on_malformed_targets(fuzz_reg_net, seed):
     X = np.random.default_rng(seed).normal(size=(60, N_FEATURES))
     y = X @ np.arange(1.0, 5.0) / 5
-    reg = LaplaceRegressor(FrozenEstimator(reg_net), prior_precision=1.0, sigma_noise=1.0)
+    reg = LaplaceRegressor(FrozenEstimator(fuzz_reg_net), prior_precision=1.0, sigma_noise=1.0)
     expect_error("infinity", reg.fit, X, np.r_[y[:-1], np.inf])
     expect_error("could not convert", reg.fit, X, np.full(60, "a"))
     expect_error("Complex data", reg.fit, X, y.astype(complex))
@@ -397,9 +397,9 @@ HYPER_VALUES = st.one_of(
     name=st.sampled_from(["prior_precision", "temperature", "n_samples", "link_approx"]),
     value=HYPER_VALUES,
 )
-def test_hyper_parameters_set_after_fit(clf, cls_data, name, value):
+def test_hyper_parameters_set_after_fit(clf, fuzz_cls_data, name, value):
     """Anything set with set_params after fit is validated when predicting."""
-    X, _ = cls_data
+    X, _ = fuzz_cls_data
     old = clf.get_params()[name]
     try:
         clf.set_params(**{name: value})
@@ -420,8 +420,8 @@ def test_hyper_parameters_set_after_fit(clf, cls_data, name, value):
     n_samples=st.one_of(st.integers(-3, 3), st.floats(allow_nan=True), st.just("2")),
     sigma=st.one_of(st.floats(allow_nan=True), st.sampled_from(["a", None, [1.0]])),
 )
-def test_regressor_method_arguments(reg, reg_data, confidence, n_samples, sigma):
-    X, _ = reg_data
+def test_regressor_method_arguments(reg, fuzz_reg_data, confidence, n_samples, sigma):
+    X, _ = fuzz_reg_data
     lower_upper, exc = outcome(reg.predict_interval, X[:5], confidence=confidence)
     if exc is None:
         assert 0 < confidence < 1 and (lower_upper[0] <= lower_upper[1]).all()

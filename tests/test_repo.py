@@ -38,3 +38,14 @@ def test_quickstart_runs_and_laplace_keeps_accuracy(tmp_path):
     assert abs(map_row["accuracy"] - tuned_row["accuracy"]) <= 0.005
     # and, tuned on held-out log loss, is no worse than the net in log loss
     assert tuned_row["log loss"] <= map_row["log loss"] + 1e-3
+
+
+def test_no_test_module_redefines_a_shared_fixture():
+    """Shared fixtures live in conftest.py only: a module that defines its own fixture of the
+    same name silently gives its tests other data than the name promises elsewhere."""
+    pattern = re.compile(r"@pytest\.fixture[^\n]*\ndef (\w+)\(")
+    shared = set(pattern.findall((ROOT / "tests" / "conftest.py").read_text()))
+    assert shared
+    for path in (ROOT / "tests").glob("test_*.py"):
+        clashes = shared & set(pattern.findall(path.read_text()))
+        assert not clashes, f"{path.name} redefines {sorted(clashes)}"

@@ -92,7 +92,7 @@ def test_sklearn_common_checks(estimator, check):
 
 # ---------------------------------------------------------------- shared data and nets
 @pytest.fixture(scope="module")
-def cls_data():
+def cls_split():
     X, y = make_classification(
         n_samples=240,
         n_features=6,
@@ -106,16 +106,16 @@ def cls_data():
 
 
 @pytest.fixture(scope="module")
-def cls_net(cls_data):
+def cls_split_net(cls_split):
     """A trained 3-class CrossEntropyLoss net (to be wrapped in FrozenEstimator)."""
-    X_tr, _, y_tr, _ = cls_data
+    X_tr, _, y_tr, _ = cls_split
     torch.manual_seed(0)
     net = classifier_net(3, max_epochs=20, lr=0.02, optimizer=torch.optim.Adam)
     return net.fit(X_tr.astype(np.float32), y_tr)
 
 
 @pytest.fixture(scope="module")
-def reg_data():
+def compat_reg_data():
     X, y = make_regression(n_samples=150, n_features=4, noise=5.0, random_state=0)
     Y = np.c_[y, -0.5 * y + 3.0 * X[:, 0]]
     return X, Y / Y.std(0)
@@ -128,15 +128,15 @@ def _laplace_regressor(n_out, **kwargs):
 
 
 # ---------------------------------------------------------------- clone, pickle, joblib
-def test_clone(cls_data, cls_net):
-    X_tr, _, y_tr, _ = cls_data
+def test_clone(cls_split, cls_split_net):
+    X_tr, _, y_tr, _ = cls_split
     unfitted = LaplaceClassifier(classifier_net(3), prior_precision=3.0, random_state=0)
     copy = clone(unfitted)
     assert copy.estimator is not unfitted.estimator
     assert copy.get_params()["prior_precision"] == 3.0
     assert copy.estimator.get_params()["module__n_out"] == 3
 
-    frozen = FrozenEstimator(cls_net)
+    frozen = FrozenEstimator(cls_split_net)
     fitted = LaplaceClassifier(frozen).fit(X_tr, y_tr)
     copy = clone(fitted)
     assert copy.estimator is frozen  # FrozenEstimator clones to itself: never retrained
@@ -146,9 +146,11 @@ def test_clone(cls_data, cls_net):
 
 
 @pytest.mark.parametrize("link_approx", ["probit", "mc"])
-def test_pickle_and_joblib_round_trip_classifier(cls_data, cls_net, link_approx, tmp_path):
-    X_tr, X_te, y_tr, _ = cls_data
-    clf = LaplaceClassifier(FrozenEstimator(cls_net), link_approx=link_approx, random_state=0)
+def test_pickle_and_joblib_round_trip_classifier(cls_split, cls_split_net, link_approx, tmp_path):
+    X_tr, X_te, y_tr, _ = cls_split
+    clf = LaplaceClassifier(
+        FrozenEstimator(cls_split_net), link_approx=link_approx, random_state=0
+    )
     expected = clf.fit(X_tr, y_tr).predict_proba(X_te)
     joblib.dump(clf, tmp_path / "clf.joblib")
     for restored in (pickle.loads(pickle.dumps(clf)), joblib.load(tmp_path / "clf.joblib")):
@@ -159,8 +161,8 @@ def test_pickle_and_joblib_round_trip_classifier(cls_data, cls_net, link_approx,
         assert not np.allclose(restored.predict_proba(X_te), expected)
 
 
-def test_pickle_and_joblib_round_trip_regressor(reg_data, tmp_path):
-    X, Y = reg_data
+def test_pickle_and_joblib_round_trip_regressor(compat_reg_data, tmp_path):
+    X, Y = compat_reg_data
     reg = _laplace_regressor(2, sigma_noise="marglik").fit(X[:100], Y[:100])
     mean, std = reg.predict(X[100:], return_std=True)
     joblib.dump(reg, tmp_path / "reg.joblib")
@@ -171,8 +173,8 @@ def test_pickle_and_joblib_round_trip_regressor(reg_data, tmp_path):
 
 
 # ---------------------------------------------------------------- Pipeline and pandas
-def test_pipeline_float64_numpy(cls_data):
-    X_tr, X_te, y_tr, y_te = cls_data
+def test_pipeline_float64_numpy(cls_split):
+    X_tr, X_te, y_tr, y_te = cls_split
     shift = np.linspace(-50.0, 50.0, X_tr.shape[1])  # unscaled float64 input
     pipe = make_pipeline(
         StandardScaler(),
@@ -188,8 +190,8 @@ def test_pipeline_float64_numpy(cls_data):
 
 
 @pytest.fixture(scope="module")
-def frames(cls_data):
-    X_tr, X_te, y_tr, _ = cls_data
+def frames(cls_split):
+    X_tr, X_te, y_tr, _ = cls_split
     columns = [f"f{i}" for i in range(X_tr.shape[1])]
     return pd.DataFrame(X_tr, columns=columns), pd.DataFrame(X_te, columns=columns), y_tr
 
@@ -203,9 +205,9 @@ def _assert_feature_name_rules(estimator, df_test):
     np.testing.assert_array_equal(proba, estimator.predict_proba(df_test))
 
 
-def test_pipeline_pandas_feature_names(frames, cls_net):
+def test_pipeline_pandas_feature_names(frames, cls_split_net):
     df_tr, df_te, y_tr = frames
-    pipe = make_pipeline(StandardScaler(), LaplaceClassifier(FrozenEstimator(cls_net)))
+    pipe = make_pipeline(StandardScaler(), LaplaceClassifier(FrozenEstimator(cls_split_net)))
     pipe.set_output(transform="pandas")  # the scaler hands a DataFrame to the Laplace step
     pipe.fit(df_tr, y_tr)
     np.testing.assert_array_equal(pipe.feature_names_in_, df_tr.columns)
@@ -214,9 +216,9 @@ def test_pipeline_pandas_feature_names(frames, cls_net):
     _assert_feature_name_rules(pipe, df_te)
 
 
-def test_pandas_feature_names_on_the_estimator(frames, cls_net):
+def test_pandas_feature_names_on_the_estimator(frames, cls_split_net):
     df_tr, df_te, y_tr = frames
-    clf = LaplaceClassifier(FrozenEstimator(cls_net)).fit(df_tr, y_tr)
+    clf = LaplaceClassifier(FrozenEstimator(cls_split_net)).fit(df_tr, y_tr)
     np.testing.assert_array_equal(clf.feature_names_in_, df_tr.columns)
     _assert_feature_name_rules(clf, df_te)
     # refitting on a bare array forgets the names, as scikit-learn estimators do
@@ -225,15 +227,15 @@ def test_pandas_feature_names_on_the_estimator(frames, cls_net):
 
 
 # ---------------------------------------------------------------- model selection
-def test_cross_val_score(cls_data, reg_data):
-    X_tr, _, y_tr, _ = cls_data
+def test_cross_val_score(cls_split, compat_reg_data):
+    X_tr, _, y_tr, _ = cls_split
     clf = LaplaceClassifier(classifier_net(3, max_epochs=15, lr=0.1), random_state=0)
     acc = cross_val_score(clf, X_tr, y_tr, cv=3)
     assert acc.shape == (3,) and np.all(acc > 0.6)  # chance is 1/3
     nll = cross_val_score(clf, X_tr, y_tr, cv=3, scoring="neg_log_loss")
     assert np.all(np.isfinite(nll)) and np.all(nll < 0)
 
-    X, Y = reg_data
+    X, Y = compat_reg_data
     r2 = cross_val_score(_laplace_regressor(1), X, Y[:, 0], cv=3)
     assert r2.shape == (3,) and np.all(r2 > 0.5)
 
@@ -388,8 +390,8 @@ def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net, 
         counter.handle.remove()
 
 
-def test_regressor_sigma_noise_retunes_without_a_data_pass(reg_data, no_cache):
-    X, Y = reg_data
+def test_regressor_sigma_noise_retunes_without_a_data_pass(compat_reg_data, no_cache):
+    X, Y = compat_reg_data
     reg = _laplace_regressor(1, batch_size=40).fit(X[:100], Y[:100, 0])
     counter = _ForwardCounter(reg.estimator_.module_)
     try:
@@ -402,8 +404,8 @@ def test_regressor_sigma_noise_retunes_without_a_data_pass(reg_data, no_cache):
 
 
 # ---------------------------------------------------------------- labels and criteria
-def test_string_labels(cls_data):
-    X_tr, X_te, y_tr, _ = cls_data
+def test_string_labels(cls_split):
+    X_tr, X_te, y_tr, _ = cls_split
     names = np.array(["ant", "bee", "cat"])
     kwargs = {"max_epochs": 10, "lr": 0.1}
     clf_int = LaplaceClassifier(classifier_net(3, **kwargs), random_state=0).fit(X_tr, y_tr)
@@ -416,19 +418,21 @@ def test_string_labels(cls_data):
         np.testing.assert_array_equal(clf.predict_proba(X_te), clf_int.predict_proba(X_te))
 
 
-def test_string_labels_with_a_frozen_net(cls_data, cls_net):
-    X_tr, X_te, y_tr, _ = cls_data
+def test_string_labels_with_a_frozen_net(cls_split, cls_split_net):
+    X_tr, X_te, y_tr, _ = cls_split
     names = np.array(["ant", "bee", "cat"])
-    clf = LaplaceClassifier(FrozenEstimator(cls_net), prior_precision=1e8).fit(X_tr, names[y_tr])
+    clf = LaplaceClassifier(FrozenEstimator(cls_split_net), prior_precision=1e8).fit(
+        X_tr, names[y_tr]
+    )
     np.testing.assert_array_equal(clf.classes_, names)
     # a huge prior precision leaves the MAP net: columns line up with the net's classes
-    net_proba = cls_net.predict_proba(X_te.astype(np.float32))
+    net_proba = cls_split_net.predict_proba(X_te.astype(np.float32))
     np.testing.assert_allclose(clf.predict_proba(X_te), net_proba, atol=1e-4)
     np.testing.assert_array_equal(clf.predict(X_te), names[net_proba.argmax(1)])
 
 
-def test_binary_net_with_string_labels(cls_data):
-    X_tr, X_te, y_tr, y_te = cls_data
+def test_binary_net_with_string_labels(cls_split):
+    X_tr, X_te, y_tr, y_te = cls_split
     labels = np.where(y_tr == 1, "yes", "no")
     torch.manual_seed(0)
     net = binary_net(max_epochs=20, lr=0.1).fit(
@@ -451,28 +455,28 @@ def test_binary_net_with_string_labels(cls_data):
 
 
 @pytest.mark.parametrize("structure", ["kron", "diag", "full"])
-def test_nll_on_softmax_equals_cross_entropy_on_logits(cls_data, cls_net, structure):
-    X_tr, X_te, y_tr, _ = cls_data
+def test_nll_on_softmax_equals_cross_entropy_on_logits(cls_split, cls_split_net, structure):
+    X_tr, X_te, y_tr, _ = cls_split
     nll_net = classifier_net(3, criterion=nn.NLLLoss, module__final="softmax").initialize()
-    nll_net.module_.load_state_dict(cls_net.module_.state_dict())
+    nll_net.module_.load_state_dict(cls_split_net.module_.state_dict())
     np.testing.assert_allclose(
         nll_net.predict_proba(X_te.astype(np.float32)),
-        cls_net.predict_proba(X_te.astype(np.float32)),
+        cls_split_net.predict_proba(X_te.astype(np.float32)),
         rtol=1e-5,
     )
     kwargs = {"hessian_structure": structure, "prior_precision": 0.5}
-    ce = LaplaceClassifier(FrozenEstimator(cls_net), **kwargs).fit(X_tr, y_tr)
+    ce = LaplaceClassifier(FrozenEstimator(cls_split_net), **kwargs).fit(X_tr, y_tr)
     nll = LaplaceClassifier(FrozenEstimator(nll_net), **kwargs).fit(X_tr, y_tr)
     p_ce, p_nll = ce.predict_proba(X_te), nll.predict_proba(X_te)
     np.testing.assert_allclose(p_nll, p_ce, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(p_ce, cls_net.predict_proba(X_te.astype(np.float32)), atol=1e-3)
+    assert not np.allclose(p_ce, cls_split_net.predict_proba(X_te.astype(np.float32)), atol=1e-3)
     assert nll.log_marginal_likelihood_value_ == pytest.approx(ce.log_marginal_likelihood_value_)
 
 
 # ---------------------------------------------------------------- regressor outputs
 @pytest.mark.parametrize("n_targets", [1, 2])
-def test_regressor_shapes_follow_gaussian_process_regressor(reg_data, n_targets):
-    X, Y = reg_data
+def test_regressor_shapes_follow_gaussian_process_regressor(compat_reg_data, n_targets):
+    X, Y = compat_reg_data
     y = Y[:, 0] if n_targets == 1 else Y
     X_tr, X_te, y_tr = X[:100], X[100:110], y[:100]
     reg = _laplace_regressor(n_targets, sigma_noise="marglik").fit(X_tr, y_tr)
@@ -509,8 +513,8 @@ def test_regressor_shapes_follow_gaussian_process_regressor(reg_data, n_targets)
 
 
 @pytest.mark.parametrize("n_targets", [1, 2])
-def test_predict_interval_contains_the_mean(reg_data, n_targets):
-    X, Y = reg_data
+def test_predict_interval_contains_the_mean(compat_reg_data, n_targets):
+    X, Y = compat_reg_data
     y = Y[:, 0] if n_targets == 1 else Y
     reg = _laplace_regressor(n_targets).fit(X[:100], y[:100])
     mean = reg.predict(X[100:])

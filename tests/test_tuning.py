@@ -39,7 +39,7 @@ from sklaplace.metrics import neg_gaussian_nll
 
 # ---------------------------------------------------------------- data and nets
 @pytest.fixture(scope="module")
-def cls_data():
+def noisy_cls_data():
     X, y = make_classification(
         n_samples=400, n_features=6, n_informative=4, n_redundant=0, n_classes=3,
         flip_y=0.1, random_state=0,
@@ -48,24 +48,24 @@ def cls_data():
 
 
 @pytest.fixture(scope="module")
-def overconfident_net(cls_data):
+def overconfident_net(noisy_cls_data):
     """Trained hard on the first 100 rows: over-confident on the other 300."""
-    X, y = cls_data
+    X, y = noisy_cls_data
     torch.manual_seed(0)
     net = classifier_net(3, hidden=32, max_epochs=60, lr=0.05, optimizer=torch.optim.Adam)
     return net.fit(X[:100], y[:100])
 
 
 @pytest.fixture(scope="module")
-def reg_data():
+def noisy_reg_data():
     X, y = make_regression(n_samples=400, n_features=4, noise=20.0, random_state=0)
     return X.astype(np.float32), (y / y.std()).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
-def reg_net(reg_data):
+def noisy_reg_net(noisy_reg_data):
     """Trained on the first 200 rows."""
-    X, y = reg_data
+    X, y = noisy_reg_data
     torch.manual_seed(0)
     net = regressor_net(1, hidden=32, max_epochs=50, lr=0.01, optimizer=torch.optim.Adam)
     return net.fit(X[:200], y[:200, None])
@@ -78,9 +78,9 @@ def _log_step(grid):
 # ---------------------------------------------------------------- the evidence
 @pytest.mark.parametrize("structure", ["kron", "diag", "full"])
 def test_marglik_prior_is_the_maximum_of_the_evidence_on_a_grid(
-    structure, cls_data, overconfident_net
+    structure, noisy_cls_data, overconfident_net
 ):
-    X, y = cls_data
+    X, y = noisy_cls_data
     clf = LaplaceClassifier(
         FrozenEstimator(overconfident_net), hessian_structure=structure, prior_precision="marglik"
     ).fit(X[:100], y[:100])
@@ -101,11 +101,14 @@ def test_marglik_prior_is_the_maximum_of_the_evidence_on_a_grid(
      (3.0, "marglik", 1.0)],
 )  # fmt: skip
 def test_marglik_regressor_reaches_the_grid_maximum_jointly(
-    prior, sigma, temperature, reg_data, reg_net
+    prior, sigma, temperature, noisy_reg_data, noisy_reg_net
 ):
-    X, y = reg_data
+    X, y = noisy_reg_data
     reg = LaplaceRegressor(
-        FrozenEstimator(reg_net), prior_precision=prior, sigma_noise=sigma, temperature=temperature
+        FrozenEstimator(noisy_reg_net),
+        prior_precision=prior,
+        sigma_noise=sigma,
+        temperature=temperature,
     ).fit(X[:200], y[:200])
     priors = np.logspace(-3, 3, 61) if prior == "marglik" else np.array([prior])
     sigmas = np.logspace(-1.5, 0, 61) if sigma == "marglik" else np.array([sigma])
@@ -143,7 +146,7 @@ def _fit_with_held_out_rows(est, X, y, valid):
     return est.fit(X[rest], y[rest], X_val=X[valid], y_val=y[valid])
 
 
-def test_holdout_picks_the_grid_search_optimum_on_the_same_rows(cls_data, overconfident_net):
+def test_holdout_picks_the_grid_search_optimum_on_the_same_rows(noisy_cls_data, overconfident_net):
     """'holdout' with a frozen net and X_val = GridSearchCV scored by log loss on X_val.
 
     Both maximise the same function of the prior precision: the held-out log-likelihood of
@@ -153,7 +156,7 @@ def test_holdout_picks_the_grid_search_optimum_on_the_same_rows(cls_data, overco
     of any grid. The fair comparison: add its value to a fine grid; GridSearchCV must rank
     it first (up to round-off) and the best fine-grid point must be a neighbour of it.
     """
-    X, y = cls_data[0][100:], cls_data[1][100:]  # rows the net never saw
+    X, y = noisy_cls_data[0][100:], noisy_cls_data[1][100:]  # rows the net never saw
     _, valid = _split(y)
     clf = LaplaceClassifier(FrozenEstimator(overconfident_net), prior_precision="holdout")
     _fit_with_held_out_rows(clf, X, y, valid)
@@ -188,9 +191,9 @@ def _holdout_classifiers():
 
 
 @pytest.mark.parametrize("kind", list(_holdout_classifiers()))
-def test_holdout_rows_never_enter_the_curvature(kind, cls_data, overconfident_net):
+def test_holdout_rows_never_enter_the_curvature(kind, noisy_cls_data, overconfident_net):
     """The posterior equals a fixed-prior fit on the other rows only, with the same net."""
-    X, y = cls_data[0][100:], cls_data[1][100:]
+    X, y = noisy_cls_data[0][100:], noisy_cls_data[1][100:]
     torch.manual_seed(0)
     estimator = _holdout_classifiers()[kind](X, y)
     clf = LaplaceClassifier(estimator, prior_precision="holdout", random_state=0).fit(X, y)
@@ -218,7 +221,7 @@ def _rows_trained_on(net):
 
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
-def test_holdout_uses_the_nets_own_validation_rows(kind, cls_data, reg_data):
+def test_holdout_uses_the_nets_own_validation_rows(kind, noisy_cls_data, noisy_reg_data):
     """With skorch's default ValidSplit(5), the held-out rows are the net's validation rows.
 
     Reproduced from the split itself (the first fold of a (Stratified)KFold(5)) and from the
@@ -226,7 +229,7 @@ def test_holdout_uses_the_nets_own_validation_rows(kind, cls_data, reg_data):
     is the loss of the trained net on exactly validation_indices_.
     """
     if kind == "classifier":
-        X, y = cls_data
+        X, y = noisy_cls_data
         net = NeuralNetClassifier(
             MLP, module__n_out=3, criterion=nn.CrossEntropyLoss, max_epochs=4, lr=0.1,
             verbose=0,
@@ -234,7 +237,7 @@ def test_holdout_uses_the_nets_own_validation_rows(kind, cls_data, reg_data):
         laplace = LaplaceClassifier(net, prior_precision="holdout", random_state=0)
         folds = StratifiedKFold(5).split(np.arange(len(y)), y)
     else:
-        X, y = reg_data
+        X, y = noisy_reg_data
         net = NeuralNetRegressor(MLP, module__n_out=1, max_epochs=4, lr=0.05, verbose=0)
         laplace = LaplaceRegressor(net, prior_precision="holdout", random_state=0)
         folds = KFold(5).split(np.arange(len(y)))
@@ -257,8 +260,8 @@ def test_holdout_uses_the_nets_own_validation_rows(kind, cls_data, reg_data):
     assert isinstance(trained.train_split, ValidSplit)  # restored after training
 
 
-def test_holdout_without_a_train_split_trains_without_the_held_out_rows(cls_data):
-    X, y = cls_data
+def test_holdout_without_a_train_split_trains_without_the_held_out_rows(noisy_cls_data):
+    X, y = noisy_cls_data
     net = classifier_net(3, max_epochs=3)  # train_split=None
     clf = LaplaceClassifier(
         net, prior_precision="holdout", validation_fraction=0.25, random_state=0
@@ -272,7 +275,7 @@ def test_holdout_without_a_train_split_trains_without_the_held_out_rows(cls_data
 
 
 @pytest.mark.parametrize("sigma", ["float", "marglik"])
-def test_holdout_regressor(sigma, reg_data, reg_net):
+def test_holdout_regressor(sigma, noisy_reg_data, noisy_reg_net):
     """The prior maximises the held-out Gaussian log-likelihood at ``sigma_noise_``.
 
     It is the GridSearchCV optimum scored by neg_gaussian_nll on validation_indices_ (as
@@ -281,27 +284,30 @@ def test_holdout_regressor(sigma, reg_data, reg_net):
     optimum at that sigma. (Alternating the two criteria instead was seen to cycle between
     two answers, so the result depended on the number of rounds.)
     """
-    X, y = reg_data[0][200:], reg_data[1][200:]  # rows the net never saw
+    X, y = noisy_reg_data[0][200:], noisy_reg_data[1][200:]  # rows the net never saw
     if sigma == "float":
         # a little below the net's error on new rows, so that some weight uncertainty helps
         # and the optimum is interior (at 0.8 the held-out likelihood plateaus as tau -> 0)
-        sigma = 0.9 * float(np.sqrt(np.mean((reg_net.predict(X)[:, 0] - y) ** 2)))
+        sigma = 0.9 * float(np.sqrt(np.mean((noisy_reg_net.predict(X)[:, 0] - y) ** 2)))
     rest, valid = _split(y, stratify=False)
     reg = LaplaceRegressor(
-        FrozenEstimator(reg_net), prior_precision="holdout", sigma_noise=sigma, interval="gaussian"
+        FrozenEstimator(noisy_reg_net),
+        prior_precision="holdout",
+        sigma_noise=sigma,
+        interval="gaussian",
     )  # gaussian: every held-out row tunes (a conformal interval would calibrate on half)
     _fit_with_held_out_rows(reg, X, y, valid)
     tau = float(reg.prior_precision_[0])
     if sigma == "marglik":  # the evidence's sigma, from the curvature rows alone
         evidence = LaplaceRegressor(
-            FrozenEstimator(reg_net), prior_precision="marglik", sigma_noise="marglik"
+            FrozenEstimator(noisy_reg_net), prior_precision="marglik", sigma_noise="marglik"
         ).fit(X[rest], y[rest])  # checked against a brute-force grid above
         assert reg.sigma_noise_ == pytest.approx(evidence.sigma_noise_, rel=1e-6)
     else:
         assert reg.sigma_noise_ == sigma
     fine = np.logspace(-4, 6, 81)
     search = GridSearchCV(
-        LaplaceRegressor(FrozenEstimator(reg_net), sigma_noise=reg.sigma_noise_),
+        LaplaceRegressor(FrozenEstimator(noisy_reg_net), sigma_noise=reg.sigma_noise_),
         {"prior_precision": [*fine, tau]},
         cv=_predefined_split(len(y), valid),
         scoring=neg_gaussian_nll,
@@ -316,9 +322,9 @@ def test_holdout_regressor(sigma, reg_data, reg_net):
     assert reg.log_marginal_likelihood_value_ == reg.log_marginal_likelihood()
 
 
-def test_a_float_prior_after_holdout_needs_no_refit(cls_data, overconfident_net):
+def test_a_float_prior_after_holdout_needs_no_refit(noisy_cls_data, overconfident_net):
     """Leaving the 'holdout' mode for a float is read at prediction time, like any float."""
-    X, y = cls_data[0][100:], cls_data[1][100:]
+    X, y = noisy_cls_data[0][100:], noisy_cls_data[1][100:]
     rest, valid = _split(y)
     clf = LaplaceClassifier(FrozenEstimator(overconfident_net), prior_precision="holdout")
     _fit_with_held_out_rows(clf, X, y, valid)
@@ -344,14 +350,16 @@ def _heldout_scores(estimator, X, y, valid, candidates, scoring="neg_log_loss"):
     return search.cv_results_["mean_test_score"]
 
 
-def test_holdout_temperature_with_the_prior_beats_the_prior_alone(cls_data, overconfident_net):
+def test_holdout_temperature_with_the_prior_beats_the_prior_alone(
+    noisy_cls_data, overconfident_net
+):
     """temperature="holdout" with prior_precision="holdout" (Ritter et al.'s tau and N).
 
     Coordinate ascent starts from the prior alone at T = 1, so its held-out log-likelihood
     is never below the prior-only optimum; here it is above it, with an interior
     temperature, and within 1e-3 of the best point of a 41 x 49 grid over both.
     """
-    X, y = cls_data[0][100:], cls_data[1][100:]  # rows the net never saw
+    X, y = noisy_cls_data[0][100:], noisy_cls_data[1][100:]  # rows the net never saw
     rest, valid = _split(y)
     frozen = FrozenEstimator(overconfident_net)
     clf = LaplaceClassifier(frozen, prior_precision="holdout", temperature="holdout")
@@ -379,7 +387,7 @@ def test_holdout_temperature_with_the_prior_beats_the_prior_alone(cls_data, over
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
-    kind, cls_data, overconfident_net, reg_data, reg_net
+    kind, noisy_cls_data, overconfident_net, noisy_reg_data, noisy_reg_net
 ):
     """With the prior (and sigma) fixed, the temperature maximises the held-out likelihood
     over any grid (the coarse grid is refined by a bounded search between its neighbours).
@@ -389,10 +397,18 @@ def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
     posterior becomes the prior), which a warning reports.
     """
     if kind == "classifier":
-        (X, y), net, scoring = (cls_data[0][100:], cls_data[1][100:]), overconfident_net, None
+        (X, y), net, scoring = (
+            (noisy_cls_data[0][100:], noisy_cls_data[1][100:]),
+            overconfident_net,
+            None,
+        )
         make, fixed = LaplaceClassifier, {"prior_precision": 2.0}
     else:
-        (X, y), net, scoring = (reg_data[0][200:], reg_data[1][200:]), reg_net, neg_gaussian_nll
+        (X, y), net, scoring = (
+            (noisy_reg_data[0][200:], noisy_reg_data[1][200:]),
+            noisy_reg_net,
+            neg_gaussian_nll,
+        )
         rms = float(np.sqrt(np.mean((net.predict(X)[:, 0] - y) ** 2)))
         make, fixed = LaplaceRegressor, {"prior_precision": 30.0, "sigma_noise": 0.8 * rms}
         fixed["interval"] = "gaussian"  # every held-out row tunes
@@ -417,11 +433,11 @@ def test_holdout_temperature_at_a_fixed_prior_is_the_grid_optimum(
     assert abs(np.log10(est.temperature_) - np.log10(fine[np.argmax(scores[:-1])])) <= 0.1
 
 
-def test_holdout_sigma_with_a_per_layer_prior(reg_data, reg_net):
+def test_holdout_sigma_with_a_per_layer_prior(noisy_reg_data, noisy_reg_net):
     """A fixed prior, one value per layer, is kept as given while sigma is tuned on the
     held-out rows: the grid optimum of the held-out Gaussian log-likelihood."""
-    X, y = reg_data[0][200:], reg_data[1][200:]
-    frozen = FrozenEstimator(reg_net)
+    X, y = noisy_reg_data[0][200:], noisy_reg_data[1][200:]
+    frozen = FrozenEstimator(noisy_reg_net)
     n_blocks = LaplaceRegressor(
         frozen, subset_of_weights="all", prior_precision=1.0, sigma_noise=1.0
     )
@@ -459,20 +475,22 @@ def test_holdout_sigma_with_a_per_layer_prior(reg_data, reg_net):
     ],
 )
 def test_holdout_temperature_refuses_the_evidence_modes(
-    kind, params, match, cls_data, overconfident_net, reg_data, reg_net
+    kind, params, match, noisy_cls_data, overconfident_net, noisy_reg_data, noisy_reg_net
 ):
     if kind == "classifier":
-        X, y, est = *cls_data, LaplaceClassifier(FrozenEstimator(overconfident_net))
+        X, y, est = *noisy_cls_data, LaplaceClassifier(FrozenEstimator(overconfident_net))
     else:
-        X, y, est = *reg_data, LaplaceRegressor(FrozenEstimator(reg_net))
+        X, y, est = *noisy_reg_data, LaplaceRegressor(FrozenEstimator(noisy_reg_net))
     est.set_params(temperature="holdout", **params)
     with pytest.raises(ValueError, match=f"temperature='holdout' cannot be combined with {match}"):
         est.fit(X, y)
 
 
-def test_holdout_temperature_set_after_a_fit_without_held_out_rows(cls_data, overconfident_net):
+def test_holdout_temperature_set_after_a_fit_without_held_out_rows(
+    noisy_cls_data, overconfident_net
+):
     """The fitted temperature_ is the float given; asking for "holdout" later names it."""
-    X, y = cls_data
+    X, y = noisy_cls_data
     clf = LaplaceClassifier(
         FrozenEstimator(overconfident_net), prior_precision=1.0, temperature=0.5
     ).fit(X, y)
@@ -631,17 +649,17 @@ def test_weight_decay_mode_refuses_what_implies_no_prior(optimizer, kwargs, matc
         ("regressor", "kron"),
     ],
 )
-def test_a_grid_of_unusable_priors_fails_loudly(kind, structure, cls_data, reg_data):
+def test_a_grid_of_unusable_priors_fails_loudly(kind, structure, noisy_cls_data, noisy_reg_data):
     """Subnormal prior precisions: every fit fails with our message, GridSearchCV raises.
 
     Without the check the diag posterior "worked" (its eigenvalues are positive) and the
     kron one failed on some folds only, depending on round-off: a silent pick.
     """
     if kind == "classifier":
-        (X, y), net = cls_data, classifier_net(3, max_epochs=2)
+        (X, y), net = noisy_cls_data, classifier_net(3, max_epochs=2)
         laplace, scoring = LaplaceClassifier, "neg_log_loss"
     else:
-        (X, y), net = reg_data, regressor_net(1, max_epochs=2)
+        (X, y), net = noisy_reg_data, regressor_net(1, max_epochs=2)
         laplace, scoring = LaplaceRegressor, neg_gaussian_nll
     net.fit(X, y if kind == "classifier" else y[:, None])
     search = GridSearchCV(
