@@ -135,15 +135,9 @@ class BaseLaplace(BaseEstimator):
             n_outputs,
             sample_weight=w,
         )
-        X_tune, y_tune, w_tune, calibration = tuning.X, tuning.y, tuning.w, None
-        if calibrates and X_tune is not None:
-            if tunes:  # the conformal guarantee needs rows that did not tune anything
-                tune, cal = _holdout.halves(len(y_tune), self.random_state)
-                calibration = (_holdout.take(X_tune, cal), y_tune[cal])
-                X_tune, y_tune = _holdout.take(X_tune, tune), y_tune[tune]
-                w_tune = None if w_tune is None else w_tune[tune]
-            else:
-                calibration, X_tune, y_tune = (X_tune, y_tune), None, None
+        tune, calibration = tuning, None
+        if calibrates and tuning.X is not None:
+            tune, calibration = _holdout.split_calibration(tuning, tunes, self.random_state)
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
         if not likelihood.has_noise:  # the net predicts the noise (or there is none)
             params["sigma_noise"] = 1.0
@@ -151,12 +145,9 @@ class BaseLaplace(BaseEstimator):
         if _mode(params["prior_precision"]) == "weight_decay":
             weight_decay = self._weight_decay(fitted)
         train = None
-        if tuning.X is None and self._holdout_params():  # no unseen rows: leave-one-out
-            rows = tuning.curvature_rows
-            train = (X, y, w) if rows is None else (_holdout.take(X, rows), y[rows], w)
-            if rows is not None and w is not None:
-                train = (*train[:2], w[rows])
-        objectives = fitted.objectives(X_tune, y_tune, weight_decay, train, w_tune)
+        if tuning.X is None and tunes:  # no unseen rows: the leave-one-out estimate
+            train = _holdout.curvature_part(X, y, w, tuning.curvature_rows)
+        objectives = fitted.objectives(tune.X, tune.y, weight_decay, train, tune.w)
         fitted.hyper = _hyper.resolve(params, objectives)
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)

@@ -78,6 +78,28 @@ def from_indices(X, y, valid: np.ndarray, source: str, random_state, w=None) -> 
     )
 
 
+def split_calibration(tuning: TuningRows, tunes: bool, random_state):
+    """``(rows that tune, (X_cal, y_cal))``: the conformal guarantee needs calibration rows
+    that tuned nothing, so when hyper-parameters are tuned too the unseen rows are halved;
+    otherwise they all calibrate."""
+    if not tunes:
+        return TuningRows(), (tuning.X, tuning.y)
+    tune, cal = halves(len(tuning.y), random_state)
+    rows = TuningRows(
+        X=take(tuning.X, tune),
+        y=tuning.y[tune],
+        w=None if tuning.w is None else tuning.w[tune],
+    )
+    return rows, (take(tuning.X, cal), tuning.y[cal])
+
+
+def curvature_part(X, y, w, rows):
+    """``(X, y, w)`` restricted to the curvature's rows (all when ``rows`` is None)."""
+    if rows is None:
+        return X, y, w
+    return take(X, rows), y[rows], None if w is None else w[rows]
+
+
 def halves(n: int, random_state) -> tuple[np.ndarray, np.ndarray]:
     """A random split of ``range(n)`` into two sorted halves (the first the larger)."""
     order = check_random_state(random_state).permutation(n)
