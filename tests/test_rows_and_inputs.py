@@ -370,7 +370,7 @@ def test_an_iterator_that_drops_rows_is_refused(data, net):
     est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
     est.estimator_ = dropping
     if hasattr(est, "_fitted"):  # the fitted state that predictions read
-        from sklaplace._fitted import tensor_stamp
+        from sklaplace._stamp import tensor_stamp
 
         est._fitted.net = dropping
         est._fitted.stamp = tensor_stamp(dropping.module_)  # same weights, new storage
