@@ -290,7 +290,6 @@ class FittedLaplace:
         """
         view = self.view()
         approx = self.approximation
-        approx.layers(view)  # the net is still the one the posterior was computed for
         tau, scale = self.tensors(hyper)
         for proj in approx.project(view, X):
             m, c = proj.mean.shape

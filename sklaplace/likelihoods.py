@@ -67,8 +67,20 @@ class Likelihood:
 
     def hessian_sum(self, f: Tensor, w: Tensor | None = None) -> Tensor:
         """``sum_n w_n Lambda_n``: (c, c), without forming the (m, c, c) stack."""
-        lam = self.hessian(f.to(torch.float64))
-        return lam.sum(0) if w is None else torch.einsum("n,nkl->kl", w, lam)
+        d, R = self.hessian_sum_factors(f, w)
+        total = torch.diag(d)
+        return total if R is None else total - R.T @ R
+
+    def hessian_sum_factors(self, f: Tensor, w: Tensor | None = None):
+        """``(d, R)`` with ``sum_n w_n Lambda_n = diag(d) - R^T R`` (``R`` None: diagonal).
+
+        The accumulators add ``d`` as a vector and ``R^T R`` as a symmetric rank-k update
+        (``_blas.gram``): for many classes that halves the work of the dense sum and forms
+        no (c, c) temporaries but the result. This default is for a diagonal ``Lambda``
+        (sigmoid, Gaussian); the softmax overrides it.
+        """
+        diag = self.hessian_diag(f.to(torch.float64))
+        return (diag.sum(0) if w is None else w @ diag), None
 
     def heldout_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0, w=None):
         """Summed (weighted by ``w`` if given) log predictive density of held-out rows."""
@@ -182,10 +194,12 @@ class Classification(_Classifier):
         p = torch.softmax(f, dim=1)
         return p - p * p
 
-    def hessian_sum(self, f, w=None):
+    def hessian_sum_factors(self, f, w=None):
+        """``diag(sum_n w_n p_n) - sum_n w_n p_n p_n^T``: ``R`` the rows ``sqrt(w_n) p_n``."""
         p = torch.softmax(f.to(torch.float64), dim=1)
-        pw = p if w is None else p * w[:, None]
-        return torch.diag(pw.sum(0)) - pw.T @ p
+        if w is None:
+            return p.sum(0), p
+        return w @ p, p * w.sqrt()[:, None]
 
     def hessian_sqrt(self, f):
         """Softmax: ``S = diag(u) - p u^T`` with ``u = sqrt(p)`` (``u^T u = 1``).
@@ -271,11 +285,6 @@ class Binary(_Classifier):
         p = torch.sigmoid(f)
         return p * (1 - p)
 
-    def hessian_sum(self, f, w=None):
-        p = torch.sigmoid(f.to(torch.float64))
-        lam = p * (1 - p) if w is None else p * (1 - p) * w[:, None]
-        return lam.sum(0).reshape(1, 1)
-
     def hessian_sqrt(self, f):
         p = torch.sigmoid(f)
         return (p * (1 - p)).sqrt()[None]
@@ -302,11 +311,6 @@ class Regression(Likelihood):
 
     def hessian_diag(self, f):
         return torch.ones_like(f)
-
-    def hessian_sum(self, f, w=None):
-        m, c = f.shape
-        total = m if w is None else w.sum()
-        return total * torch.eye(c, dtype=torch.float64, device=f.device)
 
     def hessian_sqrt(self, f):
         m, c = f.shape
@@ -382,10 +386,6 @@ class Heteroscedastic(Likelihood):
 
     def hessian_diag(self, f):
         return self._fisher_diag(f)
-
-    def hessian_sum(self, f, w=None):
-        d = self._fisher_diag(f.to(torch.float64))
-        return torch.diag(d.sum(0) if w is None else w @ d)
 
     def hessian_sqrt(self, f):
         """The diagonal's square roots, one cotangent direction per output: (c, m, c)."""

@@ -70,7 +70,34 @@ def _outer_moments(v: Tensor, u: Tensor, inv: Tensor, cov: bool) -> Tensor:
     return torch.cat(out)
 
 
-class DiagBlock:
+class _Block:
+    """What the blocks share: casts of their eigenvectors to other dtypes, made once.
+
+    A float32 net's features are projected in float32 (they carry float32 rounding
+    already, and reading a float32 copy of a large ``Q_A`` costs half of reading the
+    float64 one); the casts are not pickled and not moved between devices.
+    """
+
+    def _as(self, name: str, dtype: torch.dtype) -> Tensor:
+        tensor = getattr(self, name)
+        if tensor.dtype == dtype:
+            return tensor
+        return self._derived((name, dtype), lambda: tensor.to(dtype))
+
+    def _derived(self, key, make) -> Tensor:
+        """A tensor computed from the block once (not pickled, not moved: remade)."""
+        casts = self.__dict__.setdefault("_casts", {})
+        if key not in casts:
+            casts[key] = make()
+        return casts[key]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_casts", None)
+        return state
+
+
+class DiagBlock(_Block):
     """Diagonal curvature of one layer: ``H = diag(vec(h))``.
 
     Parameters
@@ -96,6 +123,7 @@ class DiagBlock:
 
     def project(self, a: Tensor) -> Tensor:
         """Last layer: the part of the output covariance no hyper-parameter changes, ``a^2``."""
+        a = a.to(torch.float64)
         return a * a
 
     def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
@@ -143,7 +171,7 @@ class DiagBlock:
         return z * self.eigenvalues(tau, scale).rsqrt()
 
 
-class KronBlock:
+class KronBlock(_Block):
     """Kronecker-factored curvature of one layer: ``H = B (x) A``.
 
     ``A`` (n_in, n_in) is the input-side factor and ``B`` (n_out, n_out) the output-side
@@ -178,8 +206,9 @@ class KronBlock:
 
     def project(self, a: Tensor) -> Tensor:
         """Last layer: ``u^2`` with ``u = Q_A^T a`` (m, n_in), the part of the output
-        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2))."""
-        u = a @ self.Q_A
+        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2)): computed
+        in ``a``'s dtype (the net's), returned in float64."""
+        u = (a @ self._as("Q_A", a.dtype)).to(torch.float64)
         return u * u
 
     def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
@@ -193,7 +222,7 @@ class KronBlock:
         """
         v = p @ (1.0 / self.eigenvalues(tau, scale)).T
         if not cov:
-            return v @ (self.Q_B * self.Q_B).T
+            return v @ self._derived("Q_B^2 T", lambda: (self.Q_B * self.Q_B).T.contiguous())
         n = self.shape[0]
         if n**3 > _CHUNK_ELEMENTS:
             return torch.einsum("ki,ni,li->nkl", self.Q_B, v, self.Q_B)
@@ -233,7 +262,7 @@ class KronBlock:
         return self.Q_B @ (z * self.eigenvalues(tau, scale).rsqrt()) @ self.Q_A.T
 
 
-class FullBlock:
+class FullBlock(_Block):
     """Dense curvature of one layer, ``H = Q diag(lam) Q^T`` over ``vec(W)``.
 
     Exact, and affordable for small heads: storage is ``(n_out n_in)^2``.
@@ -273,6 +302,7 @@ class FullBlock:
         ``R[n, k] = Q^T vec(e_k a_n^T) = Q[k-th row block]^T a_n``: O(m c^2 n_in^2).
         """
         c, d = self.shape
+        a = a.to(torch.float64)
         return torch.einsum("nd,kdp->nkp", a, self.Q.reshape(c, d, -1))
 
     def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
@@ -392,7 +422,11 @@ class Posterior:
         for block in self.blocks:
             moved = object.__new__(type(block))
             moved.__dict__.update(
-                {k: v.to(device) if isinstance(v, Tensor) else v for k, v in vars(block).items()}
+                {
+                    k: v.to(device) if isinstance(v, Tensor) else v
+                    for k, v in vars(block).items()
+                    if k != "_casts"
+                }
             )
             blocks.append(moved)
         return Posterior(blocks, [m.to(device) for m in self.means], list(self.names), self.key)

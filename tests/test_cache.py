@@ -77,8 +77,8 @@ class Counter:
                 counter.curvature += 1
                 return _original(self, *args, **kwargs)
 
-            def counting_project(self, view, X, _original=project):
-                for proj in _original(self, view, X):
+            def counting_project(self, view, X, layers, _original=project):
+                for proj in _original(self, view, X, layers):
                     counter.projected += len(proj.mean)
                     yield proj
 

@@ -160,8 +160,10 @@ class Approximation:
         """``Projection`` per batch of X; cached under the posterior's key and the rows.
 
         Stored in chunks of up to ``MERGED_ELEMENTS / c^2`` rows; a pass larger than the
-        cache bound is streamed and not kept.
+        cache bound is streamed and not kept. The net is checked against the posterior
+        (``layers``) on a hit as on a miss.
         """
+        layers = self.layers(view)
         key = None
         if self.posterior.key is not None:
             key = pass_key(view, "projection", X, None, None, self.posterior.key)
@@ -172,7 +174,7 @@ class Approximation:
             return
         stored, pending, size = [], [], 0
         keep = key is not None
-        for proj in self._project_batches(view, X):
+        for proj in self._project_batches(view, X, layers):
             if keep:
                 size += nbytes(proj)
                 keep = cache.fits(size)
@@ -189,7 +191,7 @@ class Approximation:
                 stored.append(self._concat(pending))
             cache.put(key, stored)
 
-    def _project_batches(self, view: NetView, X) -> Iterator[Projection]:
+    def _project_batches(self, view: NetView, X, layers) -> Iterator[Projection]:
         raise NotImplementedError
 
     def _concat(self, projections: list[Projection]) -> Projection:

@@ -89,6 +89,7 @@ class Accumulator:
         if structure == "kron":
             self.A = torch.zeros(n_in, n_in, **kw)
             self.B = torch.zeros(n_out, n_out, **kw)
+            self.B_diag = torch.zeros(n_out, **kw)  # the head's diagonal part, kept apart
             self.n_positions = 0
         elif structure == "diag":
             self.h = torch.zeros(n_out, n_in, **kw)
@@ -137,7 +138,10 @@ class Accumulator:
         a = a.to(torch.float64)  # the head's factors in float64: it is cheap there
         if self.structure == "kron":
             self.A += gram(a if w is None else a * w.sqrt()[:, None])
-            self.B += likelihood.hessian_sum(f, w)
+            d, R = likelihood.hessian_sum_factors(f, w)  # sum_n w_n Lambda_n = diag(d) - R^T R
+            self.B_diag += d
+            if R is not None:
+                self.B -= gram(R)
             self.n_positions += a.shape[0] if w is None else float(w.sum())
         elif self.structure == "diag":
             diag = likelihood.hessian_diag(f.to(torch.float64))
@@ -159,7 +163,7 @@ class Accumulator:
     def block(self) -> DiagBlock | KronBlock | FullBlock:
         """The finished, eigendecomposed curvature block."""
         if self.structure == "kron":
-            return KronBlock(self.A / max(self.n_positions, 1), self.B)
+            return KronBlock(self.A / max(self.n_positions, 1), self.B + torch.diag(self.B_diag))
         if self.structure == "diag":
             return DiagBlock(self.h)
         return FullBlock(self.H, self.layer.shape)

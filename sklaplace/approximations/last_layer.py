@@ -72,12 +72,12 @@ class LastLayer(Approximation):
         return [acc.block()], loss, n_rows
 
     # ---------------------------------------------------------------- predictive
-    def _project_batches(self, view, X) -> Iterator[Projection]:
-        (layer,) = self.layers(view)
+    def _project_batches(self, view, X, layers) -> Iterator[Projection]:
+        (layer,) = layers
         block = self.posterior.blocks[0]
         for Xi, _ in view.batches(X):
             f, a = self._head_io(view, layer, Xi)
-            yield Projection(f.to(torch.float64), (block.project(a.to(torch.float64)),))
+            yield Projection(f.to(torch.float64), (block.project(a),))
 
     def _concat(self, projections):
         return Projection(

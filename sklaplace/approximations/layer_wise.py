@@ -89,8 +89,7 @@ class LayerWise(Approximation):
         return [acc.block() for acc in accs], loss, n_rows
 
     # ---------------------------------------------------------------- predictive
-    def _project_batches(self, view, X) -> Iterator[Projection]:
-        layers = self.layers(view)
+    def _project_batches(self, view, X, layers) -> Iterator[Projection]:
         head = view.module.get_submodule(self.head_name)
         for Xi, _ in view.batches(X):
             tape, f = self._run(view, layers, head, Xi)
