@@ -4,41 +4,29 @@ matplotlib is an optional dependency, imported only when something is drawn; ins
 with ``pip install sklaplace[plot]``.
 """
 
-import itertools
-from numbers import Real
-
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .metrics import _ece_from_curve, reliability_curve
+from ._reliability_counts import (
+    _XLABEL,
+    _check_min_count,
+    _counts_axes,
+    _counts_below,
+    _draw_counts,
+    _fit_log_axis,
+    _setup_counts_axes,
+)
+from ._reliability_legend import (
+    _CURVE_GID,
+    _DIAGONAL_GID,
+    _FIGURE_WIDTH_ATTR,
+    _place_legend,
+    _update_notes,
+)
+from .metrics import reliability_curve
+from .metrics._calibration import _ece_from_curve
 
 __all__ = ["ReliabilityDisplay"]
-
-# Marks the diagonal so that several displays drawn on one Axes add it only once, the
-# curves and their hollow markers so that the legend keeps clear of them, and the legend
-# entry explaining hollow markers so that it is added once per threshold.
-_DIAGONAL_GID = "sklaplace-reliability-diagonal"
-_CURVE_GID = "sklaplace-reliability-curve"
-_NOTE_GID = "sklaplace-reliability-note"
-# Stored on a diagram Axes: the histogram Axes of its counts and whether that one sits
-# right under it (then the x-axis is labelled only there), so that the next display drawn
-# on the same diagram adds its bars to the same histogram. Stored on a figure made by a
-# display: its width before a legend was put right of the diagram.
-_COUNTS_AXES_ATTR = "_sklaplace_counts_axes"
-_FIGURE_WIDTH_ATTR = "_sklaplace_width_without_legend"
-_XLABEL = "Confidence (mean top-label probability in bin)"
-# Legend positions tried in turn: the diagonal's upper-left side holds the points of
-# underconfident bins only, the lower-right side those of overconfident ones.
-_LEGEND_LOCATIONS = (
-    "upper left",
-    "lower right",
-    "center left",
-    "upper center",
-    "lower center",
-    "center right",
-    "lower left",
-    "upper right",
-)
 
 
 def _import_pyplot():
@@ -50,118 +38,6 @@ def _import_pyplot():
             "`pip install sklaplace[plot]` (or `pip install matplotlib`)."
         ) from exc
     return plt
-
-
-def _check_min_count(min_count, counts):
-    """The count below which a bin is drawn hollow."""
-    if isinstance(min_count, str) and min_count == "auto":
-        return max(5.0, 0.01 * float(np.sum(counts)))
-    if isinstance(min_count, bool) or not isinstance(min_count, Real) or not min_count >= 0:
-        raise ValueError(
-            f'min_count must be "auto" or a number >= 0, got {min_count!r}. Pass 0 to draw '
-            "every bin alike."
-        )
-    return float(min_count)
-
-
-def _counts_axes_below(ax):
-    """A new Axes under ``ax``, sharing its x-axis, for the histogram of the counts."""
-    from matplotlib.layout_engine import ConstrainedLayoutEngine
-
-    figure = ax.get_figure()
-    if isinstance(figure.get_layout_engine(), ConstrainedLayoutEngine):
-        # The constrained layout makes room for a child Axes hanging below its parent.
-        return ax.inset_axes([0.0, -0.38, 1.0, 0.3], sharex=ax)
-    # Otherwise carve the room out of ax itself, so that nothing falls off the figure.
-    from mpl_toolkits.axes_grid1 import make_axes_locatable
-
-    return make_axes_locatable(ax).append_axes("bottom", size="30%", pad=0.1, sharex=ax)
-
-
-def _fit_log_axis(hist_ax):
-    """Show every bar of a log-scaled histogram, with labels on whole decades only."""
-    from matplotlib.ticker import NullFormatter
-
-    heights = [bar.get_height() for bar in hist_ax.patches if bar.get_height() > 0]
-    if heights:
-        # From half the smallest bar (half a row at most), so that 1 and 10 are in view.
-        hist_ax.set_ylim(bottom=0.5 * min(1.0, *heights))
-    hist_ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def _segment_hits_box(p0, p1, box):
-    """Whether the segment p0-p1 (display coordinates) meets the rectangle ``box``."""
-    t0, t1 = 0.0, 1.0
-    d = p1 - p0
-    for p, q in (
-        (-d[0], p0[0] - box.x0),
-        (d[0], box.x1 - p0[0]),
-        (-d[1], p0[1] - box.y0),
-        (d[1], box.y1 - p0[1]),
-    ):
-        if p == 0.0:
-            if q < 0.0:
-                return False
-        elif p < 0.0:
-            t0 = max(t0, q / p)
-        else:
-            t1 = min(t1, q / p)
-        if t0 > t1:
-            return False
-    return True
-
-
-def _covers(box, lines, dpi):
-    """Whether ``box`` overlaps a marker or a segment of one of the lines."""
-    for line in lines:
-        points = line.get_transform().transform(np.column_stack(line.get_data()))
-        marker = line.get_marker()
-        if marker not in (None, "None", "none", "", " "):
-            radius = 0.5 * line.get_markersize() * dpi / 72.0 + line.get_markeredgewidth()
-            for x, y in points:
-                if box.x0 - radius < x < box.x1 + radius and box.y0 - radius < y < box.y1 + radius:
-                    return True
-        if line.get_linestyle() not in ("None", "none", "", " "):
-            for p0, p1 in itertools.pairwise(points):
-                if _segment_hits_box(p0, p1, box):
-                    return True
-    return False
-
-
-def _place_legend(ax):
-    """Draw the legend where it covers no curve: in a free corner or right of the Axes.
-
-    The points and segments of the reliability curves must stay visible; the diagonal is
-    avoided too when possible. The legend is placed once the figure's layout is done, so
-    it stays right unless the figure is resized afterwards. A figure made by a display
-    is widened to hold a legend right of the Axes.
-    """
-    handles, labels = ax.get_legend_handles_labels()
-    # The note on hollow markers goes last, after every curve.
-    order = sorted(range(len(handles)), key=lambda i: handles[i].get_gid() == _NOTE_GID)
-    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
-    figure = ax.figure.canvas.figure  # the root figure, also for a SubFigure's Axes
-    base_width = getattr(figure, _FIGURE_WIDTH_ATTR, None)
-    if base_width is not None:
-        figure.set_figwidth(base_width)
-    ax.legend(handles, labels, loc=_LEGEND_LOCATIONS[0], fontsize="small")
-    figure.draw_without_rendering()  # final positions, after the layout engine
-    curves = [line for line in ax.get_lines() if line.get_gid() == _CURVE_GID]
-    diagonal = [line for line in ax.get_lines() if line.get_gid() == _DIAGONAL_GID]
-    for avoid in (curves + diagonal, curves):
-        for loc in _LEGEND_LOCATIONS:
-            legend = ax.legend(handles, labels, loc=loc, fontsize="small")
-            box = legend.get_window_extent().padded(4.0)
-            if not _covers(box, avoid, figure.dpi):
-                return legend
-    # Every corner covers a point: put the legend outside, right of the Axes.
-    legend = ax.legend(
-        handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small"
-    )
-    if base_width is not None:
-        legend_width = legend.get_window_extent().width / figure.dpi
-        figure.set_figwidth(base_width + legend_width + 0.1)
-    return legend
 
 
 class ReliabilityDisplay:
@@ -343,22 +219,13 @@ class ReliabilityDisplay:
                     figsize=(6.0, 6.4),
                     layout="constrained",
                 )
-                self._setup_counts_axes(ax, hist_ax)
+                _setup_counts_axes(ax, hist_ax, self._count_unit)
             else:
                 figure, ax = plt.subplots(figsize=(6.0, 5.0), layout="constrained")
             setattr(figure, _FIGURE_WIDTH_ATTR, figure.get_figwidth())
-        registered, below = getattr(ax, _COUNTS_AXES_ATTR, (None, False))
-        if show_counts and hist_ax is None:
-            hist_ax = registered
-            if hist_ax is None:
-                hist_ax = _counts_axes_below(ax)
-                self._setup_counts_axes(ax, hist_ax)
-                below = True
-        elif show_counts and hist_ax is not registered:
-            setattr(ax, _COUNTS_AXES_ATTR, (hist_ax, False))
-            below = False
-            if not hist_ax.get_ylabel():
-                hist_ax.set_ylabel(self._count_unit.capitalize())
+        below = _counts_below(ax)  # then the x-axis is labelled under the histogram only
+        if show_counts:
+            hist_ax, below = _counts_axes(ax, hist_ax, self._count_unit)
 
         ece = self.ece
         if ece is None:
@@ -398,13 +265,15 @@ class ReliabilityDisplay:
                 label="_nolegend_",
                 gid=_CURVE_GID,
             )
-        self._update_notes(ax, min_count if sparse.any() else None)
+        _update_notes(ax, min_count if sparse.any() else None, self._count_unit)
         self.sparse_bins_ = sparse
         self.min_count_ = min_count
 
         self.bars_ = None
         if show_counts:
-            self.bars_ = self._draw_counts(hist_ax, color, sparse, min_count)
+            self.bars_ = _draw_counts(
+                hist_ax, self.confidence, self.counts, self.bin_edges, color, sparse, min_count
+            )
             if below:
                 _fit_log_axis(hist_ax)
         if not below:
@@ -415,72 +284,6 @@ class ReliabilityDisplay:
         self.figure_ = ax.figure
         _place_legend(ax)
         return self
-
-    def _setup_counts_axes(self, ax, hist_ax):
-        """Label a new histogram Axes right under ``ax``, and register it on ``ax``."""
-        setattr(ax, _COUNTS_AXES_ATTR, (hist_ax, True))
-        hist_ax.set_yscale("log")
-        hist_ax.set_ylabel(self._count_unit.capitalize())
-        hist_ax.set_xlabel(_XLABEL)
-        ax.set_xlabel("")
-        ax.tick_params(labelbottom=False)
-
-    def _update_notes(self, ax, min_count):
-        """Add a legend entry saying what hollow markers mean, unless ``min_count`` is None.
-
-        One entry per threshold. The entries stay the last lines of ``ax``, after every
-        curve, so that they come last in any legend, also one drawn with ``ax.legend()``.
-        """
-        from matplotlib.lines import Line2D
-
-        notes = [line for line in ax.get_lines() if line.get_gid() == _NOTE_GID]
-        for note in notes:
-            note.remove()
-        if min_count is None:
-            text = None
-        elif self._count_unit == "rows":
-            text = f"Hollow: < {min_count:.3g} rows"
-        else:
-            text = f"Hollow: weight < {min_count:.3g}"
-        if text is not None and not any(note.get_label() == text for note in notes):
-            notes.append(
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    marker="o",
-                    markerfacecolor="none",
-                    markeredgecolor="0.35",
-                    label=text,
-                    gid=_NOTE_GID,
-                )
-            )
-        for note in notes:
-            ax.add_line(note)
-
-    def _draw_counts(self, hist_ax, color, sparse, min_count):
-        if self.bin_edges is not None:
-            left, width = self.bin_edges[:, 0], np.diff(self.bin_edges, axis=1)[:, 0]
-        else:
-            width = np.full(self.confidence.shape, 0.03)
-            left = self.confidence - width / 2
-        bars = hist_ax.bar(
-            left,
-            self.counts,
-            width=width,
-            align="edge",
-            color=color,
-            alpha=0.45,
-            edgecolor=color,
-            linewidth=1.0,
-        )
-        for bar, is_sparse in zip(bars, sparse, strict=True):
-            if is_sparse:  # hollow, like the bin's marker
-                bar.set_fill(False)
-                bar.set_alpha(1.0)
-        if min_count > 0:
-            hist_ax.axhline(min_count, color=color, linestyle=":", linewidth=1)
-        return bars
 
     @classmethod
     def from_estimator(
