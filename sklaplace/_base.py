@@ -43,7 +43,7 @@ class BaseLaplace(BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "estimator": [object],
-        "subset_of_weights": [StrOptions({"last_layer", "all"}), list, tuple],
+        "subset_of_weights": [StrOptions({"auto", "last_layer", "all"}), list, tuple],
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
             Interval(Real, 0, None, closed="neither"),
@@ -107,7 +107,7 @@ class BaseLaplace(BaseEstimator):
     def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None, w=None, w_val=None):
         """Everything after validating X and y (X as the net takes it, after ``prep``);
         ``w`` and ``w_val`` are the sample weights of X and X_val (or None)."""
-        approximation = approximations.make(self.subset_of_weights, self.hessian_structure)
+        approximations.make(self.subset_of_weights, self.hessian_structure)  # checked first
         tunes, calibrates = bool(self._holdout_params()), self._calibrates()
         needs = tunes or calibrates
         if X_val is not None and not needs:
@@ -124,6 +124,10 @@ class BaseLaplace(BaseEstimator):
         net, tuning = self._net_and_tuning_rows(
             X, y, X_val, y_val, needs, likelihood, n_outputs, w, w_val
         )
+        self.subset_of_weights_ = approximations.choose_subset(
+            self.subset_of_weights, net.module_, n_outputs, self.hessian_structure
+        )
+        approximation = approximations.make(self.subset_of_weights_, self.hessian_structure)
         fitted = FittedLaplace.fit(
             net,
             likelihood,
@@ -185,7 +189,7 @@ class BaseLaplace(BaseEstimator):
             if valid is not None:
                 return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state, w)
             if self._holdout_params():  # (a calibration alone falls back without a word)
-                self._warn_no_rows(reason)
+                self._warn_no_rows(reason, likelihood)
             return net, _holdout.TuningRows(reason=reason)
         if getattr(est, "initialized_", False) and len(getattr(est, "history_", [])):
             warn(
@@ -211,11 +215,11 @@ class BaseLaplace(BaseEstimator):
             return net, _holdout.TuningRows()
         return net, _holdout.from_indices(X, y, valid, source, self.random_state, w)
 
-    def _warn_no_rows(self, reason: str) -> None:
+    def _warn_no_rows(self, reason: str, likelihood) -> None:
         modes = ", ".join(f"{p}='holdout'" for p in self._holdout_params())
         warn(
-            f"No rows the net has not seen, so {modes} cannot be tuned: {reason}. The "
-            "predictions are the net's own. Pass rows the net was not trained on with "
+            f"No rows the net has not seen, so {modes} cannot be tuned: {reason}. "
+            f"{likelihood.without_heldout} Pass rows the net was not trained on with "
             "fit(X, y, X_val=..., y_val=...), or train the net with a train_split (skorch's "
             "default ValidSplit) and fit on the rows it was trained on.",
         )

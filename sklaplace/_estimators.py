@@ -55,6 +55,8 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     estimator_ : skorch net
         The trained net used (the frozen one itself when given FrozenEstimator).
     posterior_ : sklaplace.posterior.Posterior
+    subset_of_weights_ : str or list of str
+        The weights that carry the posterior ("auto" resolved: "all" or "last_layer").
     prior_precision_ : ndarray of shape (n_layers,)
         The prior precision predictions use (tuned in fit, or the number given).
     temperature_ : float
@@ -112,7 +114,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         self,
         estimator,
         *,
-        subset_of_weights="last_layer",
+        subset_of_weights="auto",
         hessian_structure="kron",
         prior_precision="holdout",
         temperature=1.0,
@@ -286,6 +288,8 @@ default="holdout"
     ----------
     estimator_ : skorch net
     posterior_ : sklaplace.posterior.Posterior
+    subset_of_weights_ : str or list of str
+        The weights that carry the posterior ("auto" resolved: "all" or "last_layer").
     prior_precision_ : ndarray of shape (n_layers,)
         The prior precision predictions use (tuned in fit, or the number given).
     sigma_noise_ : float
@@ -340,7 +344,7 @@ default="holdout"
         self,
         estimator,
         *,
-        subset_of_weights="last_layer",
+        subset_of_weights="auto",
         hessian_structure="kron",
         prior_precision="holdout",
         sigma_noise="holdout",

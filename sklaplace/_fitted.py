@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import _skorch
+from ._cache import nbytes
 from ._hyper import Hyper, Objectives, curvature_scale
 from ._passes import NetView
 from ._stamp import stamp_changes, tensor_stamp
@@ -30,6 +31,33 @@ from .approximations.base import MERGED_ELEMENTS
 from .likelihoods import Likelihood
 
 __all__ = ["FittedLaplace"]
+
+
+# Bytes of held-out projections kept in memory while tuning (beyond, they are streamed).
+TUNING_BYTES = 256 * 2**20
+
+
+class _Kept:
+    """The held-out rows' projections: kept if they fit in ``TUNING_BYTES``, else
+    re-projected at each iteration (one pass over the rows per evaluation)."""
+
+    def __init__(self, fitted: FittedLaplace, X) -> None:
+        self.fitted, self.X = fitted, X
+        self.kept: list | None = []
+        sizes, size = [], 0
+        for proj in fitted.approximation.project(fitted.view(), X):
+            sizes.append(len(proj.mean))
+            size += nbytes(proj)
+            if self.kept is not None:
+                self.kept.append(proj)
+                if size > TUNING_BYTES:
+                    self.kept = None
+        self.bounds = np.cumsum([0, *sizes])
+
+    def __iter__(self):
+        if self.kept is not None:
+            return iter(self.kept)
+        return self.fitted.approximation.project(self.fitted.view(), self.X)
 
 
 def _has_integers(X) -> bool:
@@ -243,14 +271,15 @@ class FittedLaplace:
         """``f(tau, sigma, T, logit_T)``, the held-out log-likelihood, and the residuals' RMS.
 
         The held-out rows are projected once (the projection does not depend on the
-        hyper-parameters); every evaluation then costs no pass over them.
+        hyper-parameters) and kept while they fit in ``TUNING_BYTES``; every evaluation
+        then costs no pass over them. Larger projections (many held-out rows through many
+        wide layers) are streamed: each evaluation projects the rows again.
         """
-        view = self.view()
-        projections = list(self.approximation.project(view, X_val))
+        projections = _Kept(self, X_val)
         device = self.posterior.means[0].device
         y_val = torch.as_tensor(np.asarray(y_val)).to(device)
         w = None if w_val is None else torch.as_tensor(w_val, dtype=torch.float64, device=device)
-        bounds = np.cumsum([0] + [len(p.mean) for p in projections])
+        bounds = projections.bounds
         lik, approx = self.likelihood, self.approximation
         n_blocks = self.posterior.n_blocks
 

@@ -349,6 +349,8 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t
         _warn_prior_edge(tau_edge)
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)
+    if tune_logit_t:
+        _warn_logit_temperature_edge(logit_t)
     return prior, sigma, temperature, logit_t
 
 
@@ -392,4 +394,25 @@ def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:
             f"The held-out rows are fitted best at temperature={temperature:.3g}, the bottom "
             f"of the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the predictions are "
             "then the net's own, as when the held-out rows show no over-confidence."
+        )
+
+
+def _warn_logit_temperature_edge(t: float) -> None:
+    grid = LOGIT_TEMPERATURE_GRID
+    if grid[0] * 1.001 < t < grid[-1] * 0.999:
+        return
+    if t < 1:
+        warn(
+            f"The held-out rows are fitted best at logit_temperature={t:.3g}, the bottom of "
+            f"the searched range [{grid[0]:g}, {grid[-1]:g}]: they ask for sharper "
+            "probabilities than the net's, as rows the net gets all right do. On a few such "
+            "rows this over-sharpens new ones: pass more unseen rows, or keep "
+            "logit_temperature=1.0."
+        )
+    else:
+        warn(
+            f"The held-out rows are fitted best at logit_temperature={t:.3g}, the top of the "
+            f"searched range [{grid[0]:g}, {grid[-1]:g}]: the net's logits carry almost no "
+            "information about these rows (another distribution, or a net badly wrong on "
+            "them). Check its accuracy there."
         )

@@ -47,6 +47,8 @@ class Likelihood:
     name: str
     is_classifier: bool
     has_noise = False  # a noise scale (sigma) to estimate
+    # what is predicted when the hyper-parameters find no unseen rows (see _hyper)
+    without_heldout = "The predictions are the net's own."
 
     def row_loss(self, f: Tensor, y: Tensor) -> Tensor:
         """Each row's loss (m,), float64."""
@@ -300,6 +302,11 @@ class Regression(Likelihood):
     name = "regression"
     is_classifier = False
     has_noise = True
+    without_heldout = (
+        "The prior precision comes from the evidence and sigma_noise from the leave-one-out "
+        "residuals of the training rows, which still under-estimate the noise of an "
+        "over-fitted net."
+    )
 
     def row_loss(self, f, y):
         f = f.to(torch.float64)

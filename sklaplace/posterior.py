@@ -70,6 +70,22 @@ def _outer_moments(v: Tensor, u: Tensor, inv: Tensor, cov: bool) -> Tensor:
     return torch.cat(out)
 
 
+def _row_cov(v: Tensor, u, inv: Tensor) -> Tensor:
+    """Covariances across rows, per output, from rotated Jacobian factors: (m, m, c).
+
+    ``Cov[f_k(x_n), f_k(x_m)] = sum_ij J_nk,ij J_mk,ij / L_ij`` with ``J_nk = sum_p
+    v_knp u_np^T``; for one position ``sum_i v_kni v_kmi sum_j u_nj u_mj / L_ij``. For
+    covariances across a few hundred rows (``return_cov``, ``sample_y``).
+    """
+    if u is None:  # per-row Jacobians in the eigenbasis, (c, m, D)
+        return torch.einsum("knd,d,kmd->nmk", v, inv.reshape(-1), v)
+    if u.shape[1] == 1:
+        gram = torch.einsum("nj,ij,mj->inm", u[:, 0], inv, u[:, 0])
+        return torch.einsum("kni,inm,kmi->nmk", v[:, :, 0], gram, v[:, :, 0])
+    jac = torch.einsum("kmpo,mpi->mkoi", v, u)
+    return torch.einsum("nkoi,oi,mkoi->nmk", jac, inv, jac)
+
+
 class _Block:
     """What the blocks share: casts of their eigenvectors to other dtypes, made once.
 
@@ -90,6 +106,10 @@ class _Block:
         if key not in casts:
             casts[key] = make()
         return casts[key]
+
+    def jacobian_row_cov(self, v: Tensor, u, tau: Tensor, scale: Tensor) -> Tensor:
+        """Covariances across rows through this layer, (m, m, c), from ``rotate(g, a)``."""
+        return _row_cov(v, u, 1.0 / self.eigenvalues(tau, scale))
 
     def __getstate__(self):
         state = dict(self.__dict__)

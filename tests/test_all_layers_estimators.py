@@ -159,7 +159,54 @@ def test_regressor_all_layers():
     far = X * 20
     mean, std = reg.predict(far, return_std=True)
     np.testing.assert_allclose(mean, net.predict(far)[:, 0], rtol=1e-5, atol=1e-5)
-    _, std_in = reg.predict(X, return_std=True)
+    mean_in, std_in = reg.predict(X, return_std=True)
     assert np.all(std > 0.3) and std.mean() > std_in.mean()  # wider away from the data
-    with pytest.raises(ValueError, match="last_layer"):
-        reg.predict(X[:5], return_cov=True)
+    # the covariance across rows (its dense reference is in test_projections.py)
+    mean5, cov = reg.predict(X[:5], return_cov=True)
+    _, std5 = reg.predict(X[:5], return_std=True)
+    eps32 = np.finfo(np.float32).eps  # another batch size rounds the float32 net differently
+    np.testing.assert_allclose(mean5, mean_in[:5], rtol=16 * eps32, atol=16 * eps32)
+    np.testing.assert_allclose(np.diag(cov), std5**2, rtol=1e-10)
+    np.testing.assert_allclose(cov, cov.T, rtol=0, atol=0)
+    assert np.linalg.eigvalsh(cov).min() > 0
+
+
+def test_a_net_whose_rows_depend_on_their_batch(cls_setup):
+    """A batch norm without running statistics mixes a batch's rows: per-row gradients are
+    undefined, so "all" refuses with the reason, and "auto" takes the last layer."""
+    X, y, _ = cls_setup
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, track_running_stats=False),
+                           nn.Tanh(), nn.Linear(8, 3))  # fmt: skip
+    net = NeuralNetClassifier(
+        module, criterion=nn.CrossEntropyLoss, max_epochs=3, train_split=None, verbose=0
+    ).fit(X, y)
+    with pytest.raises(ValueError, match=r"\['1'\].*track_running_stats=False"):
+        LaplaceClassifier(FrozenEstimator(net), subset_of_weights="all").fit(X, y)
+    clf = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+    assert clf.subset_of_weights_ == "last_layer"
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_auto_takes_every_layer_of_a_small_net_and_the_last_of_a_large_one(cls_setup, monkeypatch):
+    """The default: all layers up to AUTO_MAX_PARAMS weights and AUTO_MAX_OUTPUTS outputs
+    (the same posterior as subset_of_weights="all"), the last layer beyond, and for "full"."""
+    from sklaplace import approximations
+
+    X, y, net = cls_setup
+    frozen = FrozenEstimator(net)
+    auto = LaplaceClassifier(frozen, prior_precision=1.0).fit(X, y)
+    every = LaplaceClassifier(frozen, prior_precision=1.0, subset_of_weights="all").fit(X, y)
+    assert auto.subset_of_weights == "auto" and auto.subset_of_weights_ == "all"
+    np.testing.assert_array_equal(auto.predict_proba(X), every.predict_proba(X))
+    full = LaplaceClassifier(frozen, prior_precision=1.0, hessian_structure="full").fit(X, y)
+    assert full.subset_of_weights_ == "last_layer"
+    n_params = sum(p.numel() for p in net.module_.parameters())
+    monkeypatch.setattr(approximations, "AUTO_MAX_PARAMS", n_params - 1)
+    large = LaplaceClassifier(frozen, prior_precision=1.0).fit(X, y)
+    last = LaplaceClassifier(frozen, prior_precision=1.0, subset_of_weights="last_layer").fit(X, y)
+    assert large.subset_of_weights_ == "last_layer"
+    np.testing.assert_array_equal(large.predict_proba(X), last.predict_proba(X))
+    monkeypatch.setattr(approximations, "AUTO_MAX_PARAMS", n_params)
+    monkeypatch.setattr(approximations, "AUTO_MAX_OUTPUTS", 2)  # the net has 3 outputs
+    assert LaplaceClassifier(frozen).fit(X, y).subset_of_weights_ == "last_layer"

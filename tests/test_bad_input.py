@@ -211,7 +211,9 @@ def test_prior_precision_array_with_a_zero(bad_cls_data, fitted_cls_net, fitted_
 
 def test_prior_precision_array_of_wrong_length(bad_cls_data, fitted_cls_net):
     X, y = bad_cls_data
-    clf = LaplaceClassifier(FrozenEstimator(fitted_cls_net), prior_precision=[1.0, 2.0])
+    clf = LaplaceClassifier(
+        FrozenEstimator(fitted_cls_net), prior_precision=[1.0, 2.0], subset_of_weights="last_layer"
+    )
     with pytest.raises(ValueError, match=r"prior_precision has 2 values but .* 1 layer"):
         clf.fit(X, y)
 

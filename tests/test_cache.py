@@ -177,11 +177,18 @@ def test_grid_search_pays_for_the_data_pass_once_per_fold(
     monkeypatch.setattr(KronBlock, "project", counting_project)
     if kind == "classifier":
         (X, y), net, scoring = cache_cls_data, cache_cls_net, "neg_log_loss"
-        estimator = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0)
+        estimator = LaplaceClassifier(
+            FrozenEstimator(net), prior_precision=1.0, subset_of_weights="last_layer"
+        )
         grid = {"prior_precision": np.logspace(-2, 3, 10), "temperature": [0.5, 1.0]}
     else:
         (X, y), net, scoring = cache_reg_data, cache_reg_net, neg_gaussian_nll
-        estimator = LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0, sigma_noise=1.0)
+        estimator = LaplaceRegressor(
+            FrozenEstimator(net),
+            prior_precision=1.0,
+            sigma_noise=1.0,
+            subset_of_weights="last_layer",
+        )
         grid = {
             "prior_precision": np.logspace(-2, 3, 5),
             "sigma_noise": [0.3, 1.0],
@@ -226,7 +233,9 @@ def test_a_tight_bound_keeps_what_the_search_reuses(
     X, y = cache_cls_data
     sklaplace.set_config(cache_bytes=70_000)  # > 5 curvatures and 5 scored passes
     counter = counting()
-    estimator = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0)
+    estimator = LaplaceClassifier(
+        FrozenEstimator(cache_cls_net), prior_precision=1.0, subset_of_weights="last_layer"
+    )
     grid = {"prior_precision": np.logspace(-2, 3, 20)}
     GridSearchCV(estimator, grid, cv=CV, scoring="neg_log_loss", refit=False).fit(X, y)
     assert counter.curvature == 5
@@ -404,9 +413,11 @@ def test_least_recently_used_entries_are_evicted(cache_cls_data, cache_cls_net, 
     for rows in subsets:
         references.append(
             _summary(
-                LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
-                    X[rows], y[rows]
-                ),
+                LaplaceClassifier(
+                    FrozenEstimator(cache_cls_net),
+                    prior_precision=1.0,
+                    subset_of_weights="last_layer",
+                ).fit(X[rows], y[rows]),
                 X,
             )
         )
@@ -416,9 +427,9 @@ def test_least_recently_used_entries_are_evicted(cache_cls_data, cache_cls_net, 
     counter = counting()
     for rows, reference in zip(subsets, references, strict=True):
         result = _summary(
-            LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
-                X[rows], y[rows]
-            ),
+            LaplaceClassifier(
+                FrozenEstimator(cache_cls_net), prior_precision=1.0, subset_of_weights="last_layer"
+            ).fit(X[rows], y[rows]),
             X,
         )
         assert 0 < cache.nbytes <= _bound()
@@ -426,9 +437,9 @@ def test_least_recently_used_entries_are_evicted(cache_cls_data, cache_cls_net, 
     counter.reset()
     rows = subsets[0]  # evicted long ago: computed again, and still right
     result = _summary(
-        LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(
-            X[rows], y[rows]
-        ),
+        LaplaceClassifier(
+            FrozenEstimator(cache_cls_net), prior_precision=1.0, subset_of_weights="last_layer"
+        ).fit(X[rows], y[rows]),
         X,
     )
     assert counter.curvature == 1

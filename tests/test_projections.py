@@ -213,6 +213,26 @@ def test_layer_wise_moments_equal_dense_reference(kind, likelihood, structure):
     _check_moments(approx, view, net, layers, Xt, tau, SCALE, 1e-10)
 
 
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+@pytest.mark.parametrize("kind", ["mlp", "conv", "layernorm"])
+def test_layer_wise_covariances_across_rows_equal_dense_reference(kind, structure):
+    """``joint_moments``: Cov[f_k(x_n), f_k(x_m)] = J_nk Sigma J_mk^T for every pair of rows
+    (what return_cov and sample_y use), for one-position, convolutional and other layers."""
+    net = _make(kind, 3)
+    X, y = _data(kind, 9, "classification")
+    view = _view(net, 4)
+    approx = LayerWise(structure, "all").fit(view, "out", LIKELIHOODS["classification"], X, y)
+    layers = select_layers(net)
+    tau = torch.linspace(0.5, 2.0, len(layers), dtype=F64)
+    Xt, _ = _data(kind, 5, "classification", seed=1)
+    mean, row_cov = approx.joint_moments(view, Xt, tau, SCALE)
+    J = _dense_jacobian(net, layers, Xt)
+    sigma = _dense_sigma(approx.posterior, tau, SCALE)
+    expected = torch.einsum("nkd,de,mke->nmk", J, sigma, J)
+    torch.testing.assert_close(mean, net(Xt).detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(row_cov, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_layer_wise_moments_in_row_chunks_agree(monkeypatch):
     """With ``_CHUNK_ELEMENTS = 1`` every row is its own chunk: the same moments."""
     net = _make("conv", 3)
@@ -268,6 +288,7 @@ def test_full_structure_with_singular_curvature_agrees_with_kron(singular_setup,
             hessian_structure=structure,
             prior_precision=prior_precision,
             sigma_noise=1.0,
+            subset_of_weights="last_layer",
         ).fit(X, y)
         out[structure] = regs[structure].predict(X_new, return_std=True)
     (mean_k, std_k), (mean_f, std_f) = out["kron"], out["full"]

@@ -222,7 +222,10 @@ def test_classifier_probit_matches_dense_last_layer_covariance(structure, binary
     net, X, y, X_new = _classification_net(binary)
     tau = 0.5
     clf = LaplaceClassifier(
-        FrozenEstimator(net), hessian_structure=structure, prior_precision=tau
+        FrozenEstimator(net),
+        hessian_structure=structure,
+        prior_precision=tau,
+        subset_of_weights="last_layer",
     ).fit(X, y)
 
     module = net.module_

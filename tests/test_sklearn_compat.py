@@ -362,7 +362,12 @@ def test_set_params_changes_predictions_without_a_data_pass(digits, digits_net, 
     net, _ = digits_net
     batch_size = 50
     n_batches = math.ceil(len(X_te) / batch_size)
-    clf = LaplaceClassifier(FrozenEstimator(net), prior_precision="marglik", batch_size=batch_size)
+    clf = LaplaceClassifier(
+        FrozenEstimator(net),
+        prior_precision="marglik",
+        batch_size=batch_size,
+        subset_of_weights="last_layer",
+    )
     clf.fit(X_tr, y_tr)
     counter = _ForwardCounter(net.module_)
     try:

@@ -164,7 +164,12 @@ def test_last_layer_sampling_runs_the_net_once_per_batch(monkeypatch):
         train_split=None, verbose=0,
     ).fit(X, y)  # fmt: skip
     clf = LaplaceClassifier(
-        FrozenEstimator(net), prior_precision=1.0, predictive="nn", n_samples=50, random_state=0
+        FrozenEstimator(net),
+        prior_precision=1.0,
+        predictive="nn",
+        n_samples=50,
+        random_state=0,
+        subset_of_weights="last_layer",
     ).fit(X, y)
     calls = []
     forward = _passes.NetView.forward

@@ -82,7 +82,10 @@ def test_marglik_prior_is_the_maximum_of_the_evidence_on_a_grid(
 ):
     X, y = noisy_cls_data
     clf = LaplaceClassifier(
-        FrozenEstimator(overconfident_net), hessian_structure=structure, prior_precision="marglik"
+        FrozenEstimator(overconfident_net),
+        hessian_structure=structure,
+        prior_precision="marglik",
+        subset_of_weights="last_layer",
     ).fit(X[:100], y[:100])
     grid = np.logspace(-4, 4, 161)
     values = np.array([clf.log_marginal_likelihood(prior_precision=p) for p in grid])
@@ -362,10 +365,11 @@ def test_holdout_temperature_with_the_prior_beats_the_prior_alone(
     X, y = noisy_cls_data[0][100:], noisy_cls_data[1][100:]  # rows the net never saw
     rest, valid = _split(y)
     frozen = FrozenEstimator(overconfident_net)
-    clf = LaplaceClassifier(frozen, prior_precision="holdout", temperature="holdout")
+    last = {"subset_of_weights": "last_layer"}
+    clf = LaplaceClassifier(frozen, prior_precision="holdout", temperature="holdout", **last)
     _fit_with_held_out_rows(clf, X, y, valid)
     alone = _fit_with_held_out_rows(
-        LaplaceClassifier(frozen, prior_precision="holdout"), X, y, valid
+        LaplaceClassifier(frozen, prior_precision="holdout", **last), X, y, valid
     )
     assert alone.temperature_ == 1.0
     grid = [
@@ -375,13 +379,13 @@ def test_holdout_temperature_with_the_prior_beats_the_prior_alone(
     ]
     tuned = {"prior_precision": float(clf.prior_precision_[0]), "temperature": clf.temperature_}
     base = {"prior_precision": float(alone.prior_precision_[0]), "temperature": 1.0}
-    scores = _heldout_scores(LaplaceClassifier(frozen), X, y, valid, [*grid, tuned, base])
+    scores = _heldout_scores(LaplaceClassifier(frozen, **last), X, y, valid, [*grid, tuned, base])
     ours, prior_only, best = scores[-2], scores[-1], scores[:-2].max()
     assert ours > prior_only + 1e-3  # the temperature helps on this over-confident net
     assert ours >= best - 1e-3
     assert 1e-3 < clf.temperature_ < 1e3
     # the tuned values are what predict uses
-    same = LaplaceClassifier(frozen, **tuned).fit(X[rest], y[rest])
+    same = LaplaceClassifier(frozen, **tuned, **last).fit(X[rest], y[rest])
     np.testing.assert_allclose(clf.predict_proba(X), same.predict_proba(X), rtol=1e-10)
 
 
@@ -684,3 +688,40 @@ def test_a_grid_of_unusable_priors_fails_loudly(kind, structure, noisy_cls_data,
         for w in caught
     )
     assert search.best_params_ == {"prior_precision": 1.0}
+
+
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+def test_streamed_held_out_projections_tune_to_the_same_values(
+    structure, noisy_cls_data, overconfident_net, monkeypatch
+):
+    """Held-out projections too large to keep are projected again at each evaluation: the
+    tuned values and the predictions are those of the kept projections, to the bit."""
+    from sklaplace import _fitted
+
+    X, y = noisy_cls_data
+    params = {"hessian_structure": structure, "prior_precision": "holdout", "batch_size": 64}
+    frozen = FrozenEstimator(overconfident_net)
+    kept = LaplaceClassifier(frozen, **params).fit(
+        X[:100], y[:100], X_val=X[100:300], y_val=y[100:300]
+    )
+    calls = []
+    monkeypatch.setattr(_fitted, "TUNING_BYTES", 0)
+    original = _fitted._Kept.__iter__
+    monkeypatch.setattr(_fitted._Kept, "__iter__", lambda k: calls.append(k.kept) or original(k))
+    streamed = LaplaceClassifier(frozen, **params).fit(
+        X[:100], y[:100], X_val=X[100:300], y_val=y[100:300]
+    )
+    assert len(calls) > 3 and all(k is None for k in calls)  # streamed, many evaluations
+    assert streamed.prior_precision_[0] == kept.prior_precision_[0]
+    np.testing.assert_array_equal(streamed.predict_proba(X[300:]), kept.predict_proba(X[300:]))
+
+
+def test_logit_temperature_at_the_edge_of_its_range_warns(noisy_cls_data, overconfident_net):
+    """A few held-out rows the net gets all right ask for ever sharper probabilities: the
+    tuned logit temperature sits at the bottom of its range, and fit says what that means."""
+    X, y = noisy_cls_data
+    right = np.flatnonzero(overconfident_net.predict(X[100:]) == y[100:])[:8] + 100
+    clf = LaplaceClassifier(FrozenEstimator(overconfident_net), logit_temperature="holdout")
+    with pytest.warns(UserWarning, match="bottom of the searched range.*logit_temperature=1.0"):
+        clf.fit(X[:100], y[:100], X_val=X[right], y_val=y[right])
+    assert clf.logit_temperature_ <= 0.0101

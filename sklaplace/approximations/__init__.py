@@ -19,8 +19,46 @@ from .base import Approximation, Projection
 from .head import find_head
 from .last_layer import LastLayer
 from .layer_wise import LayerWise
+from .layers import batch_dependent
 
-__all__ = ["Approximation", "LastLayer", "LayerWise", "Projection", "find_head", "make"]
+__all__ = [
+    "Approximation",
+    "LastLayer",
+    "LayerWise",
+    "Projection",
+    "choose_subset",
+    "find_head",
+    "make",
+]
+
+# subset_of_weights="auto" takes every layer up to these sizes, else the last layer: the
+# layer-wise passes cost a backward pass per output and grow with the weights, while the
+# last layer's cost hardly depends on either (benchmarks/RESULTS_scale.md).
+AUTO_MAX_PARAMS = 1_000_000
+AUTO_MAX_OUTPUTS = 32
+
+
+def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: str):
+    """Resolve ``subset_of_weights="auto"``: ``"all"`` for a net with at most
+    ``AUTO_MAX_PARAMS`` trainable parameters and ``AUTO_MAX_OUTPUTS`` outputs (and not
+    ``hessian_structure="full"``, which is for the last layer, nor a net whose rows depend
+    on their batch, see :func:`.layers.batch_dependent`), else ``"last_layer"``.
+    Any other value is returned as it is.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> choose_subset("auto", nn.Sequential(nn.Linear(10, 64), nn.Linear(64, 3)), 3, "kron")
+    'all'
+    >>> choose_subset("auto", nn.Linear(2000, 1000), 1000, "kron")
+    'last_layer'
+    """
+    if not (isinstance(subset_of_weights, str) and subset_of_weights == "auto"):
+        return subset_of_weights
+    n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    small = n_params <= AUTO_MAX_PARAMS and n_outputs <= AUTO_MAX_OUTPUTS
+    per_row = not batch_dependent(module)
+    return "all" if small and per_row and hessian_structure != "full" else "last_layer"
 
 
 def make(subset_of_weights, hessian_structure: str) -> Approximation:
@@ -33,7 +71,7 @@ def make(subset_of_weights, hessian_structure: str) -> Approximation:
     ('LastLayer', 'LayerWise')
     """
     subset = subset_of_weights
-    if isinstance(subset, str) and subset == "last_layer":
+    if isinstance(subset, str) and subset in ("last_layer", "auto"):  # (auto: checked only)
         return LastLayer(hessian_structure)
     if not isinstance(subset, str) and (
         len(subset) == 0 or not all(isinstance(n, str) for n in subset)

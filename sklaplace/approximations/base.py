@@ -208,11 +208,8 @@ class Approximation:
         raise NotImplementedError
 
     def joint_moments(self, view, X, tau, scale) -> tuple[Tensor, Tensor]:
-        raise ValueError(
-            "Covariances across rows (return_cov=True, sample_y) are available for "
-            "subset_of_weights='last_layer' only; use return_std=True, or "
-            "predictive='nn' to draw whole functions from the posterior."
-        )
+        """Means (m, c) and covariances across rows (m, m, c) of the net's outputs."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- pickling
     def to(self, device: torch.device) -> Approximation:
@@ -256,7 +253,7 @@ def check_finite(a: Tensor, f: Tensor, Xi, dtype) -> None:
         return
     largest = float(Xi.abs().max()) if isinstance(Xi, Tensor) else float("nan")
     raise ValueError(
-        "The net's last layer receives or gives NaN or inf on some rows of X (largest |X| "
+        "The net's output layer receives or gives NaN or inf on some rows of X (largest |X| "
         f"in their batch: {largest:.3g}; the net computes in {dtype}). X is too large for "
         "the net (scale it, for example with StandardScaler), or the net's weights are not "
         "finite."

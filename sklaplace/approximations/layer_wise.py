@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from .base import Approximation, Projection, batch_rows, draw_chunk
+from .base import Approximation, Projection, batch_rows, check_finite, draw_chunk
 from .curvature import Accumulator, per_row_grads
 from .layers import Layer, select_layers
 from .tape import Tape, backprop
@@ -76,6 +76,7 @@ class LayerWise(Approximation):
                 )
             tape, f = self._run(view, layers, head, Xi)
             f_det = f.detach()
+            check_finite(f_det, f_det, Xi, view.dtype)
             n_rows += f.shape[0]
             loss = loss + likelihood.loss(f_det, yi, wi)
             root = likelihood.hessian_sqrt(f_det)
@@ -93,6 +94,7 @@ class LayerWise(Approximation):
         head = view.module.get_submodule(self.head_name)
         for Xi, _ in view.batches(X):
             tape, f = self._run(view, layers, head, Xi)
+            check_finite(f.detach(), f.detach(), Xi, view.dtype)
             m, c = f.shape
             eye = torch.eye(c, dtype=f.dtype, device=f.device)[:, None, :].expand(c, m, c)
             grads = backprop(f, tape.z, eye)
@@ -130,6 +132,17 @@ class LayerWise(Approximation):
         for block, t, (v, u) in zip(self.posterior.blocks, tau, proj.parts, strict=True):
             out += block.jacobian_moments(v, u, t, scale, cov)
         return out
+
+    def joint_moments(self, view, X, tau, scale):
+        """Means (m, c) and covariances across rows (m, m, c): every row's projection at
+        once, then per block ``jacobian_row_cov`` (for a few hundred rows)."""
+        proj = self._concat(list(self.project(view, X)))
+        cov = sum(
+            block.jacobian_row_cov(v, u, t, scale)
+            for block, t, (v, u) in zip(self.posterior.blocks, tau, proj.parts, strict=True)
+        )
+        # J S J^T is symmetric in exact arithmetic; the products round each triangle apart
+        return proj.mean, (cov + cov.transpose(0, 1)) / 2
 
     def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Iterator[Tensor]]:
         """Per batch, chunks of head outputs ``(k, b, c)`` under weights drawn from the

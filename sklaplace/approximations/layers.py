@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["Layer", "check_not_shared", "layer_of", "select_layers"]
+__all__ = ["Layer", "batch_dependent", "check_not_shared", "layer_of", "select_layers"]
 
 
 class Layer(NamedTuple):
@@ -200,6 +200,31 @@ def layer_of(module: nn.Module, name: str) -> Layer:
     return Layer(name, mod, _kind(name, mod))
 
 
+def batch_dependent(module: nn.Module) -> list[str]:
+    """Names of the modules whose output for a row depends on the other rows of its batch
+    in evaluation mode: batch norms without running statistics
+    (``track_running_stats=False``), which normalise with the batch's own statistics.
+
+    Per-row gradients, and so every layer-wise curvature, are undefined for such a net;
+    its last layer's posterior is still defined (the features come from the net's own
+    batched forward pass).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> batch_dependent(nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4)))
+    []
+    >>> norm = nn.BatchNorm1d(4, track_running_stats=False)
+    >>> batch_dependent(nn.Sequential(nn.Linear(2, 4), norm))
+    ['1']
+    """
+    return [
+        name
+        for name, m in module.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
+    ]
+
+
 def select_layers(module: nn.Module, subset: str | Iterable[str] = "all") -> list[Layer]:
     """The layers that get a posterior block.
 
@@ -217,6 +242,15 @@ def select_layers(module: nn.Module, subset: str | Iterable[str] = "all") -> lis
         ``requires_grad=False`` are left out.
     """
     named = dict(module.named_modules())
+    dependent = batch_dependent(module)
+    if dependent:
+        raise ValueError(
+            f"subset_of_weights={subset!r} needs each row's gradient on its own, but "
+            f"module(s) {dependent} normalise each row with its batch's statistics "
+            "(a batch norm with track_running_stats=False), so a row's output depends on "
+            "the rest of its batch. Use subset_of_weights='last_layer' (or 'auto', which "
+            "chooses it for such a net), or train the net with track_running_stats=True."
+        )
     if isinstance(subset, str):
         if subset != "all":
             raise ValueError(f"subset must be 'all' or a list of module names, got {subset!r}.")
