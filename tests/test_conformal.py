@@ -20,6 +20,7 @@ from sklearn.frozen import FrozenEstimator
 
 from sklaplace import LaplaceRegressor
 from sklaplace._conformal import ConformalScores
+from sklaplace.metrics import interval_coverage, interval_width, make_interval_scorer
 
 
 def _draw(rng, n):
@@ -101,6 +102,23 @@ def test_interval_modes_and_their_errors(frozen_net):
     with pytest.raises(ValueError, match="conformal calibration was computed with"):
         reg.set_params(sigma_noise=0.5).predict_interval(X_val)
     reg.set_params(interval="gaussian").predict_interval(X_val)  # fine
+
+
+def test_intervals_from_too_few_calibration_rows_score_as_unbounded(frozen_net):
+    """Five calibration rows cannot give 0.9 coverage: the interval is the whole line, and
+    sklaplace's own metrics and scorer take it (coverage 1, width inf) instead of failing."""
+    net, X, y = frozen_net
+    X_val, y_val = _draw(np.random.default_rng(4), 5)
+    reg = LaplaceRegressor(
+        FrozenEstimator(net), prior_precision=1.0, sigma_noise=0.3, interval="conformal"
+    ).fit(X, y, X_val=X_val, y_val=y_val)
+    with pytest.warns(UserWarning, match="too few"):
+        lower, upper = reg.predict_interval(X[:20], 0.9)
+    assert np.isneginf(lower).all() and np.isposinf(upper).all()
+    assert interval_coverage(y[:20], lower, upper) == 1.0
+    assert interval_width(lower, upper) == np.inf
+    with pytest.warns(UserWarning, match="too few"):
+        assert make_interval_scorer(0.9)(reg, X[:20], y[:20]) == 1.0
 
 
 def test_normalize_y_returns_everything_in_the_units_of_y(frozen_net):

@@ -219,7 +219,7 @@ def test_gaussian_nll_matches_scipy_2d():
         (([0.0, 1.0], [0.0, 0.0], [1.0, -1.0]), "y_std must be strictly positive"),
         (([0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0]), "must have the same shape"),
         (([0.0, 1.0], [[0.0, 0.0], [0.0, 0.0]], [1.0, 1.0]), "must have the same shape"),
-        (([0.0, np.inf], [0.0, 0.0], [1.0, 1.0]), "y_true contains NaN or infinite"),
+        (([0.0, np.inf], [0.0, 0.0], [1.0, 1.0]), "y_true contains infinite values"),
         ((np.zeros((2, 2, 2)), [0.0], [1.0]), r"shape \(n_samples,\) or"),
         (([], [], []), "empty"),
     ],
@@ -952,3 +952,38 @@ def test_grid_search_raises_the_scorers_message_with_error_score_raise():
         search.fit(X, y)
     assert any("neg_gaussian_nll needs an estimator" in str(w.message) for w in caught)
     assert np.isnan(search.cv_results_["mean_test_nll"]).all()
+
+
+def test_probabilities_rounded_just_above_one_are_accepted():
+    """A softmax rounds a certain class to a few ulps above 1: accepted (and clipped) within
+    8 ulps of the input's dtype, refused beyond, with the range and the dtype's slack."""
+    y = [0, 1]
+    exact = np.array([[1.0, 0.0], [0.3, 0.7]])
+    for dtype in (np.float64, np.float32):
+        eps = float(np.finfo(dtype).eps)
+        rounded = exact.astype(dtype)
+        rounded[0] = [1 + 2 * eps, -eps]
+        assert expected_calibration_error(y, rounded) == pytest.approx(
+            expected_calibration_error(y, exact.astype(dtype)), abs=4 * eps
+        )
+        assert np.isfinite(reliability_curve(y, rounded)[0]).all()
+        beyond = exact.astype(dtype)
+        beyond[0, 0] = 1 + 16 * eps
+        with pytest.raises(ValueError, match=rf"rounding in {np.dtype(dtype).name}"):
+            expected_calibration_error(y, beyond)
+
+
+def test_unbounded_intervals_cover_and_have_infinite_width():
+    """A conformal interval calibrated on too few rows is (-inf, inf): it covers, its
+    width is infinite (except where its row weighs nothing), and NaN is still refused."""
+    y = np.array([0.0, 1.0, 2.0])
+    lower, upper = np.array([-np.inf, 0.5, 2.5]), np.array([np.inf, 2.0, 3.0])
+    assert interval_coverage(y, lower, upper) == pytest.approx(2 / 3)
+    assert interval_width(lower, upper) == np.inf
+    assert interval_width(lower, upper, sample_weight=[0, 1, 1]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="upper -inf"):
+        interval_coverage(y, lower, -upper[::-1])
+    with pytest.raises(ValueError, match="NaN"):
+        interval_coverage(y, np.array([np.nan, 0.5, 2.5]), upper)
+    with pytest.raises(ValueError, match="infinite"):
+        gaussian_nll(y, [0.0, np.inf, 1.0], [1.0, 1.0, 1.0])

@@ -31,6 +31,7 @@ def _top_label_confidence_and_correct(y_true, y_prob, labels):
             f"{y_true.shape}. If you have one-hot targets, pass their argmax mapped "
             "to class labels instead."
         )
+    given = np.asarray(y_prob)
     y_prob = _as_float("y_prob", y_prob)
     if y_prob.ndim == 2 and y_prob.shape[1] == 1:
         y_prob = y_prob[:, 0]
@@ -49,12 +50,18 @@ def _top_label_confidence_and_correct(y_true, y_prob, labels):
         raise ValueError("y_true and y_prob are empty; at least one sample is needed.")
     if not np.all(np.isfinite(y_prob)):
         raise ValueError("y_prob contains NaN or infinite values.")
-    if y_prob.min() < 0.0 or y_prob.max() > 1.0:
+    # a softmax rounds a probability of 1 to a few ulps above it (1.0000000000000002 in
+    # float64, 1.0000001 in float32): accepted within 8 ulps of the input's dtype, clipped
+    dtype = given.dtype if np.issubdtype(given.dtype, np.floating) else np.float64
+    slack = 8 * float(np.finfo(dtype).eps)
+    if y_prob.min() < -slack or y_prob.max() > 1.0 + slack:
         raise ValueError(
             f"y_prob must hold probabilities in [0, 1], got values in "
-            f"[{y_prob.min():.4g}, {y_prob.max():.4g}]. If these are logits or decision "
+            f"[{y_prob.min():.17g}, {y_prob.max():.17g}] (beyond the {slack:.2g} that "
+            f"rounding in {np.dtype(dtype).name} explains). If these are logits or decision "
             "function values, pass the output of predict_proba (or apply a softmax) instead."
         )
+    y_prob = np.clip(y_prob, 0.0, 1.0)
 
     binary_1d = y_prob.ndim == 1
     n_columns = 2 if binary_1d else y_prob.shape[1]

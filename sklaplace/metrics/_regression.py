@@ -11,7 +11,7 @@ from ._validation import _as_float, _check_weights
 _MULTIOUTPUT_OPTIONS = ("uniform_average", "raw_values")
 
 
-def _as_float_2d(name, values):
+def _as_float_2d(name, values, infinite_ok=False):
     array = _as_float(name, values)
     if array.ndim == 1:
         array = array[:, np.newaxis]
@@ -20,17 +20,22 @@ def _as_float_2d(name, values):
             f"{name} must have shape (n_samples,) or (n_samples, n_targets), got shape "
             f"{array.shape}."
         )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values.")
+    if np.isnan(array).any():
+        raise ValueError(f"{name} contains NaN values.")
+    if not infinite_ok and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains infinite values.")
     return array
 
 
-def _check_regression_arrays(**arrays):
+def _check_regression_arrays(infinite_ok=(), **arrays):
     """Return the arrays as 2-D float64 arrays of one shape (n_samples, n_targets).
 
-    (n,) and (n, 1) are treated as the same shape.
+    (n,) and (n, 1) are treated as the same shape. The arrays named in ``infinite_ok``
+    may hold infinities (an interval's bounds), none may hold NaN.
     """
-    checked = {name: _as_float_2d(name, values) for name, values in arrays.items()}
+    checked = {
+        name: _as_float_2d(name, values, name in infinite_ok) for name, values in arrays.items()
+    }
     shapes = {name: array.shape for name, array in checked.items()}
     if len(set(shapes.values())) > 1:
         described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
@@ -47,7 +52,8 @@ def _mean_over_samples(values, weights):
     """Per-target (weighted) mean over the rows of a 2-D array."""
     if weights is None:
         return values.mean(axis=0)
-    return weights @ values / weights.sum()
+    kept = weights > 0  # a row of weight 0 counts for nothing, even with an infinite value
+    return weights[kept] @ values[kept] / weights.sum()
 
 
 def _reduce(per_target, multioutput):
@@ -123,8 +129,15 @@ def _check_bounds(y_true, lower, upper):
     arrays = {"lower": lower, "upper": upper}
     if y_true is not None:
         arrays = {"y_true": y_true, **arrays}
-    checked = _check_regression_arrays(**arrays)
+    # infinite bounds are an interval's way to say "anything": a conformal interval
+    # calibrated on too few rows (predict_interval then warns) is (-inf, inf)
+    checked = _check_regression_arrays(infinite_ok=("lower", "upper"), **arrays)
     lower, upper = checked[-2:]
+    if np.isposinf(lower).any() or np.isneginf(upper).any():
+        raise ValueError(
+            "lower must not be +inf nor upper -inf: such an interval is empty. Check that "
+            "the bounds are not swapped."
+        )
     if np.any(lower > upper):
         raise ValueError(
             "lower must not exceed upper, but lower > upper for "
@@ -146,6 +159,7 @@ def interval_coverage(y_true, lower, upper, *, sample_weight=None, multioutput="
         Observed targets.
     lower, upper : array-like of the same shape as ``y_true``
         Interval bounds (inclusive), e.g. from ``predict_interval``; ``lower <= upper``.
+        ``lower`` may be ``-inf`` and ``upper`` ``+inf`` (an unbounded interval covers).
     sample_weight : array-like of shape (n_samples,), default=None
         Non-negative weight of each sample (row): the coverage is then the weighted
         fraction of covered targets.
@@ -184,7 +198,7 @@ def interval_width(lower, upper, *, sample_weight=None, multioutput="uniform_ave
     Parameters
     ----------
     lower, upper : array-like of shape (n_samples,) or (n_samples, n_targets)
-        Interval bounds, with ``lower <= upper``.
+        Interval bounds, with ``lower <= upper``; infinite bounds give an infinite width.
     sample_weight : array-like of shape (n_samples,), default=None
         Non-negative weight of each sample (row): the width is then a weighted mean.
     multioutput : {"uniform_average", "raw_values"}, default="uniform_average"
