@@ -73,7 +73,9 @@ def header(cfg, runtime):
         "fifth of them out); (c) and (d) on the training rows.",
         "",
         "Methods: `MAP` (the net; regression: with a constant std, the RMS of its residuals "
-        "on the unseen rows); `TS` = `CalibratedClassifierCV(FrozenEstimator(net), "
+        "on the unseen rows); `split-conformal` (regression: plain split conformal on the net, "
+        "`mean +- q` with q the finite-sample quantile of `|y - mean|` on the unseen rows, one "
+        "width for every row); `TS` = `CalibratedClassifierCV(FrozenEstimator(net), "
         'method="temperature", cv=2)` on exactly the unseen rows the workflow\'s Laplace '
         "uses (scikit-learn takes skorch's float32 probabilities as `log(p + eps32)`); "
         "`TS-logits`: the same temperature fitted on the float64 logits (reference); "
@@ -107,7 +109,7 @@ def targets(table, rows, cfg):
         "default it suggests) is at the end of this file, under *What this says*.",
         "",
     ]
-    clf_refs, reg_refs = ("ensemble", "TS-logits"), ("MAP",)
+    clf_refs, reg_refs = ("ensemble", "TS-logits"), ("MAP", "split-conformal")
     clf = {w: clf_summary(table, rows, w, [*CLF_LAPLACE, *clf_refs]) for w in "abc"}
     reg = {w: reg_summary(table, w, [*REG_LAPLACE, *reg_refs, "ensemble"]) for w in "abc"}
     head = ["candidate"] + [f"({w}) LL<=both / held / ECE" for w in "abc"] + ["meets in"]
