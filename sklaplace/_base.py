@@ -128,17 +128,16 @@ class BaseLaplace(BaseEstimator):
             self.subset_of_weights, net.module_, n_outputs, self.hessian_structure
         )
         approximation = approximations.make(self.subset_of_weights_, self.hessian_structure)
-        fitted = FittedLaplace.fit(
-            net,
-            likelihood,
-            approximation,
-            X,
-            y,
-            tuning.curvature_rows,
-            self.batch_size,
-            n_outputs,
-            sample_weight=w,
-        )
+        args = (X, y, tuning.curvature_rows, self.batch_size, n_outputs)
+        try:
+            fitted = FittedLaplace.fit(net, likelihood, approximation, *args, sample_weight=w)
+        except approximations.RowsDependOnTheirBatch as error:
+            if self.subset_of_weights != "auto":
+                raise
+            warn(f"{error.reason} subset_of_weights='auto' takes the last layer instead.")
+            self.subset_of_weights_ = "last_layer"
+            approximation = approximations.make("last_layer", self.hessian_structure)
+            fitted = FittedLaplace.fit(net, likelihood, approximation, *args, sample_weight=w)
         tune, calibration = tuning, None
         if calibrates and tuning.X is not None:
             tune, calibration = _holdout.split_calibration(tuning, tunes, self.random_state)

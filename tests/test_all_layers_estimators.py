@@ -210,3 +210,39 @@ def test_auto_takes_every_layer_of_a_small_net_and_the_last_of_a_large_one(cls_s
     monkeypatch.setattr(approximations, "AUTO_MAX_PARAMS", n_params)
     monkeypatch.setattr(approximations, "AUTO_MAX_OUTPUTS", 2)  # the net has 3 outputs
     assert LaplaceClassifier(frozen).fit(X, y).subset_of_weights_ == "last_layer"
+
+
+class _CentreOnBatch(nn.Module):
+    """Subtracts the batch mean: no parameters and no batch norm, yet batch-dependent."""
+
+    def forward(self, x):
+        return x - x.mean(0, keepdim=True)
+
+
+class _AlwaysDropout(nn.Module):
+    """Dropout kept on in evaluation mode (MC dropout): random from call to call."""
+
+    def forward(self, x):
+        return nn.functional.dropout(x, 0.5, training=True)
+
+
+@pytest.mark.parametrize("odd", [_CentreOnBatch, _AlwaysDropout], ids=["batch-mean", "dropout"])
+def test_a_net_whose_rows_are_not_its_own_is_found_by_its_outputs(cls_setup, odd):
+    """What no module type reveals, the outputs do: two rows run alone differ from the same
+    rows in their batch. "all" refuses with the reason; "auto" warns and takes the last
+    layer, whose posterior is the one a plain last-layer fit gives."""
+    X, y, _ = cls_setup
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(5, 8), odd(), nn.Tanh(), nn.Linear(8, 3))
+    net = NeuralNetClassifier(
+        module, criterion=nn.CrossEntropyLoss, max_epochs=3, train_split=None, verbose=0
+    ).fit(X, y)
+    frozen = FrozenEstimator(net)
+    with pytest.raises(ValueError, match=r"change by .* when they are run without the other"):
+        LaplaceClassifier(frozen, subset_of_weights="all", prior_precision=1.0).fit(X, y)
+    with pytest.warns(UserWarning, match="'auto' takes the last layer instead"):
+        auto = LaplaceClassifier(frozen, prior_precision=1.0).fit(X, y)
+    assert auto.subset_of_weights_ == "last_layer"
+    if odd is _CentreOnBatch:  # deterministic: the same posterior as asking for it
+        last = LaplaceClassifier(frozen, prior_precision=1.0, subset_of_weights="last_layer")
+        np.testing.assert_array_equal(auto.predict_proba(X), last.fit(X, y).predict_proba(X))

@@ -19,13 +19,14 @@ from .base import Approximation, Projection
 from .head import find_head
 from .last_layer import LastLayer
 from .layer_wise import LayerWise
-from .layers import batch_dependent
+from .layers import RowsDependOnTheirBatch, batch_dependent
 
 __all__ = [
     "Approximation",
     "LastLayer",
     "LayerWise",
     "Projection",
+    "RowsDependOnTheirBatch",
     "choose_subset",
     "find_head",
     "make",

@@ -21,14 +21,14 @@ Cost of a fit: one forward and one batched backward pass per batch, plus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from .base import Approximation, Projection, batch_rows, check_finite, draw_chunk
 from .curvature import Accumulator, per_row_grads
-from .layers import Layer, select_layers
+from .layers import Layer, RowsDependOnTheirBatch, select_layers
 from .tape import Tape, backprop
 
 __all__ = ["LayerWise"]
@@ -77,6 +77,8 @@ class LayerWise(Approximation):
             tape, f = self._run(view, layers, head, Xi)
             f_det = f.detach()
             check_finite(f_det, f_det, Xi, view.dtype)
+            if n_rows == 0:
+                _check_rows_independent(view, Xi)
             n_rows += f.shape[0]
             loss = loss + likelihood.loss(f_det, yi, wi)
             root = likelihood.hessian_sqrt(f_det)
@@ -193,3 +195,29 @@ def _zero_part(layer: Layer, block, c: int, m: int, device) -> tuple:
     if layer.kind == "other":
         return zeros(c, m, n_in), None
     return zeros(c, m, 1, n_out), zeros(m, 1, n_in)
+
+
+def _check_rows_independent(view, Xi) -> None:
+    """Raise ``RowsDependOnTheirBatch`` if the net's outputs for the first two rows of a
+    batch differ when the two are run alone: a module that normalises with its batch's
+    statistics, or a forward pass that is random in evaluation mode.
+
+    Running the same rows in batches of other sizes changes float rounding only (other
+    BLAS kernels): far below the 1e-3 of the outputs' scale tolerated here, while batch
+    statistics or randomness change outputs by a sizeable fraction of it.
+    """
+    m = Xi[next(iter(Xi))].shape[0] if isinstance(Xi, Mapping) else Xi.shape[0]
+    if m < 3 or (isinstance(Xi, Tensor) and Xi.layout != torch.strided):
+        return
+    two = {k: v[:2] for k, v in Xi.items()} if isinstance(Xi, Mapping) else Xi[:2]
+    with torch.no_grad():
+        full, alone = view.forward(Xi)[:2], view.forward(two)
+    gap = float((full - alone).abs().max())
+    if gap > 1e-3 * (float(full.abs().max()) + 1.0):
+        raise RowsDependOnTheirBatch(
+            "subset_of_weights='all' (or a list of modules) needs each row's gradient on "
+            f"its own, but the net's outputs for two rows change by {gap:.3g} when they "
+            f"are run without the other {m - 2} rows of their batch (or from one call to "
+            "the next): a module normalises with its batch's statistics, or the net is "
+            "random in evaluation mode (dropout kept on, say)."
+        )

@@ -32,7 +32,26 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["Layer", "batch_dependent", "check_not_shared", "layer_of", "select_layers"]
+__all__ = [
+    "Layer",
+    "RowsDependOnTheirBatch",
+    "batch_dependent",
+    "check_not_shared",
+    "layer_of",
+    "select_layers",
+]
+
+
+class RowsDependOnTheirBatch(ValueError):
+    """The net's output for a row changes with the other rows of its batch (or from call
+    to call): per-row gradients, and so every layer-wise curvature, are undefined.
+    ``reason`` is the message without its advice."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"{reason} Use subset_of_weights='last_layer' (or 'auto', which then takes it)."
+        )
+        self.reason = reason
 
 
 class Layer(NamedTuple):
@@ -244,12 +263,11 @@ def select_layers(module: nn.Module, subset: str | Iterable[str] = "all") -> lis
     named = dict(module.named_modules())
     dependent = batch_dependent(module)
     if dependent:
-        raise ValueError(
+        raise RowsDependOnTheirBatch(
             f"subset_of_weights={subset!r} needs each row's gradient on its own, but "
             f"module(s) {dependent} normalise each row with its batch's statistics "
             "(a batch norm with track_running_stats=False), so a row's output depends on "
-            "the rest of its batch. Use subset_of_weights='last_layer' (or 'auto', which "
-            "chooses it for such a net), or train the net with track_running_stats=True."
+            "the rest of its batch; a batch norm with track_running_stats=True would not."
         )
     if isinstance(subset, str):
         if subset != "all":
