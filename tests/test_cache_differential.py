@@ -20,7 +20,6 @@ whose weights changed since fit.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import types
@@ -44,21 +43,8 @@ N_ROWS = 300  # above sklaplace._passes.MIN_CACHED_ROWS (256): these passes are 
 
 # ---------------------------------------------------------------- cache switches
 def cache_off():
-    """The cache turned off inside a ``with`` block (public switch, or the old attribute)."""
-    if hasattr(sklaplace, "config_context"):
-        return sklaplace.config_context(cache_bytes=0)
-
-    @contextlib.contextmanager
-    def off():
-        cache = _cache.get_cache()
-        old = cache.max_bytes
-        cache.max_bytes = 0
-        try:
-            yield
-        finally:
-            cache.max_bytes = old
-
-    return off()
+    """The cache turned off inside a ``with`` block."""
+    return sklaplace.config_context(cache_bytes=0)
 
 
 @pytest.fixture(autouse=True)
@@ -67,10 +53,7 @@ def fresh_cache(monkeypatch):
     monkeypatch.setattr(_passes, "MIN_CACHED_ROWS", 0, raising=False)
     cache = _cache.get_cache()
     cache.clear()
-    if hasattr(sklaplace, "get_config"):
-        assert sklaplace.get_config()["cache_bytes"] > 0
-    else:
-        assert cache.max_bytes > 0
+    assert sklaplace.get_config()["cache_bytes"] > 0
     yield cache
     cache.clear()
 

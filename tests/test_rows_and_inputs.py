@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import threading
@@ -44,21 +43,8 @@ from sklaplace import LaplaceClassifier, LaplaceRegressor, _cache, _passes
 
 # ---------------------------------------------------------------- helpers
 def cache_off():
-    """The cache turned off inside a ``with`` block (public switch, or the old attribute)."""
-    if hasattr(sklaplace, "config_context"):
-        return sklaplace.config_context(cache_bytes=0)
-
-    @contextlib.contextmanager
-    def off():
-        cache = _cache.get_cache()
-        old = cache.max_bytes
-        cache.max_bytes = 0
-        try:
-            yield
-        finally:
-            cache.max_bytes = old
-
-    return off()
+    """The cache turned off inside a ``with`` block."""
+    return sklaplace.config_context(cache_bytes=0)
 
 
 @pytest.fixture(autouse=True)
