@@ -64,7 +64,7 @@ def laplace_cost(rows):
     return [
         "Laplace on a frozen net in units of that net (the cost targets of "
         "`benchmarks/all_layers.py` are a fit of at most 2 epochs for the all-layer Kronecker "
-        "posterior with a fixed prior, and a GLM prediction of at most 25 x MAP's; here the "
+        "posterior with a fixed prior, and a GLM prediction of at most 10 x MAP's; here the "
         "fit includes the tuning on the unseen rows, and these nets are small enough for "
         "fixed costs to dominate):",
         "",
