@@ -12,9 +12,12 @@ there is no key and the pass is neither looked up nor stored, so an entry is nev
 for a net or rows it was not computed from. The cache lives at module level: it survives
 ``clone`` (which ``GridSearchCV`` applies to every candidate) and is per process.
 
-Its bound is the setting ``cache_bytes`` (:func:`sklaplace.set_config`, 256 MiB by
-default; 0 turns it off). Least recently used entries are evicted; an entry larger than the
-bound is not stored. Every operation holds one lock, so threads can share it.
+Its bound is the setting ``cache_bytes`` (:func:`sklaplace.set_config`, 1 GiB by default;
+0 turns it off). Least recently used entries are evicted. An entry larger than a quarter
+of the bound is not stored: a grid search visits its folds in turn, so an LRU cache that
+admitted entries it can hold only one or two of would evict each fold's entries (the
+small curvatures included) just before they are needed again, and hit nothing. Every
+operation holds one lock, so threads can share it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import numpy as np
 import torch
 
 from ._config import add_listener, get_config
+
+# An entry may take at most this fraction of the bound (1 / ADMIT_FRACTION).
+ADMIT_FRACTION = 4
 
 __all__ = ["PassCache", "cache_enabled", "get_cache", "nbytes"]
 
@@ -63,13 +69,16 @@ class PassCache:
     >>> import numpy as np
     >>> import sklaplace
     >>> cache = PassCache()
-    >>> with sklaplace.config_context(cache_bytes=100):
-    ...     cache.put("a", np.zeros(10))       # 80 bytes
+    >>> with sklaplace.config_context(cache_bytes=160):
+    ...     for key in "abcd":
+    ...         cache.put(key, np.zeros(5))   # 40 bytes each: 160 in all
     ...     first = cache.get("a").shape
-    ...     cache.put("b", np.zeros(10))       # evicts "a" to stay within 100 bytes
-    ...     gone = cache.get("a") is None
-    >>> first, gone, cache.hits, cache.misses
-    ((10,), True, 1, 1)
+    ...     cache.put("e", np.zeros(5))       # evicts "b", the least recently used
+    ...     gone = cache.get("b") is None
+    ...     cache.put("f", np.zeros(10))      # 80 bytes: over a quarter, not stored
+    ...     large = cache.get("f") is None
+    >>> first, gone, large, cache.hits, cache.misses
+    ((5,), True, True, 1, 2)
     """
 
     def __init__(self) -> None:
@@ -112,7 +121,7 @@ class PassCache:
         if key is None or bound <= 0:
             return
         size = nbytes(value)
-        if size > bound:
+        if not self.fits(size):
             return
         with self._lock:
             if key in self._data:
@@ -122,8 +131,9 @@ class PassCache:
             self.evict_to(bound)
 
     def fits(self, size: int) -> bool:
-        """Whether an entry of ``size`` bytes would be stored."""
-        return 0 < size <= get_config()["cache_bytes"]
+        """Whether an entry of ``size`` bytes would be stored: at most a quarter of the
+        bound (see the module docstring)."""
+        return 0 < size <= get_config()["cache_bytes"] // ADMIT_FRACTION
 
     def clear(self) -> None:
         """Drop every entry and reset the hit and miss counts."""

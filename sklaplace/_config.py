@@ -16,7 +16,7 @@ from numbers import Integral
 
 __all__ = ["config_context", "get_config", "set_config"]
 
-_DEFAULT_CACHE_BYTES = 256 * 2**20
+_DEFAULT_CACHE_BYTES = 2**30
 _global_config = {"cache_bytes": _DEFAULT_CACHE_BYTES}
 _local = threading.local()
 # Called with the new settings after set_config (the cache evicts down to a lower bound).
@@ -50,7 +50,7 @@ def get_config() -> dict:
     Examples
     --------
     >>> import sklaplace
-    >>> sklaplace.get_config()["cache_bytes"] == 256 * 2**20
+    >>> sklaplace.get_config()["cache_bytes"] == 2**30
     True
     """
     return dict(_thread_config())
@@ -72,10 +72,11 @@ def set_config(cache_bytes: int | None = None) -> None:
     ----------
     cache_bytes : int, default=None
         Bound, in bytes, on what the pass cache holds: the forward passes, curvatures and
-        projected passes that a grid search over a frozen net reuses (256 MiB unless
-        changed). ``0`` turns the cache off: nothing is stored or looked up, and no input
-        or net is fingerprinted. Lowering the bound evicts the least recently used
-        entries at once. ``None`` leaves the setting as it is.
+        projected passes that a grid search over a frozen net reuses (1 GiB unless
+        changed; one entry takes at most a quarter of it). ``0`` turns the cache off:
+        nothing is stored or looked up, and no input or net is fingerprinted. Lowering
+        the bound evicts the least recently used entries at once. ``None`` leaves the
+        setting as it is.
 
     See Also
     --------
@@ -88,7 +89,7 @@ def set_config(cache_bytes: int | None = None) -> None:
     >>> sklaplace.set_config(cache_bytes=64 * 2**20)
     >>> sklaplace.get_config()["cache_bytes"]
     67108864
-    >>> sklaplace.set_config(cache_bytes=256 * 2**20)
+    >>> sklaplace.set_config(cache_bytes=2**30)
     """
     if cache_bytes is not None:
         value = _check_cache_bytes(cache_bytes)

@@ -422,8 +422,9 @@ def test_least_recently_used_entries_are_evicted(cache_cls_data, cache_cls_net, 
             )
         )
     cache.clear()
-    # room for one projected pass over X (48 kB) and a few curvatures (3 kB each)
-    sklaplace.set_config(cache_bytes=60_000)
+    # room for about four projected passes over X (48 kB each, at most a quarter of the
+    # bound) with their curvatures (3 kB each): the fourth subset evicts the first
+    sklaplace.set_config(cache_bytes=200_000)
     counter = counting()
     for rows, reference in zip(subsets, references, strict=True):
         result = _summary(
@@ -464,19 +465,19 @@ def test_lowering_the_bound_evicts_at_once_and_zero_disables(cache_cls_data, cac
 
 def test_lru_order():
     cache = PassCache()
-    with sklaplace.config_context(cache_bytes=200):
-        cache.put("a", np.zeros(10))  # 80 bytes each
-        cache.put("b", np.zeros(10))
+    with sklaplace.config_context(cache_bytes=320):
+        for key in "abcd":
+            cache.put(key, np.zeros(10))  # 80 bytes each, a quarter of the bound: 320
         assert cache.get("a") is not None  # "a" is now the most recently used
-        cache.put("c", np.zeros(10))  # 240 > 200: evicts the least recently used, "b"
+        cache.put("e", np.zeros(10))  # 400 > 320: evicts the least recently used, "b"
         assert cache.get("b") is None
-        assert cache.get("a") is not None and cache.get("c") is not None
-        cache.put("big", np.zeros(30))  # 240 bytes: larger than the bound, not stored
-        assert cache.get("big") is None and len(cache) == 2
+        assert all(cache.get(k) is not None for k in "acde")
+        cache.put("big", np.zeros(11))  # 88 bytes: over a quarter of the bound, not stored
+        assert cache.get("big") is None and len(cache) == 4
     with sklaplace.config_context(cache_bytes=0):  # off: nothing is looked up or stored
         assert cache.get("a") is None
-        cache.put("d", np.zeros(1))
-    assert len(cache) == 2
+        cache.put("f", np.zeros(1))
+    assert len(cache) == 4
 
 
 def test_set_config_validates_and_config_context_restores():

@@ -425,7 +425,8 @@ def cache_bound():
     set_cache_bytes(old)
 
 
-def test_cache_get_racing_an_eviction(cache_bound):
+def test_cache_get_racing_an_eviction(cache_bound, monkeypatch):
+    monkeypatch.setattr(_cache, "ADMIT_FRACTION", 1)  # two 80-byte entries, a 100-byte bound
     cache = new_cache(100)
     cache.put(RacingKey(), np.zeros(10))  # 80 bytes
     probe = RacingKey(armed=True)
