@@ -49,7 +49,9 @@ def main(quick=False, out="classification_2d.png"):
         train_split=None,
         verbose=0,
     ).fit(X, y)
-    laplace = LaplaceClassifier(FrozenEstimator(net), prior_precision="marglik").fit(X, y)
+    laplace = LaplaceClassifier(
+        FrozenEstimator(net), subset_of_weights="last_layer", prior_precision="marglik"
+    ).fit(X, y)
     print(f"prior precision by evidence: {laplace.prior_precision_[0]:.3g}")
 
     xx, yy = np.meshgrid(np.linspace(-4, 5, 150), np.linspace(-4, 4.5, 150))

@@ -55,6 +55,7 @@ def main(quick=False, out="toy_regression.png"):
     for structure in ("diag", "kron"):
         la = LaplaceRegressor(
             FrozenEstimator(net),
+            subset_of_weights="last_layer",
             hessian_structure=structure,
             prior_precision="marglik",
             sigma_noise=3.0,
