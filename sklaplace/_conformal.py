@@ -54,11 +54,13 @@ class ConformalScores:
 
     def quantile(self, confidence: float) -> np.ndarray:
         """``q`` per output: the ``ceil((n + 1) * confidence)``-th smallest score."""
+        # (the 1e-12 keeps (n + 1) * c from rounding above an integer it equals)
         k = math.ceil((self.n + 1) * confidence - 1e-12)
-        if k > self.n:
+        if k > self.n:  # the least n with k <= n, by the same rule
+            needed = math.ceil((confidence - 1e-12) / (1 - confidence))
             warn(
                 f"{self.n} calibration rows are too few for {confidence:.3g} confidence: "
-                f"split conformal needs at least {math.ceil(confidence / (1 - confidence))} "
+                f"split conformal needs at least {needed} "
                 "of them, so the interval is infinite. Pass more unseen rows (X_val), or "
                 "use interval='gaussian'."
             )

@@ -298,8 +298,10 @@ default="holdout"
         The posterior temperature predictions use.
     log_marginal_likelihood_value_ : float
     validation_indices_ : ndarray or None
-        The rows of X that tuned the "holdout" hyper-parameters (see
-        ``LaplaceClassifier``).
+        The rows of X, never trained on, that tuned the "holdout" hyper-parameters or
+        calibrated the conformal interval (``interval_ == "conformal"``, which with fixed
+        hyper-parameters uses them alone); None when ``X_val`` was given or no such rows
+        were used.
     validation_source_ : str or None
     interval_ : {"conformal", "gaussian"}
         What ``predict_interval`` uses.

@@ -71,8 +71,16 @@ def test_the_finite_sample_quantile_and_too_few_rows():
     lower, upper = scores.interval(np.zeros((3, 1)), 2 * np.ones((3, 1)), 0.9)
     np.testing.assert_array_equal(upper, 36.0)
     np.testing.assert_array_equal(lower, -36.0)
-    with pytest.warns(UserWarning, match="too few for 0.96 confidence"):
+    with pytest.warns(UserWarning, match="too few for 0.96 confidence.*at least 24 of them"):
         assert np.isinf(scores.quantile(0.96)[0])  # k = ceil(20 * 0.96) = 20 > 19
+    # the least number of rows the message names is the least that gives a finite interval
+    for confidence, needed in ((0.9, 9), (0.8, 4), (0.95, 19), (0.5, 1)):
+        rows = np.arange(float(needed))[:, None]
+        enough = ConformalScores(rows, np.zeros_like(rows), np.ones_like(rows))
+        assert np.isfinite(enough.quantile(confidence)).all()
+        fewer = ConformalScores(rows[:-1], np.zeros_like(rows[:-1]), np.ones_like(rows[:-1]))
+        with pytest.warns(UserWarning, match=f"at least {needed} of them"):
+            assert np.isinf(fewer.quantile(confidence)).all()
 
 
 def test_interval_modes_and_their_errors(frozen_net):
