@@ -195,7 +195,11 @@ class FittedLaplace:
         return post.log_evidence(data, tau, torch.as_tensor(scale, dtype=torch.float64))
 
     def sigma_mle(self) -> float:
-        """The maximum-likelihood noise std of the training residuals, ``sqrt(SSE / (N K))``."""
+        """The maximum-likelihood noise std of the training residuals, ``sqrt(SSE / (N K))``
+        (1.0 for a likelihood without a noise scale: there the summed loss is not a sum of
+        squares, and a heteroscedastic net's Gaussian NLL can be negative)."""
+        if not self.likelihood.has_noise:
+            return 1.0
         n, k = self.approximation.weight_sum, self._n_outputs()
         return max(math.sqrt(2 * self.approximation.loss / (n * k)), 1e-6)
 

@@ -104,3 +104,20 @@ def test_the_predicted_noise_follows_the_data_and_conformal_intervals_cover():
     # the same net read as homoscedastic would need one sigma for all rows: refused
     with pytest.raises(ValueError, match="a mean and a log variance"):
         LaplaceRegressor(FrozenEstimator(net)).fit(X, np.c_[y, y])
+
+
+def test_a_net_whose_training_loss_is_negative_is_fitted():
+    """Little noise: the Gaussian NLL summed over the training rows is negative, which
+    once broke fit (a square root of it, meant for sums of squares, was taken)."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, size=(120, 2))
+    y = X[:, 0] - X[:, 1] + 0.05 * rng.normal(size=120)
+    torch.manual_seed(0)
+    net = NeuralNetRegressor(
+        nn.Linear(2, 2).double(), criterion=HeteroscedasticGaussianNLL,
+        optimizer=torch.optim.Adam, max_epochs=300, lr=0.05, train_split=None, verbose=0,
+    ).fit(X[:80], y[:80, None])  # fmt: skip
+    assert float(net.history[-1, "train_loss"]) < 0
+    reg = LaplaceRegressor(FrozenEstimator(net)).fit(X[:80], y[:80], X_val=X[80:], y_val=y[80:])
+    mean, std = reg.predict(X[80:], return_std=True)
+    assert np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all()
