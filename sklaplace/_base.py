@@ -124,20 +124,14 @@ class BaseLaplace(BaseEstimator):
         net, tuning = self._net_and_tuning_rows(
             X, y, X_val, y_val, needs, likelihood, n_outputs, w, w_val
         )
-        self.subset_of_weights_ = approximations.choose_subset(
-            self.subset_of_weights, net.module_, n_outputs, self.hessian_structure
-        )
-        approximation = approximations.make(self.subset_of_weights_, self.hessian_structure)
         args = (X, y, tuning.curvature_rows, self.batch_size, n_outputs)
-        try:
-            fitted = FittedLaplace.fit(net, likelihood, approximation, *args, sample_weight=w)
-        except approximations.RowsDependOnTheirBatch as error:
-            if self.subset_of_weights != "auto":
-                raise
-            warn(f"{error.reason} subset_of_weights='auto' takes the last layer instead.")
-            self.subset_of_weights_ = "last_layer"
-            approximation = approximations.make("last_layer", self.hessian_structure)
-            fitted = FittedLaplace.fit(net, likelihood, approximation, *args, sample_weight=w)
+        self.subset_of_weights_, fitted = approximations.fit_resolved(
+            self.subset_of_weights,
+            self.hessian_structure,
+            net.module_,
+            n_outputs,
+            lambda approx: FittedLaplace.fit(net, likelihood, approx, *args, sample_weight=w),
+        )
         tune, calibration = tuning, None
         if calibrates and tuning.X is not None:
             tune, calibration = _holdout.split_calibration(tuning, tunes, self.random_state)

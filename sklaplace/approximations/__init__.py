@@ -15,6 +15,7 @@ per-layer GGN sums), :mod:`.head` (finding the output layer).
 
 from __future__ import annotations
 
+from .._warnings import warn
 from .base import Approximation, Projection
 from .head import find_head
 from .last_layer import LastLayer
@@ -29,6 +30,7 @@ __all__ = [
     "RowsDependOnTheirBatch",
     "choose_subset",
     "find_head",
+    "fit_resolved",
     "make",
 ]
 
@@ -60,6 +62,24 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     small = n_params <= AUTO_MAX_PARAMS and n_outputs <= AUTO_MAX_OUTPUTS
     per_row = not batch_dependent(module)
     return "all" if small and per_row and hessian_structure != "full" else "last_layer"
+
+
+def fit_resolved(subset_of_weights, hessian_structure: str, module, n_outputs: int, fit):
+    """Resolve ``subset_of_weights`` (:func:`choose_subset`), make the approximation and
+    return ``(resolved subset, fit(approximation))``.
+
+    Under ``"auto"``, a net whose rows turn out to depend on their batch (the layer-wise
+    fit raises :class:`RowsDependOnTheirBatch`) is fitted on the last layer instead, with a
+    warning; any other choice lets the error through.
+    """
+    subset = choose_subset(subset_of_weights, module, n_outputs, hessian_structure)
+    try:
+        return subset, fit(make(subset, hessian_structure))
+    except RowsDependOnTheirBatch as error:
+        if not (isinstance(subset_of_weights, str) and subset_of_weights == "auto"):
+            raise
+        warn(f"{error.reason} subset_of_weights='auto' takes the last layer instead.")
+        return "last_layer", fit(make("last_layer", hessian_structure))
 
 
 def make(subset_of_weights, hessian_structure: str) -> Approximation:
