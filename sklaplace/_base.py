@@ -209,7 +209,10 @@ class BaseLaplace(BaseEstimator):
         return net, _holdout.from_indices(X, y, valid, source, self.random_state, w)
 
     def _warn_no_rows(self, reason: str, likelihood) -> None:
-        modes = ", ".join(f"{p}='holdout'" for p in self._holdout_params())
+        tuned = [p for p in self._holdout_params() if p != "sigma_noise" or likelihood.has_noise]
+        if not tuned:  # sigma_noise alone, for a net that predicts its noise: nothing to tune
+            return
+        modes = ", ".join(f"{p}='holdout'" for p in tuned)
         warn(
             f"No rows the net has not seen, so {modes} cannot be tuned: {reason}. "
             f"{likelihood.without_heldout} Pass rows the net was not trained on with "

@@ -17,6 +17,7 @@ from . import _inputs
 from ._base import BaseLaplace
 from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
+from ._warnings import warn
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
@@ -264,7 +265,10 @@ default="holdout"
         over-fitted net; the held-out one is not.
         ``sigma_noise="marglik"`` with ``prior_precision="holdout"`` takes sigma from the
         evidence (maximised jointly with the prior) and then tunes the prior on the held-out
-        rows at that sigma.
+        rows at that sigma. Not used for a net trained with
+        ``sklaplace.HeteroscedasticGaussianNLL``, which predicts its own noise per row
+        (``sigma_noise_`` is then 1.0 and the predictive variance is ``Var[mean] +
+        exp(eta + Var[eta] / 2)``, ``eta`` the net's log variance).
     interval : {"auto", "conformal", "gaussian"}, default="auto"
         How ``predict_interval`` builds intervals. "conformal": normalised split conformal
         prediction on rows the net never trained on (the rows "holdout" uses; ``fit`` keeps
@@ -490,7 +494,17 @@ default="holdout"
         )
         mean = mean * scale + shift
         if return_std:
-            return self._shape(mean), self._shape(np.sqrt(var) * scale)
+            std = np.sqrt(var) * scale
+            if not np.isfinite(std).all():
+                warn(
+                    f"The predictive std is infinite on {int((~np.isfinite(std)).sum())} "
+                    "row(s): the net's predicted noise, exp(eta + Var[eta] / 2) for a net "
+                    "trained with HeteroscedasticGaussianNLL, overflows because the posterior "
+                    "of its log variance is very wide there (prior precision "
+                    f"{float(np.min(self.prior_precision_)):.3g}). Pass a larger "
+                    "prior_precision, or check those rows: they may be far from the data."
+                )
+            return self._shape(mean), self._shape(std)
         return self._shape(mean)
 
     def predict_interval(self, X, confidence=0.9):

@@ -10,6 +10,7 @@ with the input, the predicted std follows the noise and conformal intervals cove
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -121,3 +122,23 @@ def test_a_net_whose_training_loss_is_negative_is_fitted():
     reg = LaplaceRegressor(FrozenEstimator(net)).fit(X[:80], y[:80], X_val=X[80:], y_val=y[80:])
     mean, std = reg.predict(X[80:], return_std=True)
     assert np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all()
+
+
+def test_an_overflowing_noise_term_warns_and_sigma_noise_is_not_called_tuned():
+    """Far from the data a wide posterior of the log variance makes the noise term
+    exp(eta + Var[eta] / 2) overflow: predict says so; and fit, without unseen rows, does
+    not claim that sigma_noise (which such a net does not use) could not be tuned."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (50, 1))
+    y = X[:, 0] + 0.1 * rng.normal(size=50)
+    torch.manual_seed(0)
+    net = NeuralNetRegressor(
+        nn.Linear(1, 2).double(), criterion=HeteroscedasticGaussianNLL, max_epochs=50,
+        lr=0.05, train_split=None, verbose=0,
+    ).fit(X, y[:, None])  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sigma_noise="holdout" (the default) says nothing
+        reg = LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+    with pytest.warns(UserWarning, match=r"infinite on 1 row\(s\).*prior_precision"):
+        _, std = reg.predict(np.array([[0.5], [200.0]]), return_std=True)
+    assert np.isfinite(std[0]) and np.isinf(std[1])
