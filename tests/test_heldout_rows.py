@@ -11,6 +11,7 @@ split) and the explicit ``X_val``.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -25,7 +26,7 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import KFold, StratifiedKFold
 from skorch.dataset import ValidSplit
 
-from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace import LaplaceClassifier, LaplaceRegressor, _recalibration
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +145,15 @@ def test_explicit_rows_win_and_the_curvature_uses_all_of_X(data):
         )
 
 
-def test_logit_temperature_contains_temperature_scaling(data):
-    """Tuned jointly with the prior, the logit temperature can do no worse than
-    temperature scaling on the rows it is tuned on; predictions use the fitted values."""
+def test_temperature_head_contains_temperature_scaling(data, monkeypatch):
+    """Tuned jointly with the prior (the head's shrinkage off), a temperature head can do
+    no worse than temperature scaling on the rows it is tuned on; predictions use the
+    fitted values."""
+    monkeypatch.setattr(_recalibration, "SCALE_STD", math.inf)
     X, y = data
     net = _net(None, max_epochs=80).fit(X[:150], y[:150])  # over-confident on new rows
     X_val, y_val = X[150:], y[150:]
-    clf = LaplaceClassifier(FrozenEstimator(net), logit_temperature="holdout").fit(
+    clf = LaplaceClassifier(FrozenEstimator(net), calibration="temperature").fit(
         X[:150], y[:150], X_val=X_val, y_val=y_val
     )
     # temperature scaling in float64 on the net's logits (scikit-learn's
@@ -163,13 +166,14 @@ def test_logit_temperature_contains_temperature_scaling(data):
 
     theirs = minimize_scalar(ts_loss, bounds=(-3, 3), method="bounded").fun
     ours = log_loss(y_val, clf.predict_proba(X_val))
-    # both minimise the same rows' log loss; ours over a superset (prior precision and T),
-    # refined to 1e-3 in log T: the difference is at most second order in that step
+    # both minimise the same rows' log loss; ours over a superset (prior precision and
+    # T), the prior refined to 1e-3 in log: at most second order in that step
     assert ours <= theirs + 1e-5
-    assert clf.logit_temperature_ != 1.0
-    same = LaplaceClassifier(
-        FrozenEstimator(net),
-        prior_precision=clf.prior_precision_,
-        logit_temperature=clf.logit_temperature_,
-    ).fit(X[:150], y[:150])
+    assert clf.calibration_ == "temperature" and clf.calibration_scale_ != 1.0
+    with pytest.warns(FutureWarning, match="logit_temperature=.* is deprecated.*calibration="):
+        same = LaplaceClassifier(
+            FrozenEstimator(net),
+            prior_precision=clf.prior_precision_,
+            logit_temperature=1 / clf.calibration_scale_,
+        ).fit(X[:150], y[:150])
     np.testing.assert_allclose(same.predict_proba(X), clf.predict_proba(X), rtol=1e-12)

@@ -714,14 +714,3 @@ def test_streamed_held_out_projections_tune_to_the_same_values(
     assert len(calls) > 3 and all(k is None for k in calls)  # streamed, many evaluations
     assert streamed.prior_precision_[0] == kept.prior_precision_[0]
     np.testing.assert_array_equal(streamed.predict_proba(X[300:]), kept.predict_proba(X[300:]))
-
-
-def test_logit_temperature_at_the_edge_of_its_range_warns(noisy_cls_data, overconfident_net):
-    """A few held-out rows the net gets all right ask for ever sharper probabilities: the
-    tuned logit temperature sits at the bottom of its range, and fit says what that means."""
-    X, y = noisy_cls_data
-    right = np.flatnonzero(overconfident_net.predict(X[100:]) == y[100:])[:8] + 100
-    clf = LaplaceClassifier(FrozenEstimator(overconfident_net), logit_temperature="holdout")
-    with pytest.warns(UserWarning, match="bottom of the searched range.*logit_temperature=1.0"):
-        clf.fit(X[:100], y[:100], X_val=X[right], y_val=y[right])
-    assert clf.logit_temperature_ <= 0.0101
