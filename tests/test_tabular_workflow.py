@@ -93,7 +93,7 @@ def test_the_mixed_type_workflow_end_to_end(fitted_pipeline, tmp_path):
     w = np.where(y == "upgrade", 2.0, 1.0)  # the rare class counts twice
 
     # the fitted Pipeline, frozen: its net's own validation rows are found and verified
-    clf = LaplaceClassifier(FrozenEstimator(pipe), calibration="bias_temperature")
+    clf = LaplaceClassifier(FrozenEstimator(pipe), calibration="temperature")
     clf.fit(X, np.searchsorted(np.unique(y), y), sample_weight=w)
     assert clf.validation_source_ == "train_split"
     assert clf.n_features_in_ == 4 and list(clf.feature_names_in_) == list(X.columns)
