@@ -33,7 +33,8 @@ from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
 from torch import nn
 
-from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace import LaplaceClassifier as _LaplaceClassifier
+from sklaplace import LaplaceRegressor
 from sklaplace.metrics import neg_gaussian_nll
 
 
@@ -45,6 +46,13 @@ def noisy_cls_data():
         flip_y=0.1, random_state=0,
     )  # fmt: skip
     return X.astype(np.float32), y
+
+
+def LaplaceClassifier(*args, **kwargs):
+    """The classifier without a recalibration head: these tests are about the prior and
+    the posterior temperature (the head and its tuning: tests/test_recalibration.py)."""
+    kwargs.setdefault("calibration", None)
+    return _LaplaceClassifier(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
