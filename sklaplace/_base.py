@@ -105,6 +105,14 @@ class BaseLaplace(BaseEstimator):
         """The hyper-parameters tuned on held-out rows."""
         return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
 
+    def _auto_head_only(self) -> bool:
+        """Whether the only thing to tune on unseen rows is ``calibration="auto"``."""
+        return (
+            self._head_params()[0] == "auto"
+            and not self._holdout_params()
+            and not self._calibrates()
+        )
+
     def _head_params(self) -> tuple[str | None, object]:
         """``(calibration mode, fixed head)`` of the recalibration head (classifiers)."""
         return None, None
@@ -203,6 +211,10 @@ class BaseLaplace(BaseEstimator):
                 "net, or the Pipeline that ends in it)."
             )
         hold_out = needs and not given
+        if hold_out and not est.train_split and self._auto_head_only():
+            # calibration="auto" uses unseen rows where there are some; it does not take
+            # rows out of the net's training for itself (the net's own split holds them out)
+            hold_out = False
         net, valid, source = _holdout.train_net(
             est,
             X,

@@ -312,3 +312,15 @@ def test_logit_temperature_is_deprecated_and_still_works():
         X, y, X_val=X_val, y_val=y_val
     )
     assert old.calibration_scale_ == new.calibration_scale_
+
+
+def test_auto_takes_no_rows_out_of_an_unfitted_nets_training():
+    """An unfitted net with ``train_split=None`` and a numeric prior: "auto" finds no unseen
+    rows and keeps none back from the training for itself (the net trains on every row)."""
+    X, y = _logistic_rows(W3, np.zeros(3), 200, 0)
+    net = NeuralNetClassifier(
+        Linear, criterion=torch.nn.CrossEntropyLoss, max_epochs=2, train_split=None, verbose=0
+    )
+    clf = LaplaceClassifier(net, prior_precision=1.0, random_state=0).fit(X.astype(np.float32), y)
+    assert clf.validation_indices_ is None and clf.n_train_ == 200
+    assert clf.calibration_ is None
