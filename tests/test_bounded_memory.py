@@ -10,6 +10,7 @@ under an address-space limit for the 100,000-row case that used to die in the al
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -206,3 +207,64 @@ def test_return_cov_of_several_normalised_targets(monkeypatch):
     assert cov.shape == (9, 9, 2)
     np.testing.assert_allclose(np.diagonal(cov, axis1=0, axis2=1).T, std**2, rtol=1e-10)
     assert np.array_equal(cov, cov.transpose(1, 0, 2))
+
+
+# ------------------------------------------------------------------ "auto" by cost
+def _mlp(*widths):
+    layers = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+@pytest.mark.parametrize(
+    ("widths", "expected"),
+    [
+        ((20, 128, 128, 10), "all"),  # benchmarks/all_layers.py
+        ((20, 32, 32, 3), "all"),  # benchmarks/memory.py
+        ((64, 100, 100, 10), "all"),  # the quality benchmark's classifiers
+        ((2, 100, 100, 2), "all"),
+        ((10, 50, 50, 1), "all"),  # its regressors
+        ((784, 128, 10), "all"),  # an MNIST MLP
+        ((3000, 8, 8, 2), "last_layer"),  # a one-hot encoded column of 3,000 categories
+        ((6000, 8, 8, 2), "last_layer"),
+        ((3000, 256, 10), "last_layer"),
+        ((10, 3000, 1), "last_layer"),  # a wide output factor
+    ],
+)
+def test_auto_counts_the_cost_of_the_factors(widths, expected):
+    """ "auto" takes every layer when the Kronecker factors are cheap next to the net, the
+    last layer when a factor is not (whatever the number of weights); diag blocks cost
+    what the weights do, so "diag" keeps every layer of these small nets."""
+    from sklaplace.approximations import choose_subset
+
+    module = _mlp(*widths)
+    assert choose_subset("auto", module, widths[-1], "kron") == expected
+    assert choose_subset("auto", module, widths[-1], "diag") == "all"
+
+
+def test_auto_on_a_wide_one_hot_net_fits_the_last_layer_cheaply():
+    """A net whose first layer takes 3,000 one-hot columns: "auto" is the last layer (the
+    all-layer Kronecker fit costs dozens of training epochs and a 3,000 x 3,000 factor),
+    with the posterior of asking for it."""
+    rng = np.random.default_rng(0)
+    n, d = 300, 3000
+    X = np.zeros((n, d), np.float32)
+    X[np.arange(n), rng.integers(0, d, n)] = 1
+    y = rng.integers(0, 2, n)
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(d, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    from skorch import NeuralNetClassifier
+
+    from sklaplace import LaplaceClassifier
+
+    net = NeuralNetClassifier(
+        module, criterion=nn.CrossEntropyLoss, max_epochs=2, train_split=None, verbose=0
+    ).fit(X, y)
+    auto = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+    assert auto.subset_of_weights_ == "last_layer"
+    assert auto.posterior_.names == ["4"]
+    last = LaplaceClassifier(
+        FrozenEstimator(net), prior_precision=1.0, subset_of_weights="last_layer"
+    ).fit(X, y)
+    np.testing.assert_array_equal(auto.predict_proba(X[:20]), last.predict_proba(X[:20]))
