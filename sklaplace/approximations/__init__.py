@@ -93,11 +93,13 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
         return subset_of_weights
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     small = n_params <= AUTO_MAX_PARAMS and n_outputs <= AUTO_MAX_OUTPUTS
-    if small and hessian_structure == "kron":
+    if not small or hessian_structure == "full" or batch_dependent(module):
+        return "last_layer"
+    if hessian_structure == "kron":
         entries, weights = factor_entries(module)
-        small = entries <= max(AUTO_FACTOR_RATIO * weights, AUTO_SMALL_FACTORS)
-    per_row = not batch_dependent(module)
-    return "all" if small and per_row and hessian_structure != "full" else "last_layer"
+        if entries > max(AUTO_FACTOR_RATIO * weights, AUTO_SMALL_FACTORS):
+            return "last_layer"
+    return "all"
 
 
 def fit_resolved(subset_of_weights, hessian_structure: str, module, n_outputs: int, fit):
