@@ -76,7 +76,8 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     memory within a small multiple of the net's whatever the shape: a wide first layer (a
     one-hot encoded column of 3,000 categories into ``Linear(3000, 8)``) has few weights
     but a 3,000 x 3,000 input factor, formed at every row, decomposed in O(3000^3) and
-    stored; the MLPs of the benchmarks hold 2 to 7 factor entries per weight.
+    stored; the MLPs of the benchmarks hold 2.5 to 3.9 factor entries per weight (an MNIST
+    MLP 784-128-10: 6.4).
 
     Examples
     --------
