@@ -23,7 +23,7 @@ Modes:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -68,13 +68,15 @@ class HeldOutRows:
     (float64 tensors); ``row_log_likelihood(mean, var, head, rows)`` the (weighted)
     log-likelihood of each of ``rows`` (indices; None: all) under the head ``(a, b)`` (or
     None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
-    folds); ``n_outputs`` the number of logits.
+    folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
+    (:mod:`sklaplace._recalibration` keeps them there).
     """
 
     moments: Callable
     row_log_likelihood: Callable
     labels: np.ndarray
     n_outputs: int
+    cache: dict = field(default_factory=dict)  # moments by temperature and prior
 
 
 @dataclass

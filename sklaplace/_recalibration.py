@@ -41,6 +41,10 @@ KINDS = ("temperature", "bias_temperature")
 SCALE_STD = 1.0
 BIAS_STD = 1.0
 N_FOLDS = 5
+# Bytes of held-out variances kept across prior precisions while tuning the head.
+_CACHE_BYTES = 256 * 2**20
+# Link values (rows x logits x grid points) evaluated at once when searching the grid.
+_BATCH_ELEMENTS = 2**22
 # Rounds of coordinate ascent between the prior precision and the head.
 _ROUNDS = 5
 # "auto" keeps the simplest candidate within this many standard errors of the best.
@@ -132,7 +136,7 @@ def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tens
     for _ in range(max_steps):
         xg = x.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(negative(xg), xg)
-        hess = torch.autograd.functional.hessian(negative, x)
+        hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
         if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
             break
         scale = float(hess.diagonal().abs().max()) + 1.0
@@ -159,16 +163,26 @@ def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tens
 
 
 class _Moments:
-    """The held-out rows' moments per (prior precision, temperature), computed once."""
+    """The held-out rows' moments per (prior precision, temperature), computed once.
+
+    Kept in ``rows.cache`` (shared by the cross-fitting of "auto" and the final tuning)
+    while they fit in ``_CACHE_BYTES``; beyond, computed again when asked for. The GLM
+    mean does not depend on the hyper-parameters: one tensor serves every entry."""
 
     def __init__(self, rows, temperature: float) -> None:
-        self.rows, self.temperature, self.cache = rows, temperature, {}
+        self.rows, self.temperature = rows, float(temperature)
+        self.cache = rows.cache.setdefault(self.temperature, {})
 
     def __call__(self, prior: np.ndarray):
         key = tuple(np.asarray(prior, dtype=np.float64).tolist())
-        if key not in self.cache:
-            self.cache[key] = self.rows.moments(prior, self.temperature)
-        return self.cache[key]
+        if key in self.cache:
+            return self.cache[key]
+        mean, var = self.rows.moments(prior, self.temperature)
+        if self.cache:
+            mean = next(iter(self.cache.values()))[0]
+        if (len(self.cache) + 2) * var.numel() * var.element_size() <= _CACHE_BYTES:
+            self.cache[key] = (mean, var)
+        return mean, var
 
 
 def _head_at(moments, rows, prior, kind, subset, start):
@@ -186,16 +200,42 @@ def _head_at(moments, rows, prior, kind, subset, start):
 
 
 def _value(moments, rows, prior, head, subset) -> float:
-    """The penalised held-out log-likelihood at a prior precision and a fixed head."""
+    """The held-out log-likelihood at a prior precision and a fixed head (the head's prior,
+    a constant at a fixed head, is left out: it does not move the prior's optimum)."""
     mean, var = moments(prior)
     if subset is not None:
         mean, var = mean[subset], var[subset]
+    head_t = None if head is None else head.tensors(mean.device)
     with torch.no_grad():
-        if head is None:
-            return float(rows.row_log_likelihood(mean, var, None, subset).sum())
-        x = torch.tensor([math.log(head.scale), *([] if head.bias is None else head.bias)])
-        ll = rows.row_log_likelihood(mean, var, head.tensors(mean.device), subset).sum()
-        return float(ll + log_prior(x.double()))
+        return float(rows.row_log_likelihood(mean, var, head_t, subset).sum())
+
+
+def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
+    """The grid point with the largest held-out log-likelihood at a fixed head (the first
+    if tied; non-finite values lose), evaluated for many grid points in one call: the
+    GLM mean does not depend on the prior, only the variances do."""
+    grid = np.asarray(grid, dtype=np.float64)
+    variances = [moments(np.full(n_blocks, t))[1] for t in grid]
+    mean = moments(np.full(n_blocks, grid[0]))[0]
+    idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
+    mean = mean[idx]
+    head_t = None if head is None else head.tensors(mean.device)
+    per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
+    values = []
+    with torch.no_grad():
+        for s in range(0, len(grid), per):
+            var = torch.cat([v[idx] for v in variances[s : s + per]])
+            k = len(var) // len(idx)
+            ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
+            values.append(ll.reshape(k, len(idx)).sum(1))
+    values = torch.cat(values).cpu().numpy()
+    values[~np.isfinite(values)] = -np.inf
+    if not np.isfinite(values).any():
+        raise FloatingPointError(
+            "The held-out log-likelihood is not finite at any prior precision searched; "
+            "check the net's outputs for NaN or inf."
+        )
+    return float(grid[int(np.argmax(values))])
 
 
 def tune(
@@ -229,11 +269,7 @@ def tune(
         return prior, head
     head, tau = start if kind is not None else None, None
     for _ in range(_ROUNDS):
-        best, _ = maximize_on_grid(
-            lambda t, h=head: _value(moments, rows, np.full(n_blocks, t), h, subset),
-            grid,
-            refine=False,
-        )
+        best = _best_on_grid(moments, rows, n_blocks, grid, head, subset)
         if kind is None or best == tau:
             tau = best
             break
