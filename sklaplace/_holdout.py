@@ -25,6 +25,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from . import _skorch
+from ._conformal import rows_needed
 from ._passes import NetView
 
 __all__ = ["TuningRows", "recover_split", "split_off", "train_net"]
@@ -81,9 +82,12 @@ def from_indices(X, y, valid: np.ndarray, source: str, random_state, w=None) -> 
 def split_calibration(tuning: TuningRows, tunes: bool, random_state):
     """``(rows that tune, (X_cal, y_cal))``: the conformal guarantee needs calibration rows
     that tuned nothing, so when hyper-parameters are tuned too the unseen rows are halved;
-    otherwise they all calibrate."""
+    otherwise they all calibrate. One unseen row cannot be halved: it tunes, and the
+    calibration is None (see ``too_few_to_calibrate``)."""
     if not tunes:
         return TuningRows(), (tuning.X, tuning.y)
+    if len(tuning.y) < 2:
+        return tuning, None
     tune, cal = halves(len(tuning.y), random_state)
     rows = TuningRows(
         X=take(tuning.X, tune),
@@ -91,6 +95,21 @@ def split_calibration(tuning: TuningRows, tunes: bool, random_state):
         w=None if tuning.w is None else tuning.w[tune],
     )
     return rows, (take(tuning.X, cal), tuning.y[cal])
+
+
+def too_few_to_calibrate(tuning: TuningRows) -> str:
+    """Why ``split_calibration`` left no calibration rows, and how many it needs."""
+    n, ninety, ninety_five = len(tuning.y), rows_needed(0.9), rows_needed(0.95)
+    return (
+        f"{n} unseen row ({tuning.source}) is too few for a conformal interval: split "
+        "conformal calibrates on rows that tuned nothing, so fit keeps half of the unseen "
+        "rows for the calibration when hyper-parameters are tuned on them ('holdout'), and "
+        f"{n} row leaves none. A 90% interval needs at least {ninety} calibration rows (95%: "
+        f"{ninety_five}), so about {2 * ninety} unseen rows; with fewer, the conformal "
+        "interval is infinite. Pass more unseen rows (X_val and y_val), give the "
+        "hyper-parameters as numbers (then every unseen row calibrates), or use "
+        "interval='gaussian'"
+    )
 
 
 def curvature_part(X, y, w, rows):
@@ -242,6 +261,16 @@ def recover_split(net, X, y) -> tuple[np.ndarray | None, str | None]:
             else "fit did not receive the rows (and targets) the net was trained on"
         )
     )
+
+
+def n_net_outputs(net, X) -> int:
+    """The number of outputs of the net (its output on the first row of X)."""
+    view = NetView(net, 1)
+    with torch.no_grad():
+        Xi, _ = next(iter(view.batches(take(X, np.arange(1)))))
+        out = view.forward(Xi)
+    out = out[0] if isinstance(out, tuple | list) else out
+    return int(out.shape[-1]) if out.dim() > 1 else 1
 
 
 def _recorded_valid_batches(net) -> list[list[tuple[int, float]]]:

@@ -28,13 +28,24 @@ import torch
 from ._optimize import maximize_evidence, maximize_on_grid
 from ._warnings import warn
 
-__all__ = ["PRIOR_MODES", "Hyper", "Objectives", "check_numerics", "prior_array", "resolve"]
+__all__ = [
+    "LOGIT_TEMPERATURE_RANGE",
+    "PRIOR_MODES",
+    "Hyper",
+    "Objectives",
+    "check_numerics",
+    "prior_array",
+    "resolve",
+]
 
 # Ways to choose the prior precision in fit instead of giving a number.
 PRIOR_MODES = ("marglik", "holdout", "weight_decay")
 PRIOR_GRID = np.logspace(-4, 6, 31)
 TEMPERATURE_GRID = np.logspace(-3, 3, 25)
 LOGIT_TEMPERATURE_GRID = np.logspace(-2, 2, 17)
+# The logit temperatures accepted: far beyond any useful value (temperature scaling finds
+# values near 1), and far inside float64's range for mean / T and var / T^2.
+LOGIT_TEMPERATURE_RANGE = (1e-6, 1e6)
 
 
 @dataclass
@@ -147,11 +158,12 @@ def check_numerics(posterior, hyper: Hyper, noise_variance: float) -> None:
                 f"numerically infinite (largest eigenvalue {top:.3g}). Choose values "
                 "between about 1e-8 and 1e8."
             )
-    t = hyper.logit_temperature
-    if not (np.isfinite(t) and t > 0 and np.isfinite(1.0 / t**2)):
+    t = np.float64(hyper.logit_temperature)
+    low, high = LOGIT_TEMPERATURE_RANGE
+    if not (low <= t <= high):
         raise ValueError(
             f"logit_temperature={t:.3g} is out of the range that can be computed with; "
-            "choose a value between about 1e-3 and 1e3."
+            f"choose a value in [{low:g}, {high:g}] (values near 1 are the useful ones)."
         )
 
 
