@@ -17,6 +17,7 @@ the top of its range (the net's own predictions). In order:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,14 +238,22 @@ def recover_split(net, X, y) -> tuple[np.ndarray | None, str | None]:
             "trained on"
         )
     got = _batch_losses(net, X, y, valid, sizes[0])
-    dtype = _skorch.net_dtype(net)
-    rtol = float(np.sqrt(torch.finfo(dtype).eps))
-    for epoch in reversed(recorded):
-        if [s for s, _ in epoch] != [s for s, _ in got]:
-            continue
-        want = np.array([v for _, v in epoch])
-        if np.allclose([v for _, v in got], want, rtol=rtol, atol=rtol * 1e-3):
-            return np.sort(valid), None
+    if _reproduces(net, recorded, got):
+        return np.sort(valid), None
+    if y.ndim == 2 and y.shape[1] == 1:
+        with warnings.catch_warnings():  # torch's warning about the broadcast
+            warnings.simplefilter("ignore", UserWarning)
+            flat = _batch_losses(net, X, y[:, 0], valid, sizes[0])
+        if _reproduces(net, recorded, flat):
+            raise ValueError(
+                "The net was trained on a 1-D y: its output has shape (n, 1) and its "
+                "targets had shape (n,), so its loss broadcast them to (n, n) and compared "
+                "every prediction with every target (torch warned: 'Using a target size "
+                "that is different to the input size'); such a net learns about the mean of "
+                "y, not y. Its validation loss is reproduced only with the targets "
+                "flattened. Train the net on y.reshape(-1, 1) (one column per output), then "
+                "wrap it and fit again."
+            )
     last = np.average([v for _, v in recorded[-1]], weights=sizes)
     now = np.average([v for _, v in got], weights=[s for s, _ in got])
     random = (
@@ -271,6 +280,18 @@ def n_net_outputs(net, X) -> int:
         out = view.forward(Xi)
     out = out[0] if isinstance(out, tuple | list) else out
     return int(out.shape[-1]) if out.dim() > 1 else 1
+
+
+def _reproduces(net, recorded, got) -> bool:
+    """Whether the batch losses ``got`` are those of one of the recorded epochs."""
+    rtol = float(np.sqrt(torch.finfo(_skorch.net_dtype(net)).eps))
+    for epoch in reversed(recorded):
+        if [s for s, _ in epoch] != [s for s, _ in got]:
+            continue
+        want = np.array([v for _, v in epoch])
+        if np.allclose([v for _, v in got], want, rtol=rtol, atol=rtol * 1e-3):
+            return True
+    return False
 
 
 def _recorded_valid_batches(net) -> list[list[tuple[int, float]]]:

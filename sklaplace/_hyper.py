@@ -77,6 +77,7 @@ class Objectives:
     weight_decay: np.ndarray | None
     noise: Callable[[float], float]  # sigma -> sigma^2 for regression, 1 otherwise
     loo_sigma: Callable | None = None  # (tau, T, sigma0) -> leave-one-out noise std
+    heldout_rows: float = 0.0  # the held-out rows (the sum of their weights, if weighted)
 
 
 def prior_array(value, names: list[str]) -> np.ndarray:
@@ -357,8 +358,11 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t
         )
         if evaluate(top, sigma, temperature, ts_t) > evaluate(prior, sigma, temperature, logit_t):
             prior, logit_t, tau_edge = top, ts_t, None  # temperature scaling wins
-    if tau_edge is not None:
-        _warn_prior_edge(tau_edge)
+    if tau_edge == "bottom":
+        top = np.full(n_blocks, PRIOR_GRID[-1])
+        gain = evaluate(prior, sigma, temperature, logit_t)
+        gain -= evaluate(top, sigma, temperature, logit_t)
+        _warn_prior_edge(gain / max(obj.heldout_rows, 1.0))
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)
     if tune_logit_t:
@@ -376,18 +380,37 @@ def _maximize_prior(objective) -> tuple[float, str | None]:
     return best, None
 
 
-def _warn_prior_edge(edge: str) -> None:
-    """At the bottom of the range the held-out rows want more uncertainty than the prior
-    allows. (At the top they show no over-confidence: the net's own predictions are then
-    the answer, and there is nothing to warn about.)"""
+# Held-out log-likelihood gained per row by the smallest prior over the net's own
+# predictions (the largest prior) above which the bottom edge means something.
+MEANINGFUL_GAIN = 0.1
+
+
+def _warn_prior_edge(gain: float) -> None:
+    """Warn when the held-out rows are fitted best at the bottom of the prior's range and
+    that gains more than ``MEANINGFUL_GAIN`` nats per row over the net's own predictions.
+
+    At the bottom the held-out rows ask for more uncertainty than the prior allows; that
+    says something when the widest posterior predicts them much better than the net
+    itself: the net is wrong on them by more than it says (and, for a regressor, more
+    than ``sigma_noise``). When the gain is small, the held-out likelihood is flat in the
+    prior there (a well-fitted net whose posterior is set by its data, not by the prior;
+    the last layer of a regressor with many rows is the common case): any small prior
+    gives the same predictions, and there is nothing to warn about. (At the top the rows
+    show no over-confidence: the net's own predictions are then the answer.)
+    """
+    if not gain > MEANINGFUL_GAIN:
+        return
     grid = f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]"
-    if edge == "bottom":
-        warn(
-            f"The held-out rows are fitted best at the smallest prior precision searched "
-            f"({PRIOR_GRID[0]:.0e}, range {grid}): they ask for more uncertainty than the "
-            "prior allows. The net may be badly wrong on them (another distribution?); "
-            "check its accuracy there, or give prior_precision as a number."
-        )
+    warn(
+        f"The held-out rows are fitted best at the smallest prior precision searched "
+        f"({PRIOR_GRID[0]:.0e}, range {grid}), {gain:.3g} nats per row better than the "
+        "net's own predictions: they ask for more uncertainty than the prior allows, so "
+        "the net is wrong on them by more than it says. Check its error on them: if they "
+        "come from another distribution than its training rows (a shift, other units, "
+        "shuffled or mislabelled targets), fix the rows or retrain the net on data like "
+        "them; the tuned posterior is as wide as the prior lets it be. To choose the width "
+        "yourself, give prior_precision as a number."
+    )
 
 
 def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:
