@@ -122,6 +122,8 @@ class BaseLaplace(BaseEstimator):
                 "is trained without it (skorch's training does not weigh rows). Train the "
                 "net with the weights yourself and wrap it: FrozenEstimator(net)."
             )
+        if w is not None:
+            _warn_weight_scale(w)
         net, tuning = self._net_and_tuning_rows(
             X, y, X_val, y_val, needs, likelihood, n_outputs, w, w_val
         )
@@ -397,6 +399,30 @@ class BaseLaplace(BaseEstimator):
         tags.input_tags.sparse = True  # scipy sparse X reaches the net as skorch takes it
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+# The mean sample weight beyond which (or below its inverse) fit says what the weights do
+# to the posterior: its variances scale as 1 / mean weight, so its stds by more than 2.
+WEIGHT_SCALE = 4.0
+
+
+def _warn_weight_scale(w: np.ndarray) -> None:
+    """Say what weights far from mean 1 do: the curvature is their weighted sum, so the
+    posterior is that of ``sum(w)`` rows."""
+    n, total = len(w), float(np.sum(w))
+    mean = total / n
+    if 1 / WEIGHT_SCALE <= mean <= WEIGHT_SCALE or total == 0:
+        return
+    factor, way = (mean, "narrower") if mean > 1 else (1 / mean, "wider")
+    warn(
+        f"sample_weight sums to {total:.3g} over {n} rows (mean {mean:.3g}): the posterior "
+        "counts a row of weight w as w rows, so its curvature (the data's weight against "
+        f"the prior) scales with the sum of the weights, as if there were {total:.3g} rows "
+        f"instead of {n}; its variances are then about {factor:.3g} times {way} than with "
+        "weights of mean 1, which the prior precision cannot make up for. If the weights "
+        "only balance classes or rows, normalise them to mean 1: sample_weight / "
+        "sample_weight.mean()."
+    )
 
 
 def _mode(value) -> str | None:
