@@ -135,11 +135,11 @@ class BaseLaplace(BaseEstimator):
             n_outputs,
             lambda approx: FittedLaplace.fit(net, likelihood, approx, *args, sample_weight=w),
         )
-        tune, calibration, reason = tuning, None, tuning.reason
+        tune, calibration, reason, too_few = tuning, None, tuning.reason, False
         if calibrates and tuning.X is not None:
             tune, calibration = _holdout.split_calibration(tuning, tunes, self.random_state)
             if calibration is None:
-                reason = _holdout.too_few_to_calibrate(tuning)
+                reason, too_few = _holdout.too_few_to_calibrate(tuning), True
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
         if not likelihood.has_noise:  # the net predicts the noise (or there is none)
             params["sigma_noise"] = 1.0
@@ -154,9 +154,7 @@ class BaseLaplace(BaseEstimator):
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
         )
-        fitted.conformal = self._calibration_scores(
-            fitted, calibration, reason, too_few=tuning.X is not None
-        )
+        fitted.conformal = self._calibration_scores(fitted, calibration, reason, too_few=too_few)
         fitted.prep = prep
         self._fitted = fitted
         self._fit_params = {

@@ -381,8 +381,11 @@ def _maximize_prior(objective) -> tuple[float, str | None]:
 
 
 # Held-out log-likelihood gained per row by the smallest prior over the net's own
-# predictions (the largest prior) above which the bottom edge means something.
-MEANINGFUL_GAIN = 0.1
+# predictions (the largest prior) above which the bottom edge means something: what a
+# Gaussian gains per row, on average, by widening its std 1.5 times when the errors are
+# 1.5 times what it says, k^2 / 2 - 1 / 2 - log k with k = 1.5 (about 0.22 nats).
+WIDER = 1.5
+MEANINGFUL_GAIN = WIDER**2 / 2 - 0.5 - float(np.log(WIDER))
 
 
 def _warn_prior_edge(gain: float) -> None:
@@ -391,8 +394,9 @@ def _warn_prior_edge(gain: float) -> None:
 
     At the bottom the held-out rows ask for more uncertainty than the prior allows; that
     says something when the widest posterior predicts them much better than the net
-    itself: the net is wrong on them by more than it says (and, for a regressor, more
-    than ``sigma_noise``). When the gain is small, the held-out likelihood is flat in the
+    itself, by more than errors 1.5 times larger than the net says would give: the net is
+    wrong on them by more than it says (for a regressor, more than ``sigma_noise``
+    allows). When the gain is small, the held-out likelihood is flat in the
     prior there (a well-fitted net whose posterior is set by its data, not by the prior;
     the last layer of a regressor with many rows is the common case): any small prior
     gives the same predictions, and there is nothing to warn about. (At the top the rows
