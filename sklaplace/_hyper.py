@@ -362,7 +362,7 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t
         top = np.full(n_blocks, PRIOR_GRID[-1])
         gain = evaluate(prior, sigma, temperature, logit_t)
         gain -= evaluate(top, sigma, temperature, logit_t)
-        _warn_prior_edge(gain / max(obj.heldout_rows, 1.0))
+        _warn_prior_edge(gain / obj.heldout_rows if obj.heldout_rows > 0 else gain)
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)
     if tune_logit_t:

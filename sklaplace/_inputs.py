@@ -166,7 +166,7 @@ def check_targets(y, multi_output=False, y_numeric=False):
 
 
 # parts of scikit-learn's messages about X's features not matching those seen in fit
-_FEATURE_ERRORS = ("features, but", "feature names")
+_FEATURE_ERRORS = ("features, but", "feature names", "dimensions, rows of shape")
 
 
 def _refuse_dataset(X, name: str) -> None:
@@ -218,6 +218,8 @@ def _check_dict(X: Mapping) -> dict:
 
 def _validate_array(estimator, X, reset, *args, **kwargs):
     """``validate_data`` with array inputs; a frame with text gets the fix in its error."""
+    if not reset and hasattr(X, "shape"):  # the shape of a row first: it says more
+        _check_row_shape(estimator, X, reset)
     try:
         out = validate_data(
             estimator,
@@ -229,7 +231,6 @@ def _validate_array(estimator, X, reset, *args, **kwargs):
             allow_nd=True,
             **kwargs,
         )
-        return (_csr_matrix(out[0]), out[1]) if isinstance(out, tuple) else _csr_matrix(out)
     except ValueError as exc:
         if "could not convert" not in str(exc) or not hasattr(X, "columns"):
             raise
@@ -239,3 +240,24 @@ def _validate_array(estimator, X, reset, *args, **kwargs):
             "make_pipeline(make_column_transformer((OneHotEncoder(), [...]), "
             "remainder=StandardScaler()), net)))."
         ) from exc
+    _check_row_shape(estimator, out[0] if isinstance(out, tuple) else out, reset)
+    return (_csr_matrix(out[0]), out[1]) if isinstance(out, tuple) else _csr_matrix(out)
+
+
+def _check_row_shape(estimator, X, reset: bool) -> None:
+    """Record the shape of a row at fit (an array of any number of dimensions); refuse X
+    whose rows have another shape at prediction time (``n_features_in_`` covers only the
+    second axis)."""
+    if reset:
+        estimator._row_shape = tuple(X.shape[1:])
+        return
+    fitted = getattr(estimator, "_row_shape", None)
+    shape = tuple(X.shape[1:])
+    # (the second axis alone differing is scikit-learn's n_features_in_ error)
+    if fitted is not None and (len(shape) != len(fitted) or shape[1:] != fitted[1:]):
+        raise ValueError(
+            f"X has {len(X.shape)} dimensions, rows of shape {shape}, but "
+            f"{type(estimator).__name__} was fitted on X of {len(fitted) + 1} dimensions, "
+            f"rows of shape {fitted}. Give X in the shape fit had (the shape the net was "
+            "trained on)."
+        )

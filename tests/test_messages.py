@@ -170,6 +170,12 @@ def test_a_4d_image_array_for_a_conv2d_net(subset):
     ref = LaplaceClassifier(FrozenEstimator(net), **kw).fit({"X": X}, y)
     np.testing.assert_allclose(proba, ref.predict_proba({"X": X[:20]}), rtol=1e-12, atol=0)
     assert not np.allclose(proba, net.predict_proba(X[:20]), atol=1e-3)  # not the net's own
+    # rows of another shape than fit's (n_features_in_ only covers the channels)
+    with pytest.raises(ValueError, match=r"X has 4 dimensions, rows of shape \(1, 5, 5\).*"
+                       r"fitted on X of 4 dimensions, rows of shape \(1, 6, 6\)"):  # fmt: skip
+        clf.predict_proba(X[:5, :, :5, :5])
+    with pytest.raises(ValueError, match=r"X has 2 dimensions.*fitted on X of 4 dimensions"):
+        clf.predict_proba(X[:5].reshape(5, -1))
 
 
 # ---------------------------------------------------------------- 5. Datasets
