@@ -218,8 +218,8 @@ def _check_dict(X: Mapping) -> dict:
 
 def _validate_array(estimator, X, reset, *args, **kwargs):
     """``validate_data`` with array inputs; a frame with text gets the fix in its error."""
-    if not reset and hasattr(X, "shape"):  # the shape of a row first: it says more
-        _check_row_shape(estimator, X, reset)
+    if not reset and len(getattr(X, "shape", ())) >= 2:  # the shape of a row first: it
+        _check_row_shape(estimator, X, reset)  # says more (1-D X: scikit-learn's message)
     try:
         out = validate_data(
             estimator,
