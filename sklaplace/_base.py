@@ -417,7 +417,8 @@ def _warn_weight_scale(w: np.ndarray) -> None:
         "counts a row of weight w as w rows, so its curvature (the data's weight against "
         f"the prior) scales with the sum of the weights, as if there were {total:.3g} rows "
         f"instead of {n}; its variances are then about {factor:.3g} times {way} than with "
-        "weights of mean 1, which the prior precision cannot make up for. If the weights "
+        "weights of mean 1 (at the prior precision divided by the mean weight), which a "
+        "prior precision alone cannot undo. If the weights "
         "only balance classes or rows, normalise them to mean 1: sample_weight / "
         "sample_weight.mean()."
     )
