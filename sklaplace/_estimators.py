@@ -18,6 +18,7 @@ from . import _inputs
 from ._base import BaseLaplace
 from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
+from ._hyper import LOGIT_TEMPERATURE_RANGE
 from ._recalibration import Head
 from ._warnings import warn
 
@@ -57,7 +58,7 @@ or None, default="auto"
         on the fifth; the simplest within one standard error of the best), then refitted on
         all of them; ``calibration_`` tells which. Without unseen rows the head is the
         identity (the predictions are then the net's own). See the user guide.
-    logit_temperature : float or "holdout"
+    logit_temperature : float in [1e-6, 1e6] or "holdout"
         Deprecated (a :class:`FutureWarning` is raised when it is set): use ``calibration``.
         A number ``T`` is a fixed temperature head, ``a = 1 / T``, and takes the place of
         ``calibration``; "holdout" is ``calibration="temperature"``.
@@ -125,7 +126,7 @@ or None, default="auto"
         **BaseLaplace._parameter_constraints,
         "calibration": [StrOptions({"auto", "temperature", "bias_temperature"}), None],
         "logit_temperature": [
-            Interval(Real, 0, None, closed="neither"),
+            Interval(Real, *LOGIT_TEMPERATURE_RANGE, closed="both"),
             StrOptions({"holdout", "deprecated"}),
         ],
         "link_approx": [StrOptions({"probit", "mc"})],
@@ -184,7 +185,7 @@ or None, default="auto"
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(np.searchsorted(classes, y), dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val)
+            X_val = self._validate_X(X_val, input_name="X_val")
             y_val = np.asarray(y_val).reshape(-1)
             unknown = np.setdiff1d(y_val, classes)
             if len(unknown):
@@ -471,7 +472,7 @@ default="holdout"
         dtype = self._target_dtype()
         y_net = likelihood.net_targets((y2 - shift) / scale, dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val)
+            X_val = self._validate_X(X_val, input_name="X_val")
             y_val = np.asarray(y_val, dtype=np.float64).reshape(_inputs.n_rows(X_val), -1)
             if y_val.shape[1] != y2.shape[1]:
                 raise ValueError(
@@ -498,13 +499,20 @@ default="holdout"
     def _calibrates(self) -> bool:
         return self.interval != "gaussian"
 
-    def _calibration_scores(self, fitted, calibration, reason):
+    def _calibration_scores(self, fitted, calibration, reason, too_few=False):
         if calibration is None:
+            if self.interval == "conformal" and too_few:
+                raise ValueError(f"interval='conformal': {reason}.")
             if self.interval == "conformal":
                 raise ValueError(
                     "interval='conformal' needs rows the net was not trained on, and there "
                     f"are none: {reason or 'no hyper-parameter asked for them'}. Pass them "
                     "with fit(X, y, X_val=..., y_val=...), or use interval='gaussian'."
+                )
+            if too_few:
+                warn(
+                    f"{reason}. predict_interval uses the Gaussian interval "
+                    "(interval_='gaussian')."
                 )
             self.interval_ = "gaussian"
             return None
