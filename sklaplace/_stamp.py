@@ -38,6 +38,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 __all__ = ["STEPS_CHANGED", "PortableStamp", "Stamp"]
 
@@ -61,6 +62,10 @@ _GLOBAL_HOOKS = (
     "_global_backward_hooks",
 )
 _ATOMS = frozenset({bool, int, float, str, type(None)})
+# what every module holds: torch's tables of parameters, buffers, submodules and hooks,
+# and the training flag (predictions run in evaluation mode)
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
+_UNINITIALIZED = frozenset({nn.UninitializedParameter, nn.UninitializedBuffer})
 # dtypes whose tensors numpy can view (the others are read through torch)
 _NUMPY_DTYPES = frozenset(
     {
@@ -88,51 +93,40 @@ def _positions(shape: tuple) -> tuple:
     return np.unravel_index(flat, shape), flat
 
 
-def _sample(t: torch.Tensor) -> bytes:
+def _sample(t: torch.Tensor, dense: bool) -> bytes:
     """The raw bytes of a fixed sample of ``t``'s values (empty for a tensor without
     strided data: sparse, meta, quantized, not yet materialised)."""
-    if (
-        t.layout != torch.strided
-        or t.device.type == "meta"
-        or t.is_quantized
-        or isinstance(t, nn.parameter.UninitializedTensorMixin)
-        or t.numel() == 0
-    ):
+    if not dense or t.is_quantized or type(t) in _UNINITIALIZED or t.numel() == 0:
         return b""
     index, flat = _positions(tuple(t.shape))
-    if t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES and not t.is_conj() and not t.is_neg():
-        return t.detach().numpy()[index].tobytes()
+    if t.is_cpu and t.dtype in _NUMPY_DTYPES and not t.is_conj() and not t.is_neg():
+        values = t.detach().numpy()
+        return (values.take(flat) if t.is_contiguous() else values[index]).tobytes()
+    plain = t.detach().resolve_conj().resolve_neg()
     with torch.no_grad():
-        values = torch.take(
-            t.detach().resolve_conj().resolve_neg(), torch.as_tensor(flat, device=t.device)
-        )
+        values = torch.take(plain, torch.as_tensor(flat, device=t.device))
     return values.cpu().contiguous().view(torch.uint8).numpy().tobytes()
 
 
-def _address(t: torch.Tensor) -> int:
-    """Where a dense tensor's data lives (0 for sparse and meta tensors, which have none)."""
-    if t.layout != torch.strided or t.device.type == "meta":
-        return 0
-    return t.data_ptr()
-
-
-def _version(t: torch.Tensor):
-    try:
-        return t._version
-    except RuntimeError:  # an inference tensor has no version counter
-        return None
-
-
 def _tensor(name: str, t: torch.Tensor) -> tuple:
+    """A tensor's entry: name, shape, dtype, requires_grad, sample (what survives a
+    pickle), then device, storage address (0 for sparse and meta tensors, which have
+    none) and version counter (None for an inference tensor, which has none)."""
+    device = t.device
+    dense = t.layout == torch.strided and device.type != "meta"
+    try:
+        version = t._version
+    except RuntimeError:
+        version = None
     return (
         name,
         tuple(t.shape),
         t.dtype,
         t.requires_grad,
-        _sample(t),
-        t.device,
-        _address(t),
-        _version(t),
+        _sample(t, dense),
+        device,
+        t.data_ptr() if dense else 0,
+        version,
     )
 
 
@@ -147,15 +141,16 @@ def _module_entries(module: nn.Module) -> tuple[list, list]:
     modules, tensors, seen = [], [], set()
     for prefix, mod in module.named_modules():
         d = mod.__dict__
-        hooks = tuple(tuple(d[table].items()) if table in d else () for table in _HOOK_TABLES)
+        hooks = tuple(tuple(d[table].items()) if d.get(table) else () for table in _HOOK_TABLES)
         dot = f"{prefix}." if prefix else ""
         atoms = []
-        for key, value in d.items():
+        for key in sorted(d.keys() - _MODULE_INTERNALS):  # (sorted: the same in any process)
+            value = d[key]
             if isinstance(value, torch.Tensor):  # a plain tensor attribute
                 if id(value) not in seen:
                     seen.add(id(value))
                     tensors.append(_tensor(dot + key, value))
-            elif key[0] != "_" and key != "training" and _atom(value):
+            elif key[0] != "_" and _atom(value):
                 atoms.append((key, value))
         modules.append((prefix, type(mod), hooks, tuple(atoms)))
         for table in ("_parameters", "_buffers"):
@@ -167,9 +162,7 @@ def _module_entries(module: nn.Module) -> tuple[list, list]:
 
 
 def _global_hooks() -> tuple:
-    from torch.nn.modules import module
-
-    return tuple(tuple(getattr(module, name, {}).items()) for name in _GLOBAL_HOOKS)
+    return tuple(tuple(getattr(_torch_module, name, {}).items()) for name in _GLOBAL_HOOKS)
 
 
 def _is_estimator(obj) -> bool:
