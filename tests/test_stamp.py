@@ -377,3 +377,33 @@ def test_nan_weights_are_not_a_change(data):
     assert stamp.changes(module) == []
     loaded = copy.deepcopy(module)
     assert stamp.portable([]).reloaded(loaded).changes(loaded) == []
+
+
+def test_tensors_that_numpy_cannot_view_are_sampled_through_torch():
+    """bfloat16 (no numpy dtype) goes the way of an accelerator's tensors: sampled by
+    torch, fetched in one transfer."""
+    module = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).to(torch.bfloat16)
+    stamp = _stamp.Stamp(module)
+    assert all(
+        len(entry[4]) == min(entry[1][0] * entry[1][-1], _stamp.SAMPLE) * 2
+        for entry in stamp.tensors[:1]
+    )
+    assert stamp.changes(module) == []
+    module[1].weight.data.mul_(2.0)
+    assert stamp.changes(module) == ["tensor '1.weight'"]
+
+
+def test_a_changed_attribute_is_named():
+    module = nn.Sequential(nn.LeakyReLU(0.1))
+    stamp = _stamp.Stamp(module)
+    module[0].negative_slope = 0.2
+    assert stamp.changes(module) == ["the attribute(s) ['negative_slope'] of module '0'"]
+
+
+def test_a_fitted_array_written_in_place_is_seen(frame):
+    X, y = frame
+    pipe = trained_pipeline(frame)
+    est = laplace(pipe).fit(X, y)
+    pipe.named_steps["to32"].mean_ += 1.0  # not a refit: the same array, new values
+    with pytest.raises(ValueError, match=r"Pipeline step\(s\) \['to32'\]"):
+        est.predict_proba(X)
