@@ -14,7 +14,6 @@ projections computed once per held-out row.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 
@@ -156,8 +155,10 @@ class FittedLaplace:
         return self.stamp.changes(self.net.module_, self.prep)
 
     def with_batch_size(self, batch_size) -> FittedLaplace:
-        """A shallow copy that runs batches of ``batch_size`` rows."""
-        out = copy.copy(self)
+        """A shallow copy that runs batches of ``batch_size`` rows (sharing the stamp and
+        the posterior: not through ``__getstate__``, which prepares a pickle)."""
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
         out.batch_size = batch_size
         return out
 
