@@ -101,3 +101,14 @@ def test_sample_weight_val_without_x_val_is_refused(data, classifier):
         est = LaplaceClassifier(classifier_net(2, max_epochs=2), **PARAMS)
     with pytest.raises(ValueError, match=r"sample_weight_val .* no X_val was given"):
         est.fit(X, y, sample_weight_val=np.ones(10))
+
+
+def test_n_samples_of_the_nn_predictive_is_refused_by_a_conformal_interval(data):
+    """With predictive="nn" the stds are Monte Carlo estimates over n_samples draws: the
+    calibration holds for that number only."""
+    X, y = data
+    est = LaplaceRegressor(net(), predictive="nn", n_samples=20, **PARAMS).fit(X, y)
+    assert est.predict_interval(X)[0].shape == (len(X),)
+    est.set_params(n_samples=2)
+    with pytest.raises(ValueError, match="n_samples=20"):
+        est.predict_interval(X)
