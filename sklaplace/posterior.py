@@ -28,9 +28,15 @@ Two ways into the predictive covariance of the net's outputs ``f``:
 ``cov=False`` returns the variances (m, c) only, at a cost and memory linear in the number
 of outputs (the probit link needs no more); ``cov=True`` the covariances (m, c, c).
 
-The eigenvalues of ``H`` are clamped at zero (a GGN is positive semi-definite; round-off
-can make the smallest ones slightly negative), so ``P`` is positive definite whenever
-``tau > 0``.
+The eigenvalues of ``H`` (or of its Kronecker factors) are float64 and clamped at zero
+(:func:`null_floor`): a GGN is positive semi-definite, and an eigenvalue below the
+decomposition's round-off ``n eps lam_max`` cannot be told from zero, so it is zero. A
+singular curvature (a duplicated hidden unit, one-hot columns that sum to the bias column)
+then leaves exactly the prior along its null space, as it should, instead of a round-off
+eigenvalue that swamps a small ``tau``. ``P`` is positive definite whenever ``tau > 0``.
+Projections onto the eigenbasis are formed in float64 too: in float32, a row inside the
+span of the curvature picks up a component ``|a| eps32`` along the null space, whose
+variance ``(|a| eps32)^2 / tau`` swamps the true one at small priors.
 """
 
 from __future__ import annotations
@@ -38,10 +44,37 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DiagBlock", "FullBlock", "KronBlock", "Posterior"]
+__all__ = ["DiagBlock", "FullBlock", "KronBlock", "Posterior", "eigh_psd", "null_floor"]
 
 # Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
 _CHUNK_ELEMENTS = 2**22
+
+
+def eigh_psd(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (floored by :func:`null_floor`) and eigenvectors of a symmetric positive
+    semi-definite matrix, computed in float64 whatever ``M``'s dtype."""
+    M = M.to(torch.float64)
+    lam, Q = torch.linalg.eigh(0.5 * (M + M.T))
+    return null_floor(lam), Q
+
+
+def null_floor(lam: Tensor) -> Tensor:
+    """Eigenvalues of a positive semi-definite matrix with round-off zeros set to zero.
+
+    ``eigh`` returns the exact eigenvalues of ``M + E`` with ``||E|| <= n eps ||M||``, so
+    a computed eigenvalue below ``n eps lam_max`` (or negative) is zero to the precision
+    of the decomposition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> null_floor(torch.tensor([-1e-18, 3e-17, 1e-3, 1.0], dtype=torch.float64))
+    tensor([0.0000, 0.0000, 0.0010, 1.0000], dtype=torch.float64)
+    """
+    if lam.numel() == 0:
+        return lam
+    floor = lam.numel() * torch.finfo(lam.dtype).eps * float(lam.max().clamp_min(0.0))
+    return torch.where(lam > floor, lam, torch.zeros_like(lam))
 
 
 def _single_position_moments(v: Tensor, w: Tensor, cov: bool) -> Tensor:
@@ -87,18 +120,10 @@ def _row_cov(v: Tensor, u, inv: Tensor) -> Tensor:
 
 
 class _Block:
-    """What the blocks share: casts of their eigenvectors to other dtypes, made once.
+    """What the blocks share: tensors derived from the eigendecomposition, made once.
 
-    A float32 net's features are projected in float32 (they carry float32 rounding
-    already, and reading a float32 copy of a large ``Q_A`` costs half of reading the
-    float64 one); the casts are not pickled and not moved between devices.
+    They are not pickled and not moved between devices (they are remade).
     """
-
-    def _as(self, name: str, dtype: torch.dtype) -> Tensor:
-        tensor = getattr(self, name)
-        if tensor.dtype == dtype:
-            return tensor
-        return self._derived((name, dtype), lambda: tensor.to(dtype))
 
     def _derived(self, key, make) -> Tensor:
         """A tensor computed from the block once (not pickled, not moved: remade)."""
@@ -209,10 +234,8 @@ class KronBlock(_Block):
     structure = "kron"
 
     def __init__(self, A: Tensor, B: Tensor) -> None:
-        lam_a, self.Q_A = torch.linalg.eigh(A)
-        lam_b, self.Q_B = torch.linalg.eigh(B)
-        self.lam_A = lam_a.clamp_min(0.0)
-        self.lam_B = lam_b.clamp_min(0.0)
+        self.lam_A, self.Q_A = eigh_psd(A)
+        self.lam_B, self.Q_B = eigh_psd(B)
         self.shape = (B.shape[0], A.shape[0])
         self.lam_max = float(self.lam_B.max()) * float(self.lam_A.max())
 
@@ -226,9 +249,12 @@ class KronBlock(_Block):
 
     def project(self, a: Tensor) -> Tensor:
         """Last layer: ``u^2`` with ``u = Q_A^T a`` (m, n_in), the part of the output
-        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2)): computed
-        in ``a``'s dtype (the net's), returned in float64."""
-        u = (a @ self._as("Q_A", a.dtype)).to(torch.float64)
+        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2)).
+
+        In float64 whatever ``a``'s dtype: a float32 product leaves ``|a| eps32`` along the
+        null space of a singular ``A``, and ``(|a| eps32)^2 / tau`` swamps the variance at
+        small priors (see the module docstring)."""
+        u = a.to(torch.float64) @ self.Q_A
         return u * u
 
     def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
@@ -255,7 +281,7 @@ class KronBlock(_Block):
 
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """``Cov[z_k(x_n), z_k(x_m)] = sum_i Q_B[k, i]^2 sum_j u_nj u_mj / L_ij``."""
-        u = a @ self.Q_A
+        u = a.to(torch.float64) @ self.Q_A
         inv = 1.0 / self.eigenvalues(tau, scale)
         gram = torch.einsum("nj,ij,mj->inm", u, inv, u)
         return torch.einsum("ki,inm->nmk", self.Q_B**2, gram)
@@ -296,8 +322,7 @@ class FullBlock(_Block):
     structure = "full"
 
     def __init__(self, H: Tensor, shape: tuple[int, int]) -> None:
-        lam, self.Q = torch.linalg.eigh(0.5 * (H + H.T))
-        self.lam = lam.clamp_min(0.0)
+        self.lam, self.Q = eigh_psd(H)
         self.shape = tuple(shape)
         self.lam_max = float(self.lam.max())
 

@@ -45,8 +45,8 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     """Resolve ``subset_of_weights="auto"``: ``"all"`` for a net with at most
     ``AUTO_MAX_PARAMS`` trainable parameters and ``AUTO_MAX_OUTPUTS`` outputs (and not
     ``hessian_structure="full"``, which is for the last layer, nor a net whose rows depend
-    on their batch, see :func:`.layers.batch_dependent`), else ``"last_layer"``.
-    Any other value is returned as it is.
+    on their batch, see :func:`.layers.batch_dependent`: that one warns, saying why),
+    else ``"last_layer"``. Any other value is returned as it is.
 
     Examples
     --------
@@ -60,8 +60,20 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
         return subset_of_weights
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     small = n_params <= AUTO_MAX_PARAMS and n_outputs <= AUTO_MAX_OUTPUTS
-    per_row = not batch_dependent(module)
-    return "all" if small and per_row and hessian_structure != "full" else "last_layer"
+    if not (small and hessian_structure != "full"):
+        return "last_layer"
+    dependent = batch_dependent(module)
+    if dependent:
+        warn(
+            f"subset_of_weights='auto' takes the last layer, not every layer: the batch "
+            f"norm(s) {dependent} have track_running_stats=False, so they normalise each "
+            "row with its batch's statistics and a row's gradient is not its own (the "
+            "all-layer posterior is undefined). Build them with track_running_stats=True "
+            "(and train the net again) for the all-layer posterior, or pass "
+            "subset_of_weights='last_layer' to choose the last layer without this warning."
+        )
+        return "last_layer"
+    return "all"
 
 
 def fit_resolved(subset_of_weights, hessian_structure: str, module, n_outputs: int, fit):
