@@ -176,6 +176,11 @@ class DiagBlock(_Block):
         var = p @ (1.0 / self.eigenvalues(tau, scale)).T
         return torch.diag_embed(var) if cov else var
 
+    def projected_root(self, p: Tensor, tau: Tensor, scale: Tensor) -> tuple:
+        """Last layer: ``(std, None)``, the outputs being independent (a root of their
+        covariance, for Monte Carlo draws)."""
+        return self.projected_moments(p, tau, scale, cov=False).sqrt(), None
+
     def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
         return self.projected_moments(self.project(a), tau, scale, cov=True)
@@ -274,6 +279,12 @@ class KronBlock(_Block):
             return torch.einsum("ki,ni,li->nkl", self.Q_B, v, self.Q_B)
         cols = self.Q_B.T
         return (v @ (cols[:, :, None] * cols[:, None, :]).reshape(n, n * n)).reshape(-1, n, n)
+
+    def projected_root(self, p: Tensor, tau: Tensor, scale: Tensor) -> tuple:
+        """Last layer: ``(sqrt(v), Q_B)``, a root of ``Cov[z] = Q_B diag(v) Q_B^T`` per row
+        (for Monte Carlo draws: O(n_out^2) per draw and row, nothing decomposed)."""
+        v = p @ (1.0 / self.eigenvalues(tau, scale)).T
+        return v.sqrt(), self.Q_B
 
     def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
