@@ -162,6 +162,11 @@ class DiagBlock(_Block):
     def n_params(self) -> int:
         return self.h.numel()
 
+    @property
+    def lam_min(self) -> float:
+        """The smallest eigenvalue of the curvature (0 if it is singular)."""
+        return float(self.h.min()) if self.h.numel() else 0.0
+
     def eigenvalues(self, tau: Tensor, scale: Tensor) -> Tensor:
         """Eigenvalues of the posterior precision, shaped like the weight matrix."""
         return scale * self.h + tau
@@ -247,6 +252,12 @@ class KronBlock(_Block):
     @property
     def n_params(self) -> int:
         return self.shape[0] * self.shape[1]
+
+    @property
+    def lam_min(self) -> float:
+        """The smallest eigenvalue ``min_ij b_i a_j`` of ``B (x) A``."""
+        ends = [float(x) for x in (self.lam_B.min(), self.lam_B.max())]
+        return min(b * float(a) for b in ends for a in (self.lam_A.min(), self.lam_A.max()))
 
     def eigenvalues(self, tau: Tensor, scale: Tensor) -> Tensor:
         """Eigenvalues ``L_ij = scale * b_i a_j + tau`` of the posterior precision."""
@@ -340,6 +351,11 @@ class FullBlock(_Block):
     @property
     def n_params(self) -> int:
         return self.lam.numel()
+
+    @property
+    def lam_min(self) -> float:
+        """The smallest eigenvalue of the curvature (0 if it is singular)."""
+        return float(self.lam.min())
 
     def eigenvalues(self, tau: Tensor, scale: Tensor) -> Tensor:
         return scale * self.lam + tau
