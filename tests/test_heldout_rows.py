@@ -173,3 +173,49 @@ def test_logit_temperature_contains_temperature_scaling(data):
         logit_temperature=clf.logit_temperature_,
     ).fit(X[:150], y[:150])
     np.testing.assert_allclose(same.predict_proba(X), clf.predict_proba(X), rtol=1e-12)
+
+
+class _Objective:
+    """A synthetic held-out objective of ``(prior, sigma, temperature, logit_t)``."""
+
+    def __init__(self, fn):
+        self.names = ["out"]
+        self.fn = fn
+
+    def heldout(self, prior, sigma, temperature, logit_t):
+        return self.fn(float(np.log10(np.asarray(prior, dtype=float).ravel()[0])), np.log(logit_t))
+
+
+@pytest.mark.parametrize("winner", ["posterior", "temperature scaling"])
+def test_the_better_of_the_posterior_and_temperature_scaling_is_kept(winner):
+    """``_tune_on_heldout`` compares the coordinate-ascent result with temperature scaling
+    (the prior at the top of its grid, the best logit temperature there) and keeps the
+    better one. Two objectives where either wins by a wide margin: keeping the worse one
+    (a flipped comparison) gives the other's values."""
+    from sklaplace import _hyper
+
+    top = np.log10(_hyper.PRIOR_GRID[-1])
+
+    def bump(x, y, x0, y0, height, width):
+        return height * np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / width**2)
+
+    if winner == "posterior":  # a peak at prior 1, logit_t e^0.3; nothing at the top
+
+        def fn(x, y):
+            return bump(x, y, 0.0, 0.3, 1.0, 1.0)
+    else:  # coordinate ascent from logit_t = 1 finds the low peak; the top holds a higher one
+
+        def fn(x, y):
+            return bump(x, y, 0.0, 0.0, 1.0, 0.5) + bump(x, y, top, 1.5, 2.0, 0.5)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an edge of the prior grid may warn
+        prior, _, _, logit_t = _hyper._tune_on_heldout(
+            _Objective(fn), None, 1.0, False, 1.0, False, 1.0, True
+        )
+    x, y = float(np.log10(prior[0])), float(np.log(logit_t))
+    if winner == "posterior":
+        assert abs(x) < 0.05 and abs(y - 0.3) < 0.05
+    else:
+        assert x == pytest.approx(top) and abs(y - 1.5) < 0.05
+    assert fn(x, y) >= max(fn(0.0, 0.3), fn(top, 1.5)) - 1e-3  # the best of the two kept
