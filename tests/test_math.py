@@ -657,3 +657,24 @@ def test_mc_from_a_root_agrees_with_mc_from_the_covariance_and_decomposes_nothin
     torch.testing.assert_close(got.sum(1), torch.ones(len(a_new), dtype=F64))
     # a logit temperature divides the covariance: the root's scale by its square root
     torch.testing.assert_close((root / 4.0).scale, root.scale / 2)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_lam_min_is_the_smallest_curvature_eigenvalue_even_if_negative(structure):
+    """``check_numerics`` reads ``lam_min``: it must be the smallest eigenvalue of the
+    curvature, also when round-off left one below zero (for Kronecker blocks the smallest
+    product ``b_i a_j``, which a negative factor eigenvalue puts at the other's maximum)."""
+    block, *_ = _posterior_case(structure)
+    zero, one = torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64)
+    assert block.lam_min == pytest.approx(float(block.eigenvalues(zero, one).min()), abs=0)
+    if structure == "kron":
+        block.lam_B = block.lam_B.clone()
+        block.lam_B[0] = -1e-9
+    elif structure == "diag":
+        block.h = block.h.clone()
+        block.h[0, 0] = -1e-9
+    else:
+        block.lam = block.lam.clone()
+        block.lam[0] = -1e-9
+    expected = float(block.eigenvalues(zero, one).min())
+    assert expected < 0 and block.lam_min == pytest.approx(expected, rel=1e-12)
