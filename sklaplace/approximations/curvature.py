@@ -23,8 +23,8 @@ values is exact in float64). A singular ``A`` (one-hot columns that sum to the b
 column, a duplicated unit) then keeps its exact null space: float32 sums would tilt it by
 ``eps32``, and at a small prior the posterior variance ``1 / tau`` along it amplifies the
 tilt into the predictions (see :mod:`sklaplace.posterior`). The sums over batches are
-float64, so the result does not depend on the batch size beyond round-off. A module with parameters
-of another kind (LayerNorm, ...) gets its diagonal from per-row gradients
+float64, so the result does not depend on the batch size beyond round-off. A module with
+parameters of another kind (LayerNorm, ...) gets its diagonal from per-row gradients
 (``torch.func.vmap``), which assumes it treats rows independently (true in eval mode).
 """
 
