@@ -260,8 +260,10 @@ def tune(
     once), then the head at that prior precision, until the prior stays on its grid point
     (at most ``_ROUNDS`` rounds); then, with ``refine``, the prior precision is refined
     between its grid neighbours as :func:`~sklaplace._optimize.maximize_on_grid` refines,
-    and the head fitted there once more. The top of the grid is the net's own predictions,
-    where the head alone is the classical calibrator: the search contains it.
+    and the head fitted there once more. Coordinate ascent from the identity head can stop
+    at a local optimum; the result is compared with the classical calibrator (the head
+    alone at the top of the grid, where the predictions are the net's own) and the better
+    one kept, so the joint tuning never does worse than the calibrator on these rows.
     """
     moments = moments or _Moments(rows, temperature)
     if prior is not None:
@@ -279,8 +281,15 @@ def tune(
         tau, _ = maximize_on_grid(
             lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset), grid
         )
-        if kind is not None:
-            head, _ = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+    if kind is not None:
+        head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+        top = float(grid[-1])
+        if tau != top:  # the classical calibrator: the net's own predictions and the head
+            top_head, top_value = _head_at(
+                moments, rows, np.full(n_blocks, top), kind, subset, start
+            )
+            if top_value > value:
+                tau, head = top, top_head
     return np.full(n_blocks, tau), head
 
 

@@ -283,7 +283,7 @@ def test_changing_the_head_after_fit_asks_for_a_new_fit():
     )
     for value in (None, "bias_temperature"):
         clf.set_params(calibration=value)
-        with pytest.raises(ValueError, match=r"calibration=.*is a tuning mode.*call fit again"):
+        with pytest.raises(ValueError, match=r"calibration was changed .*tuning mode"):
             clf.predict_proba(X)
     clf.set_params(calibration="temperature")
     clf.predict_proba(X)
