@@ -129,7 +129,7 @@ def torch_settings() -> tuple:
     These are global to the process, so sklaplace cannot set them for its own passes
     without changing them for every other thread: they key the cache instead. torch's
     per-thread modes (inference mode, gradients, autocast) are neutralised by
-    :func:`sklaplace._passes.torch_context`. The number of threads is not part of the key:
+    :func:`sklaplace._passes.torch_state`. The number of threads is not part of the key:
     it changes results by round-off only, as any two runs of the same call may differ.
 
     Examples

@@ -109,7 +109,7 @@ class FittedLaplace:
         self.prep = None  # the fitted steps of a wrapped Pipeline before the net
 
     @classmethod
-    @torch_context()
+    @torch_context
     def fit(
         cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs, sample_weight=None
     ):
@@ -342,7 +342,7 @@ class FittedLaplace:
         tau, scale = self.tensors(hyper)
         return self.approximation.joint_moments(self.view(), X, tau, scale)
 
-    @torch_context()
+    @torch_context
     def log_proba(self, X, hyper, *, predictive, link_approx, n_samples, seed) -> np.ndarray:
         """Log predictive class probabilities (m, n_classes), computed in log space."""
         lik = self.likelihood
@@ -369,7 +369,7 @@ class FittedLaplace:
                 parts.append(log_p.cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, 2))
 
-    @torch_context()
+    @torch_context
     def y_moments(self, X, hyper, *, predictive, n_samples, seed) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance (m, K) of a new observation ``y`` (observation noise included)."""
         lik, sigma = self.likelihood, hyper.sigma_noise
@@ -386,7 +386,7 @@ class FittedLaplace:
             variances.append((var_mean + noise).cpu().numpy())
         return np.concatenate(means), np.concatenate(variances)
 
-    @torch_context()
+    @torch_context
     def y_joint_moments(self, X, hyper, *, predictive, n_samples, seed):
         """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``."""
         lik, sigma = self.likelihood, hyper.sigma_noise

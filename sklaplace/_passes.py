@@ -21,7 +21,8 @@
   read-only memory (``np.load(..., mmap_mode="r")``), and a batch run twice (the check of
   the rows' independence, the ``"nn"`` predictive's draws) is the same input both times.
 
-``torch_context`` is torch's thread-local state as every sklaplace call runs: outside
+``torch_state`` is torch's thread-local state as every sklaplace call runs in (entered by
+the ``torch_context`` decorator on fit and the predictions): outside
 ``torch.inference_mode``, with gradients enabled (passes turn them off or on themselves)
 and without ``torch.autocast``, so that a call made inside any of them computes exactly
 what an ordinary call computes (and may share its cache entries). Global settings that
@@ -38,6 +39,7 @@ to pay for the fingerprints, or anything in it cannot be fingerprinted.
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -60,6 +62,7 @@ __all__ = [
     "n_rows_of",
     "pass_key",
     "torch_context",
+    "torch_state",
     "view_module",
 ]
 
@@ -72,7 +75,7 @@ _PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "d
 
 # Device types whose autocast state torch keeps (one flag per thread for each).
 _AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "ipu", "mtia")
-# the caller's autocast, as it was when the outermost torch_context was entered
+# the caller's autocast, as it was when the outermost torch_state was entered
 _CALLER_AUTOCAST: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
     "sklaplace_caller_autocast", default=None
 )
@@ -99,7 +102,7 @@ def _autocast_dtype(device_type: str) -> torch.dtype:
 
 
 @contextmanager
-def torch_context():
+def torch_state():
     """torch's thread-local state as sklaplace's calls run (see the module docstring).
 
     Not in ``torch.inference_mode`` (the all-layer passes need gradients, and a tensor
@@ -112,7 +115,7 @@ def torch_context():
     """
     with ExitStack() as stack:
         on = [d for d in _AUTOCAST_DEVICES if _autocast_enabled(d)]
-        if _CALLER_AUTOCAST.get() is None:
+        if _CALLER_AUTOCAST.get() is None:  # the outermost
             state = tuple((d, _autocast_dtype(d), torch.is_autocast_cache_enabled()) for d in on)
             token = _CALLER_AUTOCAST.set(state)
             stack.callback(_CALLER_AUTOCAST.reset, token)
@@ -123,9 +126,21 @@ def torch_context():
         yield
 
 
+def torch_context(func):
+    """Decorator: ``func`` runs in ``torch_state`` (a wrapper of sklaplace's own, so that
+    warnings still point at the caller's line)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with torch_state():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 @contextmanager
 def callers_autocast():
-    """Inside ``torch_context``: the autocast of the caller of the outermost one."""
+    """Inside ``torch_state``: the autocast of the caller of the outermost one."""
     with ExitStack() as stack:
         for device_type, dtype, cache in _CALLER_AUTOCAST.get() or ():
             stack.enter_context(torch.autocast(device_type, dtype=dtype, cache_enabled=cache))
