@@ -212,6 +212,19 @@ def test_training_an_unfitted_net_inside_a_torch_mode(context, data):
         assert_same(run(CONTEXTS[context]), run(PLAIN))
 
 
+def test_X_given_as_a_tensor_made_in_inference_mode(net, data):
+    """An inference tensor cannot be saved for a backward pass: the all-layer passes run
+    on their own copy of it."""
+    X, y = data
+    with torch.inference_mode():
+        X_inference = torch.from_numpy(X.copy())
+    with cache_off():
+        reference = classify(net, data, "all")
+        est = LaplaceClassifier(FrozenEstimator(net), subset_of_weights="all", prior_precision=1.0)
+        est.fit(X_inference, y)
+        assert_array_equal(est.predict_proba(X_inference), reference[0])
+
+
 class Recording(Plain):
     """Records, at each forward pass, whether it trains and the modes it runs in."""
 
