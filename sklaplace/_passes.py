@@ -119,8 +119,8 @@ def torch_state():
             state = tuple((d, _autocast_dtype(d), torch.is_autocast_cache_enabled()) for d in on)
             token = _CALLER_AUTOCAST.set(state)
             stack.callback(_CALLER_AUTOCAST.reset, token)
+        # (leaving inference mode this way also turns gradients on, as torch.enable_grad)
         stack.enter_context(torch.inference_mode(False))
-        stack.enter_context(torch.enable_grad())
         for device_type in on:
             stack.enter_context(torch.autocast(device_type, enabled=False))
         yield

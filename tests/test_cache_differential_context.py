@@ -163,6 +163,17 @@ def test_sampled_predictive_inside_a_torch_mode(context, subset, net, data, cach
     differential(run, (CONTEXTS[context], CONTEXTS[context]), cache)
 
 
+@pytest.mark.parametrize("context", list(CONTEXTS))
+def test_evidence_tuning_inside_a_torch_mode(context, net, data, cache):
+    """``prior_precision="marglik"`` maximises the evidence with gradients from autograd:
+    gradients are on in fit whatever the caller's mode."""
+
+    def run(fit_ctx, predict_ctx):
+        return classify(net, data, "all", fit_ctx, predict_ctx, prior_precision="marglik")
+
+    differential(run, (CONTEXTS[context], PLAIN), cache)
+
+
 def test_autocast_changes_the_nets_own_outputs(net, data):
     """The autocast cases are not vacuous: the net's own outputs differ under it."""
     X = torch.from_numpy(data[0])
