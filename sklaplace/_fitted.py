@@ -491,16 +491,23 @@ class FittedLaplace:
         return evaluate, rms
 
     # ---------------------------------------------------------------- predictions
-    def moments(self, X, hyper: Hyper, cov: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def moments(self, X, hyper: Hyper, cov) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(mean (b, c), var (b, c) or cov (b, c, c))`` per chunk of rows, float64.
 
         Covariances come in chunks of at most ``MERGED_ELEMENTS / c^2`` rows, so memory
-        stays bounded for many outputs; variances need O(b c).
+        stays bounded for many outputs; variances need O(b c). ``cov="root"``: an
+        ``OutputRoot`` per batch where the approximation gives one, else covariances.
         """
         view = self.view()
         approx = self.approximation
         tau, scale = self.tensors(hyper)
+        want_root, cov = cov == "root", bool(cov)
         for proj in approx.project(view, X):
+            if want_root:
+                root = approx.output_root(proj, tau, scale)
+                if root is not None:
+                    yield proj.mean, root
+                    continue
             m, c = proj.mean.shape
             step = max(1, MERGED_ELEMENTS // (c * c)) if cov else m
             for s in range(0, m, step):
@@ -526,7 +533,9 @@ class FittedLaplace:
                     total = part if total is None else torch.logaddexp(total, part)
                 parts.append((total - math.log(n_samples)).cpu().numpy())
         else:
-            for mean, second in self.moments(X, hyper, cov=link_approx == "mc"):
+            for mean, second in self.moments(
+                X, hyper, cov="root" if link_approx == "mc" else False
+            ):
                 generator = torch.Generator().manual_seed(seed)  # the same draws for every row
                 log_p = lik.log_predict(
                     mean,
