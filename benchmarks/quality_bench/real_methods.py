@@ -48,6 +48,7 @@ BASELINES = ("MAP", *CALIBRATORS, "ensemble")
 SKLAPLACE_ROWS = {
     "sklaplace default": ({}, "abcd"),
     "calibration=None": ({"calibration": None}, "abc"),
+    "calibration='temperature'": ({"calibration": "temperature"}, "bc"),
     "calibration='bias_temperature'": ({"calibration": "bias_temperature"}, "bc"),
 }
 DEFAULT = "sklaplace default"
@@ -175,10 +176,9 @@ class Laplace:
             "prior": float(np.ravel(model.prior_precision_)[0]),
             "source": model.validation_source_,
         }
-        for name in ("calibration_", "logit_temperature_"):
-            value = getattr(model, name, None)
-            if isinstance(value, str | int | float) and value is not None:
-                self.info[name.rstrip("_")] = value
+        if "calibration" in model.get_params():  # the recalibration head (issue 18)
+            self.info["calibration"] = str(model.calibration_)
+            self.info["T"] = 1.0 / float(model.calibration_scale_)
 
     def log_proba(self, X):
         return np.asarray(self.model.predict_log_proba(X), dtype=np.float64)
