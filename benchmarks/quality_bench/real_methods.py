@@ -39,7 +39,7 @@ from .nets import MLP
 
 HIDDEN = 128
 BATCH = 256
-REAL_REGIMES = {"short": 20, "long": 120}  # name -> max_epochs; `long` over-fits
+REAL_REGIMES = {"short": 20, "long": 100}  # name -> max_epochs; `long` over-fits
 CALIBRATORS = ("temperature", "sigmoid", "isotonic", "BCTS")
 BASELINES = ("MAP", *CALIBRATORS, "ensemble")
 
