@@ -13,14 +13,14 @@ import multiprocessing
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .methods import CLASSIFICATION, REGRESSION
-from .nets import QUICK_REGIMES
+from .nets import QUICK_REGIMES, REGIMES
 from .plots import PLOTTED, make_plots
 from .real_methods import REAL_REGIMES, SKLAPLACE_ROWS, available_rows
 from .real_report import print_targets, real_section
@@ -37,6 +37,7 @@ QUICK_CLF_TASKS = ("wine", "digits", "make_classification", "make_moons")
 QUICK_REG_TASKS = ("heteroscedastic", "toy_cubic")
 QUICK_REAL_TASKS = ("chile_vote", "default")  # multiclass + held-out class; rare positives
 QUICK_REAL_REGIMES = {"short": 20}
+SMOKE_CPU_MINUTES = 6.0  # one seed of the smoke row (issue 11's run: 18 CPU min, 3 seeds)
 
 
 def parse(argv=None):
@@ -95,8 +96,9 @@ def _pick(names, task_set):
     return tuple(n for n in names if task_set is None or n in task_set)
 
 
-def run_real(cfg, rows_cfg, jobs):
-    """Every (task, split, seed) unit of the real tasks; largest first on ``jobs`` workers."""
+def run_real(cfg, rows_cfg, jobs, meanwhile=None):
+    """Every (task, split, seed) unit of the real tasks, largest first, on ``jobs`` worker
+    processes; ``meanwhile()`` (the smoke row) runs in this process while they work."""
     units = [
         (name, split, seed)
         for name in cfg["real_tasks"]
@@ -119,17 +121,23 @@ def run_real(cfg, rows_cfg, jobs):
             flush=True,
         )
 
-    if jobs <= 1:
+    if jobs <= 1 or not units:
         for u in order:
             t1 = time.perf_counter()
             done(u, run_unit(*u, *args), time.perf_counter() - t1)
+        if meanwhile is not None:
+            meanwhile()
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             futures = {pool.submit(_timed_unit, u, args): u for u in order}
-            for f in as_completed(futures):
-                out, seconds = f.result()
-                done(futures[f], out, seconds)
+            for f, u in futures.items():
+                f.add_done_callback(lambda f, u=u: f.exception() is None and done(u, *f.result()))
+            if meanwhile is not None:
+                meanwhile()
+            wait(futures)
+        for f in futures:
+            f.result()  # a worker's exception surfaces here
     return [results[u] for u in units], sizes
 
 
@@ -147,7 +155,7 @@ def expected_full_minutes(results, sizes, rows_cfg, jobs=2):
     regime, plus one per sklaplace row of workflow (a), which trains its own net), the rest
     (Laplace fits, calibrators, predictions) with development rows x regimes; the full
     configuration runs every row of ``SKLAPLACE_ROWS`` (the rows skipped here included).
-    Plus a minute for the smoke row.
+    Plus the smoke row: one seed of issue 11's full run, about 6 CPU minutes.
     """
     nets_now = 2 * ENSEMBLE_SIZE + sum("a" in w for _, w in rows_cfg.values())
     nets_full = 2 * ENSEMBLE_SIZE + sum("a" in w for _, w in SKLAPLACE_ROWS.values())
@@ -164,7 +172,7 @@ def expected_full_minutes(results, sizes, rows_cfg, jobs=2):
     cpu = train / epochs * full_epochs * nets_full / nets_now + other / regimes * full_regimes * (
         1 + 0.5 * (fits - 1)
     )
-    return cpu / jobs / 60 + 1.0
+    return (cpu / 60 + SMOKE_CPU_MINUTES) / jobs
 
 
 def main(argv=None):
@@ -178,9 +186,10 @@ def main(argv=None):
     else:
         results, plot_dir = args.out_dir / "RESULTS_quality.md", args.out_dir
     plot_dir.mkdir(parents=True, exist_ok=True)
-    # the smoke row (issue 11's small tasks): one seed, the short regime
-    regimes = QUICK_REGIMES
-    plot_regime = next(iter(regimes))
+    # the smoke row (issue 11's small tasks): one seed (seed 0, the plots' seed); both
+    # regimes in the full run (the plots show the long one), the short one with --quick
+    regimes = QUICK_REGIMES if args.quick else REGIMES
+    plot_regime = "long" if "long" in regimes else next(iter(regimes))
     command = "python benchmarks/quality.py" + " ".join(
         [""] + (argv if argv is not None else sys.argv[1:])
     )
@@ -204,7 +213,31 @@ def main(argv=None):
     for label, why in skipped.items():
         print(f"  skipped sklaplace row {label!r}: {why}", flush=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    real, sizes = run_real(cfg, rows_cfg, args.jobs) if cfg["real_tasks"] else ([], {})
+    sink = Sink(plotted=() if args.no_plots else tuple((t, plot_regime) for t in PLOTTED))
+
+    def smoke_row():
+        for kind, names, make in (
+            (CLASSIFICATION, cfg["clf_tasks"], clf_task),
+            (REGRESSION, cfg["reg_tasks"], reg_task),
+        ):
+            for name in names:
+                for seed in range(cfg["smoke_seeds"]):
+                    task = make(name, seed)
+                    for regime, epochs in regimes.items():
+                        t1 = time.perf_counter()
+                        run_cell(kind, task, seed, regime, epochs, ENSEMBLE_SIZE, sink)
+                        t2 = time.perf_counter()
+                        print(
+                            f"  smoke {kind.name:14s} {name:20s} seed {seed} {regime:5s} "
+                            f"{t2 - t1:6.1f} s (total {t2 - t0:6.0f} s)",
+                            flush=True,
+                        )
+
+    real, sizes = [], {}
+    if cfg["real_tasks"]:
+        real, sizes = run_real(cfg, rows_cfg, args.jobs, meanwhile=smoke_row)
+    else:
+        smoke_row()
     real_rows = [r for u in real for r in u["rows"]]
     real_failures = [f for u in real for f in u["failures"]]
     real_notes = [n for u in real for n in u["notes"]]
@@ -219,7 +252,8 @@ def main(argv=None):
             cfg, real_rows, real_failures, real_notes, real_warnings,
             [u["seconds"] for u in real], skipped, labels,
         )  # fmt: skip
-        minutes = expected_full_minutes(real, sizes, rows_cfg)
+        complete = set(cfg["workflows"]) == set("abcd") and set(cfg["splits"]) == set(SPLITS)
+        minutes = expected_full_minutes(real, sizes, rows_cfg) if complete else np.nan
         print(
             f"expected full run (python benchmarks/quality.py --jobs 2): {minutes:.0f} min "
             "wall-clock on 2 free cores, extrapolated from these units' CPU time",
@@ -230,23 +264,6 @@ def main(argv=None):
             f"time: {minutes:.0f} min.",
             "",
         ]
-    sink = Sink(plotted=() if args.no_plots else tuple((t, plot_regime) for t in PLOTTED))
-    for kind, names, make in (
-        (CLASSIFICATION, cfg["clf_tasks"], clf_task),
-        (REGRESSION, cfg["reg_tasks"], reg_task),
-    ):
-        for name in names:
-            for seed in range(cfg["smoke_seeds"]):
-                task = make(name, seed)
-                for regime, epochs in regimes.items():
-                    t1 = time.perf_counter()
-                    run_cell(kind, task, seed, regime, epochs, ENSEMBLE_SIZE, sink)
-                    t2 = time.perf_counter()
-                    print(
-                        f"  smoke {kind.name:14s} {name:20s} seed {seed} {regime:5s} "
-                        f"{t2 - t1:6.1f} s (total {t2 - t0:6.0f} s)",
-                        flush=True,
-                    )
     table = median_table(sink.rows)
     plots = []
     smoke = bool(cfg["clf_tasks"] or cfg["reg_tasks"])
@@ -254,6 +271,8 @@ def main(argv=None):
         plots = make_plots(sink.keep, plot_regime, plot_dir, results.parent, 61)
     runtime = time.perf_counter() - t0
     cfg["cpu"] = time.process_time() - cpu0
+    if args.jobs > 1:  # the workers' CPU time too
+        cfg["cpu"] += sum(u["cpu"] for u in real)
     raw = args.rows or (args.out_dir and args.out_dir / "quality_rows.json")
     if raw:  # the per-seed rows, for inspection
         raw.write_text(json.dumps({"real": real_rows, "smoke": sink.rows}, default=str))
