@@ -32,6 +32,7 @@ from .real_methods import (
     MAP,
     Laplace,
     baselines,
+    logits64,
     make_pipeline_net,
     own_split_rows,
 )
@@ -229,7 +230,13 @@ def _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members
         unfitted = lambda: make_pipeline_net(task, epochs, True)  # noqa: E731
         fitted = laplace_rows(ctx, unfitted, (X_dev, y_dev), None, losses)
         if fitted:
-            first = next(iter(fitted.values())).model.estimator_
+            nets = [p.model.estimator_ for p in fitted.values()]
+            first, ref = nets[0], logits64(nets[0], task.X_test)
+            if any(not np.array_equal(logits64(n, task.X_test), ref) for n in nets[1:]):
+                unit.notes.append(
+                    f"(a) {name} {split} seed {seed} {regime}: the sklaplace rows' nets differ "
+                    "(same random_state); the baselines use the first one's"
+                )
             rows = check_rows(ctx, fitted, own_split_rows(first, X_dev, y_dev))
             X_u, y_u = X_dev.iloc[rows], y_dev[rows]
             run_baselines(ctx, first, own, X_u, y_u, losses, own_s[0], sum(own_s))
