@@ -6,6 +6,7 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
+import scipy.linalg
 from scipy.stats import norm
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
@@ -17,6 +18,7 @@ from . import _inputs
 from ._base import BaseLaplace
 from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
+from ._hyper import LOGIT_TEMPERATURE_RANGE
 from ._warnings import warn
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
@@ -39,7 +41,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     data.
 
     Parameters
-    ----------{COMMON_PARAMS}    logit_temperature : float or "holdout", default=1.0
+    ----------{COMMON_PARAMS}    logit_temperature : float in [1e-6, 1e6] or "holdout", default=1.0
         Divides the Gaussian over the logits before the link, ``f / T ~ N(mean / T,
         cov / T^2)``, as temperature scaling divides the logits (a different quantity from
         ``temperature``, which scales the posterior's curvature). "holdout": tuned jointly
@@ -104,7 +106,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     _parameter_constraints: ClassVar[dict] = {
         **BaseLaplace._parameter_constraints,
         "logit_temperature": [
-            Interval(Real, 0, None, closed="neither"),
+            Interval(Real, *LOGIT_TEMPERATURE_RANGE, closed="both"),
             StrOptions({"holdout"}),
         ],
         "link_approx": [StrOptions({"probit", "mc"})],
@@ -160,7 +162,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(np.searchsorted(classes, y), dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val)
+            X_val = self._validate_X(X_val, input_name="X_val")
             y_val = np.asarray(y_val).reshape(-1)
             unknown = np.setdiff1d(y_val, classes)
             if len(unknown):
@@ -396,7 +398,7 @@ default="holdout"
         dtype = self._target_dtype()
         y_net = likelihood.net_targets((y2 - shift) / scale, dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val)
+            X_val = self._validate_X(X_val, input_name="X_val")
             y_val = np.asarray(y_val, dtype=np.float64).reshape(_inputs.n_rows(X_val), -1)
             if y_val.shape[1] != y2.shape[1]:
                 raise ValueError(
@@ -423,13 +425,20 @@ default="holdout"
     def _calibrates(self) -> bool:
         return self.interval != "gaussian"
 
-    def _calibration_scores(self, fitted, calibration, reason):
+    def _calibration_scores(self, fitted, calibration, reason, too_few=False):
         if calibration is None:
+            if self.interval == "conformal" and too_few:
+                raise ValueError(f"interval='conformal': {reason}.")
             if self.interval == "conformal":
                 raise ValueError(
                     "interval='conformal' needs rows the net was not trained on, and there "
                     f"are none: {reason or 'no hyper-parameter asked for them'}. Pass them "
                     "with fit(X, y, X_val=..., y_val=...), or use interval='gaussian'."
+                )
+            if too_few:
+                warn(
+                    f"{reason}. predict_interval uses the Gaussian interval "
+                    "(interval_='gaussian')."
                 )
             self.interval_ = "gaussian"
             return None
@@ -466,7 +475,10 @@ default="holdout"
         return_std : bool, default=False
         return_cov : bool, default=False
             Covariance across the rows of X (per target). At most one of ``return_std``
-            and ``return_cov`` may be True.
+            and ``return_cov`` may be True. It holds ``n_samples^2 * n_targets`` float64
+            numbers, which bounds the rows: beyond the memory available (or the setting
+            ``max_result_bytes`` of :func:`sklaplace.set_config`) it raises
+            ``MemoryError`` before any pass over X, with the size it would need.
 
         Returns
         -------
@@ -479,16 +491,12 @@ default="holdout"
             raise RuntimeError(
                 "At most one of return_std or return_cov can be requested, not both."
             )
+        if return_cov:
+            return self._predict_cov(X)
         hyper = self._hyper()
         X = self._validate_X(X, reset=False)
         fitted = self._predictor()
         shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
-        if return_cov:
-            mean, cov = fitted.y_joint_moments(
-                X, hyper, predictive=self.predictive, n_samples=self.n_samples, seed=self._seed()
-            )
-            mean, cov = mean * scale + shift, cov * scale**2
-            return self._shape(mean), (cov[:, :, 0] if self._y_ndim == 1 else cov)
         mean, var = fitted.y_moments(
             X, hyper, predictive=self.predictive, n_samples=self.n_samples, seed=self._seed()
         )
@@ -506,6 +514,25 @@ default="holdout"
                 )
             return self._shape(mean), self._shape(std)
         return self._shape(mean)
+
+    def _predict_cov(self, X, draws=False):
+        """``predict(X, return_cov=True)``; ``draws``: for ``sample_y`` (the size check
+        counts its eigenvectors too)."""
+        hyper = self._hyper()
+        X = self._validate_X(X, reset=False)
+        mean, cov = self._predictor().y_joint_moments(
+            X,
+            hyper,
+            predictive=self.predictive,
+            n_samples=self.n_samples,
+            seed=self._seed(),
+            draws=draws,
+        )
+        shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
+        mean = mean * scale + shift
+        if np.any(scale != 1.0):
+            cov *= np.asarray(scale, dtype=np.float64) ** 2  # in place: cov is ours
+        return self._shape(mean), (cov[:, :, 0] if self._y_ndim == 1 else cov)
 
     def predict_interval(self, X, confidence=0.9):
         """Predictive interval of a new observation at each row.
@@ -550,7 +577,9 @@ default="holdout"
         """Draw joint samples of new observations at the rows of X.
 
         Samples come from ``N(mean, cov)`` with ``mean, cov = predict(X, return_cov=True)``
-        (observation noise included), as in ``GaussianProcessRegressor.sample_y``.
+        (observation noise included), as in ``GaussianProcessRegressor.sample_y``. Memory:
+        that covariance and one ``(n_samples_X, n_samples_X)`` matrix, refused with
+        ``MemoryError`` (before any pass over X) when they cannot fit.
 
         Parameters
         ----------
@@ -565,7 +594,7 @@ default="holdout"
         if not isinstance(n_samples, Integral) or n_samples < 0:
             raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}.")
         rng = check_random_state(random_state)
-        mean, cov = self.predict(X, return_cov=True)
+        mean, cov = self._predict_cov(X, draws=True)
         if self._y_ndim == 1:
             return _gaussian_draws(rng, mean, cov, n_samples)
         draws = [
@@ -581,7 +610,12 @@ default="holdout"
 
 
 def _gaussian_draws(rng, mean, cov, n_samples):
-    """(m, n_samples) draws of N(mean, cov) through the symmetric root of cov."""
-    lam, vec = np.linalg.eigh(cov)
-    root = vec * np.sqrt(np.clip(lam, 0.0, None))
-    return mean[:, None] + root @ rng.standard_normal((len(mean), n_samples))
+    """(m, n_samples) draws of N(mean, cov) through the symmetric root of cov.
+
+    ``cov`` is overwritten (it is ours): the eigendecomposition works in place of its
+    (symmetric, so transposed: Fortran-ordered) storage and the eigenvectors are scaled in
+    place, so memory is ``cov`` and one (m, m) matrix.
+    """
+    lam, vec = scipy.linalg.eigh(cov.T, overwrite_a=True, check_finite=False)
+    vec *= np.sqrt(np.clip(lam, 0.0, None))
+    return mean[:, None] + vec @ rng.standard_normal((len(mean), n_samples))
