@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _holdout, _hyper, _inputs, _skorch, approximations
 from ._fitted import FittedLaplace
+from ._passes import torch_context
 from ._recalibration import Head
 from ._warnings import InconsistentVersionWarning, warn
 
@@ -136,6 +137,7 @@ class BaseLaplace(BaseEstimator):
         """``(calibration mode, fixed head)`` of the recalibration head (classifiers)."""
         return None, None
 
+    @torch_context
     def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None, w=None, w_val=None):
         """Everything after validating X and y (X as the net takes it, after ``prep``);
         ``w`` and ``w_val`` are the sample weights of X and X_val (or None)."""
@@ -405,6 +407,7 @@ class BaseLaplace(BaseEstimator):
             )
         return fitted
 
+    @torch_context
     def log_marginal_likelihood(self, prior_precision=None, sigma_noise=None):
         """Laplace approximation of the log evidence ``log p(D | prior_precision, sigma)``.
 

@@ -30,7 +30,7 @@ from . import _skorch
 from ._cache import nbytes
 from ._config import get_config
 from ._hyper import HeldOutRows, Hyper, Objectives, curvature_scale
-from ._passes import NetView, n_rows_of
+from ._passes import NetView, n_rows_of, torch_context
 from ._stamp import STEPS_CHANGED, Stamp
 from .approximations import Approximation, find_head
 from .approximations.base import MERGED_ELEMENTS, row_cov, tile_rows
@@ -282,6 +282,7 @@ class FittedLaplace:
         self.prep = None  # the fitted steps of a wrapped Pipeline before the net
 
     @classmethod
+    @torch_context
     def fit(
         cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs, sample_weight=None
     ):
@@ -568,6 +569,7 @@ class FittedLaplace:
         tau, scale = self.tensors(hyper)
         yield from self.approximation.draws(self.view(), X, n_samples, tau, scale, seed)
 
+    @torch_context
     def log_proba(self, X, hyper, *, predictive, link_approx, n_samples, seed) -> np.ndarray:
         """Log predictive class probabilities (m, n_classes), computed in log space."""
         lik = self.likelihood
@@ -599,6 +601,7 @@ class FittedLaplace:
                 parts.append(log_p.cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, 2))
 
+    @torch_context
     def y_moments(self, X, hyper, *, predictive, n_samples, seed) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance (m, K) of a new observation ``y`` (observation noise included)."""
         lik, sigma = self.likelihood, hyper.sigma_noise
@@ -615,6 +618,7 @@ class FittedLaplace:
             variances.append((var_mean + noise).cpu().numpy())
         return np.concatenate(means), np.concatenate(variances)
 
+    @torch_context
     def y_joint_moments(self, X, hyper, *, predictive, n_samples, seed, draws=False):
         """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``.
 
