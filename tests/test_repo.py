@@ -1,10 +1,15 @@
 """What a newcomer's first minutes depend on: the README commands, CI, the quickstart."""
 
+import inspect
 import re
 import runpy
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from sklaplace.metrics import expected_calibration_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,12 +32,19 @@ def test_ci_runs_the_readme_test_command():
     assert readme_commands()[1] in ci_lines
 
 
-def test_quickstart_runs_and_laplace_keeps_accuracy(tmp_path):
+def test_quickstart_runs_and_laplace_keeps_accuracy(tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
-    out = tmp_path / "reliability.png"
+    monkeypatch.chdir(tmp_path)  # the default output goes under the current directory
     module = runpy.run_path(str(ROOT / "examples" / "quickstart.py"))
-    rows = module["main"](quick=True, out=str(out))
+    rows = module["main"](quick=True)
+    out = tmp_path / "examples_output" / "quickstart.png"
     assert out.stat().st_size > 10_000
+    assert [p.name for p in tmp_path.iterdir()] == ["examples_output"]
+    printed = capsys.readouterr().out
+    assert str(out) in printed, "the quickstart says where the picture is"
+    # one ECE binning, stated: the metric's own default
+    bins = inspect.signature(expected_calibration_error).parameters["n_bins"].default
+    assert f"ECE over {bins} equal-width confidence bins" in printed
     map_row, tuned_row = list(rows.values())[:2]
     # the Laplace predictive keeps the net's accuracy (issue: within 0.5 percentage points)
     assert abs(map_row["accuracy"] - tuned_row["accuracy"]) <= 0.005
@@ -49,3 +61,21 @@ def test_no_test_module_redefines_a_shared_fixture():
     for path in (ROOT / "tests").glob("test_*.py"):
         clashes = shared & set(pattern.findall(path.read_text()))
         assert not clashes, f"{path.name} redefines {sorted(clashes)}"
+
+
+def test_example_outputs_go_to_an_ignored_directory():
+    """The examples save their pictures under examples_output/, which git ignores: running
+    them in a checkout leaves no untracked file behind."""
+    for path in (ROOT / "examples").glob("*.py"):
+        source = path.read_text()
+        if '"--out"' in source:
+            assert f'"examples_output/{path.stem}.png"' in source or (
+                f'OUT = "examples_output/{path.stem}.png"' in source
+            ), path.name
+    assert "/examples_output/" in (ROOT / ".gitignore").read_text().splitlines()
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        probe = "examples_output/quickstart.png"
+        result = subprocess.run(
+            ["git", "check-ignore", "-q", probe], cwd=ROOT, capture_output=True, timeout=60
+        )
+        assert result.returncode == 0, f"git does not ignore {probe}"
