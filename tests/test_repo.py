@@ -32,6 +32,7 @@ def test_ci_runs_the_readme_test_command():
     assert readme_commands()[1] in ci_lines
 
 
+@pytest.mark.floors
 def test_quickstart_runs_and_laplace_keeps_accuracy(tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)  # the default output goes under the current directory
@@ -79,3 +80,43 @@ def test_example_outputs_go_to_an_ignored_directory():
             ["git", "check-ignore", "-q", probe], cwd=ROOT, capture_output=True, timeout=60
         )
         assert result.returncode == 0, f"git does not ignore {probe}"
+
+
+def _lower_bounds():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    bounds = {}
+    for line in config["options"]["install_requires"].split("\n"):
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)>=([0-9.]+)\S*\s*", line)
+        if match:
+            bounds[match.group(1).lower()] = match.group(2)
+    return bounds
+
+
+def test_ci_tests_the_declared_minimum_versions():
+    """.ci/run installs exactly the lower bounds of setup.cfg in a second environment and
+    runs the tests marked `floors` there: a declared minimum that stops working fails CI."""
+    script = (ROOT / ".ci" / "run").read_text()
+    pins = dict(re.findall(r"\b([A-Za-z][A-Za-z0-9_.-]*)==([0-9][0-9.]*)", script))
+    bounds = _lower_bounds()
+    for name, version in bounds.items():
+        if name == "torch":  # the floors run with the CPU build the README installs
+            assert pins["torch"] == "2.13.0"
+            continue
+        assert pins.get(name) == version, f"{name}: setup.cfg says >={version}, .ci/run {pins}"
+    floors = script[script.index("pins match them") :]
+    assert "python -m pytest -m floors" in floors
+    assert "pip install -e . " in floors
+
+
+def test_the_floors_subset_covers_the_workflows():
+    """The `floors` marker sits on the tests of fit and predict of both estimators,
+    pickling, Pipeline and GridSearchCV (test_sklearn_compat), the README and the quickstart."""
+    marked = {
+        path.name
+        for path in (ROOT / "tests").glob("test_*.py")
+        if "pytest.mark.floors" in path.read_text()
+    }
+    assert {"test_sklearn_compat.py", "test_readme.py", "test_repo.py"} <= marked

@@ -38,6 +38,10 @@ from torch import nn
 import sklaplace
 from sklaplace import LaplaceClassifier, LaplaceRegressor
 
+# Fit, predict, pickling, Pipeline and GridSearchCV of both estimators: also run by .ci/run
+# at the minimum versions setup.cfg declares.
+pytestmark = pytest.mark.floors
+
 
 # ---------------------------------------------------------------- common checks
 def _check_estimators():
