@@ -120,3 +120,10 @@ def test_the_floors_subset_covers_the_workflows():
         if "pytest.mark.floors" in path.read_text()
     }
     assert {"test_sklearn_compat.py", "test_readme.py", "test_repo.py"} <= marked
+
+
+def test_the_readme_says_how_long_the_test_command_takes():
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index("```", text.index("```bash") + 3) :]
+    first_paragraph = after[: after.index("\n\n", 4)]
+    assert re.search(r"about \d+ minutes on CI's 2-core machine", first_paragraph)
