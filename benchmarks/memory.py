@@ -16,9 +16,20 @@ Memory is the peak resident set size (Linux ``VmHWM``, reset through
 minus the resident size just before the call: what the call itself added on top of the
 interpreter, torch, the net and the data. Times are wall-clock seconds of one call.
 
+**Covariance across rows** (issue 19; ``--cov``): a regression MLP 20-64-64-1
+(``NeuralNetRegressor``, ``MSELoss``, trained 5 epochs on 5,000 rows of a smooth teacher),
+``LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0, sigma_noise=0.5)`` (the
+default ``subset_of_weights="auto"``: every layer), fitted on those rows; then, on ``n``
+new rows, in a fresh process each, ``predict(X, return_std=True)`` (the baseline),
+``predict(X, return_cov=True)`` and ``sample_y(X, n_samples=10)``. Memory as above; the
+target: the covariance call adds at most 4 times the size of the covariance it returns
+(``n^2`` float64 numbers).
+
 Run: ``python benchmarks/memory.py [--rows 10000 100000 1000000] [--dtype float32 float64]``
-(writes ``benchmarks/RESULTS_memory.md``). One worker: ``python benchmarks/memory.py
---worker N CONFIG DTYPE`` prints one JSON line.
+(writes ``benchmarks/RESULTS_memory.md``); ``python benchmarks/memory.py --cov [--cov-rows
+1000 3000]`` runs only the covariance part and replaces its section of the file. One
+worker: ``python benchmarks/memory.py --worker N CONFIG DTYPE`` (or ``--cov-worker N
+CALL``) prints one JSON line.
 """
 
 from __future__ import annotations
@@ -159,6 +170,115 @@ def worker(n: int, config: str, dtype: str) -> dict:
     return row
 
 
+# ---------------------------------------------------------------- covariance across rows
+COV_HIDDEN, COV_CALLS, COV_TARGET = 64, ("std", "cov", "sample"), 4.0
+COV_SECTION = "## Covariance across rows"
+
+
+def cov_worker(n: int, call: str) -> dict:
+    """One call on ``n`` new rows of the regression task (see the module docstring)."""
+    import torch
+    from sklearn.frozen import FrozenEstimator
+    from skorch import NeuralNetRegressor
+    from torch import nn
+
+    from sklaplace import LaplaceRegressor
+
+    torch.set_num_threads(THREADS)
+    X, _ = make_rows(5000 + n, seed=2, dtype=np.float32)
+    teacher = np.random.default_rng(7).normal(size=N_FEATURES)
+    y = np.sin(X @ teacher / 3) + 0.1 * np.random.default_rng(8).normal(size=len(X))
+    y = y.astype(np.float32)[:, None]
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(N_FEATURES, COV_HIDDEN), nn.Tanh(),
+                           nn.Linear(COV_HIDDEN, COV_HIDDEN), nn.Tanh(),
+                           nn.Linear(COV_HIDDEN, 1))  # fmt: skip
+    net = NeuralNetRegressor(module, optimizer=torch.optim.Adam, lr=0.01, max_epochs=5,
+                             batch_size=BATCH, train_split=None, verbose=0)  # fmt: skip
+    net.fit(X[:5000], y[:5000])
+    reg = LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0, sigma_noise=0.5)
+    reg.fit(X[:5000], y[:5000, 0])
+    X_new = X[5000:]
+    reg.predict(X_new[:10], return_cov=True)  # one-time costs, not measured
+    reg.sample_y(X_new[:10])
+    fn = {
+        "std": lambda: reg.predict(X_new, return_std=True),
+        "cov": lambda: reg.predict(X_new, return_cov=True),
+        "sample": lambda: reg.sample_y(X_new, n_samples=10),
+    }[call]
+    out, seconds, peak = measure(fn)
+    return {
+        "n": n,
+        "call": call,
+        "subset": reg.subset_of_weights_,
+        "s": seconds,
+        "peak_mib": peak,
+        "cov_mib": 8 * n * n / MiB,
+        "output_mib": sum(a.nbytes for a in (out if isinstance(out, tuple) else (out,))) / MiB,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def cov_section(rows_list: list[int], repeats: int) -> str:
+    """The covariance part: one fresh process per call and repeat (largest peak kept)."""
+    load = os.getloadavg()[0]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks go back at once
+    results = []
+    for n in rows_list:
+        for call in COV_CALLS:
+            runs = []
+            for _ in range(repeats):
+                cmd = [sys.executable, __file__, "--cov-worker", str(n), call]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            row = dict(runs[0], s=min(r["s"] for r in runs),
+                       peak_mib=max(r["peak_mib"] for r in runs))  # fmt: skip
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    lines = [
+        COV_SECTION + " (issue 19)",
+        "",
+        f"`python benchmarks/memory.py --cov`; {platform.machine()}, {results[0]['threads']} "
+        f"torch thread(s); load average {load:.1f} before / {os.getloadavg()[0]:.1f} after; "
+        f"{repeats} fresh process(es) per row (largest peak, fastest time).",
+        "",
+        f"Regression MLP {N_FEATURES}-{COV_HIDDEN}-{COV_HIDDEN}-1, "
+        "`LaplaceRegressor(FrozenEstimator(net), prior_precision=1.0, sigma_noise=0.5)` "
+        f'(`subset_of_weights="auto"` resolved to `{results[0]["subset"]!r}`). *peak*: '
+        "the resident memory the call added; *covariance*: the size of the `(n, n)` float64 "
+        "covariance that `return_cov` returns (and `sample_y` builds); the baseline is "
+        "`return_std` on the same rows, in the same run. Target: `return_cov` adds at most "
+        f"{COV_TARGET:g} times its covariance.",
+        "",
+        "| rows | call | s | peak MiB | covariance MiB | peak / covariance | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = r["peak_mib"] / r["cov_mib"]
+        target = r["call"] == "cov"
+        lines.append(
+            f"| {r['n']:,} | {r['call']} | {r['s']:.2f} | {r['peak_mib']:.1f} | "
+            f"{r['cov_mib']:.1f} | {ratio:.2f} | {f'<= {COV_TARGET:g}' if target else '-'} | "
+            f"{('yes' if ratio <= COV_TARGET else 'no') if target else '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_cov(section: str, out: Path) -> None:
+    """Replace the covariance section of the results file (or add it before the findings)."""
+    old = out.read_text() if out.exists() else ""
+    if COV_SECTION in old:
+        start = old.index(COV_SECTION)
+        rest = old[start + 1 :]
+        end = start + 1 + rest.index("\n## ") + 1 if "\n## " in rest else len(old)
+        out.write_text(old[:start] + section + "\n" + old[end:])
+    elif FINDINGS in old:
+        i = old.index(FINDINGS)
+        out.write_text(old[:i] + section + "\n" + old[i:])
+    else:
+        out.write_text(old + "\n" + section)
+
+
 # ---------------------------------------------------------------- the report
 def run(n: int, config: str, dtype: str, repeats: int) -> dict:
     """The worker in ``repeats`` fresh processes: fastest time and largest peak of each call."""
@@ -265,10 +385,22 @@ def main(argv=None):
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--cov", action="store_true", help="only the covariance part")
+    parser.add_argument("--cov-rows", nargs="+", type=int, default=[1000, 3000])
+    parser.add_argument("--cov-worker", nargs=2, metavar=("N", "CALL"))
     args = parser.parse_args(argv)
     if args.worker:
         n, config, dtype = args.worker
         print(json.dumps(worker(int(n), config, dtype)))
+        return
+    if args.cov_worker:
+        n, call = args.cov_worker
+        print(json.dumps(cov_worker(int(n), call)))
+        return
+    if args.cov:
+        section = cov_section(args.cov_rows, 1)
+        print(section)
+        write_cov(section, args.out)
         return
     load_before = os.getloadavg()[0]
     rows = []
@@ -284,6 +416,7 @@ def main(argv=None):
         text += "\n" + old[old.index(FINDINGS) :]
     args.out.write_text(text)
     print(text)
+    write_cov(cov_section(args.cov_rows, 1), args.out)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,20 @@ repeat, the pass cache emptied before every call) after warm-up calls; medians o
 repeats, by wall clock and by CPU time. One torch thread (``torch.set_num_threads(1)``): on
 this shared machine OpenMP's waiting threads make multi-thread timings swing.
 
+3. **A wide first layer** (issue 19): one-hot columns of a 2,996-category feature and 4
+   numeric ones (3,000 columns) into an MLP 3000-8-8-2 (``Linear(3000, 8)`` first), trained
+   5 epochs on 5,000 generated rows. ``fit`` (``prior_precision=1.0``) with the default
+   ``subset_of_weights="auto"`` against one training epoch (target: the all-layer fit
+   target of ``benchmarks/RESULTS_all_layers.md``, at most 2 epochs); for reference, the
+   all-layer Kronecker fit (``subset_of_weights="all"``, one repeat: it is slow) and the
+   all-layer diagonal one. Also the size of each fitted estimator's pickle against the
+   net's, and the peak resident memory each fit adds (in this process, ``VmHWM`` reset
+   before each call).
+
 Run: ``python benchmarks/scale.py [--quick] [--threads N]`` (writes
-``benchmarks/RESULTS_scale.md``; ``--quick``: small sizes, prints only). One memory
-measurement: ``python benchmarks/scale.py --worker CALL NET_PICKLE``.
+``benchmarks/RESULTS_scale.md``; ``--quick``: small sizes, prints only); ``--wide``: only
+part 3, whose section of the results file it replaces. One memory measurement: ``python
+benchmarks/scale.py --worker CALL NET_PICKLE``.
 """
 
 from __future__ import annotations
@@ -238,9 +249,133 @@ def memory(cfg, net, args):
             f"{before} |" for k, (label, base, before) in MEMORY.items()]  # fmt: skip
 
 
+WIDE, WIDE_SECTION = 3000, "## A wide first layer"
+
+
+def wide_net(n_rows=5000, seed=0):
+    """One-hot columns of a high-cardinality feature (and 4 numeric ones): MLP 3000-8-8-2."""
+    rng = np.random.default_rng(seed)
+    cats = WIDE - 4
+    code = rng.integers(0, cats, n_rows)
+    X = np.zeros((n_rows, WIDE), dtype=np.float32)
+    X[np.arange(n_rows), code] = 1.0
+    X[:, cats:] = rng.standard_normal((n_rows, 4))
+    effect = rng.standard_normal(cats)
+    y = effect[code] + X[:, cats] * X[:, cats + 1] + 0.7 * rng.standard_normal(n_rows) > 0
+    torch.manual_seed(seed)
+    module = nn.Sequential(nn.Linear(WIDE, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                           nn.Linear(8, 2))  # fmt: skip
+    net = NeuralNetClassifier(module, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam,
+                              lr=1e-2, max_epochs=5, train_split=None, verbose=0)  # fmt: skip
+    return X, y.astype(np.int64), net.fit(X, y.astype(np.int64))
+
+
+def _peak_call(fn):
+    """``(result, wall s, CPU s, peak MiB added)``: VmHWM reset just before the call."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    start, start_cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    return out, wall, cpu, (peak - before) / MiB
+
+
+def wide(repeats=3):
+    """Part 3: the rows of the wide-net table (fits against an epoch, pickles, memory)."""
+    X, y, net = wide_net()
+    trainer = copy.deepcopy(net).set_params(max_epochs=1)
+    fits = {
+        "auto": lambda: laplace(net).fit(X, y),
+        "last_layer": lambda: laplace(net, subset_of_weights="last_layer").fit(X, y),
+        "all, diag": lambda: laplace(net, subset_of_weights="all", hessian_structure="diag").fit(
+            X, y
+        ),
+    }
+    runs = {name: [] for name in ["epoch", *fits]}
+    fitted, peaks = {}, {}
+    with sklaplace.config_context(cache_bytes=0):  # every fit runs its pass
+        _peak_call(lambda: trainer.partial_fit(X, y))  # warm-up
+        for i in range(repeats):
+            names = list(runs)[i % len(runs) :] + list(runs)[: i % len(runs)]
+            for name in names:
+                fn = (lambda: trainer.partial_fit(X, y)) if name == "epoch" else fits[name]
+                out, wall, cpu, peak = _peak_call(fn)
+                runs[name].append((wall, cpu))
+                peaks[name] = max(peaks.get(name, 0.0), peak)
+                fitted[name] = out
+        out, wall, cpu, peak = _peak_call(lambda: laplace(net, subset_of_weights="all").fit(X, y))
+        runs["all, kron"], peaks["all, kron"], fitted["all, kron"] = [(wall, cpu)], peak, out
+    t = {name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+         for name, r in runs.items()}  # fmt: skip
+    net_bytes = len(pickle.dumps(net))
+    resolved = fitted["auto"].subset_of_weights_
+    rows = []
+    for name in ["auto", "last_layer", "all, diag", "all, kron"]:
+        (w, c), (bw, bc) = t[name], t["epoch"]
+        label = f"fit, {name}" + (f" (resolves to {resolved!r})" if name == "auto" else "")
+        target = 2.0 if name == "auto" else None
+        met = " / ".join("yes" if r <= 2.0 else "no" for r in (w / bw, c / bc)) if target else "-"
+        size = len(pickle.dumps(fitted[name])) / net_bytes
+        reps = len(runs[name])
+        rows.append(
+            f"| {label} | {w:.2f} / {c:.2f} | {bw:.2f} / {bc:.2f} | {w / bw:.2f} / {c / bc:.2f} "
+            f"| {'<= 2' if target else '-'} | {met} | {size:.1f} x | +{peaks[name]:.0f} "
+            f"(epoch +{peaks['epoch']:.0f}) | {reps} |"
+        )
+        print(rows[-1], flush=True)
+    return rows, net_bytes
+
+
+def wide_section(args) -> str:
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
+    rows, net_bytes = wide()
+    command = " ".join(["python benchmarks/scale.py", *sys.argv[1:]])
+    return "\n".join([
+        WIDE_SECTION + " (issue 19): the cost of `subset_of_weights=\"auto\"`",
+        "",
+        f"`{command}`, {time.strftime('%Y-%m-%d')}; {platform.machine()}, nproc "
+        f"{os.cpu_count()}, {torch.get_num_threads()} torch thread(s), torch "
+        f"{torch.__version__}; load average {load_before:.1f} before / "
+        f"{os.getloadavg()[0]:.1f} after (a shared machine); the part ran "
+        f"{time.perf_counter() - start:.0f} s.",
+        "",
+        f"MLP {WIDE}-8-8-2 (`Linear({WIDE}, 8)` first: one-hot columns of a {WIDE - 4:,}-"
+        "category feature and 4 numeric ones), 5,000 rows, trained 5 epochs; "
+        "`LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, ...)`, cache off. "
+        "Times in s, wall / CPU, medians of interleaved repeats (the all-layer Kronecker fit: "
+        "one run); baseline: one training epoch (`partial_fit`) in the same run. *pickle*: "
+        f"the fitted estimator's pickle over the net's ({net_bytes / MiB:.2f} MiB). *peak*: "
+        "the resident memory the call added (MiB, in this process).",
+        "",
+        "| fit | ours (s) | epoch (s) | ratio (epochs) | target | met | pickle | peak (MiB) "
+        "| repeats |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ])  # fmt: skip
+
+
+def write_wide(section: str) -> None:
+    """Replace the wide-net section of the results file (or add it before the findings)."""
+    old = OUT.read_text()
+    if WIDE_SECTION in old:
+        start = old.index(WIDE_SECTION)
+        end = old.index("\n## ", start + 1) + 1 if "\n## " in old[start + 1 :] else len(old)
+        OUT.write_text(old[:start] + section + "\n" + old[end:])
+    elif FINDINGS in old:
+        i = old.index(FINDINGS)
+        OUT.write_text(old[:i] + section + "\n" + old[i:])
+    else:
+        OUT.write_text(old + "\n" + section)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, prints only")
+    parser.add_argument("--wide", action="store_true", help="only the wide first layer")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker", nargs=2, metavar=("CALL", "NET_PICKLE"))
     args = parser.parse_args()
@@ -248,6 +383,12 @@ def main():
     torch.set_num_threads(args.threads)
     if args.worker:
         print(worker(*args.worker, cfg))
+        return
+    if args.wide:
+        section = wide_section(args)
+        print(section)
+        if not args.quick:
+            write_wide(section)
         return
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     timing = overhead(cfg)
@@ -290,6 +431,7 @@ def main():
     if not args.quick:  # hand-written findings below the tables survive a re-run
         old = OUT.read_text() if OUT.exists() else ""
         OUT.write_text(text + ("\n" + old[old.index(FINDINGS) :] if FINDINGS in old else ""))
+        write_wide(wide_section(args))
 
 
 if __name__ == "__main__":

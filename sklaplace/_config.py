@@ -1,11 +1,13 @@
 """Package-wide settings, in scikit-learn's style: ``set_config``, ``get_config``,
 ``config_context``.
 
-One setting today, ``cache_bytes``: the bound on the memory that sklaplace's pass cache
-may hold (see :doc:`/scaling`). As in scikit-learn, the settings are per thread: a thread
-starts from the global values, ``set_config`` changes the calling thread's values and the
-global defaults, and ``config_context`` changes the calling thread's values inside a
-``with`` block only. Worker processes (joblib's loky, dask) start from the defaults.
+Two settings: ``cache_bytes``, the bound on the memory that sklaplace's pass cache may
+hold (see :doc:`/scaling`), and ``max_result_bytes``, the bound on the covariance across
+rows that ``predict(X, return_cov=True)`` and ``sample_y`` may build. As in scikit-learn,
+the settings are per thread: a thread starts from the global values, ``set_config``
+changes the calling thread's values and the global defaults, and ``config_context``
+changes the calling thread's values inside a ``with`` block only. Worker processes
+(joblib's loky, dask) start from the defaults.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from numbers import Integral
 __all__ = ["config_context", "get_config", "set_config"]
 
 _DEFAULT_CACHE_BYTES = 2**30
-_global_config = {"cache_bytes": _DEFAULT_CACHE_BYTES}
+_global_config = {"cache_bytes": _DEFAULT_CACHE_BYTES, "max_result_bytes": "available"}
 _local = threading.local()
 # Called with the new settings after set_config (the cache evicts down to a lower bound).
 _listeners: list = []
@@ -40,7 +42,7 @@ def get_config() -> dict:
     Returns
     -------
     dict
-        ``{"cache_bytes": int}``.
+        ``{"cache_bytes": int, "max_result_bytes": int or "available"}``.
 
     See Also
     --------
@@ -65,7 +67,18 @@ def _check_cache_bytes(value) -> int:
     return int(value)
 
 
-def set_config(cache_bytes: int | None = None) -> None:
+def _check_result_bytes(value) -> int | str:
+    if isinstance(value, str) and value == "available":
+        return value
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(
+            f"max_result_bytes must be a non-negative int (bytes) or 'available' (the memory "
+            f"the system reports available), got {value!r}."
+        )
+    return int(value)
+
+
+def set_config(cache_bytes: int | None = None, max_result_bytes=None) -> None:
     """Change sklaplace's settings.
 
     Parameters
@@ -77,6 +90,13 @@ def set_config(cache_bytes: int | None = None) -> None:
         nothing is stored or looked up, and no input or net is fingerprinted. Lowering
         the bound evicts the least recently used entries at once. ``None`` leaves the
         setting as it is.
+    max_result_bytes : int or "available", default=None
+        Bound, in bytes, on the covariance across rows that ``predict(X,
+        return_cov=True)`` and ``sample_y`` build (``n_rows^2 * n_targets`` float64
+        numbers; ``sample_y`` one ``(n_rows, n_rows)`` matrix more): beyond it they raise
+        ``MemoryError`` before any pass over X, with the size they would need. "available"
+        (the initial value): the memory the system reports available (Linux; no bound
+        where it is unknown). ``None`` leaves the setting as it is.
 
     See Also
     --------
@@ -95,12 +115,17 @@ def set_config(cache_bytes: int | None = None) -> None:
         value = _check_cache_bytes(cache_bytes)
         _global_config["cache_bytes"] = value
         _thread_config()["cache_bytes"] = value
+    if max_result_bytes is not None:
+        value = _check_result_bytes(max_result_bytes)
+        _global_config["max_result_bytes"] = value
+        _thread_config()["max_result_bytes"] = value
+    if cache_bytes is not None or max_result_bytes is not None:
         for listener in _listeners:
             listener(get_config())
 
 
 @contextmanager
-def config_context(*, cache_bytes: int | None = None):
+def config_context(*, cache_bytes: int | None = None, max_result_bytes=None):
     """Change sklaplace's settings inside a ``with`` block (in the calling thread).
 
     Parameters
@@ -108,6 +133,8 @@ def config_context(*, cache_bytes: int | None = None):
     cache_bytes : int, default=None
         See :func:`set_config`. ``config_context(cache_bytes=0)`` runs the block with the
         cache off.
+    max_result_bytes : int or "available", default=None
+        See :func:`set_config`.
 
     Examples
     --------
@@ -122,6 +149,8 @@ def config_context(*, cache_bytes: int | None = None):
     old = dict(config)
     if cache_bytes is not None:
         config["cache_bytes"] = _check_cache_bytes(cache_bytes)
+    if max_result_bytes is not None:
+        config["max_result_bytes"] = _check_result_bytes(max_result_bytes)
     try:
         yield
     finally:

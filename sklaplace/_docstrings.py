@@ -12,10 +12,15 @@ COMMON_PARAMS = """
         ("all"), or the modules named in a list (as in ``net.module_.named_modules()``; a
         container's name stands for the modules inside it). Parameters with
         ``requires_grad=False`` never get a posterior. "auto": "all" for a net of at most
-        1,000,000 trainable parameters and 32 outputs (the tabular MLPs where every
-        layer's posterior gave the best out-of-distribution detection in the quality
-        benchmark, at a fit of a few epochs), else "last_layer" (whose cost hardly depends
-        on the net's size or the number of classes); ``subset_of_weights_`` tells which.
+        1,000,000 trainable parameters and 32 outputs whose Kronecker factors are cheap
+        next to it (at most 8 factor entries, ``n_in^2 + n_out^2`` per layer, per weight,
+        or 2^18 in all: the tabular MLPs where every layer's posterior gave the best
+        out-of-distribution detection in the quality benchmark, at a fit of a few
+        epochs), else "last_layer" (whose cost hardly depends on the net's size or the
+        number of classes). A wide first layer (one-hot columns of thousands of
+        categories) thus takes the last layer under "kron": its input factor would cost
+        dozens of training epochs and memory growing as the square of its inputs.
+        ``subset_of_weights_`` tells which was taken.
     hessian_structure : {"kron", "diag", "full"}, default="kron"
         Structure of the curvature: Kronecker-factored (Ritter et al. 2018), diagonal, or
         dense (exact; last layer only, memory grows as (n_features * n_outputs)^2).

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
+import scipy.linalg
 from scipy.stats import norm
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
@@ -466,7 +467,10 @@ default="holdout"
         return_std : bool, default=False
         return_cov : bool, default=False
             Covariance across the rows of X (per target). At most one of ``return_std``
-            and ``return_cov`` may be True.
+            and ``return_cov`` may be True. It holds ``n_samples^2 * n_targets`` float64
+            numbers, which bounds the rows: beyond the memory available (or the setting
+            ``max_result_bytes`` of :func:`sklaplace.set_config`) it raises
+            ``MemoryError`` before any pass over X, with the size it would need.
 
         Returns
         -------
@@ -479,16 +483,12 @@ default="holdout"
             raise RuntimeError(
                 "At most one of return_std or return_cov can be requested, not both."
             )
+        if return_cov:
+            return self._predict_cov(X)
         hyper = self._hyper()
         X = self._validate_X(X, reset=False)
         fitted = self._predictor()
         shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
-        if return_cov:
-            mean, cov = fitted.y_joint_moments(
-                X, hyper, predictive=self.predictive, n_samples=self.n_samples, seed=self._seed()
-            )
-            mean, cov = mean * scale + shift, cov * scale**2
-            return self._shape(mean), (cov[:, :, 0] if self._y_ndim == 1 else cov)
         mean, var = fitted.y_moments(
             X, hyper, predictive=self.predictive, n_samples=self.n_samples, seed=self._seed()
         )
@@ -506,6 +506,25 @@ default="holdout"
                 )
             return self._shape(mean), self._shape(std)
         return self._shape(mean)
+
+    def _predict_cov(self, X, draws=False):
+        """``predict(X, return_cov=True)``; ``draws``: for ``sample_y`` (the size check
+        counts its eigenvectors too)."""
+        hyper = self._hyper()
+        X = self._validate_X(X, reset=False)
+        mean, cov = self._predictor().y_joint_moments(
+            X,
+            hyper,
+            predictive=self.predictive,
+            n_samples=self.n_samples,
+            seed=self._seed(),
+            draws=draws,
+        )
+        shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
+        mean = mean * scale + shift
+        if np.any(scale != 1.0):
+            cov *= np.asarray(scale, dtype=np.float64) ** 2  # in place: cov is ours
+        return self._shape(mean), (cov[:, :, 0] if self._y_ndim == 1 else cov)
 
     def predict_interval(self, X, confidence=0.9):
         """Predictive interval of a new observation at each row.
@@ -550,7 +569,9 @@ default="holdout"
         """Draw joint samples of new observations at the rows of X.
 
         Samples come from ``N(mean, cov)`` with ``mean, cov = predict(X, return_cov=True)``
-        (observation noise included), as in ``GaussianProcessRegressor.sample_y``.
+        (observation noise included), as in ``GaussianProcessRegressor.sample_y``. Memory:
+        that covariance and one ``(n_samples_X, n_samples_X)`` matrix, refused with
+        ``MemoryError`` (before any pass over X) when they cannot fit.
 
         Parameters
         ----------
@@ -565,7 +586,7 @@ default="holdout"
         if not isinstance(n_samples, Integral) or n_samples < 0:
             raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}.")
         rng = check_random_state(random_state)
-        mean, cov = self.predict(X, return_cov=True)
+        mean, cov = self._predict_cov(X, draws=True)
         if self._y_ndim == 1:
             return _gaussian_draws(rng, mean, cov, n_samples)
         draws = [
@@ -581,7 +602,12 @@ default="holdout"
 
 
 def _gaussian_draws(rng, mean, cov, n_samples):
-    """(m, n_samples) draws of N(mean, cov) through the symmetric root of cov."""
-    lam, vec = np.linalg.eigh(cov)
-    root = vec * np.sqrt(np.clip(lam, 0.0, None))
-    return mean[:, None] + root @ rng.standard_normal((len(mean), n_samples))
+    """(m, n_samples) draws of N(mean, cov) through the symmetric root of cov.
+
+    ``cov`` is overwritten (it is ours): the eigendecomposition works in place of its
+    (symmetric, so transposed: Fortran-ordered) storage and the eigenvectors are scaled in
+    place, so memory is ``cov`` and one (m, m) matrix.
+    """
+    lam, vec = scipy.linalg.eigh(cov.T, overwrite_a=True, check_finite=False)
+    vec *= np.sqrt(np.clip(lam, 0.0, None))
+    return mean[:, None] + vec @ rng.standard_normal((len(mean), n_samples))

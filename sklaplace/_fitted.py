@@ -16,48 +16,215 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 from collections.abc import Iterator
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 import numpy as np
 import torch
 
 from . import _skorch
 from ._cache import nbytes
+from ._config import get_config
 from ._hyper import Hyper, Objectives, curvature_scale
-from ._passes import NetView
+from ._passes import NetView, n_rows_of
 from ._stamp import stamp_changes, tensor_stamp
 from .approximations import Approximation, find_head
-from .approximations.base import MERGED_ELEMENTS
+from .approximations.base import MERGED_ELEMENTS, row_cov, tile_rows
 from .likelihoods import Likelihood
 
 __all__ = ["FittedLaplace"]
 
 
-# Bytes of held-out projections kept in memory while tuning (beyond, they are streamed).
+# Bytes of held-out projections kept in memory while tuning (beyond, they go to a file).
 TUNING_BYTES = 256 * 2**20
 
 
 class _Kept:
-    """The held-out rows' projections: kept if they fit in ``TUNING_BYTES``, else
-    re-projected at each iteration (one pass over the rows per evaluation)."""
+    """The held-out rows' projections, computed once (one pass over the rows).
+
+    Kept in memory while they fit in ``TUNING_BYTES``; beyond, written to an unlinked
+    temporary file and read back one batch at a time at each evaluation, so memory stays
+    bounded and the tuning's many evaluations cost no pass over the rows. If the file
+    cannot be written (no disk space), each evaluation projects the rows again.
+    """
 
     def __init__(self, fitted: FittedLaplace, X) -> None:
         self.fitted, self.X = fitted, X
         self.kept: list | None = []
+        self.spill: _Spill | None = None
         sizes, size = [], 0
         for proj in fitted.approximation.project(fitted.view(), X):
             sizes.append(len(proj.mean))
             size += nbytes(proj)
-            if self.kept is not None:
-                self.kept.append(proj)
-                if size > TUNING_BYTES:
+            if self.kept is not None and self.spill is None and size > TUNING_BYTES:
+                self.spill = _Spill.open()
+                if self.spill is None:  # no file: re-project at each evaluation
                     self.kept = None
+                else:
+                    for kept in self.kept:
+                        self.spill.write(kept)
+                    self.kept = []
+            if self.spill is not None:
+                self.spill.write(proj)
+            elif self.kept is not None:
+                self.kept.append(proj)
+        if self.spill is not None and not self.spill.ok:
+            self.spill, self.kept = None, None
         self.bounds = np.cumsum([0, *sizes])
 
     def __iter__(self):
+        if self.spill is not None:
+            return self.spill.read()
         if self.kept is not None:
             return iter(self.kept)
         return self.fitted.approximation.project(self.fitted.view(), self.X)
+
+
+class _Spill:
+    """Projections written to an unlinked temporary file, read back in order."""
+
+    def __init__(self, file) -> None:
+        self.file, self.records, self.ok = file, [], True
+
+    @classmethod
+    def open(cls) -> _Spill | None:
+        try:
+            return cls(tempfile.TemporaryFile())
+        except OSError:
+            return None
+
+    def write(self, proj) -> None:
+        if not self.ok:
+            return
+        tensors, layout = _flatten(proj)
+        entries = []
+        try:
+            for t in tensors:
+                array = t.detach().cpu().contiguous().numpy()
+                entries.append((self.file.tell(), array.shape, array.dtype, t.device))
+                self.file.write(memoryview(array).cast("B"))
+        except OSError:  # the disk is full: give the file up
+            self.ok = False
+            self.file.close()
+            return
+        self.records.append((entries, layout))
+
+    def read(self):
+        for entries, layout in self.records:
+            tensors = []
+            for offset, shape, dtype, device in entries:
+                array = np.empty(shape, dtype)
+                self.file.seek(offset)
+                self.file.readinto(memoryview(array).cast("B"))
+                tensors.append(torch.from_numpy(array).to(device))
+            yield _unflatten(tensors, layout)
+
+
+def _flatten(obj):
+    """The tensors of nested tuples (NamedTuples included) and their layout."""
+    if isinstance(obj, torch.Tensor):
+        return [obj], "t"
+    if obj is None:
+        return [], None
+    tensors, layouts = [], []
+    for item in obj:
+        ts, lay = _flatten(item)
+        tensors += ts
+        layouts.append(lay)
+    return tensors, (type(obj), tuple(layouts))
+
+
+def _unflatten(tensors: list, layout):
+    it = iter(tensors)
+
+    def build(lay):
+        if lay == "t":
+            return next(it)
+        if lay is None:
+            return None
+        kind, items = lay
+        values = [build(item) for item in items]
+        return kind(*values) if hasattr(kind, "_fields") else kind(values)
+
+    return build(layout)
+
+
+def available_bytes() -> int | None:
+    """The memory the system can give this process now, in bytes, or None if unknown.
+
+    Linux: ``MemAvailable`` of ``/proc/meminfo``, lowered to what a cgroup (v2) memory
+    limit (a container's bound) or an address-space limit (``ulimit -v``) leaves.
+    Elsewhere: None.
+    """
+    found = _meminfo("/proc/meminfo", "MemAvailable:")
+    if found is None:
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            found = min(found, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS) if resource else (None, None)
+    size = _meminfo("/proc/self/status", "VmSize:")
+    if soft not in (None, getattr(resource, "RLIM_INFINITY", None)) and size is not None:
+        found = min(found, max(0, soft - size))
+    return found
+
+
+def _meminfo(path: str, field: str) -> int | None:
+    """The value in bytes of a ``field: N kB`` line of a /proc file, or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_joint_size(n_rows: int, n_targets: int, draws: bool = False) -> None:
+    """Refuse (``MemoryError``) a covariance across ``n_rows`` rows that cannot fit.
+
+    The result holds ``n_rows^2 * n_targets`` float64 numbers (``sample_y`` needs one
+    (n_rows, n_rows) matrix more, for the eigenvectors). The bound is the setting
+    ``max_result_bytes`` (:func:`sklaplace.set_config`), or else the memory the system
+    reports available (:func:`available_bytes`).
+    """
+    need = 8 * n_rows * n_rows * (n_targets + int(draws))
+    bound = get_config()["max_result_bytes"]
+    source = "max_result_bytes (sklaplace.set_config)"
+    if bound == "available":
+        bound, source = available_bytes(), "the memory available"
+    if bound is None or need <= bound:
+        return
+    fits = math.isqrt(bound // (8 * (n_targets + int(draws))))
+    what = "sample_y" if draws else "predict(X, return_cov=True)"
+    raise MemoryError(
+        f"{what} on {n_rows:,} rows builds the covariance across them: "
+        f"{n_rows:,} x {n_rows:,}"
+        + (f" x {n_targets} targets" if n_targets > 1 else "")
+        + f" float64 numbers{' and its eigenvectors' if draws else ''}, {_size(need)}, "
+        f"more than {source} ({_size(bound)}). For each row's own uncertainty use "
+        f"predict(X, return_std=True) (memory linear in the rows); for covariances or "
+        f"joint draws, pass at most {fits:,} rows at a time."
+    )
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _has_integers(X) -> bool:
@@ -242,7 +409,7 @@ class FittedLaplace:
             rows = np.sort(np.random.default_rng(0).choice(n, MAX_TUNING_ROWS, replace=False))
             X, y = take(X, rows), y[rows]
             w = None if w is None else w[rows]
-        projections = list(self.approximation.project(self.view(), X))
+        projections = _Kept(self, X)  # once; kept, or in a file beyond TUNING_BYTES
         device = self.posterior.means[0].device
         mean = torch.cat([p.mean for p in projections])
         resid = torch.as_tensor(np.asarray(y)).to(device).reshape(mean.shape).double() - mean
@@ -275,9 +442,9 @@ class FittedLaplace:
         """``f(tau, sigma, T, logit_T)``, the held-out log-likelihood, and the residuals' RMS.
 
         The held-out rows are projected once (the projection does not depend on the
-        hyper-parameters) and kept while they fit in ``TUNING_BYTES``; every evaluation
-        then costs no pass over them. Larger projections (many held-out rows through many
-        wide layers) are streamed: each evaluation projects the rows again.
+        hyper-parameters) and kept while they fit in ``TUNING_BYTES``, beyond in a
+        temporary file (many held-out rows through many wide layers): every evaluation
+        then costs no pass over them.
         """
         projections = _Kept(self, X_val)
         device = self.posterior.means[0].device
@@ -336,11 +503,6 @@ class FittedLaplace:
         tau, scale = self.tensors(hyper)
         yield from self.approximation.draws(self.view(), X, n_samples, tau, scale, seed)
 
-    def joint_moments(self, X, hyper: Hyper) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means (m, c) and covariances across rows (m, m, c)."""
-        tau, scale = self.tensors(hyper)
-        return self.approximation.joint_moments(self.view(), X, tau, scale)
-
     def log_proba(self, X, hyper, *, predictive, link_approx, n_samples, seed) -> np.ndarray:
         """Log predictive class probabilities (m, n_classes), computed in log space."""
         lik = self.likelihood
@@ -383,24 +545,43 @@ class FittedLaplace:
             variances.append((var_mean + noise).cpu().numpy())
         return np.concatenate(means), np.concatenate(variances)
 
-    def y_joint_moments(self, X, hyper, *, predictive, n_samples, seed):
-        """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``."""
+    def y_joint_moments(self, X, hyper, *, predictive, n_samples, seed, draws=False):
+        """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``.
+
+        The covariance is filled tile by tile (:func:`.approximations.base.row_cov`), the
+        observation noise added on its diagonal in place: memory is the result and O(m)
+        besides. Refused before any pass (``MemoryError``) when the result cannot fit
+        (:func:`check_joint_size`; ``draws``: ``sample_y``, which needs one (m, m) more).
+        """
         lik, sigma = self.likelihood, hyper.sigma_noise
+        c = self._n_outputs()
+        zeros = torch.zeros((1, c), dtype=torch.float64)
+        n_targets = lik.observation(zeros, zeros, sigma)[0].shape[1]
+        check_joint_size(n_rows_of(X), n_targets, draws)
+        view = self.view()
+        device = self.posterior.means[0].device
         if predictive == "nn":
-            # every draw for every row at once (covariances across rows are for a few
-            # hundred rows): (S, m, c)
-            f = torch.cat([torch.cat(list(c)) for c in self.draws(X, hyper, n_samples, seed)], 1)
+            # every draw for every row (S, m, c): O(m) memory, then the tiles
+            tau, scale = self.tensors(hyper)
+            draws_ = self.approximation.draws(view, X, n_samples, tau, scale, seed)
+            f = torch.cat([torch.cat(list(chunks)) for chunks in draws_], 1)
             mu, noise = lik.observation_draw(f, sigma)
+            del f
             mean, noise = mu.mean(0), noise.mean(0)
-            centred = mu - mean
-            cov = torch.einsum("snk,smk->nmk", centred, centred) / f.shape[0]
+            centred = (mu - mean) / math.sqrt(mu.shape[0])
+            del mu
+
+            def tile(A, B):
+                return torch.einsum("snk,smk->nmk", centred[:, A], centred[:, B])
+
+            m = len(mean)
+            rows = tile_rows(m, n_targets, len(centred))
+            cov = row_cov(m, n_targets, rows, tile, device)
         else:
-            mean_f, cov_f = self.joint_moments(X, hyper)
-            var_f = torch.diagonal(cov_f, dim1=0, dim2=1).T  # (m, c)
+            tau, scale = self.tensors(hyper)
+            mean_f, var_f, cov = self.approximation.joint_moments(view, X, tau, scale, n_targets)
             mean, _, noise = lik.observation(mean_f, var_f, sigma)
-            cov = cov_f[:, :, : mean.shape[1]]
-        m = len(mean)
-        cov = cov + torch.eye(m, dtype=cov.dtype, device=cov.device)[:, :, None] * noise[None]
+        cov.diagonal(dim1=0, dim2=1).add_(noise.T)  # in place: no second (m, m, K)
         return mean.cpu().numpy(), cov.cpu().numpy()
 
     # ---------------------------------------------------------------- pickling

@@ -20,10 +20,11 @@ decomposition: every method takes them as arguments.
 Two ways into the predictive covariance of the net's outputs ``f``:
 
 * the last layer (``f`` is the layer's output): ``project(a)`` (independent of the
-  hyper-parameters, cacheable) then ``projected_moments``;
+  hyper-parameters, cacheable) then ``projected_moments``; ``row_cov`` across rows;
 * any layer inside the net: the vectors ``g`` backpropagated from each output to the
   layer's output and the layer input ``a`` give the Jacobians as outer products;
-  ``rotate(g, a)`` (independent of the hyper-parameters) then ``jacobian_moments``.
+  ``rotate(g, a)`` (independent of the hyper-parameters) then ``jacobian_moments``;
+  ``jacobian_factors`` for covariances across rows.
 
 ``cov=False`` returns the variances (m, c) only, at a cost and memory linear in the number
 of outputs (the probit link needs no more); ``cov=True`` the covariances (m, c, c).
@@ -38,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DiagBlock", "FullBlock", "KronBlock", "Posterior"]
+__all__ = ["DiagBlock", "FullBlock", "KronBlock", "Posterior", "jacobian_factors"]
 
 # Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
 _CHUNK_ELEMENTS = 2**22
@@ -70,20 +71,22 @@ def _outer_moments(v: Tensor, u: Tensor, inv: Tensor, cov: bool) -> Tensor:
     return torch.cat(out)
 
 
-def _row_cov(v: Tensor, u, inv: Tensor) -> Tensor:
-    """Covariances across rows, per output, from rotated Jacobian factors: (m, m, c).
+def jacobian_factors(v: Tensor, u, root: Tensor, k: int) -> Tensor:
+    """Each row's Jacobian of output ``k`` in the eigenbasis, scaled by ``1 / sqrt(L)``:
+    ``F`` (m, D) with ``Cov[f_k(x_n), f_k(x_m)] = F_n . F_m`` through this layer.
 
-    ``Cov[f_k(x_n), f_k(x_m)] = sum_ij J_nk,ij J_mk,ij / L_ij`` with ``J_nk = sum_p
-    v_knp u_np^T``; for one position ``sum_i v_kni v_kmi sum_j u_nj u_mj / L_ij``. For
-    covariances across a few hundred rows (``return_cov``, ``sample_y``).
+    From ``(v, u) = rotate(g, a)``: ``J_nk = sum_p v_knp u_np^T`` (``u`` None: ``v`` holds
+    the per-row Jacobians, (c, m, D)); ``root`` is ``L^(-1/2)``, shaped like the
+    eigenvalues. For covariances across rows (``return_cov``, ``sample_y``), one tile of
+    rows at a time.
     """
-    if u is None:  # per-row Jacobians in the eigenbasis, (c, m, D)
-        return torch.einsum("knd,d,kmd->nmk", v, inv.reshape(-1), v)
+    if u is None:
+        return v[k] * root.reshape(-1)
     if u.shape[1] == 1:
-        gram = torch.einsum("nj,ij,mj->inm", u[:, 0], inv, u[:, 0])
-        return torch.einsum("kni,inm,kmi->nmk", v[:, :, 0], gram, v[:, :, 0])
-    jac = torch.einsum("kmpo,mpi->mkoi", v, u)
-    return torch.einsum("nkoi,oi,mkoi->nmk", jac, inv, jac)
+        jac = v[k, :, 0, :, None] * u[:, 0, None, :]
+    else:
+        jac = torch.einsum("mpo,mpi->moi", v[k], u)
+    return (jac * root).flatten(1)
 
 
 class _Block:
@@ -106,10 +109,6 @@ class _Block:
         if key not in casts:
             casts[key] = make()
         return casts[key]
-
-    def jacobian_row_cov(self, v: Tensor, u, tau: Tensor, scale: Tensor) -> Tensor:
-        """Covariances across rows through this layer, (m, m, c), from ``rotate(g, a)``."""
-        return _row_cov(v, u, 1.0 / self.eigenvalues(tau, scale))
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -155,10 +154,12 @@ class DiagBlock(_Block):
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
         return self.projected_moments(self.project(a), tau, scale, cov=True)
 
-    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``Cov[z_k(x_n), z_k(x_m)] = sum_j a_nj a_mj / L_kj``: (m, m, n_out)."""
+    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor, b: Tensor | None = None) -> Tensor:
+        """``Cov[z_k(x_n), z_k(x_m)] = sum_j a_nj b_mj / L_kj`` between the rows of ``a``
+        and those of ``b`` (default ``a``): (n, m, n_out)."""
+        b = a if b is None else b
         s = 1.0 / self.eigenvalues(tau, scale)
-        return torch.einsum("nj,kj,mj->nmk", a, s, a)
+        return torch.einsum("nj,kj,mj->nmk", a, s, b)
 
     def rotate(self, g: Tensor, a) -> tuple:
         """Inner layer: the eigenbasis is the identity, so ``(g, a)`` as they are.
@@ -253,11 +254,13 @@ class KronBlock(_Block):
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
         return self.projected_moments(self.project(a), tau, scale, cov=True)
 
-    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``Cov[z_k(x_n), z_k(x_m)] = sum_i Q_B[k, i]^2 sum_j u_nj u_mj / L_ij``."""
+    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor, b: Tensor | None = None) -> Tensor:
+        """``Cov[z_k(x_n), z_k(x_m)] = sum_i Q_B[k, i]^2 sum_j u_nj w_mj / L_ij`` with
+        ``u = Q_A^T a`` and ``w = Q_A^T b`` (default ``b = a``): (n, m, n_out)."""
         u = a @ self.Q_A
+        w = u if b is None else b @ self.Q_A
         inv = 1.0 / self.eigenvalues(tau, scale)
-        gram = torch.einsum("nj,ij,mj->inm", u, inv, u)
+        gram = torch.einsum("nj,ij,mj->inm", u, inv, w)
         return torch.einsum("ki,inm->nmk", self.Q_B**2, gram)
 
     def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
@@ -336,11 +339,13 @@ class FullBlock(_Block):
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
         return self.projected_moments(self.project(a), tau, scale, cov=True)
 
-    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """``Cov[z_k(x_n), z_k(x_m)] = sum_p R_nkp R_mkp / L_p``: (m, m, n_out)."""
+    def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor, b: Tensor | None = None) -> Tensor:
+        """``Cov[z_k(x_n), z_k(x_m)] = sum_p R_nkp S_mkp / L_p`` with ``R = project(a)`` and
+        ``S = project(b)`` (default ``b = a``): (n, m, n_out)."""
         R = self.project(a)
+        S = R if b is None else self.project(b)
         inv = 1.0 / self.eigenvalues(tau, scale)
-        return torch.einsum("nkp,p,mkp->nmk", R, inv, R)
+        return torch.einsum("nkp,p,mkp->nmk", R, inv, S)
 
     def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, None]:
         """Inner layer: the per-row Jacobians in the eigenbasis, (c, m, P), chunked by rows."""

@@ -213,24 +213,65 @@ def test_layer_wise_moments_equal_dense_reference(kind, likelihood, structure):
     _check_moments(approx, view, net, layers, Xt, tau, SCALE, 1e-10)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 100])
 @pytest.mark.parametrize("structure", ["kron", "diag"])
 @pytest.mark.parametrize("kind", ["mlp", "conv", "layernorm"])
-def test_layer_wise_covariances_across_rows_equal_dense_reference(kind, structure):
+def test_layer_wise_covariances_across_rows_equal_dense_reference(
+    kind, structure, rows, monkeypatch
+):
     """``joint_moments``: Cov[f_k(x_n), f_k(x_m)] = J_nk Sigma J_mk^T for every pair of rows
-    (what return_cov and sample_y use), for one-position, convolutional and other layers."""
+    (what return_cov and sample_y use), for one-position, convolutional and other layers,
+    filled in tiles of ``rows`` rows (2 and 3 do not divide the 7 rows; 1 is every pair
+    alone, 7 and 100 one tile): every tiling gives the reference, exactly symmetric."""
+    from sklaplace.approximations import layer_wise
+
+    monkeypatch.setattr(layer_wise, "tile_rows", lambda *args: rows)
     net = _make(kind, 3)
     X, y = _data(kind, 9, "classification")
     view = _view(net, 4)
     approx = LayerWise(structure, "all").fit(view, "out", LIKELIHOODS["classification"], X, y)
     layers = select_layers(net)
     tau = torch.linspace(0.5, 2.0, len(layers), dtype=F64)
-    Xt, _ = _data(kind, 5, "classification", seed=1)
-    mean, row_cov = approx.joint_moments(view, Xt, tau, SCALE)
+    Xt, _ = _data(kind, 7, "classification", seed=1)
+    mean, var, row_cov = approx.joint_moments(view, Xt, tau, SCALE, 3)
     J = _dense_jacobian(net, layers, Xt)
     sigma = _dense_sigma(approx.posterior, tau, SCALE)
     expected = torch.einsum("nkd,de,mke->nmk", J, sigma, J)
     torch.testing.assert_close(mean, net(Xt).detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(row_cov, expected, rtol=1e-10, atol=1e-12)
+    assert torch.equal(row_cov, row_cov.transpose(0, 1))
+    torch.testing.assert_close(
+        var, torch.diagonal(expected, dim1=0, dim2=1).T, rtol=1e-10, atol=1e-12
+    )
+    # the first outputs only: the same numbers
+    _, _, first = approx.joint_moments(view, Xt, tau, SCALE, 2)
+    torch.testing.assert_close(first, row_cov[:, :, :2], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 7])
+@pytest.mark.parametrize("structure", ["diag", "kron", "full"])
+def test_last_layer_covariances_across_rows_equal_dense_reference(structure, rows, monkeypatch):
+    """The last layer's ``joint_moments`` in tiles of ``rows`` rows equal J Sigma J^T."""
+    from sklaplace.approximations import last_layer
+
+    monkeypatch.setattr(last_layer, "tile_rows", lambda *args: rows)
+    net = _make("mlp", 3)
+    X, y = _data("mlp", 12, "classification")
+    view = _view(net, 3)
+    approx = LastLayer(structure).fit(view, "out", LIKELIHOODS["classification"], X, y)
+    tau = torch.tensor([0.4], dtype=F64)
+    Xt, _ = _data("mlp", 7, "classification", seed=1)
+    mean, var, row_cov = approx.joint_moments(view, Xt, tau, SCALE, 3)
+    layers = [layer_of(net, "out")]
+    J = _dense_jacobian(net, layers, Xt)
+    sigma = _dense_sigma(approx.posterior, tau, SCALE)
+    expected = torch.einsum("nkd,de,mke->nmk", J, sigma, J)
+    torch.testing.assert_close(mean, net(Xt).detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(row_cov, expected, rtol=1e-10, atol=1e-12)
+    assert torch.equal(row_cov, row_cov.transpose(0, 1))
+    torch.testing.assert_close(
+        var, torch.diagonal(expected, dim1=0, dim2=1).T, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_layer_wise_moments_in_row_chunks_agree(monkeypatch):
@@ -345,7 +386,7 @@ def test_last_layer_draws_have_the_glm_moments(structure):
     for i in range(3):
         _assert_mc_moments(f[:, i], mean[i], cov[i])
     # across rows, output by output: the joint covariance of the posterior
-    joint_mean, row_cov = approx.joint_moments(view, Xt, tau, SCALE)
+    joint_mean, _, row_cov = approx.joint_moments(view, Xt, tau, SCALE, 3)
     torch.testing.assert_close(joint_mean, mean, rtol=1e-12, atol=1e-12)
     for k in range(3):
         _assert_mc_moments(f[:, :, k], mean[:, k], row_cov[:, :, k])

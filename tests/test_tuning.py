@@ -33,6 +33,7 @@ from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
 from torch import nn
 
+import sklaplace
 from sklaplace import LaplaceClassifier, LaplaceRegressor
 from sklaplace.metrics import neg_gaussian_nll
 
@@ -690,30 +691,52 @@ def test_a_grid_of_unusable_priors_fails_loudly(kind, structure, noisy_cls_data,
     assert search.best_params_ == {"prior_precision": 1.0}
 
 
+@pytest.mark.filterwarnings("ignore:The held-out rows are fitted best")
+@pytest.mark.parametrize("spill", [True, False], ids=["file", "no-file"])
 @pytest.mark.parametrize("structure", ["kron", "diag"])
-def test_streamed_held_out_projections_tune_to_the_same_values(
-    structure, noisy_cls_data, overconfident_net, monkeypatch
+def test_held_out_projections_over_the_budget_are_computed_once(
+    structure, spill, noisy_cls_data, overconfident_net, monkeypatch
 ):
-    """Held-out projections too large to keep are projected again at each evaluation: the
-    tuned values and the predictions are those of the kept projections, to the bit."""
+    """Held-out projections too large to keep in memory go to a temporary file: one pass
+    over the held-out rows for the whole tuning (there were 47, one per evaluation), and
+    the tuned values and predictions of the kept projections, to the bit. Without a file
+    (no disk space), each evaluation projects the rows again, to the same values."""
     from sklaplace import _fitted
+    from sklaplace.approximations import LastLayer, LayerWise
 
     X, y = noisy_cls_data
-    params = {"hessian_structure": structure, "prior_precision": "holdout", "batch_size": 64}
+    X_val, y_val = X[100:300], y[100:300]
     frozen = FrozenEstimator(overconfident_net)
-    kept = LaplaceClassifier(frozen, **params).fit(
-        X[:100], y[:100], X_val=X[100:300], y_val=y[100:300]
-    )
-    calls = []
-    monkeypatch.setattr(_fitted, "TUNING_BYTES", 0)
-    original = _fitted._Kept.__iter__
-    monkeypatch.setattr(_fitted._Kept, "__iter__", lambda k: calls.append(k.kept) or original(k))
-    streamed = LaplaceClassifier(frozen, **params).fit(
-        X[:100], y[:100], X_val=X[100:300], y_val=y[100:300]
-    )
-    assert len(calls) > 3 and all(k is None for k in calls)  # streamed, many evaluations
-    assert streamed.prior_precision_[0] == kept.prior_precision_[0]
-    np.testing.assert_array_equal(streamed.predict_proba(X[300:]), kept.predict_proba(X[300:]))
+    passes = []
+    for cls in (LastLayer, LayerWise):
+        original = cls._project_batches
+
+        def counted(self, view, X, layers, original=original):
+            passes.append(len(X))
+            return original(self, view, X, layers)
+
+        monkeypatch.setattr(cls, "_project_batches", counted)
+    results = []
+    for budget in (_fitted.TUNING_BYTES, 0):
+        monkeypatch.setattr(_fitted, "TUNING_BYTES", budget)
+        if budget == 0 and not spill:
+            monkeypatch.setattr(_fitted._Spill, "open", classmethod(lambda cls: None))
+        passes.clear()
+        for subset in ("last_layer", "all"):
+            with sklaplace.config_context(cache_bytes=0):  # every pass runs
+                clf = LaplaceClassifier(
+                    frozen, subset_of_weights=subset, hessian_structure=structure,
+                    prior_precision="holdout", logit_temperature="holdout", batch_size=64,
+                ).fit(X[:100], y[:100], X_val=X_val, y_val=y_val)  # fmt: skip
+                results.append((clf.prior_precision_, clf.predict_proba(X[300:])))
+        held_out = passes.count(len(X_val))
+        if budget == 0 and not spill:
+            assert held_out > 20  # one per evaluation
+        else:
+            assert held_out == 2  # once per fit
+    for (p_kept, proba_kept), (p_other, proba_other) in zip(results[:2], results[2:], strict=True):
+        np.testing.assert_array_equal(p_other, p_kept)
+        np.testing.assert_array_equal(proba_other, proba_kept)
 
 
 def test_logit_temperature_at_the_edge_of_its_range_warns(noisy_cls_data, overconfident_net):

@@ -20,7 +20,7 @@ from .base import Approximation, Projection
 from .head import find_head
 from .last_layer import LastLayer
 from .layer_wise import LayerWise
-from .layers import RowsDependOnTheirBatch, batch_dependent
+from .layers import RowsDependOnTheirBatch, batch_dependent, select_layers
 
 __all__ = [
     "Approximation",
@@ -29,6 +29,7 @@ __all__ = [
     "Projection",
     "RowsDependOnTheirBatch",
     "choose_subset",
+    "factor_entries",
     "find_head",
     "fit_resolved",
     "make",
@@ -39,14 +40,44 @@ __all__ = [
 # last layer's cost hardly depends on either (benchmarks/RESULTS_scale.md).
 AUTO_MAX_PARAMS = 1_000_000
 AUTO_MAX_OUTPUTS = 32
+# ... and, for Kronecker blocks, while the factors cost little next to the net: their
+# entries (sum of n_in^2 + n_out^2 over the layers: the sums formed at every row, the
+# eigenvectors stored and pickled, and O(d^3) eigendecompositions) at most this many per
+# trainable weight, or at most AUTO_SMALL_FACTORS in all (2 MiB of float64 eigenvectors,
+# decomposed in milliseconds, whatever the net's size).
+AUTO_FACTOR_RATIO = 8
+AUTO_SMALL_FACTORS = 2**18
+
+
+def factor_entries(module) -> tuple[int, int]:
+    """``(entries of the all-layer Kronecker factors, trainable weights)`` of a module.
+
+    A Kronecker layer of shape (n_out, n_in) stores ``n_in^2 + n_out^2`` eigenvector
+    entries; a layer of another kind (a diagonal block) its number of weights.
+    """
+    entries = n_params = 0
+    for layer in select_layers(module, "all"):
+        n_out, n_in = layer.shape
+        n_params += n_out * n_in
+        entries += n_out * n_in if layer.kind == "other" else n_in * n_in + n_out * n_out
+    return entries, n_params
 
 
 def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: str):
     """Resolve ``subset_of_weights="auto"``: ``"all"`` for a net with at most
-    ``AUTO_MAX_PARAMS`` trainable parameters and ``AUTO_MAX_OUTPUTS`` outputs (and not
-    ``hessian_structure="full"``, which is for the last layer, nor a net whose rows depend
-    on their batch, see :func:`.layers.batch_dependent`), else ``"last_layer"``.
-    Any other value is returned as it is.
+    ``AUTO_MAX_PARAMS`` trainable parameters and ``AUTO_MAX_OUTPUTS`` outputs whose
+    Kronecker factors (``hessian_structure="kron"``) hold at most ``AUTO_FACTOR_RATIO``
+    entries per weight or ``AUTO_SMALL_FACTORS`` in all (:func:`factor_entries`), else
+    ``"last_layer"``. Also ``"last_layer"`` with ``hessian_structure="full"`` (which is for
+    the last layer) and for a net whose rows depend on their batch (see
+    :func:`.layers.batch_dependent`). Any other value is returned as it is.
+
+    The factor rule keeps the all-layer fit within about two training epochs and its
+    memory within a small multiple of the net's whatever the shape: a wide first layer (a
+    one-hot encoded column of 3,000 categories into ``Linear(3000, 8)``) has few weights
+    but a 3,000 x 3,000 input factor, formed at every row, decomposed in O(3000^3) and
+    stored; the MLPs of the benchmarks hold 2.5 to 3.9 factor entries per weight (an MNIST
+    MLP 784-128-10: 6.4).
 
     Examples
     --------
@@ -55,13 +86,21 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     'all'
     >>> choose_subset("auto", nn.Linear(2000, 1000), 1000, "kron")
     'last_layer'
+    >>> wide = nn.Sequential(nn.Linear(3000, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> choose_subset("auto", wide, 2, "kron"), choose_subset("auto", wide, 2, "diag")
+    ('last_layer', 'all')
     """
     if not (isinstance(subset_of_weights, str) and subset_of_weights == "auto"):
         return subset_of_weights
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     small = n_params <= AUTO_MAX_PARAMS and n_outputs <= AUTO_MAX_OUTPUTS
-    per_row = not batch_dependent(module)
-    return "all" if small and per_row and hessian_structure != "full" else "last_layer"
+    if not small or hessian_structure == "full" or batch_dependent(module):
+        return "last_layer"
+    if hessian_structure == "kron":
+        entries, weights = factor_entries(module)
+        if entries > max(AUTO_FACTOR_RATIO * weights, AUTO_SMALL_FACTORS):
+            return "last_layer"
+    return "all"
 
 
 def fit_resolved(subset_of_weights, hessian_structure: str, module, n_outputs: int, fit):

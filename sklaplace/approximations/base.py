@@ -17,8 +17,10 @@ is the only place that knows which weights carry the posterior. Its interface:
     drawn from the posterior (the ``"nn"`` predictive), every batch seeing the same draws;
     memory stays bounded whatever ``n_samples`` is. Sampled weights go into the private
     view only.
-``joint_moments(view, X, tau, scale)``
-    Means and covariances across rows (``return_cov``, ``sample_y``), where available.
+``joint_moments(view, X, tau, scale, n_cov)``
+    Means, variances, and covariances across rows of the first ``n_cov`` outputs
+    (``return_cov``, ``sample_y``), filled tile by tile (``row_cov``): memory is the result
+    and a few tiles of ``JOINT_ELEMENTS`` entries.
 
 ``tau`` is a float64 tensor with one prior precision per block and ``scale`` the factor
 ``1 / (sigma^2 T)`` on the curvature (:mod:`sklaplace.posterior`).
@@ -26,6 +28,7 @@ is the only place that knows which weights carry the posterior. Its interface:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -207,8 +210,9 @@ class Approximation:
     def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
         raise NotImplementedError
 
-    def joint_moments(self, view, X, tau, scale) -> tuple[Tensor, Tensor]:
-        """Means (m, c) and covariances across rows (m, m, c) of the net's outputs."""
+    def joint_moments(self, view, X, tau, scale, n_cov) -> tuple[Tensor, Tensor, Tensor]:
+        """Means (m, c), variances (m, c) and covariances across rows (m, m, n_cov) of the
+        net's outputs (the first ``n_cov`` of them)."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- pickling
@@ -230,6 +234,41 @@ DRAW_ELEMENTS = 2**17
 def draw_chunk(n_samples: int, per_draw: int) -> int:
     """How many draws to form at once so that memory stays within ``DRAW_ELEMENTS``."""
     return max(1, min(n_samples, DRAW_ELEMENTS // max(1, per_draw)))
+
+
+# Entries of the temporaries of one tile of a covariance across rows (``row_cov``).
+JOINT_ELEMENTS = 2**22
+
+
+def tile_rows(n_rows: int, n_cov: int, per_row: int) -> int:
+    """Rows per tile of ``row_cov``: a tile's (t, t, n_cov) result and its (t, per_row)
+    factors each hold at most ``JOINT_ELEMENTS`` entries."""
+    square = math.isqrt(max(1, JOINT_ELEMENTS // max(1, n_cov)))
+    return max(1, min(n_rows, square, JOINT_ELEMENTS // max(1, per_row)))
+
+
+def row_cov(n_rows: int, n_cov: int, rows: int, tile, device) -> Tensor:
+    """The (n_rows, n_rows, n_cov) float64 covariance across rows, filled tile by tile.
+
+    ``tile(A, B)`` gives the (len(A), len(B), n_cov) covariances between the rows of the
+    slices ``A`` and ``B`` (tiles of ``rows`` rows). Only the tiles on and above the
+    diagonal are computed; each is mirrored below it, and the diagonal tiles are
+    symmetrised, so the result is exactly symmetric. Memory: the result and one tile's
+    temporaries (``tile_rows``), never an (outputs, rows, rows) intermediate.
+    """
+    out = torch.empty((n_rows, n_rows, n_cov), dtype=torch.float64, device=device)
+    for s in range(0, n_rows, rows):
+        A = slice(s, min(n_rows, s + rows))
+        for t in range(s, n_rows, rows):
+            B = slice(t, min(n_rows, t + rows))
+            part = tile(A, B)
+            if t == s:  # J S J^T is symmetric; the products round each triangle apart
+                part = (part + part.transpose(0, 1)) / 2
+            out[A, B] = part
+            if t != s:
+                out[B, A] = part.transpose(0, 1)
+            del part
+    return out
 
 
 def batch_rows(view: NetView, X) -> int:

@@ -22,7 +22,15 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from .base import Approximation, Projection, batch_rows, check_finite, draw_chunk
+from .base import (
+    Approximation,
+    Projection,
+    batch_rows,
+    check_finite,
+    draw_chunk,
+    row_cov,
+    tile_rows,
+)
 from .curvature import Accumulator
 from .layers import Layer, layer_of
 from .tape import Tape
@@ -91,16 +99,26 @@ class LastLayer(Approximation):
     def moments(self, proj, tau, scale, cov):
         return self.posterior.blocks[0].projected_moments(proj.parts[0], tau[0], scale, cov)
 
-    def joint_moments(self, view, X, tau, scale):
-        """Means (m, c) and covariances across rows (m, m, c) of the head's outputs."""
+    def joint_moments(self, view, X, tau, scale, n_cov):
+        """Means and variances (m, c), and covariances across rows (m, m, n_cov) of the
+        first ``n_cov`` outputs, from the head's inputs (O(m) memory), tile by tile."""
         (layer,) = self.layers(view)
         means, feats = [], []
         for Xi, _ in view.batches(X):
             f, a = self._head_io(view, layer, Xi)
             means.append(f.to(torch.float64))
             feats.append(a.to(torch.float64))
+        mean, a = torch.cat(means), torch.cat(feats)
         block = self.posterior.blocks[0]
-        return torch.cat(means), block.row_cov(torch.cat(feats), tau[0], scale)
+        var = block.projected_moments(block.project(a), tau[0], scale, cov=False)
+        c = mean.shape[1]
+        per_row = block.n_params * (c if block.structure == "full" else 1)
+        rows = tile_rows(len(a), c, per_row)
+
+        def tile(A, B):
+            return block.row_cov(a[A], tau[0], scale, None if A == B else a[B])[:, :, :n_cov]
+
+        return mean, var, row_cov(len(a), n_cov, rows, tile, a.device)
 
     def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Iterator[Tensor]]:
         """Per batch, chunks of head outputs ``(k, b, c)``: ``f + D_s a``.

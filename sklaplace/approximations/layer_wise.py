@@ -26,7 +26,16 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from .base import Approximation, Projection, batch_rows, check_finite, draw_chunk
+from ..posterior import jacobian_factors
+from .base import (
+    Approximation,
+    Projection,
+    batch_rows,
+    check_finite,
+    draw_chunk,
+    row_cov,
+    tile_rows,
+)
 from .curvature import Accumulator, per_row_grads
 from .layers import Layer, RowsDependOnTheirBatch, select_layers
 from .tape import Tape, backprop
@@ -135,16 +144,37 @@ class LayerWise(Approximation):
             out += block.jacobian_moments(v, u, t, scale, cov)
         return out
 
-    def joint_moments(self, view, X, tau, scale):
-        """Means (m, c) and covariances across rows (m, m, c): every row's projection at
-        once, then per block ``jacobian_row_cov`` (for a few hundred rows)."""
-        proj = self._concat(list(self.project(view, X)))
-        cov = sum(
-            block.jacobian_row_cov(v, u, t, scale)
-            for block, t, (v, u) in zip(self.posterior.blocks, tau, proj.parts, strict=True)
-        )
-        # J S J^T is symmetric in exact arithmetic; the products round each triangle apart
-        return proj.mean, (cov + cov.transpose(0, 1)) / 2
+    def joint_moments(self, view, X, tau, scale, n_cov):
+        """Means and variances (m, c), and covariances across rows (m, m, n_cov) of the
+        first ``n_cov`` outputs: every row's projection is kept (O(m) memory), then each
+        tile of rows pairs the rows' scaled Jacobians (``jacobian_factors``) in one matrix
+        product per block and output, so no temporary grows with m^2 beyond the result."""
+        projections = list(self.project(view, X))
+        proj = projections[0] if len(projections) == 1 else self._concat(projections)
+        del projections
+        var = self.moments(proj, tau, scale, cov=False)
+        blocks = self.posterior.blocks
+        roots = [block.eigenvalues(t, scale).rsqrt() for block, t in zip(blocks, tau, strict=True)]
+        m = len(proj.mean)
+        rows = tile_rows(m, n_cov, max(block.n_params for block in blocks))
+
+        def tile(A, B):
+            part = torch.zeros(
+                (A.stop - A.start, B.stop - B.start, n_cov), dtype=torch.float64,
+                device=proj.mean.device,
+            )  # fmt: skip
+            for root, (v, u) in zip(roots, proj.parts, strict=True):
+                for k in range(n_cov):
+                    left = jacobian_factors(v[:, A], None if u is None else u[A], root, k)
+                    right = (
+                        left
+                        if A == B
+                        else jacobian_factors(v[:, B], None if u is None else u[B], root, k)
+                    )
+                    part[:, :, k] += left @ right.T
+            return part
+
+        return proj.mean, var, row_cov(m, n_cov, rows, tile, proj.mean.device)
 
     def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Iterator[Tensor]]:
         """Per batch, chunks of head outputs ``(k, b, c)`` under weights drawn from the
