@@ -83,20 +83,21 @@ class BaseLaplace(BaseEstimator):
         net = self._net()
         if not getattr(net, "initialized_", False):
             return np.float32
-        return torch.empty((), dtype=_skorch.net_dtype(net)).numpy().dtype
+        return _skorch.numpy_dtype(_skorch.net_dtype(net))
 
-    def _validate_X(self, X, reset: bool = False):
+    def _validate_X(self, X, reset: bool = False, input_name: str = "X"):
         """X at prediction time (or X_val at fit), through the fitted steps before the net."""
         prep = self._fitted.prep if "_fitted" in self.__dict__ else self._fit_prep
-        return _inputs.check_X(self, X, reset=reset, prep=prep)
+        return _inputs.check_X(self, X, reset=reset, prep=prep, input_name=input_name)
 
     # ---------------------------------------------------------------- fit
     def _calibrates(self) -> bool:
         """Whether fit calibrates something on unseen rows besides the hyper-parameters."""
         return False
 
-    def _calibration_scores(self, fitted, calibration, reason):
-        """What fit calibrates on ``(X_cal, y_cal)`` (None: no rows) once the
+    def _calibration_scores(self, fitted, calibration, reason, too_few=False):
+        """What fit calibrates on ``(X_cal, y_cal)`` (None: no rows, ``reason`` says why;
+        ``too_few``: there were unseen rows, too few to calibrate) once the
         hyper-parameters are set; kept in the fitted state."""
         return None
 
@@ -121,6 +122,8 @@ class BaseLaplace(BaseEstimator):
                 "is trained without it (skorch's training does not weigh rows). Train the "
                 "net with the weights yourself and wrap it: FrozenEstimator(net)."
             )
+        if w is not None:
+            _warn_weight_scale(w)
         net, tuning = self._net_and_tuning_rows(
             X, y, X_val, y_val, needs, likelihood, n_outputs, w, w_val
         )
@@ -132,9 +135,11 @@ class BaseLaplace(BaseEstimator):
             n_outputs,
             lambda approx: FittedLaplace.fit(net, likelihood, approx, *args, sample_weight=w),
         )
-        tune, calibration = tuning, None
+        tune, calibration, reason, too_few = tuning, None, tuning.reason, False
         if calibrates and tuning.X is not None:
             tune, calibration = _holdout.split_calibration(tuning, tunes, self.random_state)
+            if calibration is None:
+                reason, too_few = _holdout.too_few_to_calibrate(tuning), True
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
         if not likelihood.has_noise:  # the net predicts the noise (or there is none)
             params["sigma_noise"] = 1.0
@@ -149,7 +154,7 @@ class BaseLaplace(BaseEstimator):
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
         )
-        fitted.conformal = self._calibration_scores(fitted, calibration, tuning.reason)
+        fitted.conformal = self._calibration_scores(fitted, calibration, reason, too_few=too_few)
         fitted.prep = prep
         self._fitted = fitted
         self._fit_params = {
@@ -178,7 +183,12 @@ class BaseLaplace(BaseEstimator):
             if given or not needs:
                 source = "X_val" if given else None
                 return net, _holdout.TuningRows(X=X_val, y=y_val, w=w_val, source=source)
-            valid, reason = _holdout.recover_split(net, X, y)
+            try:
+                valid, reason = _holdout.recover_split(net, X, y)
+            except IndexError as exc:  # torch's "Target 2 is out of bounds." from the loss
+                if "out of bounds" not in str(exc):
+                    raise
+                raise ValueError(self._missing_outputs(net, X, y, exc)) from exc
             if valid is not None:
                 return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state, w)
             if self._holdout_params():  # (a calibration alone falls back without a word)
@@ -207,6 +217,21 @@ class BaseLaplace(BaseEstimator):
         if valid is None:
             return net, _holdout.TuningRows()
         return net, _holdout.from_indices(X, y, valid, source, self.random_state, w)
+
+    def _missing_outputs(self, net, X, y, exc) -> str:
+        """The message for targets the frozen net has no output for (classes)."""
+        n_out = _holdout.n_net_outputs(net, X)
+        codes = np.unique(np.asarray(y))
+        missing = codes[codes >= n_out].astype(np.int64)
+        classes = getattr(self, "classes_", None)
+        labels = (classes[missing] if classes is not None else missing).tolist()
+        n = len(classes) if classes is not None else int(codes.max()) + 1
+        return (
+            f"y has labels the net has no output for: {labels[:10]} ({exc}). The net was "
+            f"trained with fewer classes: it has {n_out} output(s), and y has {n} classes. "
+            "Fit on rows whose labels the net was trained with, or train the net with one "
+            "output per class (for example through a module__ parameter of the net)."
+        )
 
     def _warn_no_rows(self, reason: str, likelihood) -> None:
         tuned = [p for p in self._holdout_params() if p != "sigma_noise" or likelihood.has_noise]
@@ -372,6 +397,31 @@ class BaseLaplace(BaseEstimator):
         tags.input_tags.sparse = True  # scipy sparse X reaches the net as skorch takes it
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+# The mean sample weight beyond which (or below its inverse) fit says what the weights do
+# to the posterior: its variances scale as 1 / mean weight, so its stds by more than 2.
+WEIGHT_SCALE = 4.0
+
+
+def _warn_weight_scale(w: np.ndarray) -> None:
+    """Say what weights far from mean 1 do: the curvature is their weighted sum, so the
+    posterior is that of ``sum(w)`` rows."""
+    n, total = len(w), float(np.sum(w))
+    mean = total / n
+    if 1 / WEIGHT_SCALE <= mean <= WEIGHT_SCALE or total == 0:
+        return
+    factor, way = (mean, "narrower") if mean > 1 else (1 / mean, "wider")
+    warn(
+        f"sample_weight sums to {total:.3g} over {n} rows (mean {mean:.3g}): the posterior "
+        "counts a row of weight w as w rows, so its curvature (the data's weight against "
+        f"the prior) scales with the sum of the weights, as if there were {total:.3g} rows "
+        f"instead of {n}; its variances are then about {factor:.3g} times {way} than with "
+        "weights of mean 1 (at the prior precision divided by the mean weight), which a "
+        "prior precision alone cannot undo. If the weights "
+        "only balance classes or rows, normalise them to mean 1: sample_weight / "
+        "sample_weight.mean()."
+    )
 
 
 def _mode(value) -> str | None:

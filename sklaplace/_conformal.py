@@ -23,7 +23,13 @@ import numpy as np
 
 from ._warnings import warn
 
-__all__ = ["ConformalScores"]
+__all__ = ["ConformalScores", "rows_needed"]
+
+
+def rows_needed(confidence: float) -> int:
+    """The fewest calibration rows with a finite interval at ``confidence``: the least
+    ``n`` with ``ceil((n + 1) * confidence) <= n`` (9 for 0.9, 19 for 0.95)."""
+    return math.ceil((confidence - 1e-12) / (1 - confidence))
 
 
 class ConformalScores:
@@ -57,7 +63,7 @@ class ConformalScores:
         # (the 1e-12 keeps (n + 1) * c from rounding above an integer it equals)
         k = math.ceil((self.n + 1) * confidence - 1e-12)
         if k > self.n:  # the least n with k <= n, by the same rule
-            needed = math.ceil((confidence - 1e-12) / (1 - confidence))
+            needed = rows_needed(confidence)
             warn(
                 f"{self.n} calibration rows are too few for {confidence:.3g} confidence: "
                 f"split conformal needs at least {needed} "

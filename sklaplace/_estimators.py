@@ -18,6 +18,7 @@ from . import _inputs
 from ._base import BaseLaplace
 from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
+from ._hyper import LOGIT_TEMPERATURE_RANGE
 from ._warnings import warn
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
@@ -40,7 +41,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     data.
 
     Parameters
-    ----------{COMMON_PARAMS}    logit_temperature : float or "holdout", default=1.0
+    ----------{COMMON_PARAMS}    logit_temperature : float in [1e-6, 1e6] or "holdout", default=1.0
         Divides the Gaussian over the logits before the link, ``f / T ~ N(mean / T,
         cov / T^2)``, as temperature scaling divides the logits (a different quantity from
         ``temperature``, which scales the posterior's curvature). "holdout": tuned jointly
@@ -105,7 +106,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     _parameter_constraints: ClassVar[dict] = {
         **BaseLaplace._parameter_constraints,
         "logit_temperature": [
-            Interval(Real, 0, None, closed="neither"),
+            Interval(Real, *LOGIT_TEMPERATURE_RANGE, closed="both"),
             StrOptions({"holdout"}),
         ],
         "link_approx": [StrOptions({"probit", "mc"})],
@@ -161,7 +162,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(np.searchsorted(classes, y), dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val)
+            X_val = self._validate_X(X_val, input_name="X_val")
             y_val = np.asarray(y_val).reshape(-1)
             unknown = np.setdiff1d(y_val, classes)
             if len(unknown):
@@ -397,7 +398,7 @@ default="holdout"
         dtype = self._target_dtype()
         y_net = likelihood.net_targets((y2 - shift) / scale, dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val)
+            X_val = self._validate_X(X_val, input_name="X_val")
             y_val = np.asarray(y_val, dtype=np.float64).reshape(_inputs.n_rows(X_val), -1)
             if y_val.shape[1] != y2.shape[1]:
                 raise ValueError(
@@ -424,13 +425,20 @@ default="holdout"
     def _calibrates(self) -> bool:
         return self.interval != "gaussian"
 
-    def _calibration_scores(self, fitted, calibration, reason):
+    def _calibration_scores(self, fitted, calibration, reason, too_few=False):
         if calibration is None:
+            if self.interval == "conformal" and too_few:
+                raise ValueError(f"interval='conformal': {reason}.")
             if self.interval == "conformal":
                 raise ValueError(
                     "interval='conformal' needs rows the net was not trained on, and there "
                     f"are none: {reason or 'no hyper-parameter asked for them'}. Pass them "
                     "with fit(X, y, X_val=..., y_val=...), or use interval='gaussian'."
+                )
+            if too_few:
+                warn(
+                    f"{reason}. predict_interval uses the Gaussian interval "
+                    "(interval_='gaussian')."
                 )
             self.interval_ = "gaussian"
             return None

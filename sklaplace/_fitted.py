@@ -233,6 +233,13 @@ def _has_integers(X) -> bool:
     return any(np.dtype(getattr(a, "dtype", np.float64)).kind in "iu" for a in arrays)
 
 
+def _heldout_rows(y_val, w_val) -> float:
+    """The held-out rows' count (the sum of their weights, if weighted); 0 without any."""
+    if y_val is None:
+        return 0.0
+    return float(len(y_val) if w_val is None else np.sum(w_val))
+
+
 def _draw_moments(likelihood, chunks, sigma):
     """``(mean of y, variance of its mean, mean noise variance)`` from chunks of draws,
     combined chunk by chunk (Chan et al.'s pairwise update), so memory does not grow with
@@ -389,6 +396,7 @@ class FittedLaplace:
             weight_decay=weight_decay,
             noise=self.likelihood.noise_variance,
             loo_sigma=loo,
+            heldout_rows=_heldout_rows(y_val, w_val),
         )
 
     def _leave_one_out_sigma(self, X, y, w=None):

@@ -17,6 +17,7 @@ the top of its range (the net's own predictions). In order:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from . import _skorch
+from ._conformal import rows_needed
 from ._passes import NetView
 
 __all__ = ["TuningRows", "recover_split", "split_off", "train_net"]
@@ -81,9 +83,12 @@ def from_indices(X, y, valid: np.ndarray, source: str, random_state, w=None) -> 
 def split_calibration(tuning: TuningRows, tunes: bool, random_state):
     """``(rows that tune, (X_cal, y_cal))``: the conformal guarantee needs calibration rows
     that tuned nothing, so when hyper-parameters are tuned too the unseen rows are halved;
-    otherwise they all calibrate."""
+    otherwise they all calibrate. One unseen row cannot be halved: it tunes, and the
+    calibration is None (see ``too_few_to_calibrate``)."""
     if not tunes:
         return TuningRows(), (tuning.X, tuning.y)
+    if len(tuning.y) < 2:
+        return tuning, None
     tune, cal = halves(len(tuning.y), random_state)
     rows = TuningRows(
         X=take(tuning.X, tune),
@@ -91,6 +96,21 @@ def split_calibration(tuning: TuningRows, tunes: bool, random_state):
         w=None if tuning.w is None else tuning.w[tune],
     )
     return rows, (take(tuning.X, cal), tuning.y[cal])
+
+
+def too_few_to_calibrate(tuning: TuningRows) -> str:
+    """Why ``split_calibration`` left no calibration rows, and how many it needs."""
+    n, ninety, ninety_five = len(tuning.y), rows_needed(0.9), rows_needed(0.95)
+    return (
+        f"{n} unseen row ({tuning.source}) is too few for a conformal interval: split "
+        "conformal calibrates on rows that tuned nothing, so fit keeps half of the unseen "
+        "rows for the calibration when hyper-parameters are tuned on them ('holdout'), and "
+        f"{n} row leaves none. A 90% interval needs at least {ninety} calibration rows (95%: "
+        f"{ninety_five}), so about {2 * ninety} unseen rows; with fewer, the conformal "
+        "interval is infinite. Pass more unseen rows (X_val and y_val), give the "
+        "hyper-parameters as numbers (then every unseen row calibrates), or use "
+        "interval='gaussian'"
+    )
 
 
 def curvature_part(X, y, w, rows):
@@ -218,14 +238,22 @@ def recover_split(net, X, y) -> tuple[np.ndarray | None, str | None]:
             "trained on"
         )
     got = _batch_losses(net, X, y, valid, sizes[0])
-    dtype = _skorch.net_dtype(net)
-    rtol = float(np.sqrt(torch.finfo(dtype).eps))
-    for epoch in reversed(recorded):
-        if [s for s, _ in epoch] != [s for s, _ in got]:
-            continue
-        want = np.array([v for _, v in epoch])
-        if np.allclose([v for _, v in got], want, rtol=rtol, atol=rtol * 1e-3):
-            return np.sort(valid), None
+    if _reproduces(net, recorded, got):
+        return np.sort(valid), None
+    if y.ndim == 2 and y.shape[1] == 1:
+        with warnings.catch_warnings():  # torch's warning about the broadcast
+            warnings.simplefilter("ignore", UserWarning)
+            flat = _batch_losses(net, X, y[:, 0], valid, sizes[0])
+        if _reproduces(net, recorded, flat):
+            raise ValueError(
+                "The net was trained on a 1-D y: its output has shape (n, 1) and its "
+                "targets had shape (n,), so its loss broadcast them to (n, n) and compared "
+                "every prediction with every target (torch warned: 'Using a target size "
+                "that is different to the input size'); such a net learns about the mean of "
+                "y, not y. Its validation loss is reproduced only with the targets "
+                "flattened. Train the net on y.reshape(-1, 1) (one column per output), then "
+                "wrap it and fit again."
+            )
     last = np.average([v for _, v in recorded[-1]], weights=sizes)
     now = np.average([v for _, v in got], weights=[s for s, _ in got])
     random = (
@@ -242,6 +270,28 @@ def recover_split(net, X, y) -> tuple[np.ndarray | None, str | None]:
             else "fit did not receive the rows (and targets) the net was trained on"
         )
     )
+
+
+def n_net_outputs(net, X) -> int:
+    """The number of outputs of the net (its output on the first row of X)."""
+    view = NetView(net, 1)
+    with torch.no_grad():
+        Xi, _ = next(iter(view.batches(take(X, np.arange(1)))))
+        out = view.forward(Xi)
+    out = out[0] if isinstance(out, tuple | list) else out
+    return int(out.shape[-1]) if out.dim() > 1 else 1
+
+
+def _reproduces(net, recorded, got) -> bool:
+    """Whether the batch losses ``got`` are those of one of the recorded epochs."""
+    rtol = float(np.sqrt(torch.finfo(_skorch.net_dtype(net)).eps))
+    for epoch in reversed(recorded):
+        if [s for s, _ in epoch] != [s for s, _ in got]:
+            continue
+        want = np.array([v for _, v in epoch])
+        if np.allclose([v for _, v in got], want, rtol=rtol, atol=rtol * 1e-3):
+            return True
+    return False
 
 
 def _recorded_valid_batches(net) -> list[list[tuple[int, float]]]:

@@ -28,13 +28,24 @@ import torch
 from ._optimize import maximize_evidence, maximize_on_grid
 from ._warnings import warn
 
-__all__ = ["PRIOR_MODES", "Hyper", "Objectives", "check_numerics", "prior_array", "resolve"]
+__all__ = [
+    "LOGIT_TEMPERATURE_RANGE",
+    "PRIOR_MODES",
+    "Hyper",
+    "Objectives",
+    "check_numerics",
+    "prior_array",
+    "resolve",
+]
 
 # Ways to choose the prior precision in fit instead of giving a number.
 PRIOR_MODES = ("marglik", "holdout", "weight_decay")
 PRIOR_GRID = np.logspace(-4, 6, 31)
 TEMPERATURE_GRID = np.logspace(-3, 3, 25)
 LOGIT_TEMPERATURE_GRID = np.logspace(-2, 2, 17)
+# The logit temperatures accepted: far beyond any useful value (temperature scaling finds
+# values near 1), and far inside float64's range for mean / T and var / T^2.
+LOGIT_TEMPERATURE_RANGE = (1e-6, 1e6)
 
 
 @dataclass
@@ -66,6 +77,7 @@ class Objectives:
     weight_decay: np.ndarray | None
     noise: Callable[[float], float]  # sigma -> sigma^2 for regression, 1 otherwise
     loo_sigma: Callable | None = None  # (tau, T, sigma0) -> leave-one-out noise std
+    heldout_rows: float = 0.0  # the held-out rows (the sum of their weights, if weighted)
 
 
 def prior_array(value, names: list[str]) -> np.ndarray:
@@ -147,11 +159,12 @@ def check_numerics(posterior, hyper: Hyper, noise_variance: float) -> None:
                 f"numerically infinite (largest eigenvalue {top:.3g}). Choose values "
                 "between about 1e-8 and 1e8."
             )
-    t = hyper.logit_temperature
-    if not (np.isfinite(t) and t > 0 and np.isfinite(1.0 / t**2)):
+    t = np.float64(hyper.logit_temperature)
+    low, high = LOGIT_TEMPERATURE_RANGE
+    if not (low <= t <= high):
         raise ValueError(
             f"logit_temperature={t:.3g} is out of the range that can be computed with; "
-            "choose a value between about 1e-3 and 1e3."
+            f"choose a value in [{low:g}, {high:g}] (values near 1 are the useful ones)."
         )
 
 
@@ -345,8 +358,11 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t
         )
         if evaluate(top, sigma, temperature, ts_t) > evaluate(prior, sigma, temperature, logit_t):
             prior, logit_t, tau_edge = top, ts_t, None  # temperature scaling wins
-    if tau_edge is not None:
-        _warn_prior_edge(tau_edge)
+    if tau_edge == "bottom":
+        top = np.full(n_blocks, PRIOR_GRID[-1])
+        gain = evaluate(prior, sigma, temperature, logit_t)
+        gain -= evaluate(top, sigma, temperature, logit_t)
+        _warn_prior_edge(gain / obj.heldout_rows if obj.heldout_rows > 0 else gain)
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)
     if tune_logit_t:
@@ -364,18 +380,41 @@ def _maximize_prior(objective) -> tuple[float, str | None]:
     return best, None
 
 
-def _warn_prior_edge(edge: str) -> None:
-    """At the bottom of the range the held-out rows want more uncertainty than the prior
-    allows. (At the top they show no over-confidence: the net's own predictions are then
-    the answer, and there is nothing to warn about.)"""
+# Held-out log-likelihood gained per row by the smallest prior over the net's own
+# predictions (the largest prior) above which the bottom edge means something: what a
+# Gaussian gains per row, on average, by widening its std 1.5 times when the errors are
+# 1.5 times what it says, k^2 / 2 - 1 / 2 - log k with k = 1.5 (about 0.22 nats).
+WIDER = 1.5
+MEANINGFUL_GAIN = WIDER**2 / 2 - 0.5 - float(np.log(WIDER))
+
+
+def _warn_prior_edge(gain: float) -> None:
+    """Warn when the held-out rows are fitted best at the bottom of the prior's range and
+    that gains more than ``MEANINGFUL_GAIN`` nats per row over the net's own predictions.
+
+    At the bottom the held-out rows ask for more uncertainty than the prior allows; that
+    says something when the widest posterior predicts them much better than the net
+    itself, by more than errors 1.5 times larger than the net says would give: the net is
+    wrong on them by more than it says (for a regressor, more than ``sigma_noise``
+    allows). When the gain is small, the held-out likelihood is flat in the
+    prior there (a well-fitted net whose posterior is set by its data, not by the prior;
+    the last layer of a regressor with many rows is the common case): any small prior
+    gives the same predictions, and there is nothing to warn about. (At the top the rows
+    show no over-confidence: the net's own predictions are then the answer.)
+    """
+    if not gain > MEANINGFUL_GAIN:
+        return
     grid = f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]"
-    if edge == "bottom":
-        warn(
-            f"The held-out rows are fitted best at the smallest prior precision searched "
-            f"({PRIOR_GRID[0]:.0e}, range {grid}): they ask for more uncertainty than the "
-            "prior allows. The net may be badly wrong on them (another distribution?); "
-            "check its accuracy there, or give prior_precision as a number."
-        )
+    warn(
+        f"The held-out rows are fitted best at the smallest prior precision searched "
+        f"({PRIOR_GRID[0]:.0e}, range {grid}), {gain:.3g} nats per row better than the "
+        "net's own predictions: they ask for more uncertainty than the prior allows, so "
+        "the net is wrong on them by more than it says. Check its error on them: if they "
+        "come from another distribution than its training rows (a shift, other units, "
+        "shuffled or mislabelled targets), fix the rows or retrain the net on data like "
+        "them; the tuned posterior is as wide as the prior lets it be. To choose the width "
+        "yourself, give prior_precision as a number."
+    )
 
 
 def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:

@@ -13,7 +13,13 @@ X reaches the net as skorch would take it:
 * scipy sparse matrices, kept sparse (CSR) until a batch goes to the net;
 * dicts of arrays with one entry per argument of a multi-input module's ``forward``;
 * pandas frames of numbers (as arrays); a frame with text columns is refused with the
-  fix (encode them in a Pipeline step before the net, and wrap the Pipeline).
+  fix (encode them in a Pipeline step before the net, and wrap the Pipeline);
+* arrays of any number of dimensions (images of shape (n, channels, height, width) for a
+  net with ``nn.Conv2d``), as skorch takes them; the rows are the first axis.
+
+A torch or skorch ``Dataset`` is refused with the fix (pass its arrays): ``fit`` selects
+rows by index, fingerprints their content for its cache and needs ``y`` as an array for
+the labels and the net's own validation split, none of which a ``Dataset`` offers.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch.utils.data
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
@@ -32,6 +40,8 @@ from sklearn.utils.validation import (
     check_consistent_length,
     validate_data,
 )
+
+from . import _skorch
 
 __all__ = ["INPUT_DTYPES", "Model", "check_X", "check_targets", "split_model"]
 
@@ -64,23 +74,51 @@ def fit_prep(model: Model, X, y):
     if model.prep is None:
         return None, X
     if model.frozen:
-        return model.prep, model.prep.transform(X)
+        message = (
+            "The Pipeline inside FrozenEstimator is not fitted. Fit the pipeline first "
+            "(pipeline.fit(X, y)) and then wrap it, or pass the unfitted pipeline itself "
+            "so that fit trains it."
+        )
+        _skorch.check_fitted_net(model.net, message)
+        try:
+            return model.prep, model.prep.transform(X)
+        except NotFittedError as exc:
+            raise NotFittedError(f"{message} ({exc})") from exc
     prep = clone(model.prep)
     return prep, prep.fit_transform(X, y)
 
 
-def check_X(estimator, X, *, reset: bool, prep=None):
-    """Validate X (recording or checking ``n_features_in_``) and bring it to the net."""
-    if prep is not None:
-        validate_data(estimator, X, reset=reset, skip_check_array=True)
-        return _net_ready(prep.transform(X))
-    if _is_dict(X):
-        return _check_dict(X)
-    return _validate_array(estimator, X, reset)
+def check_X(estimator, X, *, reset: bool, prep=None, input_name: str = "X"):
+    """Validate X (recording or checking ``n_features_in_``) and bring it to the net.
+
+    ``input_name="X_val"``: X_val at fit, whose errors say that it takes the form of X.
+    """
+    _refuse_dataset(X, input_name)
+    try:
+        if prep is not None:
+            validate_data(estimator, X, reset=reset, skip_check_array=True)
+            return _net_ready(prep.transform(X))
+        if _is_dict(X):
+            return _check_dict(X)
+        return _validate_array(estimator, X, reset)
+    except ValueError as exc:
+        if input_name == "X" or not any(s in str(exc) for s in _FEATURE_ERRORS):
+            raise
+        where = (
+            "the raw rows the wrapped Pipeline takes, like X (the same columns: it goes "
+            "through the Pipeline's steps before the net), not rows already transformed"
+            if prep is not None
+            else "rows in the form of X (the same features, in the same order)"
+        )
+        said = str(exc).replace("X has", f"{input_name} has", 1)
+        raise ValueError(
+            f"{input_name} does not match X: {said} {input_name} must be {where}."
+        ) from exc
 
 
 def check_fit_X(estimator, X, y, model: Model, **y_params):
     """Validate ``(X, y)`` at fit; returns the fitted prep, X for the net and y."""
+    _refuse_dataset(X, "X")
     if model.prep is None and not _is_dict(X):
         X, y = _validate_array(estimator, X, True, y, **y_params)
         return None, X, y
@@ -133,6 +171,22 @@ def check_targets(y, multi_output=False, y_numeric=False):
     return y
 
 
+# parts of scikit-learn's messages about X's features not matching those seen in fit
+_FEATURE_ERRORS = ("features, but", "feature names", "dimensions, rows of shape")
+
+
+def _refuse_dataset(X, name: str) -> None:
+    """A torch or skorch Dataset is refused with the fix (see the module docstring)."""
+    if isinstance(X, torch.utils.data.Dataset):
+        raise TypeError(
+            f"{name} is a {type(X).__name__} (a torch Dataset). sklaplace takes the arrays "
+            "skorch takes, not a Dataset: it selects rows by index, fingerprints them for "
+            "its cache and needs the targets as an array. Pass the arrays instead, e.g. "
+            "fit(dataset.X, dataset.y) for a skorch Dataset (a dict of arrays for a module "
+            "with several inputs)."
+        )
+
+
 def _is_dict(X) -> bool:
     """A dict of arrays (scipy's DOK sparse format is a dict too, and is not one)."""
     return isinstance(X, Mapping) and not sp.issparse(X)
@@ -142,7 +196,9 @@ def _net_ready(X):
     """The output of a Pipeline's steps, checked as the net's input."""
     if _is_dict(X):
         return _check_dict(X)
-    return _csr_matrix(check_array(X, accept_sparse="csr", dtype=INPUT_DTYPES, input_name="X"))
+    return _csr_matrix(
+        check_array(X, accept_sparse="csr", dtype=INPUT_DTYPES, allow_nd=True, input_name="X")
+    )
 
 
 def _csr_matrix(X):
@@ -168,11 +224,19 @@ def _check_dict(X: Mapping) -> dict:
 
 def _validate_array(estimator, X, reset, *args, **kwargs):
     """``validate_data`` with array inputs; a frame with text gets the fix in its error."""
+    if not reset and len(getattr(X, "shape", ())) >= 2:  # the shape of a row first: it
+        _check_row_shape(estimator, X, reset)  # says more (1-D X: scikit-learn's message)
     try:
         out = validate_data(
-            estimator, X, *args, reset=reset, accept_sparse="csr", dtype=INPUT_DTYPES, **kwargs
+            estimator,
+            X,
+            *args,
+            reset=reset,
+            accept_sparse="csr",
+            dtype=INPUT_DTYPES,
+            allow_nd=True,
+            **kwargs,
         )
-        return (_csr_matrix(out[0]), out[1]) if isinstance(out, tuple) else _csr_matrix(out)
     except ValueError as exc:
         if "could not convert" not in str(exc) or not hasattr(X, "columns"):
             raise
@@ -182,3 +246,24 @@ def _validate_array(estimator, X, reset, *args, **kwargs):
             "make_pipeline(make_column_transformer((OneHotEncoder(), [...]), "
             "remainder=StandardScaler()), net)))."
         ) from exc
+    _check_row_shape(estimator, out[0] if isinstance(out, tuple) else out, reset)
+    return (_csr_matrix(out[0]), out[1]) if isinstance(out, tuple) else _csr_matrix(out)
+
+
+def _check_row_shape(estimator, X, reset: bool) -> None:
+    """Record the shape of a row at fit (an array of any number of dimensions); refuse X
+    whose rows have another shape at prediction time (``n_features_in_`` covers only the
+    second axis)."""
+    if reset:
+        estimator._row_shape = tuple(X.shape[1:])
+        return
+    fitted = getattr(estimator, "_row_shape", None)
+    shape = tuple(X.shape[1:])
+    # (the second axis alone differing is scikit-learn's n_features_in_ error)
+    if fitted is not None and (len(shape) != len(fitted) or shape[1:] != fitted[1:]):
+        raise ValueError(
+            f"X has {len(X.shape)} dimensions, rows of shape {shape}, but "
+            f"{type(estimator).__name__} was fitted on X of {len(fitted) + 1} dimensions, "
+            f"rows of shape {fitted}. Give X in the shape fit had (the shape the net was "
+            "trained on)."
+        )

@@ -30,6 +30,7 @@ __all__ = [
     "likelihood_of",
     "net_device",
     "net_dtype",
+    "numpy_dtype",
     "weight_decay_coefficient",
 ]
 
@@ -75,9 +76,10 @@ def likelihood_of(net) -> Likelihood:
     )
 
 
-def check_fitted_net(net: NeuralNet) -> None:
-    """Raise ``NotFittedError`` (with the fix) when a frozen net was never trained."""
-    message = (
+def check_fitted_net(net: NeuralNet, message: str | None = None) -> None:
+    """Raise ``NotFittedError`` (with the fix, or ``message``) when a frozen net was never
+    trained."""
+    message = message or (
         f"The {type(net).__name__} inside FrozenEstimator is not fitted. Fit the net "
         "first (net.fit(X, y)) and then wrap it, or pass the unfitted net itself so "
         "that fit trains it."
@@ -99,6 +101,14 @@ def net_dtype(net: NeuralNet) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The numpy dtype of arrays for a net of ``dtype``: the same one, or float32 for
+    bfloat16 (numpy has none; float32 holds every bfloat16 value exactly)."""
+    if dtype == torch.bfloat16:
+        return np.dtype(np.float32)
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
 def net_device(net: NeuralNet) -> torch.device:
     """The device of the net's parameters (``net.device`` for a net without parameters)."""
     for p in net.module_.parameters():
@@ -115,12 +125,12 @@ def training_input(net: NeuralNet, X):
     """X as the net's training takes it: a numeric array in the net's floating dtype
     (integers stay integers for a net with an embedding); other inputs as they are."""
     if sp.issparse(X):
-        return X.astype(torch.empty((), dtype=net_dtype(net)).numpy().dtype)
+        return X.astype(numpy_dtype(net_dtype(net)))
     if not isinstance(X, np.ndarray) or X.dtype.kind not in "fiub":
         return X
     if X.dtype.kind in "iu" and takes_codes(net):
         return X
-    return X.astype(torch.empty((), dtype=net_dtype(net)).numpy().dtype, copy=False)
+    return X.astype(numpy_dtype(net_dtype(net)), copy=False)
 
 
 def infer_view(net: NeuralNet, module: nn.Module) -> NeuralNet:

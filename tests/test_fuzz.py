@@ -225,7 +225,7 @@ def _frame_with_na(X):
 # kind -> (make the input from clean X, equivalent clean input or the expected error)
 PREDICT_KINDS = {
     "1-D X": (lambda X: X[0], "Expected 2D array"),
-    "3-D X": (lambda X: X.reshape(len(X), 2, 2), "dim 3"),
+    "3-D X": (lambda X: X.reshape(len(X), 2, 2), "X has 3 dimensions, rows of shape"),
     "0-D X": (lambda X: X[0, 0], "Expected 2D array, got scalar"),
     "empty X": (lambda X: X[:0], "0 sample"),
     "X without features": (lambda X: X[:, :0], "0 feature"),
@@ -338,7 +338,7 @@ def _fit_kinds(X, y):
         "X with other features than the net's": (X[:, :3], y, "Does X have the features"),
         "sparse X at fit": (sp.csr_matrix(X), y, None),
         "1-D X at fit": (X[:, 0], y, "Expected 2D array"),
-        "3-D X at fit": (X.reshape(len(X), 2, 2), y, "dim 3"),
+        "3-D X at fit": (X.reshape(len(X), 2, 2), y, "Does X have the features"),
         "complex X at fit": (X.astype(complex), y, "Complex data"),
         "empty X at fit": (X[:0], y[:0], "0 sample"),
         "y None": (X, None, "requires y"),

@@ -136,7 +136,9 @@ def test_explicit_rows_win_and_the_curvature_uses_all_of_X(data):
         LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5])
     with pytest.raises(ValueError, match="y_val has labels that y does not have"):
         LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5], y_val=np.full(5, 7))
-    with pytest.raises(ValueError, match="X has 5 features, but LaplaceClassifier is expecting 6"):
+    with pytest.raises(
+        ValueError, match="X_val has 5 features, but LaplaceClassifier is expecting 6"
+    ):
         LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5, :5], y_val=y[:5])
     with pytest.warns(UserWarning, match="no hyper-parameter is tuned on held-out rows"):
         LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(
