@@ -5,6 +5,7 @@ Nothing is downloaded at build time: no intersphinx, and the builtin alabaster t
 """
 
 import sklaplace
+from sklaplace._base import docs_url
 
 project = "sklaplace"
 author = "the sklaplace developers"
@@ -23,6 +24,8 @@ templates_path = []
 html_static_path = ["_static"]
 html_theme = "alabaster"
 html_theme_options = {"description": "Laplace approximations for skorch nets"}
+# where Read the Docs publishes this version (the estimators' HTML repr links its api.html)
+html_baseurl = docs_url(release)
 
 # autodoc: keep the signatures readable and the members in source order
 autodoc_default_options = {"member-order": "bysource"}

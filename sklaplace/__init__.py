@@ -8,10 +8,12 @@ in ``fit`` and expose calibrated ``predict_proba`` and ``predict(X, return_std=T
 
 from ._config import config_context, get_config, set_config
 from ._estimators import LaplaceClassifier, LaplaceRegressor
+from ._warnings import InconsistentVersionWarning
 from .likelihoods import HeteroscedasticGaussianNLL
 
 __all__ = [
     "HeteroscedasticGaussianNLL",
+    "InconsistentVersionWarning",
     "LaplaceClassifier",
     "LaplaceRegressor",
     "config_context",

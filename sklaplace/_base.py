@@ -28,12 +28,20 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _holdout, _hyper, _inputs, _skorch, approximations
 from ._fitted import FittedLaplace
-from ._warnings import warn
+from ._passes import torch_context
+from ._warnings import InconsistentVersionWarning, warn
 
-__all__ = ["BaseLaplace"]
+__all__ = ["BaseLaplace", "docs_url"]
+
+# The published documentation (Read the Docs builds docs/ with docs/conf.py, which takes
+# its canonical URL from here): "latest" follows the main branch, a release has its own.
+DOCS_ROOT = "https://sklaplace.readthedocs.io/en/{version}/"
 
 # Parameters that define the curvature: changing them after fit needs a new fit.
 _STRUCTURE_PARAMS = ("subset_of_weights", "hessian_structure")
+# Parameters that predictions read, kept as fit saw them (what fit calibrated with them
+# must be computed again when they change: the regressor's conformal scores).
+_PREDICT_SETTINGS = ("predictive", "n_samples")
 # Hyper-parameters: numbers read at prediction time, or modes resolved in fit.
 _HYPER_PARAMS = ("prior_precision", "sigma_noise", "temperature", "logit_temperature")
 
@@ -60,6 +68,17 @@ class BaseLaplace(BaseEstimator):
     }
     # the parameters predictions read (validated again at each prediction)
     _predict_params: ClassVar[tuple] = ("temperature", "n_samples", "predictive", "batch_size")
+    # the link of the HTML repr: the estimator's entry on the API page (docs/api.rst)
+    _doc_link_module = "sklaplace"
+
+    @property
+    def _doc_link_template(self) -> str:
+        from . import __version__
+
+        return docs_url(__version__) + "api.html#{estimator_module}.{estimator_name}"
+
+    # parameters that define what fit computed, and why (changing them needs a new fit)
+    _fit_defined: ClassVar[dict] = dict.fromkeys(_STRUCTURE_PARAMS, "it defines the curvature")
 
     # ---------------------------------------------------------------- the net
     def _net(self):
@@ -105,6 +124,7 @@ class BaseLaplace(BaseEstimator):
         """The hyper-parameters tuned on held-out rows."""
         return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
 
+    @torch_context
     def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None, w=None, w_val=None):
         """Everything after validating X and y (X as the net takes it, after ``prep``);
         ``w`` and ``w_val`` are the sample weights of X and X_val (or None)."""
@@ -155,10 +175,12 @@ class BaseLaplace(BaseEstimator):
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
         )
         fitted.conformal = self._calibration_scores(fitted, calibration, reason, too_few=too_few)
-        fitted.prep = prep
+        fitted.set_prep(prep)
         self._fitted = fitted
         self._fit_params = {
-            p: getattr(self, p) for p in (*_HYPER_PARAMS, *_STRUCTURE_PARAMS) if hasattr(self, p)
+            p: getattr(self, p)
+            for p in (*_HYPER_PARAMS, *self._fit_defined, *_PREDICT_SETTINGS)
+            if hasattr(self, p)
         }
         self.estimator_ = net if prep is None else Pipeline([*prep.steps, (self._net_step(), net)])
         self.validation_indices_ = tuning.indices
@@ -265,11 +287,12 @@ class BaseLaplace(BaseEstimator):
         """The hyper-parameters predictions use: fit's, or numbers set after fit."""
         check_is_fitted(self)
         fitted = self._fitted
-        for p in _STRUCTURE_PARAMS:
-            if not _same(getattr(self, p), self._fit_params[p]):
+        for p, why in self._fit_defined.items():
+            at_fit = self._fit_params.get(p, getattr(self, p))
+            if not _same(getattr(self, p), at_fit):
                 raise ValueError(
-                    f"{p} was changed from {self._fit_params[p]!r} to {getattr(self, p)!r} "
-                    "after fit; it defines the curvature, so call fit again."
+                    f"{p} was changed from {at_fit!r} to {getattr(self, p)!r} after fit; "
+                    f"{why}, so call fit again."
                 )
         constraints = {p: self._parameter_constraints[p] for p in self._predict_params}
         validate_parameter_constraints(
@@ -356,6 +379,7 @@ class BaseLaplace(BaseEstimator):
             )
         return fitted
 
+    @torch_context
     def log_marginal_likelihood(self, prior_precision=None, sigma_noise=None):
         """Laplace approximation of the log evidence ``log p(D | prior_precision, sigma)``.
 
@@ -391,12 +415,50 @@ class BaseLaplace(BaseEstimator):
         with torch.no_grad():
             return float(fitted.evidence(prior, sigma, hyper.temperature))
 
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self):
+        """The state to pickle, with the version of sklaplace that wrote it."""
+        from . import __version__
+
+        return dict(super().__getstate__(), _sklaplace_version=__version__)
+
+    def __setstate__(self, state):
+        """Warns (``InconsistentVersionWarning``) when another version wrote the pickle."""
+        from . import __version__
+
+        state = dict(state)
+        version = state.pop("_sklaplace_version", "pre-0.2")
+        if version != __version__:
+            warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    current_version=__version__,
+                    original_version=version,
+                )
+            )
+        super().__setstate__(state)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = True  # scipy sparse X reaches the net as skorch takes it
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def docs_url(version: str) -> str:
+    """The root of the published documentation of ``version`` ("latest" for a development
+    version).
+
+    Examples
+    --------
+    >>> docs_url("0.2.0")
+    'https://sklaplace.readthedocs.io/en/0.2.0/'
+    >>> docs_url("0.3.0.dev0")
+    'https://sklaplace.readthedocs.io/en/latest/'
+    """
+    dev = "dev" in version or "+" in version
+    return DOCS_ROOT.format(version="latest" if dev else version)
 
 
 # The mean sample weight beyond which (or below its inverse) fit says what the weights do

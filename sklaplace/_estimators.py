@@ -24,11 +24,17 @@ from ._warnings import warn
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
 
 
-def _check_pair(X_val, y_val) -> None:
+def _check_pair(X_val, y_val, sample_weight_val=None) -> None:
     if (X_val is None) != (y_val is None):
         raise ValueError(
             "X_val and y_val go together: pass both (rows the net was not trained on and "
             "their targets) or neither."
+        )
+    if sample_weight_val is not None and X_val is None:
+        raise ValueError(
+            "sample_weight_val weighs the rows of X_val, but no X_val was given. Pass X_val "
+            "and y_val with it; without them the held-out rows are taken from X and weighed "
+            "by sample_weight."
         )
 
 
@@ -145,7 +151,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
-        _check_pair(X_val, y_val)
+        _check_pair(X_val, y_val, sample_weight_val)
         model = _inputs.split_model(self.estimator)
         self._fit_prep, X, y = _inputs.check_fit_X(self, X, y, model)
         w = _inputs.check_weights(sample_weight, X)
@@ -347,6 +353,10 @@ default="holdout"
         "interval": [StrOptions({"auto", "conformal", "gaussian"})],
         "normalize_y": ["boolean"],
     }
+    _fit_defined: ClassVar[dict] = {
+        **BaseLaplace._fit_defined,
+        "normalize_y": "it sets the units of the targets the net and the posterior were fitted in",
+    }
 
     def __init__(
         self,
@@ -382,7 +392,7 @@ default="holdout"
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
-        _check_pair(X_val, y_val)
+        _check_pair(X_val, y_val, sample_weight_val)
         model = _inputs.split_model(self.estimator)
         self._fit_prep, X, y = _inputs.check_fit_X(
             self, X, y, model, multi_output=True, y_numeric=True
@@ -568,6 +578,15 @@ default="holdout"
                 "hyper-parameter set since then changes the stds it normalises. Call fit "
                 "again, or set interval='gaussian'."
             )
+        at_fit = {p: self._fit_params.get(p, getattr(self, p)) for p in _STD_SETTINGS}
+        if _std_setting(self.predictive, self.n_samples) != _std_setting(**at_fit):
+            raise ValueError(
+                f"The conformal calibration was computed with the stds of fit's predictive "
+                f"(predictive={at_fit['predictive']!r}, n_samples={at_fit['n_samples']!r}); "
+                f"predictive={self.predictive!r}, n_samples={self.n_samples!r} gives other "
+                "stds, and the calibrated quantile would not hold for them. Call fit again, "
+                "or set interval='gaussian'."
+            )
         lower, upper = scores.interval(
             mean.reshape(len(mean), -1), std.reshape(len(std), -1), confidence
         )
@@ -607,6 +626,15 @@ default="holdout"
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+_STD_SETTINGS = ("predictive", "n_samples")
+
+
+def _std_setting(predictive, n_samples):
+    """What the regressor's predictive stds depend on besides the hyper-parameters (the
+    number of draws only for the "nn" predictive)."""
+    return (predictive, n_samples) if predictive == "nn" else (predictive,)
 
 
 def _gaussian_draws(rng, mean, cov, n_samples):

@@ -30,6 +30,7 @@ counters: writes through ``.data`` or a numpy view do not bump them.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ._hasher import (
     TRAINING_NET_ATTRS,
@@ -40,7 +41,7 @@ from ._hasher import (
     versions,
 )
 
-__all__ = ["fingerprint", "fingerprint_net", "fingerprint_rows"]
+__all__ = ["fingerprint", "fingerprint_net", "fingerprint_rows", "torch_settings"]
 
 
 def fingerprint(*objs) -> str | None:
@@ -91,6 +92,66 @@ def fingerprint_net(net) -> str | None:
         parts.append(extra)
     parts.append(net.module_)
     return fingerprint(*parts)
+
+
+# torch's process-wide settings that change what a pass computes, read at every key: a
+# function of torch (called) or a flag (read); one this version of torch lacks is skipped
+_TORCH_SETTINGS = (
+    "get_default_dtype",
+    "get_default_device",
+    "are_deterministic_algorithms_enabled",
+    "is_deterministic_algorithms_warn_only_enabled",
+    "utils.deterministic.fill_uninitialized_memory",
+    "get_float32_matmul_precision",
+    "backends.fp32_precision",
+    "backends.mkldnn.enabled",
+    "backends.mkldnn.matmul.fp32_precision",
+    "backends.mkldnn.conv.fp32_precision",
+    "backends.cuda.matmul.allow_tf32",
+    "backends.cuda.matmul.allow_fp16_reduced_precision_reduction",
+    "backends.cuda.matmul.allow_bf16_reduced_precision_reduction",
+    "backends.cudnn.enabled",
+    "backends.cudnn.allow_tf32",
+    "backends.cudnn.deterministic",
+    "backends.cudnn.benchmark",
+    "backends.opt_einsum.enabled",
+    "backends.opt_einsum.strategy",
+)
+
+
+def torch_settings() -> tuple:
+    """torch's process-wide settings that change what a pass computes, as a key part.
+
+    The default dtype and device (tensors a ``forward`` creates without naming them),
+    deterministic algorithms (other kernels; uninitialised memory filled), and the
+    precision of float32 matrix products and convolutions (TF32, bfloat16 or reduced
+    precision reductions, the oneDNN and cuDNN switches, einsum's contraction order).
+    These are global to the process, so sklaplace cannot set them for its own passes
+    without changing them for every other thread: they key the cache instead. torch's
+    per-thread modes (inference mode, gradients, autocast) are neutralised by
+    :func:`sklaplace._passes.torch_state`. The number of threads is not part of the key:
+    it changes results by round-off only, as any two runs of the same call may differ.
+
+    Examples
+    --------
+    >>> import torch
+    >>> before = torch_settings()
+    >>> torch.set_default_dtype(torch.float64)
+    >>> changed = torch_settings() != before
+    >>> torch.set_default_dtype(torch.float32)
+    >>> changed, torch_settings() == before
+    (True, True)
+    """
+    out = []
+    for name in _TORCH_SETTINGS:
+        value = torch
+        try:
+            for attr in name.split("."):
+                value = getattr(value, attr)
+        except AttributeError:
+            continue
+        out.append((name, str(value() if callable(value) else value)))
+    return tuple(out)
 
 
 def fingerprint_rows(*arrays) -> str | None:

@@ -14,7 +14,6 @@ projections computed once per held-out row.
 
 from __future__ import annotations
 
-import copy
 import math
 import tempfile
 from collections.abc import Iterator
@@ -31,8 +30,8 @@ from . import _skorch
 from ._cache import nbytes
 from ._config import get_config
 from ._hyper import Hyper, Objectives, curvature_scale
-from ._passes import NetView, n_rows_of
-from ._stamp import stamp_changes, tensor_stamp
+from ._passes import NetView, n_rows_of, torch_context
+from ._stamp import STEPS_CHANGED, Stamp
 from .approximations import Approximation, find_head
 from .approximations.base import MERGED_ELEMENTS, row_cov, tile_rows
 from .likelihoods import Likelihood
@@ -278,11 +277,12 @@ class FittedLaplace:
         self.batch_size = batch_size
         self.hyper: Hyper | None = None
         self.conformal = None  # ConformalScores of the regressor's calibration rows
-        self.stamp = None  # tensor_stamp of the net at fit
+        self.stamp: Stamp | None = None  # the net (and prep) as fit saw them
         self.int_codes = None  # integer X reaches the net as integers (decided in fit)
         self.prep = None  # the fitted steps of a wrapped Pipeline before the net
 
     @classmethod
+    @torch_context
     def fit(
         cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs, sample_weight=None
     ):
@@ -313,13 +313,27 @@ class FittedLaplace:
             )
         approximation.fit(view, head, likelihood, X, y, rows, sample_weight)
         fitted = cls(net, likelihood, approximation, batch_size)
-        fitted.stamp = tensor_stamp(net.module_)
+        fitted.stamp = Stamp(net.module_)
         fitted.int_codes = view.takes_codes
         return fitted
 
+    def set_prep(self, prep) -> None:
+        """Keep the fitted steps of a Pipeline before the net, and stamp them with it."""
+        self.prep = prep
+        self.stamp = Stamp(self.net.module_, prep)
+
+    def changes(self) -> list[str]:
+        """What changed in the net or the steps before it since fit (empty: nothing the
+        stamp can see; see :mod:`sklaplace._stamp`)."""
+        if self.stamp is None:
+            return []
+        return self.stamp.changes(self.net.module_, self.prep)
+
     def with_batch_size(self, batch_size) -> FittedLaplace:
-        """A shallow copy that runs batches of ``batch_size`` rows."""
-        out = copy.copy(self)
+        """A shallow copy that runs batches of ``batch_size`` rows (sharing the stamp and
+        the posterior: not through ``__getstate__``, which prepares a pickle)."""
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
         out.batch_size = batch_size
         return out
 
@@ -332,14 +346,21 @@ class FittedLaplace:
 
     def view(self) -> NetView:
         """A private view of the net; moves the posterior to the net's device first (the net
-        may have been moved since fit). Refuses a net whose tensors were changed since fit
-        (see ``tensor_stamp``): its posterior would be mixed with another net."""
-        changed = stamp_changes(self.stamp, tensor_stamp(self.net.module_))
+        may have been moved since fit). Refuses a net, or Pipeline steps before it, changed
+        since fit (see :mod:`sklaplace._stamp`): its posterior would be mixed with another
+        model."""
+        changed = self.changes()
         if changed:
+            net = [c for c in changed if not c.startswith(STEPS_CHANGED)]
+            what = (
+                "The net was changed after fit (trained, reloaded or modified: "
+                if net
+                else "The Pipeline's steps before the net were changed after fit (refitted "
+                "or modified: "
+            )
             raise ValueError(
-                f"The net was changed after fit (tensors {changed[:5]}: trained, reloaded or "
-                "modified in place), so the posterior no longer describes it. Call fit "
-                "again."
+                f"{what}{'; '.join(changed[:5])}), so the posterior no longer describes the "
+                "model. Call fit again."
             )
         device = _skorch.net_device(self.net)
         if self.posterior.means[0].device != device:
@@ -490,16 +511,23 @@ class FittedLaplace:
         return evaluate, rms
 
     # ---------------------------------------------------------------- predictions
-    def moments(self, X, hyper: Hyper, cov: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def moments(self, X, hyper: Hyper, cov) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(mean (b, c), var (b, c) or cov (b, c, c))`` per chunk of rows, float64.
 
         Covariances come in chunks of at most ``MERGED_ELEMENTS / c^2`` rows, so memory
-        stays bounded for many outputs; variances need O(b c).
+        stays bounded for many outputs; variances need O(b c). ``cov="root"``: an
+        ``OutputRoot`` per batch where the approximation gives one, else covariances.
         """
         view = self.view()
         approx = self.approximation
         tau, scale = self.tensors(hyper)
+        want_root, cov = cov == "root", bool(cov)
         for proj in approx.project(view, X):
+            if want_root:
+                root = approx.output_root(proj, tau, scale)
+                if root is not None:
+                    yield proj.mean, root
+                    continue
             m, c = proj.mean.shape
             step = max(1, MERGED_ELEMENTS // (c * c)) if cov else m
             for s in range(0, m, step):
@@ -511,6 +539,7 @@ class FittedLaplace:
         tau, scale = self.tensors(hyper)
         yield from self.approximation.draws(self.view(), X, n_samples, tau, scale, seed)
 
+    @torch_context
     def log_proba(self, X, hyper, *, predictive, link_approx, n_samples, seed) -> np.ndarray:
         """Log predictive class probabilities (m, n_classes), computed in log space."""
         lik = self.likelihood
@@ -524,7 +553,9 @@ class FittedLaplace:
                     total = part if total is None else torch.logaddexp(total, part)
                 parts.append((total - math.log(n_samples)).cpu().numpy())
         else:
-            for mean, second in self.moments(X, hyper, cov=link_approx == "mc"):
+            for mean, second in self.moments(
+                X, hyper, cov="root" if link_approx == "mc" else False
+            ):
                 generator = torch.Generator().manual_seed(seed)  # the same draws for every row
                 log_p = lik.log_predict(
                     mean,
@@ -537,6 +568,7 @@ class FittedLaplace:
                 parts.append(log_p.cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, 2))
 
+    @torch_context
     def y_moments(self, X, hyper, *, predictive, n_samples, seed) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance (m, K) of a new observation ``y`` (observation noise included)."""
         lik, sigma = self.likelihood, hyper.sigma_noise
@@ -553,6 +585,7 @@ class FittedLaplace:
             variances.append((var_mean + noise).cpu().numpy())
         return np.concatenate(means), np.concatenate(variances)
 
+    @torch_context
     def y_joint_moments(self, X, hyper, *, predictive, n_samples, seed, draws=False):
         """Mean (m, K) and covariance across rows (m, m, K) of new observations ``y``.
 
@@ -598,13 +631,21 @@ class FittedLaplace:
 
         A posterior fitted on a GPU then loads on a machine without one (skorch maps the net
         to the CPU the same way); ``__setstate__`` moves it to the net's device.
+
+        The stamp's storage addresses, version counters and identities would mean nothing
+        after loading: what survives (shapes, sampled values, structure) is pickled, with
+        the verdict of a check made now, so that a model changed since fit is still refused
+        after a round trip.
         """
         state = dict(self.__dict__)
         state["approximation"] = self.approximation.to(torch.device("cpu"))
+        if self.stamp is not None:
+            state["stamp"] = self.stamp.portable(self.changes())
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         device = _skorch.net_device(self.net)
         self.approximation = self.approximation.to(device)
-        self.stamp = tensor_stamp(self.net.module_)  # the loaded net's own tensors
+        if self.stamp is not None:  # the loaded objects' stamp, and the verdict
+            self.stamp = self.stamp.reloaded(self.net.module_, self.prep)

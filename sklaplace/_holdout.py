@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 
 from . import _skorch
 from ._conformal import rows_needed
-from ._passes import NetView
+from ._passes import NetView, callers_autocast
 
 __all__ = ["TuningRows", "recover_split", "split_off", "train_net"]
 
@@ -184,7 +184,8 @@ def train_net(
         X_fit = X if isinstance(train_rows, slice) else take(X, train_rows)
         X_fit = _skorch.training_input(net, X_fit)
         try:
-            net.fit(X_fit, y[train_rows])
+            with callers_autocast():  # the caller's mixed precision, if any, trains the net
+                net.fit(X_fit, y[train_rows])
         except IndexError as exc:  # torch's "Target 3 is out of bounds." from the loss
             if "out of bounds" not in str(exc):
                 raise

@@ -123,8 +123,9 @@ def curvature_scale(noise_variance: float, temperature: float) -> float:
 def check_numerics(posterior, hyper: Hyper, noise_variance: float) -> None:
     """Refuse hyper-parameters whose posterior is not numerically positive definite.
 
-    O(1) per block: the smallest eigenvalue of the precision is at least ``tau`` and the
-    largest is ``scale * lam_max + tau``.
+    O(1) per block (from the stored eigenvalues): the largest eigenvalue of the precision,
+    ``scale * lam_max + tau``, must be finite and the smallest, ``scale * lam_min + tau``,
+    positive, else variances ``1 / L`` are infinite or negative and predictions NaN.
     """
     sigma, temperature = hyper.sigma_noise, hyper.temperature
     if not np.isfinite(noise_variance):
@@ -158,6 +159,16 @@ def check_numerics(posterior, hyper: Hyper, noise_variance: float) -> None:
                 f"{temperature:.3g}) makes the posterior precision of layer {name!r} "
                 f"numerically infinite (largest eigenvalue {top:.3g}). Choose values "
                 "between about 1e-8 and 1e8."
+            )
+        bottom = np.float64(scale) * np.float64(block.lam_min) + np.float64(tau)
+        if not bottom > 0:
+            raise ValueError(
+                f"prior_precision={tau:.3g} (sigma_noise={sigma:.3g}, temperature="
+                f"{temperature:.3g}) leaves the posterior precision of layer {name!r} with "
+                f"a smallest eigenvalue of {bottom:.3g}: the curvature has an eigenvalue of "
+                f"{block.lam_min:.3g}, below zero, that the prior does not outweigh, so "
+                "variances would be negative and predictions NaN. Choose a larger "
+                "prior_precision (between about 1e-8 and 1e8)."
             )
     t = np.float64(hyper.logit_temperature)
     low, high = LOGIT_TEMPERATURE_RANGE

@@ -14,6 +14,21 @@
 * **the net's dtypes**: floating-point batches are cast to the parameters' dtype one batch
   at a time; integer inputs reach the net as integers when it takes them (category codes,
   as skorch passes them) and are cast like floats otherwise (see ``FittedLaplace.fit``).
+* **a private copy of each batch**: every forward pass gets its own copy of its batch,
+  made by the cast and the move to the net's device (one copy per batch), so that a
+  ``forward`` with in-place operations on its input (``x /= 10``) can neither change the
+  caller's ``X`` (batches of an array are slices of it, sharing its memory) nor write to
+  read-only memory (``np.load(..., mmap_mode="r")``), and a batch run twice (the check of
+  the rows' independence, the ``"nn"`` predictive's draws) is the same input both times.
+
+``torch_state`` is torch's thread-local state as every sklaplace call runs in (entered by
+the ``torch_context`` decorator on fit and the predictions): outside
+``torch.inference_mode``, with gradients enabled (passes turn them off or on themselves)
+and without ``torch.autocast``, so that a call made inside any of them computes exactly
+what an ordinary call computes (and may share its cache entries). Global settings that
+cannot be set per thread (the default dtype and device, deterministic algorithms, the
+float32 matmul precision) are part of the cache key instead
+(:func:`sklaplace._fingerprint.torch_settings`).
 
 ``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
 :mod:`sklaplace._fingerprint`), the effective batch size, the rows and the pass's own
@@ -23,8 +38,11 @@ to pay for the fingerprints, or anything in it cannot be fingerprinted.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,15 +54,97 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from . import _skorch
 from ._cache import cache_enabled
-from ._fingerprint import fingerprint, fingerprint_net, fingerprint_rows
+from ._fingerprint import fingerprint, fingerprint_net, fingerprint_rows, torch_settings
 
-__all__ = ["NetView", "n_rows_of", "pass_key", "view_module"]
+__all__ = [
+    "NetView",
+    "callers_autocast",
+    "n_rows_of",
+    "pass_key",
+    "torch_context",
+    "torch_state",
+    "view_module",
+]
 
 # Passes over fewer rows are not cached: fingerprinting the net would cost more than the
 # pass (hashing reads every parameter byte, a forward pass of one row about as much).
 MIN_CACHED_ROWS = 256
 # iterator_valid__ settings that do not change which rows a batch holds or their values
 _PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
+
+
+# Device types whose autocast state torch keeps (one flag per thread for each).
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu", "xla", "ipu", "mtia")
+# the caller's autocast, as it was when the outermost torch_state was entered
+_CALLER_AUTOCAST: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
+    "sklaplace_caller_autocast", default=None
+)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no per-device query
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+    except RuntimeError:  # a device type this build of torch does not know
+        return False
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:  # torch < 2.4
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype()
+        return torch.get_autocast_gpu_dtype()
+
+
+@contextmanager
+def torch_state():
+    """torch's thread-local state as sklaplace's calls run (see the module docstring).
+
+    Not in ``torch.inference_mode`` (the all-layer passes need gradients, and a tensor
+    made in inference mode cannot be saved for a backward pass or updated in place
+    later), gradients enabled (each pass turns them off, or on, for its forward passes)
+    and ``torch.autocast`` off on every device type: sklaplace's passes compute in the
+    net's dtype, as an ordinary call does, whatever the caller's context. The caller's
+    autocast is kept for training an unfitted net (``callers_autocast``): training is
+    skorch's, not one of sklaplace's passes.
+    """
+    with ExitStack() as stack:
+        on = [d for d in _AUTOCAST_DEVICES if _autocast_enabled(d)]
+        if _CALLER_AUTOCAST.get() is None:  # the outermost
+            state = tuple((d, _autocast_dtype(d), torch.is_autocast_cache_enabled()) for d in on)
+            token = _CALLER_AUTOCAST.set(state)
+            stack.callback(_CALLER_AUTOCAST.reset, token)
+        # (leaving inference mode this way also turns gradients on, as torch.enable_grad)
+        stack.enter_context(torch.inference_mode(False))
+        for device_type in on:
+            stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
+
+
+def torch_context(func):
+    """Decorator: ``func`` runs in ``torch_state`` (a wrapper of sklaplace's own, so that
+    warnings still point at the caller's line)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with torch_state():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@contextmanager
+def callers_autocast():
+    """Inside ``torch_state``: the autocast of the caller of the outermost one."""
+    with ExitStack() as stack:
+        for device_type, dtype, cache in _CALLER_AUTOCAST.get() or ():
+            stack.enter_context(torch.autocast(device_type, dtype=dtype, cache_enabled=cache))
+        yield
 
 
 def view_module(module: nn.Module) -> nn.Module:
@@ -116,26 +216,26 @@ class NetView:
 
     # ---------------------------------------------------------------- running the net
     def forward(self, Xi):
-        """The net's ``infer`` on one batch, run on the view."""
-        return self._infer_net.infer(Xi)
+        """The net's ``infer`` on a private copy of one batch (see the module docstring),
+        in the net's dtype and on its device, run on the view."""
+        return self._infer_net.infer(self._private(Xi))
 
     def batches(self, X, y=None, rows=None) -> Iterator[tuple]:
-        """``(Xi, yi)`` per batch, in order, every row once; tensors on the net's device.
+        """``(Xi, yi)`` per batch, in order, every row once.
 
-        ``rows`` (integer indices) selects rows batch by batch, so X is never copied
-        whole. Raises ``ValueError`` if the net's iterator does not return every row.
+        ``Xi`` may share memory with ``X`` and is in X's dtype, on its device: give it to
+        ``forward``, which copies it into the net's dtype and device (never change it in
+        place); ``yi`` is on the net's device. ``rows`` (integer indices) selects rows
+        batch by batch, so X is never copied whole. Raises ``ValueError`` if the net's
+        iterator does not return every row.
         """
         expected = n_rows_of(X) if rows is None else len(rows)
         seen = 0
         for Xi, yi in self._raw_batches(X, y, rows):
-            if isinstance(Xi, Mapping):
-                Xi = {k: self._cast(v) for k, v in Xi.items()}
-            else:
-                Xi = self._cast(Xi)
             seen += n_rows_of(Xi)
             if isinstance(yi, Tensor):
                 yi = yi.to(self.device)
-            yield to_tensor(Xi, device=self.device), yi
+            yield Xi, yi
         if seen != expected:
             raise ValueError(
                 f"The net's iterator_valid returned {seen} rows for the {expected} rows "
@@ -144,16 +244,29 @@ class NetView:
                 "default iterator_valid, or one that keeps every row."
             )
 
-    def _cast(self, x):
+    def _private(self, x):
+        """A copy of a batch (tensors, arrays, and dicts, lists or tuples of them) that
+        shares no memory with it: floating-point (and boolean) tensors in the net's dtype,
+        integers too unless the net takes codes (an embedding), on the net's device. One
+        copy: the cast and the move are the copy."""
+        if isinstance(x, Mapping):
+            return {k: self._private(v) for k, v in x.items()}
+        if isinstance(x, list | tuple) and not hasattr(x, "_fields"):
+            return type(x)(self._private(v) for v in x)
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.array(x))  # (from_numpy refuses read-only memory)
+        if not isinstance(x, Tensor):
+            return to_tensor(x, device=self.device)
+        return x.to(device=self.device, dtype=self._dtype_for(x), copy=True)
+
+    def _dtype_for(self, x: Tensor) -> torch.dtype:
         """Floating-point (and boolean) input in the net's dtype; integers stay integers
         for a net with an embedding (category codes), else become the net's dtype."""
-        if not isinstance(x, Tensor) or x.dtype == self.dtype:
-            return x
         if x.is_floating_point() or x.dtype == torch.bool:
-            return x.to(self.dtype)
+            return self.dtype
         if not x.is_complex() and not self.takes_codes:
-            return x.to(self.dtype)
-        return x
+            return self.dtype
+        return x.dtype
 
     def _raw_batches(self, X, y, rows):
         net = self.net
@@ -186,9 +299,8 @@ class NetView:
         for start in range(0, n, size):
             pick = slice(start, start + size) if rows is None else rows[start : start + size]
             Xi = X[pick].toarray() if sp.issparse(X) else X[pick]
-            Xi = torch.from_numpy(np.ascontiguousarray(Xi))
-            yi = None if y is None else torch.from_numpy(np.ascontiguousarray(y[pick]))
-            yield Xi, yi
+            yi = None if y is None else _tensor_of(y[pick])
+            yield _tensor_of(Xi), yi
 
     # ---------------------------------------------------------------- cache keys
     def fingerprint(self) -> str | None:
@@ -196,6 +308,14 @@ class NetView:
         if self._fingerprint is False:
             self._fingerprint = fingerprint_net(self.net)
         return self._fingerprint
+
+
+def _tensor_of(arr: np.ndarray) -> Tensor:
+    """A tensor of a batch of rows, sharing the array's memory where it can (``forward``
+    copies it); read-only memory (a memory-mapped file) is copied here, as torch does not
+    take it."""
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
 
 
 def _check_sampler(kwargs: dict) -> None:
@@ -230,4 +350,12 @@ def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
     settings_fp = fingerprint(settings)
     if data_fp is None or settings_fp is None:
         return None
-    return (kind, net_fp, view.batch_size, str(view.device), data_fp, settings_fp)
+    return (
+        kind,
+        net_fp,
+        torch_settings(),
+        view.batch_size,
+        str(view.device),
+        data_fp,
+        settings_fp,
+    )

@@ -14,7 +14,7 @@ import warnings
 
 import sklearn
 
-__all__ = ["warn"]
+__all__ = ["InconsistentVersionWarning", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _SKLEARN_WRAPPERS = tuple(
@@ -36,3 +36,36 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
+
+
+class InconsistentVersionWarning(UserWarning):
+    """Warning raised when an estimator is unpickled with another version of sklaplace
+    than the one that pickled it.
+
+    The fitted state's layout and what it means can change between versions, so the
+    loaded estimator may fail or, worse, predict something else. Refit it with the
+    installed version, or load it with the version that wrote it.
+
+    Parameters
+    ----------
+    estimator_name : str
+        The estimator's class name.
+    current_version : str
+        The installed version of sklaplace.
+    original_version : str
+        The version that pickled the estimator ("pre-0.2" for pickles that carry none).
+    """
+
+    def __init__(self, *, estimator_name, current_version, original_version):
+        self.estimator_name = estimator_name
+        self.current_version = current_version
+        self.original_version = original_version
+
+    def __str__(self):
+        return (
+            f"Trying to unpickle estimator {self.estimator_name} from sklaplace version "
+            f"{self.original_version} when using version {self.current_version}. This might "
+            "lead to breaking code or invalid results: the fitted state can change between "
+            "versions. Refit the estimator with sklaplace "
+            f"{self.current_version}, or load it with sklaplace {self.original_version}."
+        )

@@ -29,9 +29,15 @@ Two ways into the predictive covariance of the net's outputs ``f``:
 ``cov=False`` returns the variances (m, c) only, at a cost and memory linear in the number
 of outputs (the probit link needs no more); ``cov=True`` the covariances (m, c, c).
 
-The eigenvalues of ``H`` are clamped at zero (a GGN is positive semi-definite; round-off
-can make the smallest ones slightly negative), so ``P`` is positive definite whenever
-``tau > 0``.
+The eigenvalues of ``H`` (or of its Kronecker factors) are float64 and clamped at zero
+(:func:`null_floor`): a GGN is positive semi-definite, and an eigenvalue below the
+decomposition's round-off ``n eps lam_max`` cannot be told from zero, so it is zero. A
+singular curvature (a duplicated hidden unit, one-hot columns that sum to the bias column)
+then leaves exactly the prior along its null space, as it should, instead of a round-off
+eigenvalue that swamps a small ``tau``. ``P`` is positive definite whenever ``tau > 0``.
+Projections onto the eigenbasis are formed in float64 too: in float32, a row inside the
+span of the curvature picks up a component ``|a| eps32`` along the null space, whose
+variance ``(|a| eps32)^2 / tau`` swamps the true one at small priors.
 """
 
 from __future__ import annotations
@@ -39,10 +45,45 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["DiagBlock", "FullBlock", "KronBlock", "Posterior", "jacobian_factors"]
+__all__ = [
+    "DiagBlock",
+    "FullBlock",
+    "KronBlock",
+    "Posterior",
+    "eigh_psd",
+    "jacobian_factors",
+    "null_floor",
+]
 
 # Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
 _CHUNK_ELEMENTS = 2**22
+
+
+def eigh_psd(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (floored by :func:`null_floor`) and eigenvectors of a symmetric positive
+    semi-definite matrix, computed in float64 whatever ``M``'s dtype."""
+    M = M.to(torch.float64)
+    lam, Q = torch.linalg.eigh(0.5 * (M + M.T))
+    return null_floor(lam), Q
+
+
+def null_floor(lam: Tensor) -> Tensor:
+    """Eigenvalues of a positive semi-definite matrix with round-off zeros set to zero.
+
+    ``eigh`` returns the exact eigenvalues of ``M + E`` with ``||E|| <= n eps ||M||``, so
+    a computed eigenvalue below ``n eps lam_max`` (or negative) is zero to the precision
+    of the decomposition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> null_floor(torch.tensor([-1e-18, 3e-17, 1e-3, 1.0], dtype=torch.float64))
+    tensor([0.0000, 0.0000, 0.0010, 1.0000], dtype=torch.float64)
+    """
+    if lam.numel() == 0:
+        return lam
+    floor = lam.numel() * torch.finfo(lam.dtype).eps * float(lam.max().clamp_min(0.0))
+    return torch.where(lam > floor, lam, torch.zeros_like(lam))
 
 
 def _single_position_moments(v: Tensor, w: Tensor, cov: bool) -> Tensor:
@@ -90,18 +131,10 @@ def jacobian_factors(v: Tensor, u, root: Tensor, k: int) -> Tensor:
 
 
 class _Block:
-    """What the blocks share: casts of their eigenvectors to other dtypes, made once.
+    """What the blocks share: tensors derived from the eigendecomposition, made once.
 
-    A float32 net's features are projected in float32 (they carry float32 rounding
-    already, and reading a float32 copy of a large ``Q_A`` costs half of reading the
-    float64 one); the casts are not pickled and not moved between devices.
+    They are not pickled and not moved between devices (they are remade).
     """
-
-    def _as(self, name: str, dtype: torch.dtype) -> Tensor:
-        tensor = getattr(self, name)
-        if tensor.dtype == dtype:
-            return tensor
-        return self._derived((name, dtype), lambda: tensor.to(dtype))
 
     def _derived(self, key, make) -> Tensor:
         """A tensor computed from the block once (not pickled, not moved: remade)."""
@@ -136,6 +169,11 @@ class DiagBlock(_Block):
     def n_params(self) -> int:
         return self.h.numel()
 
+    @property
+    def lam_min(self) -> float:
+        """The smallest eigenvalue of the curvature (0 if it is singular)."""
+        return float(self.h.min()) if self.h.numel() else 0.0
+
     def eigenvalues(self, tau: Tensor, scale: Tensor) -> Tensor:
         """Eigenvalues of the posterior precision, shaped like the weight matrix."""
         return scale * self.h + tau
@@ -149,6 +187,11 @@ class DiagBlock(_Block):
         """Last layer: ``Var[z_k] = sum_j a_j^2 / L_kj``, no covariance between outputs."""
         var = p @ (1.0 / self.eigenvalues(tau, scale)).T
         return torch.diag_embed(var) if cov else var
+
+    def projected_root(self, p: Tensor, tau: Tensor, scale: Tensor) -> tuple:
+        """Last layer: ``(std, None)``, the outputs being independent (a root of their
+        covariance, for Monte Carlo draws)."""
+        return self.projected_moments(p, tau, scale, cov=False).sqrt(), None
 
     def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
@@ -210,10 +253,8 @@ class KronBlock(_Block):
     structure = "kron"
 
     def __init__(self, A: Tensor, B: Tensor) -> None:
-        lam_a, self.Q_A = torch.linalg.eigh(A)
-        lam_b, self.Q_B = torch.linalg.eigh(B)
-        self.lam_A = lam_a.clamp_min(0.0)
-        self.lam_B = lam_b.clamp_min(0.0)
+        self.lam_A, self.Q_A = eigh_psd(A)
+        self.lam_B, self.Q_B = eigh_psd(B)
         self.shape = (B.shape[0], A.shape[0])
         self.lam_max = float(self.lam_B.max()) * float(self.lam_A.max())
 
@@ -221,15 +262,24 @@ class KronBlock(_Block):
     def n_params(self) -> int:
         return self.shape[0] * self.shape[1]
 
+    @property
+    def lam_min(self) -> float:
+        """The smallest eigenvalue ``min_ij b_i a_j`` of ``B (x) A``."""
+        ends = [float(x) for x in (self.lam_B.min(), self.lam_B.max())]
+        return min(b * float(a) for b in ends for a in (self.lam_A.min(), self.lam_A.max()))
+
     def eigenvalues(self, tau: Tensor, scale: Tensor) -> Tensor:
         """Eigenvalues ``L_ij = scale * b_i a_j + tau`` of the posterior precision."""
         return scale * torch.outer(self.lam_B, self.lam_A) + tau
 
     def project(self, a: Tensor) -> Tensor:
         """Last layer: ``u^2`` with ``u = Q_A^T a`` (m, n_in), the part of the output
-        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2)): computed
-        in ``a``'s dtype (the net's), returned in float64."""
-        u = (a @ self._as("Q_A", a.dtype)).to(torch.float64)
+        covariance no hyper-parameter changes, and its largest cost (O(m n_in^2)).
+
+        In float64 whatever ``a``'s dtype: a float32 product leaves ``|a| eps32`` along the
+        null space of a singular ``A``, and ``(|a| eps32)^2 / tau`` swamps the variance at
+        small priors (see the module docstring)."""
+        u = a.to(torch.float64) @ self.Q_A
         return u * u
 
     def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
@@ -250,6 +300,12 @@ class KronBlock(_Block):
         cols = self.Q_B.T
         return (v @ (cols[:, :, None] * cols[:, None, :]).reshape(n, n * n)).reshape(-1, n, n)
 
+    def projected_root(self, p: Tensor, tau: Tensor, scale: Tensor) -> tuple:
+        """Last layer: ``(sqrt(v), Q_B)``, a root of ``Cov[z] = Q_B diag(v) Q_B^T`` per row
+        (for Monte Carlo draws: O(n_out^2) per draw and row, nothing decomposed)."""
+        v = p @ (1.0 / self.eigenvalues(tau, scale)).T
+        return v.sqrt(), self.Q_B
+
     def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Covariance of the layer output ``W a`` for each row of ``a``: (m, n_out, n_out)."""
         return self.projected_moments(self.project(a), tau, scale, cov=True)
@@ -257,8 +313,8 @@ class KronBlock(_Block):
     def row_cov(self, a: Tensor, tau: Tensor, scale: Tensor, b: Tensor | None = None) -> Tensor:
         """``Cov[z_k(x_n), z_k(x_m)] = sum_i Q_B[k, i]^2 sum_j u_nj w_mj / L_ij`` with
         ``u = Q_A^T a`` and ``w = Q_A^T b`` (default ``b = a``): (n, m, n_out)."""
-        u = a @ self.Q_A
-        w = u if b is None else b @ self.Q_A
+        u = a.to(torch.float64) @ self.Q_A
+        w = u if b is None else b.to(torch.float64) @ self.Q_A
         inv = 1.0 / self.eigenvalues(tau, scale)
         gram = torch.einsum("nj,ij,mj->inm", u, inv, w)
         return torch.einsum("ki,inm->nmk", self.Q_B**2, gram)
@@ -299,14 +355,18 @@ class FullBlock(_Block):
     structure = "full"
 
     def __init__(self, H: Tensor, shape: tuple[int, int]) -> None:
-        lam, self.Q = torch.linalg.eigh(0.5 * (H + H.T))
-        self.lam = lam.clamp_min(0.0)
+        self.lam, self.Q = eigh_psd(H)
         self.shape = tuple(shape)
         self.lam_max = float(self.lam.max())
 
     @property
     def n_params(self) -> int:
         return self.lam.numel()
+
+    @property
+    def lam_min(self) -> float:
+        """The smallest eigenvalue of the curvature (0 if it is singular)."""
+        return float(self.lam.min())
 
     def eigenvalues(self, tau: Tensor, scale: Tensor) -> Tensor:
         return scale * self.lam + tau

@@ -10,16 +10,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["mc_log_link", "probit_logits"]
+__all__ = ["OutputRoot", "mc_log_link", "probit_logits"]
 
 # Elements (draws x rows x outputs) of link values formed at once by ``mc_log_link``.
 _MC_ELEMENTS = 2**22
 # Draws generated together; fixed, so the draws do not depend on the rows predicted.
 _DRAW_CHUNK = 64
+
+
+class OutputRoot(NamedTuple):
+    """A factor of the outputs' covariances: ``cov_n = basis diag(scale_n^2) basis^T``.
+
+    ``scale`` (m, r) per row; ``basis`` (c, r) shared by every row (None: the identity).
+    What a block gives when its covariance is one shared eigenbasis times per-row
+    variances (a Kronecker or diagonal last layer), so that ``mc_log_link`` draws
+    ``f = mean + basis (scale * z)`` at O(c r) per draw and row, with no decomposition.
+    Dividing it by a number divides the covariance (as a logit temperature does).
+    """
+
+    scale: Tensor
+    basis: Tensor | None
+
+    def __truediv__(self, value: float) -> OutputRoot:
+        return OutputRoot(self.scale / math.sqrt(value), self.basis)
 
 
 def probit_logits(mean: Tensor, var: Tensor) -> Tensor:
@@ -40,14 +58,16 @@ def probit_logits(mean: Tensor, var: Tensor) -> Tensor:
 def mc_log_link(
     log_link: Callable[[Tensor], Tensor],
     mean: Tensor,
-    cov: Tensor,
+    cov: Tensor | OutputRoot,
     n_samples: int,
     generator: torch.Generator,
 ) -> Tensor:
     """``log E[link(f)]`` with ``f ~ N(mean, cov)`` per row, from ``n_samples`` draws.
 
-    The draws use the symmetric square root of each row's ``cov`` (eigenvalues clamped at
-    zero, so a singular covariance is fine). The same standard normal vectors serve every
+    With an :class:`OutputRoot`, the draws are ``mean + basis (scale * z)``: O(c r) per
+    draw and row, nothing decomposed. With covariances (m, c, c), they use the symmetric
+    square root of each row's ``cov`` (eigenvalues clamped at zero, so a singular
+    covariance is fine; O(c^3) per row). The same standard normal vectors serve every
     row, drawn in chunks of a fixed size: a row's estimate depends only on the row and the
     generator's seed, not on the other rows. Memory stays within ``_MC_ELEMENTS`` link
     values whatever ``n_samples`` is; the average is taken in log space
@@ -58,7 +78,7 @@ def mc_log_link(
     log_link : callable
         ``(..., c) -> (..., k)``: log-probabilities from outputs.
     mean : Tensor of shape (m, c)
-    cov : Tensor of shape (m, c, c)
+    cov : Tensor of shape (m, c, c) or OutputRoot
     n_samples : int
     generator : torch.Generator (CPU)
 
@@ -67,19 +87,35 @@ def mc_log_link(
     Tensor of shape (m, k)
     """
     m, c = mean.shape
-    lam, vec = torch.linalg.eigh(cov)
-    root = vec * lam.clamp_min(0.0).sqrt()[:, None, :]
+    if isinstance(cov, OutputRoot):
+        scale, basis = cov
+    else:
+        lam, basis = torch.linalg.eigh(cov)
+        scale = lam.clamp_min(0.0).sqrt()
+    r = scale.shape[1]
     total = None
     done = 0
-    rows = max(1, _MC_ELEMENTS // max(1, _DRAW_CHUNK * c))
+    rows = max(1, _MC_ELEMENTS // max(1, _DRAW_CHUNK * max(c, r)))
     while done < n_samples:
         k = min(_DRAW_CHUNK, n_samples - done)
-        z = torch.randn((k, c), generator=generator, dtype=mean.dtype).to(mean.device)
+        z = torch.randn((k, r), generator=generator, dtype=mean.dtype).to(mean.device)
         parts = []
         for s in range(0, m, rows):
-            f = mean[s : s + rows] + torch.einsum("mkr,sr->smk", root[s : s + rows], z)
+            f = mean[s : s + rows] + _deviations(scale[s : s + rows], basis, s, rows, z)
             parts.append(torch.logsumexp(log_link(f), dim=0))
         chunk = torch.cat(parts)
         total = chunk if total is None else torch.logaddexp(total, chunk)
         done += k
     return total - math.log(n_samples)
+
+
+def _deviations(scale: Tensor, basis, start: int, rows: int, z: Tensor) -> Tensor:
+    """``basis (scale * z)`` for draws ``z`` (k, r) and rows' ``scale`` (b, r): (k, b, c).
+
+    ``basis`` is shared (c, r), per row (m, c, r: sliced here from ``start``) or None."""
+    scaled = z[:, None, :] * scale[None]  # (k, b, r)
+    if basis is None:
+        return scaled
+    if basis.dim() == 2:
+        return scaled @ basis.T
+    return torch.einsum("mkr,smr->smk", basis[start : start + rows], scaled)

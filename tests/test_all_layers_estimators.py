@@ -1,5 +1,7 @@
 """The estimators with subset_of_weights="all" or a list of modules, end to end."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -183,9 +185,36 @@ def test_a_net_whose_rows_depend_on_their_batch(cls_setup):
     ).fit(X, y)
     with pytest.raises(ValueError, match=r"\['1'\].*track_running_stats=False"):
         LaplaceClassifier(FrozenEstimator(net), subset_of_weights="all").fit(X, y)
-    clf = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+    with pytest.warns(
+        UserWarning, match=r"takes the last layer.*\['1'\].*track_running_st"
+    ) as rec:
+        clf = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+    assert len(rec) == 1 and rec[0].filename == __file__  # points at the caller's line
+    assert "subset_of_weights='last_layer'" in str(rec[0].message)  # and says what to do
     assert clf.subset_of_weights_ == "last_layer"
     assert np.isfinite(clf.predict_proba(X)).all()
+    # chosen explicitly, the last layer needs no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LaplaceClassifier(
+            FrozenEstimator(net), prior_precision=1.0, subset_of_weights="last_layer"
+        ).fit(X, y)
+
+
+def test_auto_does_not_warn_on_a_batch_norm_with_running_statistics(cls_setup):
+    """In eval mode a batch norm with running statistics treats rows on their own: "auto"
+    takes every layer, silently."""
+    X, y, _ = cls_setup
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+    net = NeuralNetClassifier(
+        module, criterion=nn.CrossEntropyLoss, max_epochs=3, train_split=None, verbose=0
+    ).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+        assert np.isfinite(clf.predict_proba(X)).all()
+    assert clf.subset_of_weights_ == "all"
 
 
 def test_auto_takes_every_layer_of_a_small_net_and_the_last_of_a_large_one(cls_setup, monkeypatch):

@@ -599,8 +599,8 @@ def test_a_body_changed_after_fit_is_not_mixed_with_the_old_posterior(data, chan
     """A last-layer posterior was computed from the features of the body at fit. With the
     body's weights changed in place afterwards (fine-tuned, reloaded), predictions refuse:
     the old curvature would be applied to new features. (Detected through torch's version
-    counters; writes that bypass them, through ``.data`` or a numpy view, are seen only in
-    the posterior's own layers, whose weights are compared value by value.)"""
+    counters; writes that bypass them, through ``.data`` or a numpy view, through a sample
+    of each tensor's values: tests/test_stamp.py.)"""
     X, y = data
     net = make_net(Plain, data)
     est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)

@@ -108,3 +108,9 @@ def test_docs_build_without_warnings(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for page in ("index", "user_guide", "api", "gallery", "contributing", "changelog"):
         assert (tmp_path / "html" / f"{page}.html").exists()
+    # the estimators' HTML repr links their entry on the API page, where it is published
+    api = (tmp_path / "html" / "api.html").read_text()
+    for cls in (sklaplace.LaplaceClassifier, sklaplace.LaplaceRegressor):
+        page, _, anchor = cls(None)._get_doc_link().partition("#")
+        assert f'id="{anchor}"' in api
+        assert f'<link rel="canonical" href="{page}"' in api

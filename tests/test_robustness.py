@@ -271,3 +271,51 @@ def test_float32_curvature_over_many_rows_matches_float64(cls_net):
     np.testing.assert_allclose(
         fitted[0].predict_proba(X[:500]), fitted[1].predict_proba(X[:500]), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_priors_below_the_tuning_grid_keep_predictions_finite(cls_data, reg_data, structure):
+    """Below the grid (1e-4) a prior no longer outweighs the curvature's round-off: its
+    null space (the softmax's shift, a duplicated feature) must sit at exactly zero, or
+    ``scale * lam + tau`` turns negative and variances NaN. Both estimators, every
+    structure, a curvature made large (many rows, a small noise) so that round-off
+    eigenvalues exceed the priors tested."""
+    X, y = cls_data
+    Xd = np.c_[X, X[:, 0]].astype(np.float32)  # a duplicated feature: a singular factor
+    torch.manual_seed(0)
+    net = classifier_net(3, max_epochs=5).fit(np.tile(Xd, (20, 1)), np.tile(y, 20))
+    clf = LaplaceClassifier(
+        FrozenEstimator(net), prior_precision=1.0, hessian_structure=structure
+    ).fit(np.tile(Xd, (20, 1)), np.tile(y, 20))
+    X_r, y_r = reg_data
+    torch.manual_seed(0)
+    X_r, y_r = X_r.astype(np.float32), y_r.astype(np.float32)
+    reg_net = regressor_net(max_epochs=5).fit(X_r, y_r[:, None])
+    reg = LaplaceRegressor(
+        FrozenEstimator(reg_net),
+        prior_precision=1.0,
+        sigma_noise=1e-3,
+        hessian_structure=structure,
+    ).fit(X_r, y_r)
+    for prior in (1e-10, 1e-13, 1e-16):
+        check_healthy(clf.set_params(prior_precision=prior), Xd, prior)
+        check_healthy(reg.set_params(prior_precision=prior), X_r, prior, 1e-3)
+
+
+def test_check_numerics_refuses_a_precision_that_is_not_positive(cls_data, cls_net):
+    """A curvature eigenvalue below zero that the prior does not outweigh would give
+    negative variances (NaN stds): refused with the prior and the layer named."""
+    from sklaplace._hyper import Hyper, check_numerics
+    from sklaplace.posterior import Posterior
+
+    X, y = cls_data
+    clf = LaplaceClassifier(
+        FrozenEstimator(cls_net), prior_precision=1.0, hessian_structure="full"
+    ).fit(X, y)
+    block = copy.deepcopy(clf.posterior_.blocks[0])
+    block.lam = block.lam.clone()
+    block.lam[0] = -1e-9  # as an eigendecomposition without the floor at zero leaves
+    post = Posterior([block], clf.posterior_.means, clf.posterior_.names)
+    check_numerics(post, Hyper(np.array([1e-8]), 1.0, 1.0, 1.0), 1.0)  # outweighed: fine
+    with pytest.raises(ValueError, match=r"prior_precision=1e-13 .*'out'.*below zero"):
+        check_numerics(post, Hyper(np.array([1e-13]), 1.0, 1.0, 1.0), 1.0)

@@ -356,10 +356,10 @@ def test_an_iterator_that_drops_rows_is_refused(data, net):
     est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
     est.estimator_ = dropping
     if hasattr(est, "_fitted"):  # the fitted state that predictions read
-        from sklaplace._stamp import tensor_stamp
+        from sklaplace._stamp import Stamp
 
         est._fitted.net = dropping
-        est._fitted.stamp = tensor_stamp(dropping.module_)  # same weights, new storage
+        est._fitted.stamp = Stamp(dropping.module_)  # same weights, new storage
     with pytest.raises(ValueError, match="every row"):
         est.predict_proba(X)
 

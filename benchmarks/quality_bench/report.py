@@ -59,7 +59,8 @@ def header(cfg, runtime):
         f"{os.getloadavg()[0]:.1f}; {cfg['provenance']} at the start of the run.",
         "",
         f"Tasks: classification {', '.join(cfg['clf_tasks'])}; regression "
-        f"{', '.join(cfg['reg_tasks'])}. {cfg['seeds']} seed(s) (data split, net "
+        f"{', '.join(cfg['reg_tasks'])}. {cfg.get('smoke_seeds', cfg['seeds'])} seed(s) "
+        "(data split, net "
         "initialisation and, for generated tasks, the data); 60/20/20 training/validation/"
         "test rows. Nets: MLPs trained with skorch, Adam, batch 64, no weight decay "
         f"(classification in-100-100-out ReLU, lr 1e-3); regimes {regimes} (`long` "
@@ -175,11 +176,20 @@ def targets(table, rows, cfg):
     return [*L, ""]
 
 
-def write_report(path, cfg, table, rows, sink, runtime, plots):
+def write_report(path, cfg, table, rows, sink, runtime, plots, lead=(), smoke=True):
+    """The whole file: the title and command, ``lead`` (the real tabular tasks), then the
+    smoke row (the small scikit-learn tasks) unless ``smoke`` is false."""
     from .methods import CLASSIFICATION, REGRESSION
 
     regimes = list(cfg["regimes"])
-    L = header(cfg, runtime) + targets(table, rows, cfg)
+    head = header(cfg, runtime)
+    L = head[:4] + list(lead)
+    if smoke:
+        L += ["# Smoke row: the small scikit-learn tasks (issue 11's benchmark)", ""]
+        L += head[4:] + targets(table, rows, cfg)
+    else:
+        L += ["(No smoke-row task was selected.)", ""]
+        return _write(path, L)
     L += ["## Classification: summary per workflow", ""]
     L += [
         "Rates over the (task, regime) cells (medians over seeds first); `*`: below the "
@@ -207,6 +217,10 @@ def write_report(path, cfg, table, rows, sink, runtime, plots):
         L += ["## Plots", ""]
         for p, caption in plots:
             L += [f"![{caption}]({p})", "", caption, ""]
+    return _write(path, L)
+
+
+def _write(path, L):
     text = "\n".join(L).rstrip() + "\n"
     if path.exists() and HAND_MARK in (old := path.read_text()):
         text += "\n" + HAND_MARK + old.split(HAND_MARK, 1)[1]

@@ -70,7 +70,8 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     entries per weight or ``AUTO_SMALL_FACTORS`` in all (:func:`factor_entries`), else
     ``"last_layer"``. Also ``"last_layer"`` with ``hessian_structure="full"`` (which is for
     the last layer) and for a net whose rows depend on their batch (see
-    :func:`.layers.batch_dependent`). Any other value is returned as it is.
+    :func:`.layers.batch_dependent`: that one warns, saying why). Any other value is
+    returned as it is.
 
     The factor rule keeps the all-layer fit within about two training epochs and its
     memory within a small multiple of the net's whatever the shape: a wide first layer (a
@@ -94,7 +95,18 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
         return subset_of_weights
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     small = n_params <= AUTO_MAX_PARAMS and n_outputs <= AUTO_MAX_OUTPUTS
-    if not small or hessian_structure == "full" or batch_dependent(module):
+    if not small or hessian_structure == "full":
+        return "last_layer"
+    dependent = batch_dependent(module)
+    if dependent:
+        warn(
+            f"subset_of_weights='auto' takes the last layer, not every layer: the batch "
+            f"norm(s) {dependent} have track_running_stats=False, so they normalise each "
+            "row with its batch's statistics and a row's gradient is not its own (the "
+            "all-layer posterior is undefined). Build them with track_running_stats=True "
+            "(and train the net again) for the all-layer posterior, or pass "
+            "subset_of_weights='last_layer' to choose the last layer without this warning."
+        )
         return "last_layer"
     if hessian_structure == "kron":
         entries, weights = factor_entries(module)

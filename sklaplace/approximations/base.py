@@ -207,6 +207,12 @@ class Approximation:
     def moments(self, proj: Projection, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
         raise NotImplementedError
 
+    def output_root(self, proj: Projection, tau: Tensor, scale: Tensor):
+        """A :class:`~sklaplace.predictive.OutputRoot` of the output covariances of
+        ``proj``'s rows when the blocks give one without a decomposition, else None (then
+        Monte Carlo draws decompose ``moments(..., cov=True)``)."""
+        return None
+
     def draws(self, view, X, n_samples, tau, scale, seed) -> Iterator[Tensor]:
         raise NotImplementedError
 

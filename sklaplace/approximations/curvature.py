@@ -17,10 +17,14 @@ For the head (``f`` is the layer's output, ``g = S``), ``update_head`` uses
 ``Lambda_n`` directly: ``B = sum_n Lambda_n`` and ``diag = sum_n diag(Lambda_n) a_n^2``
 need no square root and no backward pass, and memory stays O(c^2) for ``c`` outputs.
 
-Products within a batch are formed in the net's dtype (in float64 for the head, where they
-are cheap); the sums over batches are float64,
-so the result does not depend on the batch size beyond round-off. A module with parameters
-of another kind (LayerNorm, ...) gets its diagonal from per-row gradients
+Products within a batch are formed in the net's dtype, except the Kronecker input factor
+``A`` and everything ``update_head`` adds, formed in float64 (the product of two float32
+values is exact in float64). A singular ``A`` (one-hot columns that sum to the bias
+column, a duplicated unit) then keeps its exact null space: float32 sums would tilt it by
+``eps32``, and at a small prior the posterior variance ``1 / tau`` along it amplifies the
+tilt into the predictions (see :mod:`sklaplace.posterior`). The sums over batches are
+float64, so the result does not depend on the batch size beyond round-off. A module with
+parameters of another kind (LayerNorm, ...) gets its diagonal from per-row gradients
 (``torch.func.vmap``), which assumes it treats rows independently (true in eval mode).
 """
 
@@ -114,7 +118,7 @@ class Accumulator:
             positions = a.shape[1]
             if w is not None:
                 a = a * w.sqrt().to(a.dtype)[:, None, None]
-            flat_a = a.reshape(-1, a.shape[-1])
+            flat_a = a.reshape(-1, a.shape[-1]).to(torch.float64)  # exact products
             self.A += gram(flat_a)
             self.B += gram(g.reshape(-1, g.shape[-1]))
             self.n_positions += positions * (len(a) if w is None else float(w.sum()))

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from ..predictive import OutputRoot
 from .base import (
     Approximation,
     Projection,
@@ -98,6 +99,14 @@ class LastLayer(Approximation):
 
     def moments(self, proj, tau, scale, cov):
         return self.posterior.blocks[0].projected_moments(proj.parts[0], tau[0], scale, cov)
+
+    def output_root(self, proj, tau, scale):
+        """``OutputRoot`` of a diagonal or Kronecker head (shared eigenbasis); None for a
+        full one (its root would be (m, c, c n_in), larger than the covariances)."""
+        block = self.posterior.blocks[0]
+        if block.structure == "full":
+            return None
+        return OutputRoot(*block.projected_root(proj.parts[0], tau[0], scale))
 
     def joint_moments(self, view, X, tau, scale, n_cov):
         """Means and variances (m, c), and covariances across rows (m, m, n_cov) of the

@@ -71,7 +71,18 @@ class LayerWise(Approximation):
         """One forward pass with the layers' outputs kept for a backward pass."""
         with Tape(layers, head, keep_outputs=True) as tape, torch.enable_grad():
             view.forward(Xi)
-        return tape, tape.check()
+        f = tape.check()
+        for layer, z in zip(layers, tape.z, strict=True):
+            if z is not None and not z.requires_grad:
+                # its weights require gradients, so the forward turned recording off: the
+                # backward pass would see no path and the curvature would silently be zero
+                raise ValueError(
+                    f"Module {layer.name!r} ran without recording gradients (the net's "
+                    "forward runs it under torch.no_grad() or torch.inference_mode(), or "
+                    "detaches it), so its Jacobian cannot be computed. Let gradients flow "
+                    "through it, or leave it out with subset_of_weights=[...]."
+                )
+        return tape, f
 
     def _curvature(self, view, layers, head, likelihood, batches):
         accs = [Accumulator(layer, self.structure) for layer in layers]
