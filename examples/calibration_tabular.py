@@ -17,10 +17,11 @@ and lower the ECE, by moving mass away from probability 1 (right panel); neither
 clearly better than the other. With ~200 test rows most bins of the reliability diagram
 hold a handful of rows, so the curves are noisy: read the printed log loss first.
 
-Run:  python examples/calibration_tabular.py [--quick] [--out calibration_tabular.png]
+Run:  python examples/calibration_tabular.py [--quick] [--out PNG]
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from sklaplace.metrics import expected_calibration_error
 from sklaplace.plotting import ReliabilityDisplay
 
 
-def main(quick=False, out="calibration_tabular.png"):
+def main(quick=False, out="examples_output/calibration_tabular.png"):
     torch.manual_seed(0)
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
@@ -106,14 +107,19 @@ def main(quick=False, out="calibration_tabular.png"):
     hist.set(yscale="log", xlabel="top-class probability", ylabel="test rows")
     hist.set_title("Histogram of the confidence", fontsize=10)
     hist.legend(loc="upper left", fontsize=8)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=72)
-    print(f"Saved the figure to {out}")
+    print(f"Saved the figure to {Path(out).resolve()}")
     return proba
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (for CI)")
-    parser.add_argument("--out", default="calibration_tabular.png", help="where to save the PNG")
+    parser.add_argument(
+        "--out",
+        default="examples_output/calibration_tabular.png",
+        help="where to save the PNG (default: %(default)s)",
+    )
     args = parser.parse_args()
     main(quick=args.quick, out=args.out)

@@ -14,10 +14,11 @@ probit confidence, tends to a constant): the confidence does not fall towards 1/
 from the data, and on this net it is about as high far away as on the training points.
 A smaller prior precision lowers it everywhere, not only far away.
 
-Run:  python examples/classification_2d.py [--quick] [--out classification_2d.png]
+Run:  python examples/classification_2d.py [--quick] [--out PNG]
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from skorch import NeuralNetClassifier
 from sklaplace import LaplaceClassifier
 
 
-def main(quick=False, out="classification_2d.png"):
+def main(quick=False, out="examples_output/classification_2d.png"):
     torch.manual_seed(0)
     X, y = make_moons(n_samples=200, noise=0.15, random_state=0)
     X = X.astype(np.float32)
@@ -91,14 +92,19 @@ def main(quick=False, out="classification_2d.png"):
     axes[2].set_title("mean confidence on the circle", fontsize=10)
     axes[2].set_ylim(0.5, 1.01)
     axes[2].legend(fontsize=8, loc="lower right")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=72)
-    print(f"Saved the figure to {out}")
+    print(f"Saved the figure to {Path(out).resolve()}")
     return radial
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (for CI)")
-    parser.add_argument("--out", default="classification_2d.png", help="where to save the PNG")
+    parser.add_argument(
+        "--out",
+        default="examples_output/classification_2d.png",
+        help="where to save the PNG (default: %(default)s)",
+    )
     args = parser.parse_args()
     main(quick=args.quick, out=args.out)

@@ -12,10 +12,11 @@ training part, so the held-out fold is new to the net and the log loss is an hon
 criterion. The figure shows validation log loss and accuracy against the prior precision:
 the accuracy barely moves, the log loss has a minimum.
 
-Run:  python examples/pipeline_gridsearch.py [--quick] [--out pipeline_gridsearch.png]
+Run:  python examples/pipeline_gridsearch.py [--quick] [--out PNG]
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ def make_data(n=600, seed=0):
     return df, y
 
 
-def main(quick=False, out="pipeline_gridsearch.png"):
+def main(quick=False, out="examples_output/pipeline_gridsearch.png"):
     torch.manual_seed(0)
     X, y = make_data()
     preprocess = ColumnTransformer(
@@ -102,14 +103,19 @@ def main(quick=False, out="pipeline_gridsearch.png"):
     ax2.set_ylim(0, 1)
     ax.legend(loc="lower left")  # the corner both curves leave free
     ax.set_title("GridSearchCV over a Pipeline(ColumnTransformer, LaplaceClassifier)", fontsize=9)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
-    print(f"Saved the figure to {out}")
+    print(f"Saved the figure to {Path(out).resolve()}")
     return search
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (for CI)")
-    parser.add_argument("--out", default="pipeline_gridsearch.png", help="where to save the PNG")
+    parser.add_argument(
+        "--out",
+        default="examples_output/pipeline_gridsearch.png",
+        help="where to save the PNG (default: %(default)s)",
+    )
     args = parser.parse_args()
     main(quick=args.quick, out=args.out)

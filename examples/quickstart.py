@@ -6,20 +6,25 @@ report a validation loss. The trained net is wrapped in ``FrozenEstimator`` (nev
 retrained) and ``LaplaceClassifier`` is fitted with its defaults on the same rows: ``fit``
 finds the rows the net's split held out, checks them against the validation losses in the
 net's history, and tunes the prior precision on them. Prints MAP vs Laplace on the test
-rows (accuracy, log loss, expected calibration error over 10 bins, Brier score), where
-the unseen rows came from, and saves a reliability diagram.
+rows (accuracy, log loss, expected calibration error over the 15 equal-width bins that
+``expected_calibration_error`` and ``ReliabilityDisplay`` use by default, Brier score),
+where the unseen rows came from, and saves a reliability diagram (by default to
+``examples_output/quickstart.png``, a directory made in the current one; the path is
+printed).
 
-Run:  python examples/quickstart.py [--quick] [--out reliability.png]
+Run:  python examples/quickstart.py [--quick] [--out PNG]
 """
 
 import argparse
+import inspect
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.special import softmax
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
+from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
@@ -39,16 +44,21 @@ def make_net(n_features, n_classes, max_epochs):
     )  # fmt: skip
 
 
+OUT = "examples_output/quickstart.png"
+ECE_BINS = inspect.signature(expected_calibration_error).parameters["n_bins"].default
+
+
 def scores(y, proba, classes):
     return {
         "accuracy": accuracy_score(y, classes[proba.argmax(1)]),
         "log loss": log_loss(y, proba, labels=classes),
-        "ECE": expected_calibration_error(y, proba, labels=classes, n_bins=10),
-        "Brier": brier_score_loss(y, proba, labels=classes),
+        "ECE": expected_calibration_error(y, proba, labels=classes),  # default bins
+        # multiclass Brier score: squared error summed over classes, mean over rows
+        "Brier": np.mean(np.sum((proba - (y[:, None] == classes)) ** 2, axis=1)),
     }
 
 
-def main(quick=False, out="reliability.png"):
+def main(quick=False, out=OUT):
     torch.manual_seed(0)
     X, y = load_digits(return_X_y=True)
     X = StandardScaler().fit_transform(X).astype(np.float32)
@@ -78,7 +88,8 @@ def main(quick=False, out="reliability.png"):
         f"Unseen rows that tuned the prior: {len(laplace.validation_indices_)} of "
         f"{len(y_train)}, from {laplace.validation_source_!r} (the net's own validation "
         f"split); posterior over subset_of_weights={laplace.subset_of_weights_!r}; "
-        f"prior precision {laplace.prior_precision_[0]:.3g}."
+        f"prior precision {laplace.prior_precision_[0]:.3g}. ECE over {ECE_BINS} "
+        "equal-width confidence bins (expected_calibration_error's default)."
     )
 
     try:
@@ -93,18 +104,17 @@ def main(quick=False, out="reliability.png"):
         return rows
     fig, ax = plt.subplots(figsize=(5, 6), layout="constrained")
     for name, proba in (("MAP", p_map), ("Laplace", p_la)):
-        ReliabilityDisplay.from_predictions(
-            y_test, proba, labels=classes, n_bins=10, name=name, ax=ax
-        )
+        ReliabilityDisplay.from_predictions(y_test, proba, labels=classes, name=name, ax=ax)
     ax.set_title("Digits: reliability on the test rows")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    print(f"Saved the reliability diagram to {out}")
+    print(f"Saved the reliability diagram to {Path(out).resolve()}")
     return rows
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (for CI)")
-    parser.add_argument("--out", default="reliability.png", help="where to save the PNG")
+    parser.add_argument("--out", default=OUT, help="where to save the PNG (default: %(default)s)")
     args = parser.parse_args()
     main(quick=args.quick, out=args.out)

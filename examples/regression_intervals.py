@@ -25,10 +25,11 @@ average over new rows like the calibration rows, not on every test set: with abo
 calibration rows it moves by a few points (``--quick``, a net trained for fewer epochs:
 0.89).
 
-Run:  python examples/regression_intervals.py [--quick] [--out regression_intervals.png]
+Run:  python examples/regression_intervals.py [--quick] [--out PNG]
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from sklaplace import LaplaceRegressor
 from sklaplace.metrics import interval_coverage, interval_width
 
 
-def main(quick=False, out="regression_intervals.png"):
+def main(quick=False, out="examples_output/regression_intervals.png"):
     torch.manual_seed(0)
     X, y = load_diabetes(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
@@ -57,6 +58,8 @@ def main(quick=False, out="regression_intervals.png"):
     # normalize_y standardises y as below (mean, population std): train the net the same way
     net.fit(X_train, ((y_train - y_train.mean()) / y_train.std()).astype(np.float32)[:, None])
 
+    # random_state fixes which unseen rows tune and which calibrate: with None, every fit
+    # draws new halves, so two fits of the same data can tune another prior and interval.
     models = {
         "defaults": LaplaceRegressor(FrozenEstimator(net), normalize_y=True, random_state=0),
         "evidence": LaplaceRegressor(
@@ -100,14 +103,19 @@ def main(quick=False, out="regression_intervals.png"):
         ax.set_ylabel("disease progression")
     axes[0].legend(fontsize=8, loc="upper left", ncols=2)
     axes[1].set_xlabel("diabetes test rows, sorted by the predicted value")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
-    print(f"Saved the figure to {out}")
+    print(f"Saved the figure to {Path(out).resolve()}")
     return results
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (for CI)")
-    parser.add_argument("--out", default="regression_intervals.png", help="where to save the PNG")
+    parser.add_argument(
+        "--out",
+        default="examples_output/regression_intervals.png",
+        help="where to save the PNG (default: %(default)s)",
+    )
     args = parser.parse_args()
     main(quick=args.quick, out=args.out)

@@ -65,8 +65,12 @@ default="holdout"
     batch_size : int, default=None
         Rows per forward pass in ``fit`` and prediction; default: the net's own.
     random_state : int, RandomState instance or None, default=None
-        Seeds the training of an unfitted net, the held-out split and the Monte Carlo
-        draws.
+        Seeds the training of an unfitted net, the held-out split, the regressor's split
+        of the unseen rows into a half that tunes and a half that calibrates the conformal
+        interval, and the Monte Carlo draws. With None, every call to ``fit`` draws these
+        anew: fitting the same net on the same rows twice can tune a different prior
+        precision and noise and give different intervals. Pass an int for fits that
+        repeat.
 """
 
 HYPER_NOTE = """

@@ -139,9 +139,15 @@ def check_weights(sample_weight, X):
     if sample_weight is None or X is None:
         return None
     n = n_rows(X)
-    return _check_sample_weight(
+    weights = _check_sample_weight(
         sample_weight, np.empty((n, 0)), dtype=np.float64, ensure_non_negative=True
     )
+    if n and not np.any(weights):  # scikit-learn refuses this itself only from 1.8
+        raise ValueError(
+            "Sample weights must contain at least one non-zero number: every weight is 0, "
+            "so no row would count. Give the rows to use a positive weight."
+        )
+    return weights
 
 
 def n_rows(X) -> int:

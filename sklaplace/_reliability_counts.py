@@ -5,6 +5,7 @@ hold fewer than ``min_count`` rows (a dotted line marks that threshold). Several
 drawn on one diagram share one histogram: the diagram's Axes records it.
 """
 
+import math
 from numbers import Real
 
 import numpy as np
@@ -16,15 +17,24 @@ _COUNTS_AXES_ATTR = "_sklaplace_counts_axes"
 _XLABEL = "Confidence (mean top-label probability in bin)"
 
 
-def _check_min_count(min_count, counts):
-    """The count below which a bin is drawn hollow."""
+def _check_min_count(min_count, counts, count_unit="rows"):
+    """The count below which a bin is drawn hollow.
+
+    Counts of rows are whole numbers, so a threshold on them is rounded up to a whole
+    number of rows: "fewer than 5.4 rows" and "fewer than 6 rows" select the same bins,
+    and only the second is what a reader can check. Weighted counts keep the threshold.
+    """
     if isinstance(min_count, str) and min_count == "auto":
-        return max(5.0, 0.01 * float(np.sum(counts)))
-    if isinstance(min_count, bool) or not isinstance(min_count, Real) or not min_count >= 0:
+        min_count = max(5.0, 0.01 * float(np.sum(counts)))
+    elif isinstance(min_count, bool) or not isinstance(min_count, Real) or not min_count >= 0:
         raise ValueError(
             f'min_count must be "auto" or a number >= 0, got {min_count!r}. Pass 0 to draw '
             "every bin alike."
         )
+    counts = np.asarray(counts)
+    whole = count_unit == "rows" and np.all(counts == np.round(counts))
+    if whole and np.isfinite(min_count):
+        return float(math.ceil(min_count))
     return float(min_count)
 
 

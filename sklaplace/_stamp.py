@@ -96,6 +96,8 @@ def _positions(shape: tuple) -> tuple:
     last included), as a numpy index tuple; and the same as flat positions."""
     n = int(np.prod(shape, dtype=np.int64))
     flat = np.unique(np.linspace(0, n - 1, min(n, SAMPLE)).round().astype(np.int64))
+    if not shape:  # a 0-d tensor (a batch norm's num_batches_tracked): its one value
+        return (), flat
     return np.unravel_index(flat, shape), flat
 
 

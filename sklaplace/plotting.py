@@ -180,7 +180,10 @@ class ReliabilityDisplay:
         min_count : "auto" or float, default="auto"
             Bins holding fewer rows than this (total weight, with sample weights) get a
             hollow marker and bar; a dotted line marks it in the histogram. "auto": 5
-            rows or 1 % of all rows, whichever is more. 0 draws every bin alike.
+            rows or 1 % of all rows, whichever is more. 0 draws every bin alike. Bins hold
+            whole rows: with unweighted counts the threshold is rounded up to a whole
+            number of rows (1 % of 540 rows: fewer than 6 rows, the same bins as fewer than
+            5.4), which ``min_count_`` and the legend show.
         **kwargs : dict
             Passed to :meth:`matplotlib.axes.Axes.plot` for the curve, e.g. ``color=``.
 
@@ -203,7 +206,7 @@ class ReliabilityDisplay:
         >>> plt.close(disp.figure_)
         """
         plt = _import_pyplot()
-        min_count = _check_min_count(min_count, self.counts)
+        min_count = _check_min_count(min_count, self.counts, self._count_unit)
         if ax is None and hist_ax is not None:
             raise ValueError(
                 "hist_ax was given without ax: pass the Axes of the diagram as ax too (or "

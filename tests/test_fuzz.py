@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.datasets import make_classification, make_regression
 from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import accuracy_score
 
 from sklaplace import LaplaceClassifier, LaplaceRegressor
 
@@ -301,7 +302,15 @@ def test_score_with_labels_unseen_at_fit(clf, fuzz_cls_data, labels):
     assert score == np.mean(clf.predict(X[:20]) == y)
     # a column vector of labels is the same labels
     assert outcome(clf.score, X[:20], y[:, None])[0] == score
-    expect_error("Mix of label input types", clf.score, X[:20], np.resize(["a", "b"], 20))
+    # string labels for a net of integer classes: whatever accuracy_score does with them
+    # (scikit-learn refuses the mix; at the floors, scikit-learn 1.6 with numpy 1.24, it
+    # counts no match)
+    strings = np.resize(["a", "b"], 20)
+    expected, refused = outcome(accuracy_score, strings, clf.predict(X[:20]))
+    if refused is None:
+        assert outcome(clf.score, X[:20], strings) == (expected, None)
+    else:
+        expect_error("Mix of label input types", clf.score, X[:20], strings)
     expect_error("inconsistent numbers of samples", clf.score, X[:20], y[:10])
 
 

@@ -653,6 +653,10 @@ def _weighted_fold_scores(X, y, w, cv, scale, score):
     return np.array(scores)
 
 
+@pytest.mark.skipif(
+    not hasattr(GridSearchCV, "_check_scorers_accept_sample_weight"),
+    reason="GridSearchCV passes fit's sample_weight to the scorers from scikit-learn 1.7",
+)
 def test_grid_search_passes_sample_weight_to_the_scorers_without_routing():
     X, y = _linear_data(300)
     w = np.random.default_rng(10).integers(1, 5, size=len(y)).astype(float)

@@ -216,6 +216,25 @@ def test_min_count_threshold(pyplot):
     assert _legend_texts(every.ax_)[-1] == "Hollow: < 600 rows"
 
 
+def test_min_count_is_a_whole_number_of_rows(pyplot):
+    # 540 rows: 1% is 5.4, but bins hold whole rows. A bin of 5 rows is hollow, one of 6
+    # is not, and the legend states the threshold a reader can check: "< 6 rows".
+    disp = ReliabilityDisplay([0.35, 0.55, 0.95], [0.4, 0.5, 0.9], [5, 6, 529]).plot()
+    assert disp.min_count_ == 6.0
+    np.testing.assert_array_equal(disp.sparse_bins_, [True, False, False])
+    assert _legend_texts(disp.ax_)[-1] == "Hollow: < 6 rows"
+    # a threshold given with a fraction is rounded up the same way
+    given = ReliabilityDisplay([0.35, 0.55], [0.4, 0.5], [5, 6]).plot(min_count=5.5)
+    assert given.min_count_ == 6.0
+    assert _legend_texts(given.ax_)[-1] == "Hollow: < 6 rows"
+    # weights are not whole rows: the threshold stays as computed
+    y, p = _binary_probabilities({5: 300, 9: 240}, seed=4)
+    weighted = ReliabilityDisplay.from_predictions(
+        y, p, n_bins=10, sample_weight=np.full(len(y), 0.5), min_count=5.4
+    )
+    assert weighted.min_count_ == pytest.approx(5.4)
+
+
 @pytest.mark.parametrize("min_count", [-1, "many", True, np.nan])
 def test_min_count_errors(pyplot, min_count):
     disp = ReliabilityDisplay([0.5], [0.5], [1])

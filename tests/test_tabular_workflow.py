@@ -30,6 +30,9 @@ from torch import nn
 
 from sklaplace import LaplaceClassifier, _passes
 
+# The mixed-type frame workflow: also run by .ci/run at the minimum versions (setup.cfg).
+pytestmark = pytest.mark.floors
+
 
 class TabularMLP(nn.Module):
     """Takes the preprocessor's output, dense or a densified sparse batch."""
