@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _holdout, _hyper, _inputs, _skorch, approximations
 from ._fitted import FittedLaplace
 from ._passes import torch_context
+from ._recalibration import Head
 from ._warnings import InconsistentVersionWarning, warn
 
 __all__ = ["BaseLaplace", "docs_url"]
@@ -124,12 +125,26 @@ class BaseLaplace(BaseEstimator):
         """The hyper-parameters tuned on held-out rows."""
         return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
 
+    def _auto_head_only(self) -> bool:
+        """Whether the only thing to tune on unseen rows is ``calibration="auto"``."""
+        return (
+            self._head_params()[0] == "auto"
+            and not self._holdout_params()
+            and not self._calibrates()
+        )
+
+    def _head_params(self) -> tuple[str | None, object]:
+        """``(calibration mode, fixed head)`` of the recalibration head (classifiers)."""
+        return None, None
+
     @torch_context
     def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None, w=None, w_val=None):
         """Everything after validating X and y (X as the net takes it, after ``prep``);
         ``w`` and ``w_val`` are the sample weights of X and X_val (or None)."""
         approximations.make(self.subset_of_weights, self.hessian_structure)  # checked first
-        tunes, calibrates = bool(self._holdout_params()), self._calibrates()
+        head_mode, fixed_head = self._head_params()
+        tunes = bool(self._holdout_params()) or head_mode is not None
+        calibrates = self._calibrates()
         needs = tunes or calibrates
         if X_val is not None and not needs:
             warn(
@@ -161,6 +176,7 @@ class BaseLaplace(BaseEstimator):
             if calibration is None:
                 reason, too_few = _holdout.too_few_to_calibrate(tuning), True
         params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
+        params.update(calibration=head_mode, head=fixed_head, random_state=self.random_state)
         if not likelihood.has_noise:  # the net predicts the noise (or there is none)
             params["sigma_noise"] = 1.0
         weight_decay = None
@@ -213,7 +229,8 @@ class BaseLaplace(BaseEstimator):
                 raise ValueError(self._missing_outputs(net, X, y, exc)) from exc
             if valid is not None:
                 return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state, w)
-            if self._holdout_params():  # (a calibration alone falls back without a word)
+            if self._holdout_params() or self._head_params()[0] in _hyper.CALIBRATION_MODES[:-1]:
+                # (a calibration alone, or calibration="auto", falls back without a word)
                 self._warn_no_rows(reason, likelihood)
             return net, _holdout.TuningRows(reason=reason)
         if getattr(est, "initialized_", False) and len(getattr(est, "history_", [])):
@@ -224,6 +241,10 @@ class BaseLaplace(BaseEstimator):
                 "net, or the Pipeline that ends in it)."
             )
         hold_out = needs and not given
+        if hold_out and not est.train_split and self._auto_head_only():
+            # calibration="auto" uses unseen rows where there are some; it does not take
+            # rows out of the net's training for itself (the net's own split holds them out)
+            hold_out = False
         net, valid, source = _holdout.train_net(
             est,
             X,
@@ -257,9 +278,13 @@ class BaseLaplace(BaseEstimator):
 
     def _warn_no_rows(self, reason: str, likelihood) -> None:
         tuned = [p for p in self._holdout_params() if p != "sigma_noise" or likelihood.has_noise]
-        if not tuned:  # sigma_noise alone, for a net that predicts its noise: nothing to tune
+        modes = [f"{p}='holdout'" for p in tuned if p != "logit_temperature"]
+        head = self._head_params()[0]
+        if head in _hyper.CALIBRATION_MODES[:-1]:
+            modes.append(f"calibration={head!r}")
+        if not modes:  # sigma_noise alone, for a net that predicts its noise: nothing to tune
             return
-        modes = ", ".join(f"{p}='holdout'" for p in tuned)
+        modes = ", ".join(modes)
         warn(
             f"No rows the net has not seen, so {modes} cannot be tuned: {reason}. "
             f"{likelihood.without_heldout} Pass rows the net was not trained on with "
@@ -315,13 +340,16 @@ class BaseLaplace(BaseEstimator):
             values[p] = value
         if not values:
             return fit_hyper
+        head = fit_hyper.head
+        if "logit_temperature" in values:  # deprecated: a fixed temperature head
+            head = Head(1.0 / _positive(values, "logit_temperature", 1.0), None, "temperature")
         hyper = _hyper.Hyper(
             _hyper.prior_array(values["prior_precision"], names)
             if "prior_precision" in values
             else fit_hyper.prior_precision,
             _positive(values, "sigma_noise", fit_hyper.sigma_noise),
             _positive(values, "temperature", fit_hyper.temperature),
-            _positive(values, "logit_temperature", fit_hyper.logit_temperature),
+            head,
         )
         noise = fitted.likelihood.noise_variance(hyper.sigma_noise)
         _hyper.check_numerics(fitted.posterior, hyper, noise)
@@ -410,7 +438,7 @@ class BaseLaplace(BaseEstimator):
             ):
                 raise ValueError(f"sigma_noise must be a positive float, got {sigma_noise!r}.")
             sigma = float(sigma_noise)
-        check = _hyper.Hyper(prior, sigma, hyper.temperature, hyper.logit_temperature)
+        check = _hyper.Hyper(prior, sigma, hyper.temperature, hyper.head)
         _hyper.check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
         with torch.no_grad():
             return float(fitted.evidence(prior, sigma, hyper.temperature))

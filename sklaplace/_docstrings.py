@@ -76,7 +76,7 @@ default="holdout"
 HYPER_NOTE = """
     Tuning modes ("holdout", "marglik", "weight_decay") are resolved in ``fit``;
     predictions never tune. A *number* set with ``set_params`` after ``fit``
-    (``prior_precision``, ``temperature``, ``sigma_noise``, ``logit_temperature``) is read
+    (``prior_precision``, ``temperature``, ``sigma_noise``) is read
     at prediction time, without a pass over the training data, as ``KNeighborsClassifier``
     reads ``n_neighbors``; the fitted attributes (``prior_precision_``, ...) always show
     the values predictions use. Asking for a different mode after ``fit`` raises an error

@@ -19,6 +19,7 @@ from ._base import BaseLaplace
 from ._conformal import ConformalScores
 from ._docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
 from ._hyper import LOGIT_TEMPERATURE_RANGE
+from ._recalibration import Head
 from ._warnings import warn
 
 __all__ = ["LaplaceClassifier", "LaplaceRegressor"]
@@ -47,13 +48,26 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     data.
 
     Parameters
-    ----------{COMMON_PARAMS}    logit_temperature : float in [1e-6, 1e6] or "holdout", default=1.0
-        Divides the Gaussian over the logits before the link, ``f / T ~ N(mean / T,
-        cov / T^2)``, as temperature scaling divides the logits (a different quantity from
-        ``temperature``, which scales the posterior's curvature). "holdout": tuned jointly
-        with the prior precision on the held-out rows; with the prior at the top of its
-        range this is temperature scaling, which the tuning compares against and keeps if
-        it is better.
+    ----------{COMMON_PARAMS}    calibration : {{"auto", "temperature", "bias_temperature"}} \
+or None, default="auto"
+        A recalibration head inside the posterior: an affine map of the logits applied to
+        their Gaussian exactly, before the link, ``a f + b ~ N(a mean + b, a^2 cov)``
+        (a different quantity from ``temperature``, which scales the posterior's
+        curvature). "temperature": ``a = 1 / T`` (temperature scaling); "bias_temperature":
+        ``a`` and a bias per logit ``b`` (bias-corrected temperature scaling; on a
+        ``NeuralNetBinaryClassifier``'s one logit, Platt scaling). Both are tuned jointly
+        with the prior precision on the rows the net never trained on (the rows
+        ``prior_precision="holdout"`` uses), with a weak Gaussian prior on ``log a`` and
+        ``b`` that keeps a few rows, or rows the net gets all right, from driving the head
+        to extreme values. "auto": no head, "temperature" or "bias_temperature", whichever
+        fits the unseen rows best when cross-fitted on them (tuned on 4 of 5 folds, scored
+        on the fifth; the simplest within one standard error of the best), then refitted on
+        all of them; ``calibration_`` tells which. Without unseen rows the head is the
+        identity (the predictions are then the net's own). See the user guide.
+    logit_temperature : float in [1e-6, 1e6] or "holdout"
+        Deprecated (a :class:`FutureWarning` is raised when it is set): use ``calibration``.
+        A number ``T`` is a fixed temperature head, ``a = 1 / T``, and takes the place of
+        ``calibration``; "holdout" is ``calibration="temperature"``.
     link_approx : {{"probit", "mc"}}, default="probit"
         How the Gaussian over logits becomes probabilities: the probit approximation
         (deterministic) or an average over ``n_samples`` draws.
@@ -70,8 +84,13 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         The prior precision predictions use (tuned in fit, or the number given).
     temperature_ : float
         The posterior temperature predictions use.
-    logit_temperature_ : float
-        The logit temperature predictions use.
+    calibration_ : {"temperature", "bias_temperature"} or None
+        The recalibration head predictions use (what "auto" chose; None: the identity).
+    calibration_scale_ : float
+        Its scale ``a`` (``1 / T``; 1.0 without a head).
+    calibration_bias_ : ndarray of shape (n_logits,)
+        Its bias per logit (one per class; one value, on the logit of class 1, for a
+        ``NeuralNetBinaryClassifier``); zeros without biases.
     log_marginal_likelihood_value_ : float
         The log evidence at those values.
     validation_indices_ : ndarray or None
@@ -111,11 +130,16 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     _is_classifier = True
     _parameter_constraints: ClassVar[dict] = {
         **BaseLaplace._parameter_constraints,
+        "calibration": [StrOptions({"auto", "temperature", "bias_temperature"}), None],
         "logit_temperature": [
             Interval(Real, *LOGIT_TEMPERATURE_RANGE, closed="both"),
-            StrOptions({"holdout"}),
+            StrOptions({"holdout", "deprecated"}),
         ],
         "link_approx": [StrOptions({"probit", "mc"})],
+    }
+    _fit_defined: ClassVar[dict] = {
+        **BaseLaplace._fit_defined,
+        "calibration": "it is a tuning mode, resolved in fit (the head is tuned there)",
     }
     _predict_params: ClassVar[tuple] = (*BaseLaplace._predict_params, "link_approx")
 
@@ -127,7 +151,8 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         hessian_structure="kron",
         prior_precision="holdout",
         temperature=1.0,
-        logit_temperature=1.0,
+        calibration="auto",
+        logit_temperature="deprecated",
         link_approx="probit",
         predictive="glm",
         n_samples=100,
@@ -140,6 +165,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         self.hessian_structure = hessian_structure
         self.prior_precision = prior_precision
         self.temperature = temperature
+        self.calibration = calibration
         self.logit_temperature = logit_temperature
         self.link_approx = link_approx
         self.predictive = predictive
@@ -152,6 +178,7 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
         _check_pair(X_val, y_val, sample_weight_val)
+        self._warn_deprecated()
         model = _inputs.split_model(self.estimator)
         self._fit_prep, X, y = _inputs.check_fit_X(self, X, y, model)
         w = _inputs.check_weights(sample_weight, X)
@@ -190,10 +217,61 @@ class LaplaceClassifier(ClassifierMixin, BaseLaplace):
         y="y : array-like of shape (n_samples,)\n            Class labels."
     )
 
+    def _head_params(self):
+        """``(calibration mode, fixed head)``, the deprecated ``logit_temperature`` in
+        ``calibration``'s terms."""
+        t = self.logit_temperature
+        if isinstance(t, str) and t == "deprecated":
+            return self.calibration, None
+        if isinstance(t, str):  # "holdout"
+            return "temperature", None
+        return None, Head(1.0 / float(t), None, "temperature")
+
+    def _warn_deprecated(self) -> None:
+        t = self.logit_temperature
+        if isinstance(t, str) and t == "deprecated":
+            return
+        instead = (
+            "calibration='temperature'"
+            if isinstance(t, str)
+            else "calibration='temperature' (tuned on the unseen rows)"
+        )
+        warn(
+            f"logit_temperature={t!r} is deprecated and will be removed in the next release: "
+            f"use {instead}. For this release it still works, and takes the place of "
+            f"calibration={self.calibration!r}.",
+            FutureWarning,
+        )
+
+    @property
+    def calibration_(self) -> str | None:
+        """The recalibration head predictions use (None: the identity)."""
+        head = self._hyper().head
+        return None if head is None else head.kind
+
+    @property
+    def calibration_scale_(self) -> float:
+        """The head's scale ``a`` (``1 / T``)."""
+        head = self._hyper().head
+        return 1.0 if head is None else head.scale
+
+    @property
+    def calibration_bias_(self) -> np.ndarray:
+        """The head's bias per logit (zeros without biases)."""
+        head = self._hyper().head
+        if head is None or head.bias is None:
+            return np.zeros(self._fitted._n_outputs())
+        return head.bias.copy()
+
     @property
     def logit_temperature_(self) -> float:
-        """The logit temperature predictions use (given, or tuned in fit)."""
-        return self._hyper().logit_temperature
+        """Deprecated: ``1 / calibration_scale_``."""
+        warn(
+            "logit_temperature_ is deprecated and will be removed in the next release: use "
+            "1 / calibration_scale_.",
+            FutureWarning,
+        )
+        return 1.0 / self.calibration_scale_
 
     def predict_log_proba(self, X):
         """Logarithm of the posterior predictive class probabilities, computed in log space

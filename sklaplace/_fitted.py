@@ -29,7 +29,7 @@ import torch
 from . import _skorch
 from ._cache import nbytes
 from ._config import get_config
-from ._hyper import Hyper, Objectives, curvature_scale
+from ._hyper import HeldOutRows, Hyper, Objectives, curvature_scale
 from ._passes import NetView, n_rows_of, torch_context
 from ._stamp import STEPS_CHANGED, Stamp
 from .approximations import Approximation, find_head
@@ -404,7 +404,9 @@ class FittedLaplace:
         ``train``: ``(X, y, w)`` rows the curvature came from, for the leave-one-out noise
         estimate used when there are no held-out rows; ``w_val`` the held-out rows' weights.
         """
-        heldout, rms = (None, None) if X_val is None else self._heldout(X_val, y_val, w_val)
+        heldout, rms, rows = (
+            (None, None, None) if X_val is None else self._heldout(X_val, y_val, w_val)
+        )
         loo = None
         if train is not None and self.likelihood.has_noise:
             loo = self._leave_one_out_sigma(*train)
@@ -413,6 +415,7 @@ class FittedLaplace:
             evidence=self.evidence,
             heldout=heldout,
             heldout_rms=rms,
+            head_rows=rows,
             sigma_mle=self.sigma_mle(),
             weight_decay=weight_decay,
             noise=self.likelihood.noise_variance,
@@ -468,7 +471,9 @@ class FittedLaplace:
         return solve
 
     def _heldout(self, X_val, y_val, w_val=None):
-        """``f(tau, sigma, T, logit_T)``, the held-out log-likelihood, and the residuals' RMS.
+        """``f(tau, sigma, T, head)``, the held-out log-likelihood; the residuals' RMS; and,
+        for a classifier's recalibration head, the held-out rows' moments and per-row
+        log-likelihood under a head (:class:`~sklaplace._hyper.HeldOutRows`).
 
         The held-out rows are projected once (the projection does not depend on the
         hyper-parameters) and kept while they fit in ``TUNING_BYTES``, beyond in a
@@ -483,10 +488,10 @@ class FittedLaplace:
         lik, approx = self.likelihood, self.approximation
         n_blocks = self.posterior.n_blocks
 
-        def evaluate(tau, sigma, temperature, logit_temperature=1.0) -> float:
+        def evaluate(tau, sigma, temperature, head=None) -> float:
             tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), (n_blocks,))
-            hyper = Hyper(tau, float(sigma), float(temperature), float(logit_temperature))
-            tau_t, scale = self.tensors(hyper)
+            tau_t, scale = self.tensors(Hyper(tau, float(sigma), float(temperature)))
+            head_t = None if head is None else head.tensors(device)
             total = 0.0
             for proj, lo, hi in zip(projections, bounds[:-1], bounds[1:], strict=True):
                 var = approx.moments(proj, tau_t, scale, cov=False)
@@ -496,7 +501,7 @@ class FittedLaplace:
                         var,
                         y_val[lo:hi],
                         sigma,
-                        logit_temperature,
+                        head_t,
                         None if w is None else w[lo:hi],
                     )
                 )
@@ -508,7 +513,32 @@ class FittedLaplace:
             avg = sq.mean() if w is None else (w * sq).sum() / w.sum()
             return max(float(avg) ** 0.5, 1e-6)
 
-        return evaluate, rms
+        if not lik.is_classifier:
+            return evaluate, rms, None
+
+        def moments(tau, temperature) -> tuple[torch.Tensor, torch.Tensor]:
+            tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), (n_blocks,))
+            tau_t, scale = self.tensors(Hyper(tau, 1.0, float(temperature)))
+            means, variances = [], []
+            for proj in projections:
+                means.append(proj.mean)
+                variances.append(approx.moments(proj, tau_t, scale, cov=False))
+            return torch.cat(means), torch.cat(variances)
+
+        def row_log_likelihood(mean, var, head, rows=None) -> torch.Tensor:
+            target = y_val if rows is None else y_val[rows]
+            ll = lik.heldout_row_log_likelihood(mean, var, target, None, head)
+            if w is not None:
+                ll = ll * (w if rows is None else w[rows])
+            return ll
+
+        rows = HeldOutRows(
+            moments=moments,
+            row_log_likelihood=row_log_likelihood,
+            labels=y_val.long().cpu().numpy().reshape(-1),
+            n_outputs=self._n_outputs(),
+        )
+        return evaluate, rms, rows
 
     # ---------------------------------------------------------------- predictions
     def moments(self, X, hyper: Hyper, cov) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -543,13 +573,16 @@ class FittedLaplace:
     def log_proba(self, X, hyper, *, predictive, link_approx, n_samples, seed) -> np.ndarray:
         """Log predictive class probabilities (m, n_classes), computed in log space."""
         lik = self.likelihood
-        t = hyper.logit_temperature
+        device = self.posterior.means[0].device
+        head = None if hyper.head is None else hyper.head.tensors(device)
         parts = []
         if predictive == "nn":
             for chunks in self.draws(X, hyper, n_samples, seed):
                 total = None  # log of the summed link over the draws, chunk by chunk
                 for f in chunks:
-                    part = torch.logsumexp(lik.log_link(f / t), dim=0)
+                    if head is not None:
+                        f = f * head[0] if head[1] is None else f * head[0] + head[1]
+                    part = torch.logsumexp(lik.log_link(f), dim=0)
                     total = part if total is None else torch.logaddexp(total, part)
                 parts.append((total - math.log(n_samples)).cpu().numpy())
         else:
@@ -561,7 +594,7 @@ class FittedLaplace:
                     mean,
                     second,
                     link_approx=link_approx,
-                    logit_temperature=t,
+                    head=head,
                     n_samples=n_samples,
                     generator=generator,
                 )

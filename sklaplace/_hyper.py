@@ -13,24 +13,30 @@ Modes:
 * ``sigma_noise`` (regression): a number, ``"marglik"`` or ``"holdout"``;
 * ``temperature`` (the posterior temperature, which scales the curvature): a number or
   ``"holdout"``;
-* ``logit_temperature`` (classification; divides the Gaussian over the logits before the
-  link, as temperature scaling does): a number or ``"holdout"``.
+* ``calibration`` (classification): the recalibration head ``f -> a f + b`` applied to the
+  Gaussian over the logits before the link (:mod:`sklaplace._recalibration`): None,
+  ``"temperature"``, ``"bias_temperature"`` or ``"auto"`` (chosen by cross-fitting), tuned
+  jointly with the prior on the held-out rows; ``head`` a fixed head (the deprecated
+  ``logit_temperature`` as a number).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from . import _recalibration
 from ._optimize import maximize_evidence, maximize_on_grid
+from ._recalibration import Head
 from ._warnings import warn
 
 __all__ = [
     "LOGIT_TEMPERATURE_RANGE",
     "PRIOR_MODES",
+    "HeldOutRows",
     "Hyper",
     "Objectives",
     "check_numerics",
@@ -42,7 +48,7 @@ __all__ = [
 PRIOR_MODES = ("marglik", "holdout", "weight_decay")
 PRIOR_GRID = np.logspace(-4, 6, 31)
 TEMPERATURE_GRID = np.logspace(-3, 3, 25)
-LOGIT_TEMPERATURE_GRID = np.logspace(-2, 2, 17)
+CALIBRATION_MODES = (*_recalibration.KINDS, "auto")
 # The logit temperatures accepted: far beyond any useful value (temperature scaling finds
 # values near 1), and far inside float64's range for mean / T and var / T^2.
 LOGIT_TEMPERATURE_RANGE = (1e-6, 1e6)
@@ -55,7 +61,26 @@ class Hyper:
     prior_precision: np.ndarray  # one per posterior block
     sigma_noise: float
     temperature: float
-    logit_temperature: float = 1.0
+    head: Head | None = None  # the recalibration head (None: the identity)
+
+
+@dataclass
+class HeldOutRows:
+    """A classifier's held-out rows, for the recalibration head.
+
+    ``moments(tau, T)`` gives the GLM means and variances (m, c) of every held-out row
+    (float64 tensors); ``row_log_likelihood(mean, var, head, rows)`` the (weighted)
+    log-likelihood of each of ``rows`` (indices; None: all) under the head ``(a, b)`` (or
+    None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
+    folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
+    (:mod:`sklaplace._recalibration` keeps them there).
+    """
+
+    moments: Callable
+    row_log_likelihood: Callable
+    labels: np.ndarray
+    n_outputs: int
+    cache: dict = field(default_factory=dict)  # moments by temperature and prior
 
 
 @dataclass
@@ -63,8 +88,9 @@ class Objectives:
     """What the fitted state offers to tune against.
 
     ``evidence(tau, sigma, T)`` takes float64 tensors (differentiable);
-    ``heldout(tau, sigma, T, logit_T)`` returns the summed held-out log-likelihood, and is
-    None without held-out rows; ``heldout_rms`` is the root mean square of the held-out
+    ``heldout(tau, sigma, T, head)`` returns the summed held-out log-likelihood, and is
+    None without held-out rows; ``head_rows`` what the recalibration head is tuned on
+    (classifiers with held-out rows); ``heldout_rms`` is the root mean square of the held-out
     residuals (regression); ``sigma_mle`` the training residuals' maximum-likelihood noise
     std; ``weight_decay`` the per-block coefficients of the L2 prior (or None).
     """
@@ -78,6 +104,7 @@ class Objectives:
     noise: Callable[[float], float]  # sigma -> sigma^2 for regression, 1 otherwise
     loo_sigma: Callable | None = None  # (tau, T, sigma0) -> leave-one-out noise std
     heldout_rows: float = 0.0  # the held-out rows (the sum of their weights, if weighted)
+    head_rows: HeldOutRows | None = None
 
 
 def prior_array(value, names: list[str]) -> np.ndarray:
@@ -170,13 +197,14 @@ def check_numerics(posterior, hyper: Hyper, noise_variance: float) -> None:
                 "variances would be negative and predictions NaN. Choose a larger "
                 "prior_precision (between about 1e-8 and 1e8)."
             )
-    t = np.float64(hyper.logit_temperature)
-    low, high = LOGIT_TEMPERATURE_RANGE
-    if not (low <= t <= high):
-        raise ValueError(
-            f"logit_temperature={t:.3g} is out of the range that can be computed with; "
-            f"choose a value in [{low:g}, {high:g}] (values near 1 are the useful ones)."
-        )
+    if hyper.head is not None:
+        t = np.float64(1.0 / hyper.head.scale)
+        low, high = LOGIT_TEMPERATURE_RANGE
+        if not (low <= t <= high):
+            raise ValueError(
+                f"logit_temperature={t:.3g} is out of the range that can be computed with; "
+                f"choose a value in [{low:g}, {high:g}] (values near 1 are the useful ones)."
+            )
 
 
 # ---------------------------------------------------------------------------- resolve
@@ -184,12 +212,14 @@ def resolve(params: dict, obj: Objectives) -> Hyper:
     """Turn the parameters into numbers, tuning where a mode asks for it.
 
     ``params`` holds ``prior_precision``, ``sigma_noise`` (a number for classifiers),
-    ``temperature`` and ``logit_temperature``.
+    ``temperature``, ``calibration`` (None or one of ``CALIBRATION_MODES``) and ``head``
+    (a fixed head, or None). ``random_state`` draws the folds of ``calibration="auto"``.
     """
     mode = _mode(params["prior_precision"])
     sigma_mode = _mode(params["sigma_noise"])
     tune_t = _mode(params["temperature"]) == "holdout"
-    tune_logit_t = _mode(params["logit_temperature"]) == "holdout"
+    calibration = params.get("calibration")
+    head = params.get("head")
     if sigma_mode == "holdout" and mode in ("marglik", "weight_decay"):
         raise ValueError(
             f"sigma_noise='holdout' cannot be combined with prior_precision={mode!r}; "
@@ -204,15 +234,14 @@ def resolve(params: dict, obj: Objectives) -> Hyper:
         )
     n_blocks = len(obj.names)
     temperature = 1.0 if tune_t else float(params["temperature"])
-    logit_t = 1.0 if tune_logit_t else float(params["logit_temperature"])
     sigma = obj.sigma_mle if sigma_mode else float(params["sigma_noise"])
 
     def evidence(prior, s):
         return obj.evidence(prior, s, temperature)
 
-    needs_rows = "holdout" in (mode, sigma_mode) or tune_t or tune_logit_t
+    needs_rows = "holdout" in (mode, sigma_mode) or tune_t or calibration is not None
     if needs_rows and obj.heldout is None:
-        return _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma)
+        return _without_heldout(params, obj, mode, sigma_mode, temperature, head, sigma)
     if needs_rows:
         if sigma_mode == "marglik":
             # sigma from the evidence alone (jointly with the prior, as with "marglik"),
@@ -223,8 +252,18 @@ def resolve(params: dict, obj: Objectives) -> Hyper:
                 evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
             )
         fixed = None if mode == "holdout" else _fixed_prior(params, mode, obj, sigma, temperature)
-        prior, sigma, temperature, logit_t = _tune_on_heldout(
-            obj, fixed, sigma, sigma_mode == "holdout", temperature, tune_t, logit_t, tune_logit_t
+        kind = calibration
+        if kind == "auto":
+            kind = _recalibration.choose(
+                obj.head_rows,
+                temperature,
+                fixed,
+                n_blocks,
+                PRIOR_GRID,
+                params.get("random_state"),
+            )
+        prior, sigma, temperature, head = _tune_on_heldout(
+            obj, fixed, sigma, sigma_mode == "holdout", temperature, tune_t, head, kind
         )
     elif mode == "weight_decay":
         sigma = _evidence_sigma(obj, sigma, sigma_mode is not None, temperature, prior=None)
@@ -236,17 +275,18 @@ def resolve(params: dict, obj: Objectives) -> Hyper:
     else:
         prior = prior_array(params["prior_precision"], obj.names)
         sigma = _evidence_sigma(obj, sigma, sigma_mode is not None, temperature, prior)
-    return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t)
+    return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), head)
 
 
-def _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma) -> Hyper:
+def _without_heldout(params, obj, mode, sigma_mode, temperature, head, sigma) -> Hyper:
     """The values used when a mode asks for held-out rows and there are none.
 
     The estimator has warned (it knows why there are none). Classifiers: the prior
     precision goes to the top of its range, where the predictions are the net's own (the
     training rows of an over-fitted net are fitted almost exactly: they show none of its
     over-confidence, and every criterion computed on them, leave-one-out included, asks
-    for no uncertainty); the logit temperature stays 1. Regressors (with a noise to
+    for no uncertainty); the recalibration head is the identity (or the fixed ``head``).
+    Regressors (with a noise to
     estimate): the prior precision and sigma from the evidence, then sigma from the
     linearised leave-one-out residuals at that prior (``Objectives.loo_sigma``), which
     training residuals underestimate.
@@ -264,9 +304,7 @@ def _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma)
         if mode != "holdout":
             prior = _fixed_prior(params, mode, obj, sigma, temperature)
         sigma = loo(prior, temperature, sigma)
-        return Hyper(
-            np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t
-        )
+        return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), head)
     if mode == "holdout":
         prior = np.full(n_blocks, PRIOR_GRID[-1])
     else:
@@ -275,7 +313,7 @@ def _without_heldout(params, obj, mode, sigma_mode, temperature, logit_t, sigma)
         _, sigma = maximize_evidence(
             evidence, np.ones(n_blocks), sigma, tune_prior=True, tune_sigma=True
         )
-    return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), logit_t)
+    return Hyper(np.asarray(prior, dtype=np.float64), float(sigma), float(temperature), head)
 
 
 def _mode(value) -> str | None:
@@ -325,15 +363,14 @@ def _evidence_sigma(obj, sigma, tune: bool, temperature, prior) -> float:
 
 
 # ---------------------------------------------------------------------------- held out
-def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t, tune_logit_t):
-    """``(prior, sigma, temperature, logit_t)`` maximising the held-out log-likelihood.
+def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, head, kind):
+    """``(prior, sigma, temperature, head)`` maximising the held-out log-likelihood.
 
     Coordinate ascent on the one objective, one coordinate at a time at the others'
     current values, so no step can decrease it: one round when one value is tuned, three
-    otherwise. With the logit temperature tuned too, the result is compared with
-    temperature scaling (the prior at the top of its range, where the predictions are the
-    net's own, and the best logit temperature there) and the better one kept: the
-    posterior cannot do worse than temperature scaling on the rows it is tuned on.
+    otherwise. A recalibration head (``kind`` not None) is tuned with the prior precision
+    as one coordinate (:func:`sklaplace._recalibration.tune`: the head profiled out at each
+    prior precision, so the pair is tuned jointly); ``head`` is a fixed head otherwise.
     """
     evaluate = obj.heldout
     n_blocks = len(obj.names)
@@ -341,54 +378,51 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, logit_t
         sigma = obj.heldout_rms()
         sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
     prior = fixed
-    rounds = 1 if (fixed is None) + tune_sigma + tune_t + tune_logit_t == 1 else 3
+    coordinates = (fixed is None or kind is not None) + tune_sigma + tune_t
+    rounds = 1 if coordinates == 1 else 3
     tau_edge = None
     for _ in range(rounds):
-        if fixed is None:
+        if kind is not None:
+            prior, head = _recalibration.tune(
+                obj.head_rows, kind, temperature, fixed, n_blocks, PRIOR_GRID, start=head
+            )
+            if fixed is None:
+                tau_edge = _edge(prior[0])
+        elif fixed is None:
             tau, tau_edge = _maximize_prior(
-                lambda t, s=sigma, T=temperature, L=logit_t: evaluate(t, s, T, L)
+                lambda t, s=sigma, T=temperature, h=head: evaluate(t, s, T, h)
             )
             prior = np.full(n_blocks, tau)
         if tune_sigma:
             sigma, _ = maximize_on_grid(
-                lambda s, p=prior, T=temperature, L=logit_t: evaluate(p, s, T, L), sigma_grid
+                lambda s, p=prior, T=temperature, h=head: evaluate(p, s, T, h), sigma_grid
             )
         if tune_t:
             temperature, _ = maximize_on_grid(
-                lambda T, p=prior, s=sigma, L=logit_t: evaluate(p, s, T, L), TEMPERATURE_GRID
+                lambda T, p=prior, s=sigma, h=head: evaluate(p, s, T, h), TEMPERATURE_GRID
             )
-        if tune_logit_t:
-            logit_t, _ = maximize_on_grid(
-                lambda L, p=prior, s=sigma, T=temperature: evaluate(p, s, T, L),
-                LOGIT_TEMPERATURE_GRID,
-            )
-    if tune_logit_t and fixed is None:
-        top = np.full(n_blocks, PRIOR_GRID[-1])
-        ts_t, _ = maximize_on_grid(
-            lambda L: evaluate(top, sigma, temperature, L), LOGIT_TEMPERATURE_GRID
-        )
-        if evaluate(top, sigma, temperature, ts_t) > evaluate(prior, sigma, temperature, logit_t):
-            prior, logit_t, tau_edge = top, ts_t, None  # temperature scaling wins
     if tau_edge == "bottom":
         top = np.full(n_blocks, PRIOR_GRID[-1])
-        gain = evaluate(prior, sigma, temperature, logit_t)
-        gain -= evaluate(top, sigma, temperature, logit_t)
+        gain = evaluate(prior, sigma, temperature, head)
+        gain -= evaluate(top, sigma, temperature, head)
         _warn_prior_edge(gain / obj.heldout_rows if obj.heldout_rows > 0 else gain)
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)
-    if tune_logit_t:
-        _warn_logit_temperature_edge(logit_t)
-    return prior, sigma, temperature, logit_t
+    return prior, sigma, temperature, head
+
+
+def _edge(tau: float) -> str | None:
+    if tau >= PRIOR_GRID[-1] * 0.999:
+        return "top"
+    if tau <= PRIOR_GRID[0] * 1.001:
+        return "bottom"
+    return None
 
 
 def _maximize_prior(objective) -> tuple[float, str | None]:
     """The best prior on ``PRIOR_GRID`` (refined), and "top"/"bottom" if at an end."""
     best, _ = maximize_on_grid(objective, PRIOR_GRID)
-    if best >= PRIOR_GRID[-1] * 0.999:
-        return best, "top"
-    if best <= PRIOR_GRID[0] * 1.001:
-        return best, "bottom"
-    return best, None
+    return best, _edge(best)
 
 
 # Held-out log-likelihood gained per row by the smallest prior over the net's own
@@ -444,25 +478,4 @@ def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:
             f"The held-out rows are fitted best at temperature={temperature:.3g}, the bottom "
             f"of the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the predictions are "
             "then the net's own, as when the held-out rows show no over-confidence."
-        )
-
-
-def _warn_logit_temperature_edge(t: float) -> None:
-    grid = LOGIT_TEMPERATURE_GRID
-    if grid[0] * 1.001 < t < grid[-1] * 0.999:
-        return
-    if t < 1:
-        warn(
-            f"The held-out rows are fitted best at logit_temperature={t:.3g}, the bottom of "
-            f"the searched range [{grid[0]:g}, {grid[-1]:g}]: they ask for sharper "
-            "probabilities than the net's, as rows the net gets all right do. On a few such "
-            "rows this over-sharpens new ones: pass more unseen rows, or keep "
-            "logit_temperature=1.0."
-        )
-    else:
-        warn(
-            f"The held-out rows are fitted best at logit_temperature={t:.3g}, the top of the "
-            f"searched range [{grid[0]:g}, {grid[-1]:g}]: the net's logits carry almost no "
-            "information about these rows (another distribution, or a net badly wrong on "
-            "them). Check its accuracy there."
         )

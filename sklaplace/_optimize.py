@@ -18,11 +18,12 @@ __all__ = ["maximize_evidence", "maximize_on_grid"]
 _LOG_BOUNDS = (math.log(1e-8), math.log(1e8))
 
 
-def maximize_on_grid(objective, grid: np.ndarray) -> tuple[float, np.ndarray]:
+def maximize_on_grid(objective, grid: np.ndarray, refine: bool = True) -> tuple[float, np.ndarray]:
     """Maximise a scalar function of one positive hyper-parameter: grid, then refine.
 
     The grid (log-spaced) brackets the optimum; a bounded scalar search in log space between
-    the best point's neighbours refines it. Non-finite values count as -inf.
+    the best point's neighbours refines it (unless ``refine`` is False). Non-finite values
+    count as -inf.
     """
     grid = np.asarray(grid, dtype=np.float64)
     values = np.array([float(objective(g)) for g in grid])
@@ -35,7 +36,7 @@ def maximize_on_grid(objective, grid: np.ndarray) -> tuple[float, np.ndarray]:
         )
     i = int(np.argmax(values))
     lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
-    if hi <= lo:
+    if hi <= lo or not refine:
         return float(grid[i]), values
     res = minimize_scalar(
         lambda t: -float(objective(math.exp(t))),

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .predictive import mc_log_link, probit_logits
+from .predictive import affine, mc_log_link, probit_logits
 
 __all__ = [
     "Binary",
@@ -84,9 +84,10 @@ class Likelihood:
         diag = self.hessian_diag(f.to(torch.float64))
         return (diag.sum(0) if w is None else w @ diag), None
 
-    def heldout_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0, w=None):
-        """Summed (weighted by ``w`` if given) log predictive density of held-out rows."""
-        rows = self.heldout_row_log_likelihood(mean, var, y, sigma, logit_temperature)
+    def heldout_log_likelihood(self, mean, var, y, sigma, head=None, w=None):
+        """Summed (weighted by ``w`` if given) log predictive density of held-out rows;
+        ``head``: a classifier's recalibration head ``(scale, bias)`` (None: identity)."""
+        rows = self.heldout_row_log_likelihood(mean, var, y, sigma, head)
         return rows.sum() if w is None else (w * rows).sum()
 
     def hessian_sqrt(self, f: Tensor) -> Tensor:
@@ -150,23 +151,26 @@ class _Classifier(Likelihood):
         var_or_cov: Tensor,
         *,
         link_approx: str = "probit",
-        logit_temperature: float = 1.0,
+        head=None,
         n_samples: int = 100,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Log of the predictive class probabilities from the Gaussian over ``f``.
 
-        ``f / T ~ N(mean / T, cov / T^2)`` for the logit temperature ``T``; ``"probit"``
-        needs the variances (m, c), ``"mc"`` the covariances (m, c, c).
+        ``head = (a, b)``, the recalibration head, maps the Gaussian exactly first:
+        ``a f + b ~ N(a mean + b, a^2 cov)`` (:func:`sklaplace.predictive.affine`; None:
+        the identity). ``"probit"`` needs the variances (m, c), ``"mc"`` the covariances
+        (m, c, c).
         """
-        t = float(logit_temperature)
+        if head is not None:
+            mean, var_or_cov = affine(mean, var_or_cov, *head)
         if link_approx == "probit":
-            return self.log_link(probit_logits(mean / t, var_or_cov / t**2))
-        return mc_log_link(self.log_link, mean / t, var_or_cov / t**2, n_samples, generator)
+            return self.log_link(probit_logits(mean, var_or_cov))
+        return mc_log_link(self.log_link, mean, var_or_cov, n_samples, generator)
 
-    def heldout_row_log_likelihood(self, mean, var, y, sigma=None, logit_temperature=1.0):
+    def heldout_row_log_likelihood(self, mean, var, y, sigma=None, head=None):
         """Log predictive probability (probit) of each held-out label ``y`` (m,)."""
-        log_p = self.log_predict(mean, var, logit_temperature=logit_temperature)
+        log_p = self.log_predict(mean, var, head=head)
         return log_p.gather(1, y.long().reshape(-1, 1))[:, 0]
 
 
@@ -342,7 +346,7 @@ class Regression(Likelihood):
             return sum(batch_sizes) * n_outputs * lam / 2.0
         return len(batch_sizes) * lam / 2.0
 
-    def heldout_row_log_likelihood(self, mean, var, y, sigma, logit_temperature=1.0):
+    def heldout_row_log_likelihood(self, mean, var, y, sigma, head=None):
         """``log N(y | mean, var + sigma^2)`` of each held-out row, summed over outputs."""
         total = var + sigma**2
         resid = y.reshape(mean.shape).to(mean.dtype) - mean
@@ -408,7 +412,7 @@ class Heteroscedastic(Likelihood):
             f"variance for each ({2 * n} outputs)"
         )
 
-    def heldout_row_log_likelihood(self, mean, var, y, sigma=None, logit_temperature=1.0):
+    def heldout_row_log_likelihood(self, mean, var, y, sigma=None, head=None):
         mu, v_mu, noise = self.observation(mean, var, sigma)
         total = v_mu + noise
         resid = y.reshape(mu.shape).to(mu.dtype) - mu

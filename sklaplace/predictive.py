@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["OutputRoot", "mc_log_link", "probit_logits"]
+__all__ = ["OutputRoot", "affine", "mc_log_link", "probit_logits"]
 
 # Elements (draws x rows x outputs) of link values formed at once by ``mc_log_link``.
 _MC_ELEMENTS = 2**22
@@ -38,6 +38,33 @@ class OutputRoot(NamedTuple):
 
     def __truediv__(self, value: float) -> OutputRoot:
         return OutputRoot(self.scale / math.sqrt(value), self.basis)
+
+
+def affine(mean: Tensor, second: Tensor, scale=1.0, bias=None) -> tuple[Tensor, Tensor]:
+    """The Gaussian of ``scale * f + bias`` for ``f ~ N(mean, second)``, exactly.
+
+    ``second`` holds variances (m, c), covariances (m, c, c) or an :class:`OutputRoot`
+    of them; an affine map of a Gaussian
+    is Gaussian with mean ``scale * mean + bias`` and (co)variance ``scale^2 * second``.
+    This is the recalibration head (:ref:`calibration-head`), applied before the link so
+    that the link averages over the posterior of the recalibrated logits. ``scale`` is a
+    float or a 0-d tensor (differentiable), ``bias`` None or a tensor of shape (c,).
+
+    Examples
+    --------
+    >>> import torch
+    >>> affine(torch.tensor([[1.0, -1.0]]), torch.tensor([[4.0, 1.0]]), 0.5,
+    ...        torch.tensor([0.0, 2.0]))
+    (tensor([[0.5000, 1.5000]]), tensor([[1.0000, 0.2500]]))
+    """
+    if bias is None and not isinstance(scale, Tensor) and scale == 1.0:
+        return mean, second
+    mean = mean * scale
+    if bias is not None:
+        mean = mean + bias
+    if isinstance(second, OutputRoot):  # a > 0: the root's scale times a
+        return mean, OutputRoot(second.scale * scale, second.basis)
+    return mean, second * scale**2
 
 
 def probit_logits(mean: Tensor, var: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ split) and the explicit ``X_val``.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -25,7 +26,7 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import KFold, StratifiedKFold
 from skorch.dataset import ValidSplit
 
-from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace import LaplaceClassifier, LaplaceRegressor, _recalibration
 
 
 @pytest.fixture(scope="module")
@@ -141,18 +142,20 @@ def test_explicit_rows_win_and_the_curvature_uses_all_of_X(data):
     ):
         LaplaceClassifier(FrozenEstimator(net)).fit(X, y, X_val=X[:5, :5], y_val=y[:5])
     with pytest.warns(UserWarning, match="no hyper-parameter is tuned on held-out rows"):
-        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, calibration=None).fit(
             X, y, X_val=X[:5], y_val=y[:5]
         )
 
 
-def test_logit_temperature_contains_temperature_scaling(data):
-    """Tuned jointly with the prior, the logit temperature can do no worse than
-    temperature scaling on the rows it is tuned on; predictions use the fitted values."""
+def test_temperature_head_contains_temperature_scaling(data, monkeypatch):
+    """Tuned jointly with the prior (the head's shrinkage off), a temperature head can do
+    no worse than temperature scaling on the rows it is tuned on; predictions use the
+    fitted values."""
+    monkeypatch.setattr(_recalibration, "SCALE_STD", math.inf)
     X, y = data
     net = _net(None, max_epochs=80).fit(X[:150], y[:150])  # over-confident on new rows
     X_val, y_val = X[150:], y[150:]
-    clf = LaplaceClassifier(FrozenEstimator(net), logit_temperature="holdout").fit(
+    clf = LaplaceClassifier(FrozenEstimator(net), calibration="temperature").fit(
         X[:150], y[:150], X_val=X_val, y_val=y_val
     )
     # temperature scaling in float64 on the net's logits (scikit-learn's
@@ -165,57 +168,82 @@ def test_logit_temperature_contains_temperature_scaling(data):
 
     theirs = minimize_scalar(ts_loss, bounds=(-3, 3), method="bounded").fun
     ours = log_loss(y_val, clf.predict_proba(X_val))
-    # both minimise the same rows' log loss; ours over a superset (prior precision and T),
-    # refined to 1e-3 in log T: the difference is at most second order in that step
+    # both minimise the same rows' log loss; ours over a superset (prior precision and
+    # T), the prior refined to 1e-3 in log: at most second order in that step
     assert ours <= theirs + 1e-5
-    assert clf.logit_temperature_ != 1.0
-    same = LaplaceClassifier(
-        FrozenEstimator(net),
-        prior_precision=clf.prior_precision_,
-        logit_temperature=clf.logit_temperature_,
-    ).fit(X[:150], y[:150])
+    assert clf.calibration_ == "temperature" and clf.calibration_scale_ != 1.0
+    with pytest.warns(FutureWarning, match="logit_temperature=.* is deprecated.*calibration="):
+        same = LaplaceClassifier(
+            FrozenEstimator(net),
+            prior_precision=clf.prior_precision_,
+            logit_temperature=1 / clf.calibration_scale_,
+        ).fit(X[:150], y[:150])
     np.testing.assert_allclose(same.predict_proba(X), clf.predict_proba(X), rtol=1e-12)
 
 
+def _synthetic_rows(fn):
+    """Held-out rows whose log-likelihood is ``fn(log10 prior, log T)`` with ``T = 1 / a``
+    the head's temperature (one row; its 'variance' carries the prior)."""
+    from sklaplace import _hyper
+
+    def moments(prior, temperature):
+        x = float(np.log10(np.asarray(prior, dtype=float).ravel()[0]))
+        return torch.zeros(1, 1, dtype=torch.float64), torch.full((1, 1), x, dtype=torch.float64)
+
+    def row_log_likelihood(mean, var, head, rows=None):
+        x = var[:, 0]
+        y = torch.zeros_like(x) if head is None else -torch.log(head[0]) * torch.ones_like(x)
+        return fn(x, y)
+
+    return _hyper.HeldOutRows(moments, row_log_likelihood, np.zeros(1, dtype=int), 1)
+
+
 class _Objective:
-    """A synthetic held-out objective of ``(prior, sigma, temperature, logit_t)``."""
+    """A synthetic held-out objective of the prior and the head's temperature."""
 
     def __init__(self, fn):
         self.names = ["out"]
-        self.fn = fn
+        self.head_rows = _synthetic_rows(fn)
+        self.heldout_rows = 1.0
 
-    def heldout(self, prior, sigma, temperature, logit_t):
-        return self.fn(float(np.log10(np.asarray(prior, dtype=float).ravel()[0])), np.log(logit_t))
+    def heldout(self, prior, sigma, temperature, head):
+        x = float(np.log10(np.asarray(prior, dtype=float).ravel()[0]))
+        y = 0.0 if head is None else -np.log(head.scale)
+        return float(self.fn_np(x, y))
 
 
 @pytest.mark.parametrize("winner", ["posterior", "temperature scaling"])
-def test_the_better_of_the_posterior_and_temperature_scaling_is_kept(winner):
-    """``_tune_on_heldout`` compares the coordinate-ascent result with temperature scaling
-    (the prior at the top of its grid, the best logit temperature there) and keeps the
-    better one. Two objectives where either wins by a wide margin: keeping the worse one
-    (a flipped comparison) gives the other's values."""
+def test_the_better_of_the_posterior_and_temperature_scaling_is_kept(winner, monkeypatch):
+    """The joint tuning of the prior and a temperature head compares its coordinate-ascent
+    result with temperature scaling (the prior at the top of its grid, the best head
+    there) and keeps the better. Two objectives where either wins by a wide margin: keeping
+    the worse one (a flipped comparison) gives the other's values. (The head's prior is off:
+    it would move the peaks.)"""
     from sklaplace import _hyper
 
+    monkeypatch.setattr(_recalibration, "SCALE_STD", math.inf)
     top = np.log10(_hyper.PRIOR_GRID[-1])
 
-    def bump(x, y, x0, y0, height, width):
-        return height * np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / width**2)
+    def bump(x, y, x0, y0, height, width, exp=np.exp):
+        return height * exp(-((x - x0) ** 2 + (y - y0) ** 2) / width**2)
 
-    if winner == "posterior":  # a peak at prior 1, logit_t e^0.3; nothing at the top
+    if winner == "posterior":  # a peak at prior 1, T = e^0.3; nothing at the top
 
-        def fn(x, y):
-            return bump(x, y, 0.0, 0.3, 1.0, 1.0)
-    else:  # coordinate ascent from logit_t = 1 finds the low peak; the top holds a higher one
+        def fn(x, y, exp=np.exp):
+            return bump(x, y, 0.0, 0.3, 1.0, 1.0, exp)
+    else:  # coordinate ascent from T = 1 finds the low peak; the top holds a higher one
 
-        def fn(x, y):
-            return bump(x, y, 0.0, 0.0, 1.0, 0.5) + bump(x, y, top, 1.5, 2.0, 0.5)
+        def fn(x, y, exp=np.exp):
+            return bump(x, y, 0.0, 0.0, 1.0, 0.5, exp) + bump(x, y, top, 1.5, 2.0, 0.5, exp)
 
+    obj = _Objective(lambda x, y: fn(x, y, torch.exp))
+    obj.fn_np = fn
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an edge of the prior grid may warn
-        prior, _, _, logit_t = _hyper._tune_on_heldout(
-            _Objective(fn), None, 1.0, False, 1.0, False, 1.0, True
+        prior, _, _, head = _hyper._tune_on_heldout(
+            obj, None, 1.0, False, 1.0, False, None, "temperature"
         )
-    x, y = float(np.log10(prior[0])), float(np.log(logit_t))
+    x, y = float(np.log10(prior[0])), float(-np.log(head.scale))
     if winner == "posterior":
         assert abs(x) < 0.05 and abs(y - 0.3) < 0.05
     else:

@@ -502,11 +502,14 @@ def test_probit_probabilities_formula():
     p1 = torch.sigmoid(f[:, :1] / torch.sqrt(1 + math.pi / 8 * v[:, :1]))[:, 0]
     got = _probit_probabilities("binary", f[:, :1], v[:, :1])
     torch.testing.assert_close(got, torch.stack([1 - p1, p1], dim=1))
-    # log_predict: probit by default; a logit temperature T divides f (so Var[f] by T^2)
+    # log_predict: probit by default; the head (a, b) maps f to a f + b (Var[f] by a^2)
     lik = LIKELIHOODS["classification"]
     torch.testing.assert_close(lik.log_predict(f, v), torch.log(expected))
     hot = torch.softmax(f / 2 / torch.sqrt(1 + math.pi / 8 * v / 4), dim=1)
-    torch.testing.assert_close(lik.log_predict(f, v, logit_temperature=2.0), torch.log(hot))
+    torch.testing.assert_close(lik.log_predict(f, v, head=(0.5, None)), torch.log(hot))
+    b = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    shifted = torch.softmax((f / 2 + b) / torch.sqrt(1 + math.pi / 8 * v / 4), dim=1)
+    torch.testing.assert_close(lik.log_predict(f, v, head=(0.5, b)), torch.log(shifted))
     got = LIKELIHOODS["binary"].log_predict(f[:, :1], v[:, :1])
     torch.testing.assert_close(got, torch.log(torch.stack([1 - p1, p1], dim=1)))
 

@@ -316,6 +316,6 @@ def test_check_numerics_refuses_a_precision_that_is_not_positive(cls_data, cls_n
     block.lam = block.lam.clone()
     block.lam[0] = -1e-9  # as an eigendecomposition without the floor at zero leaves
     post = Posterior([block], clf.posterior_.means, clf.posterior_.names)
-    check_numerics(post, Hyper(np.array([1e-8]), 1.0, 1.0, 1.0), 1.0)  # outweighed: fine
+    check_numerics(post, Hyper(np.array([1e-8]), 1.0, 1.0), 1.0)  # outweighed: fine
     with pytest.raises(ValueError, match=r"prior_precision=1e-13 .*'out'.*below zero"):
-        check_numerics(post, Hyper(np.array([1e-13]), 1.0, 1.0, 1.0), 1.0)
+        check_numerics(post, Hyper(np.array([1e-13]), 1.0, 1.0), 1.0)

@@ -139,7 +139,7 @@ def test_metadata_routing_through_a_pipeline_and_a_grid_search(cls):
             LaplaceClassifier(FrozenEstimator(net)).set_fit_request(
                 sample_weight=True, X_val=True, y_val=True
             ),
-            {"logit_temperature": [1.0, "holdout"]},
+            {"calibration": [None, "bias_temperature"]},
             cv=KFold(3),
             scoring=get_scorer("neg_log_loss").set_score_request(sample_weight=True),
         ).fit(X[:90], y[:90], sample_weight=w[:90], X_val=X[100:], y_val=y[100:])

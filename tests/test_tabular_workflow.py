@@ -96,7 +96,7 @@ def test_the_mixed_type_workflow_end_to_end(fitted_pipeline, tmp_path):
     w = np.where(y == "upgrade", 2.0, 1.0)  # the rare class counts twice
 
     # the fitted Pipeline, frozen: its net's own validation rows are found and verified
-    clf = LaplaceClassifier(FrozenEstimator(pipe), logit_temperature="holdout")
+    clf = LaplaceClassifier(FrozenEstimator(pipe), calibration="temperature")
     clf.fit(X, np.searchsorted(np.unique(y), y), sample_weight=w)
     assert clf.validation_source_ == "train_split"
     assert clf.n_features_in_ == 4 and list(clf.feature_names_in_) == list(X.columns)
@@ -113,7 +113,7 @@ def test_the_mixed_type_workflow_end_to_end(fitted_pipeline, tmp_path):
         )
         search = GridSearchCV(
             laplace,
-            {"subset_of_weights": ["last_layer", "all"], "logit_temperature": [1.0, "holdout"]},
+            {"subset_of_weights": ["last_layer", "all"], "calibration": [None, "auto"]},
             cv=KFold(3, shuffle=True, random_state=0),
             scoring=get_scorer("neg_log_loss").set_score_request(sample_weight=True),
         ).fit(X, y, sample_weight=w, X_val=X_new[:150], y_val=y_new[:150])

@@ -34,7 +34,8 @@ from skorch.dataset import ValidSplit
 from torch import nn
 
 import sklaplace
-from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace import LaplaceClassifier as _LaplaceClassifier
+from sklaplace import LaplaceRegressor
 from sklaplace.metrics import neg_gaussian_nll
 
 
@@ -46,6 +47,13 @@ def noisy_cls_data():
         flip_y=0.1, random_state=0,
     )  # fmt: skip
     return X.astype(np.float32), y
+
+
+def LaplaceClassifier(*args, **kwargs):
+    """The classifier without a recalibration head: these tests are about the prior and
+    the posterior temperature (the head and its tuning: tests/test_recalibration.py)."""
+    kwargs.setdefault("calibration", None)
+    return _LaplaceClassifier(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -726,7 +734,7 @@ def test_held_out_projections_over_the_budget_are_computed_once(
             with sklaplace.config_context(cache_bytes=0):  # every pass runs
                 clf = LaplaceClassifier(
                     frozen, subset_of_weights=subset, hessian_structure=structure,
-                    prior_precision="holdout", logit_temperature="holdout", batch_size=64,
+                    prior_precision="holdout", calibration="temperature", batch_size=64,
                 ).fit(X[:100], y[:100], X_val=X_val, y_val=y_val)  # fmt: skip
                 results.append((clf.prior_precision_, clf.predict_proba(X[300:])))
         held_out = passes.count(len(X_val))
@@ -737,14 +745,3 @@ def test_held_out_projections_over_the_budget_are_computed_once(
     for (p_kept, proba_kept), (p_other, proba_other) in zip(results[:2], results[2:], strict=True):
         np.testing.assert_array_equal(p_other, p_kept)
         np.testing.assert_array_equal(proba_other, proba_kept)
-
-
-def test_logit_temperature_at_the_edge_of_its_range_warns(noisy_cls_data, overconfident_net):
-    """A few held-out rows the net gets all right ask for ever sharper probabilities: the
-    tuned logit temperature sits at the bottom of its range, and fit says what that means."""
-    X, y = noisy_cls_data
-    right = np.flatnonzero(overconfident_net.predict(X[100:]) == y[100:])[:8] + 100
-    clf = LaplaceClassifier(FrozenEstimator(overconfident_net), logit_temperature="holdout")
-    with pytest.warns(UserWarning, match="bottom of the searched range.*logit_temperature=1.0"):
-        clf.fit(X[:100], y[:100], X_val=X[right], y_val=y[right])
-    assert clf.logit_temperature_ <= 0.0101

@@ -1,0 +1,347 @@
+"""The recalibration head: an affine map of the logits, tuned with the prior on unseen rows.
+
+The head maps the GLM logits ``f ~ N(mean, Sigma)`` to ``a f + b ~ N(a mean + b, a^2
+Sigma)`` before the link (:func:`sklaplace.predictive.affine`): ``a = 1 / T`` with ``b = 0``
+is temperature scaling; with a bias per logit it is bias-corrected temperature scaling
+(Alexandari et al. 2020), and on one logit Platt scaling. See :ref:`calibration-head`.
+
+Pure functions of the held-out rows' moments and log-likelihood
+(:class:`~sklaplace._hyper.HeldOutRows`); nothing here knows the likelihood.
+
+* :func:`fit_head`: the head at fixed moments, maximising the held-out log-likelihood
+  plus a weak Gaussian prior on ``log a`` and ``b`` (shrinkage towards the identity map):
+  on many rows the log-likelihood dominates and the fit is the classical calibrator's; on
+  a few rows, or rows the net gets all right (which ask for ever sharper probabilities),
+  the prior keeps ``a`` and ``b`` near the identity instead of at the edge of a range.
+* :func:`tune`: the prior precision and the head jointly (the head profiled out at each
+  prior precision of the grid).
+* :func:`choose`: "auto", the candidate (no head, temperature, temperature and biases)
+  whose held-out log-likelihood, cross-fitted over folds of the unseen rows, is best,
+  by the one-standard-error rule: the simplest candidate within one standard error of the
+  best, so that a head appears only where it helps on rows it was not tuned on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils import check_random_state
+
+from ._optimize import maximize_on_grid
+
+__all__ = ["KINDS", "choose", "fit_head", "tune"]
+
+KINDS = ("temperature", "bias_temperature")
+# Prior standard deviations of the head's parameters: log a (a factor e per std) and each
+# bias (in logits). Worth about one row each: negligible against hundreds of unseen rows,
+# decisive on a few, or on rows that hold no errors.
+SCALE_STD = 1.0
+BIAS_STD = 1.0
+N_FOLDS = 5
+# Bytes of held-out variances kept across prior precisions while tuning the head.
+_CACHE_BYTES = 256 * 2**20
+# Link values (rows x logits x grid points) evaluated at once when searching the grid.
+_BATCH_ELEMENTS = 2**22
+# Rounds of coordinate ascent between the prior precision and the head.
+_ROUNDS = 5
+# "auto" keeps the simplest candidate within this many standard errors of the best.
+SE_FACTOR = 1.0
+# Fewer unseen rows than this: "auto" keeps no head (too few to cross-fit).
+MIN_ROWS_AUTO = 4 * N_FOLDS
+# The head's search box (log a and b): far beyond where the data or the prior take it.
+_BOX = (-50.0, 50.0)
+
+
+class Head:
+    """The recalibration head ``f -> scale * f + bias`` (bias None: a temperature only).
+
+    Parameters
+    ----------
+    scale : float
+    bias : ndarray of shape (n_outputs,) or None
+    kind : {"temperature", "bias_temperature"}
+    """
+
+    def __init__(self, scale: float, bias: np.ndarray | None, kind: str) -> None:
+        self.scale = float(scale)
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float64)
+        self.kind = kind
+
+    def tensors(self, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(scale, bias)`` as float64 tensors on ``device`` (bias None: no bias)."""
+        scale = torch.tensor(self.scale, dtype=torch.float64, device=device)
+        if self.bias is None:
+            return scale, None
+        return scale, torch.as_tensor(self.bias, dtype=torch.float64, device=device)
+
+    def __repr__(self) -> str:
+        return f"Head(scale={self.scale!r}, bias={self.bias!r}, kind={self.kind!r})"
+
+
+def _unpack(x: torch.Tensor, kind: str):
+    return x[0].exp(), (x[1:] if kind == "bias_temperature" else None)
+
+
+def log_prior(x: torch.Tensor) -> torch.Tensor:
+    """The head's log prior (up to a constant) at ``x = (log a, b...)``."""
+    return -0.5 * (x[0] / SCALE_STD) ** 2 - 0.5 * (x[1:] ** 2).sum() / BIAS_STD**2
+
+
+def fit_head(
+    log_likelihood,
+    n_outputs: int,
+    kind: str,
+    start: Head | None = None,
+    shrink: bool = True,
+) -> tuple[Head, float]:
+    """The head maximising ``log_likelihood(scale, bias) + log prior``, and that maximum.
+
+    ``log_likelihood`` takes a 0-d tensor and a (n_outputs,) tensor or None and returns the
+    summed held-out log-likelihood as a differentiable 0-d tensor. ``shrink=False`` drops
+    the prior (the classical calibrators, for the tests against them). Damped Newton steps
+    in ``(log a, b)`` with the exact gradient and Hessian from autograd, so the maximum is
+    reached to float64 round-off in a few steps (the parameters are few: 1 + n_outputs).
+    """
+    n = 1 + (n_outputs if kind == "bias_temperature" else 0)
+    x0 = torch.zeros(n, dtype=torch.float64)
+    if start is not None:
+        x0[0] = math.log(start.scale)
+        if kind == "bias_temperature" and start.bias is not None:
+            x0[1:] = torch.as_tensor(start.bias)
+
+    def negative(x: torch.Tensor) -> torch.Tensor:
+        value = log_likelihood(*_unpack(x, kind))
+        return -(value + log_prior(x)) if shrink else -value
+
+    x, value = _newton(negative, x0.clamp(*_BOX))
+    if not math.isfinite(value):
+        x = torch.zeros(n, dtype=torch.float64)
+        value = float(negative(x))
+    head = Head(math.exp(float(x[0])), x[1:].numpy().copy() if n > 1 else None, kind)
+    return head, -value
+
+
+def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
+    """Minimise ``negative`` from ``x`` by Newton steps damped as Levenberg-Marquardt does
+    (a step is taken only if it decreases the function), within ``_BOX``."""
+    with torch.no_grad():
+        value = float(negative(x))
+    if not math.isfinite(value):
+        return x, value
+    damping = 0.0
+    eye = torch.eye(len(x), dtype=torch.float64)
+    for _ in range(max_steps):
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(negative(xg), xg)
+        hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
+        if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
+            break
+        scale = float(hess.diagonal().abs().max()) + 1.0
+        moved = False
+        for _ in range(40):
+            chol, info = torch.linalg.cholesky_ex(hess + damping * scale * eye)
+            if int(info) == 0:
+                step = torch.cholesky_solve(-grad[:, None], chol)[:, 0]
+                new = (x + step).clamp(*_BOX)
+                with torch.no_grad():
+                    new_value = float(negative(new))
+                if new_value <= value:
+                    moved = True
+                    break
+            damping = max(10.0 * damping, 1e-8)
+        if not moved:
+            break
+        change, x, old = float((new - x).abs().max()), new, value
+        value, damping = new_value, damping / 10.0
+        small = old - value <= 1e-15 * max(1.0, abs(value))
+        if change <= 1e-12 or (small and change <= 1e-8):
+            break
+    return x, value
+
+
+class _Moments:
+    """The held-out rows' moments per (prior precision, temperature), computed once.
+
+    Kept in ``rows.cache`` (shared by the cross-fitting of "auto" and the final tuning)
+    while they fit in ``_CACHE_BYTES``; beyond, computed again when asked for. The GLM
+    mean does not depend on the hyper-parameters: one tensor serves every entry."""
+
+    def __init__(self, rows, temperature: float) -> None:
+        self.rows, self.temperature = rows, float(temperature)
+        self.cache = rows.cache.setdefault(self.temperature, {})
+
+    def __call__(self, prior: np.ndarray):
+        key = tuple(np.asarray(prior, dtype=np.float64).tolist())
+        if key in self.cache:
+            return self.cache[key]
+        mean, var = self.rows.moments(prior, self.temperature)
+        if self.cache:
+            mean = next(iter(self.cache.values()))[0]
+        if (len(self.cache) + 2) * var.numel() * var.element_size() <= _CACHE_BYTES:
+            self.cache[key] = (mean, var)
+        return mean, var
+
+
+def _head_at(moments, rows, prior, kind, subset, start):
+    """``(head or None, penalised log-likelihood)`` at one prior precision."""
+    mean, var = moments(prior)
+    if subset is not None:
+        mean, var = mean[subset], var[subset]
+    if kind is None:
+        return None, float(rows.row_log_likelihood(mean, var, None, subset).sum())
+
+    def log_likelihood(scale, bias):
+        return rows.row_log_likelihood(mean, var, (scale, bias), subset).sum()
+
+    return fit_head(log_likelihood, rows.n_outputs, kind, start)
+
+
+def _value(moments, rows, prior, head, subset) -> float:
+    """The held-out log-likelihood at a prior precision and a fixed head (the head's prior,
+    a constant at a fixed head, is left out: it does not move the prior's optimum)."""
+    mean, var = moments(prior)
+    if subset is not None:
+        mean, var = mean[subset], var[subset]
+    head_t = None if head is None else head.tensors(mean.device)
+    with torch.no_grad():
+        return float(rows.row_log_likelihood(mean, var, head_t, subset).sum())
+
+
+def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
+    """The grid point with the largest held-out log-likelihood at a fixed head (the first
+    if tied; non-finite values lose), evaluated for many grid points in one call: the
+    GLM mean does not depend on the prior, only the variances do."""
+    grid = np.asarray(grid, dtype=np.float64)
+    variances = [moments(np.full(n_blocks, t))[1] for t in grid]
+    mean = moments(np.full(n_blocks, grid[0]))[0]
+    idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
+    mean = mean[idx]
+    head_t = None if head is None else head.tensors(mean.device)
+    per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
+    values = []
+    with torch.no_grad():
+        for s in range(0, len(grid), per):
+            var = torch.cat([v[idx] for v in variances[s : s + per]])
+            k = len(var) // len(idx)
+            ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
+            values.append(ll.reshape(k, len(idx)).sum(1))
+    values = torch.cat(values).cpu().numpy()
+    values[~np.isfinite(values)] = -np.inf
+    if not np.isfinite(values).any():
+        raise FloatingPointError(
+            "The held-out log-likelihood is not finite at any prior precision searched; "
+            "check the net's outputs for NaN or inf."
+        )
+    return float(grid[int(np.argmax(values))])
+
+
+def tune(
+    rows,
+    kind: str | None,
+    temperature: float,
+    prior: np.ndarray | None,
+    n_blocks: int,
+    grid: np.ndarray,
+    *,
+    subset: np.ndarray | None = None,
+    start: Head | None = None,
+    refine: bool = True,
+    moments=None,
+) -> tuple[np.ndarray, Head | None]:
+    """The prior precision (``prior`` if given, else one value on ``grid``, shared by the
+    blocks) and the head of ``kind`` maximising the penalised held-out log-likelihood of
+    ``subset`` of the rows (all: None).
+
+    Coordinate ascent on the one objective, so no step decreases it: the prior precision
+    on the grid at the current head (cheap: the moments at each grid point are computed
+    once), then the head at that prior precision, until the prior stays on its grid point
+    (at most ``_ROUNDS`` rounds); then, with ``refine``, the prior precision is refined
+    between its grid neighbours as :func:`~sklaplace._optimize.maximize_on_grid` refines,
+    and the head fitted there once more. Coordinate ascent from the identity head can stop
+    at a local optimum; the result is compared with the classical calibrator (the head
+    alone at the top of the grid, where the predictions are the net's own) and the better
+    one kept, so the joint tuning never does worse than the calibrator on these rows.
+    """
+    moments = moments or _Moments(rows, temperature)
+    if prior is not None:
+        head, _ = _head_at(moments, rows, prior, kind, subset, start)
+        return prior, head
+    head, tau = start if kind is not None else None, None
+    for _ in range(_ROUNDS):
+        best = _best_on_grid(moments, rows, n_blocks, grid, head, subset)
+        if kind is None or best == tau:
+            tau = best
+            break
+        tau = best
+        head, _ = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+    if refine:
+        tau, _ = maximize_on_grid(
+            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset), grid
+        )
+    if kind is not None:
+        head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+        top = float(grid[-1])
+        if tau != top:  # the classical calibrator: the net's own predictions and the head
+            top_head, top_value = _head_at(
+                moments, rows, np.full(n_blocks, top), kind, subset, start
+            )
+            if top_value > value:
+                tau, head = top, top_head
+    return np.full(n_blocks, tau), head
+
+
+def choose(
+    rows, temperature: float, prior: np.ndarray | None, n_blocks: int, grid, random_state
+) -> str | None:
+    """ "auto": the candidate (None, "temperature", "bias_temperature") chosen by
+    cross-fitting on the unseen rows.
+
+    ``N_FOLDS`` folds (stratified by label when every label has that many rows), drawn
+    from ``random_state``: each candidate is tuned (prior precision on ``grid`` unless
+    ``prior`` is given, and its head) on the other folds and scores the rows of the
+    held-out fold; every row is scored once. The choice is the simplest candidate whose
+    summed score is within one standard error (of the paired per-row differences) of the
+    best one's. Fewer than ``MIN_ROWS_AUTO`` rows: None.
+    """
+    labels = rows.labels
+    m = len(labels)
+    if m < MIN_ROWS_AUTO:
+        return None
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    _, counts = np.unique(labels, return_counts=True)
+    if counts.min() >= N_FOLDS:
+        folds = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed).split(labels, labels)
+    else:
+        folds = KFold(N_FOLDS, shuffle=True, random_state=seed).split(labels)
+    folds = list(folds)
+    moments = _Moments(rows, temperature)
+    candidates = (None, *KINDS)
+    scores = {kind: np.zeros(m) for kind in candidates}
+    for kind in candidates:
+        for train, test in folds:
+            tuned, head = tune(
+                rows,
+                kind,
+                temperature,
+                prior,
+                n_blocks,
+                grid,
+                subset=train,
+                refine=False,
+                moments=moments,
+            )
+            mean, var = moments(tuned)
+            head_t = None if head is None else head.tensors(mean.device)
+            ll = rows.row_log_likelihood(mean[test], var[test], head_t, test)
+            scores[kind][test] = ll.detach().cpu().numpy()
+    totals = {kind: float(s.sum()) for kind, s in scores.items()}
+    best = max(candidates, key=lambda k: totals[k])
+    for kind in candidates:  # the simplest first
+        diff = scores[best] - scores[kind]
+        se = math.sqrt(m) * float(np.std(diff, ddof=1))
+        if totals[best] - totals[kind] <= SE_FACTOR * se:
+            return kind
+    return best
