@@ -36,14 +36,15 @@ from .nets import log_softmax, make_classifier, make_regressor, outputs64
 CLF_BASE = dict(
     hessian_structure="kron",
     prior_precision="holdout",
-    logit_temperature=1.0,
     link_approx="probit",
 )
 CLF_LAPLACE = {
-    "LA-LL": dict(subset_of_weights="last_layer"),  # the default up to 0.1
-    "LA-LL+T": dict(subset_of_weights="last_layer", logit_temperature="holdout"),
-    "LA-all": dict(subset_of_weights="all"),  # the defaults since 0.2 ("auto" on these nets)
-    "LA-all+T": dict(subset_of_weights="all", logit_temperature="holdout"),
+    "LA-LL": dict(subset_of_weights="last_layer", calibration=None),  # the default up to 0.1
+    "LA-LL+T": dict(subset_of_weights="last_layer", calibration="temperature"),
+    "LA-all": dict(subset_of_weights="all", calibration=None),  # the defaults of 0.2
+    "LA-all+T": dict(subset_of_weights="all", calibration="temperature"),
+    # the defaults since 0.3 ("auto" subset on these nets, the head chosen by cross-fitting)
+    "LA-all+auto": dict(subset_of_weights="all", calibration="auto"),
 }
 REG_BASE = dict(
     hessian_structure="kron", prior_precision="holdout", sigma_noise="holdout", interval="gaussian"
@@ -197,8 +198,9 @@ class LaplacePredictor:
             "prior": float(np.ravel(model.prior_precision_)[0]),
             "source": model.validation_source_,
         }
-        if hasattr(model, "logit_temperature_"):
-            self.info["logit_T"] = float(model.logit_temperature_)
+        if hasattr(model, "calibration_scale_"):
+            self.info["head"] = str(model.calibration_)
+            self.info["logit_T"] = 1.0 / float(model.calibration_scale_)
         if hasattr(model, "sigma_noise_"):
             self.info["sigma"] = float(model.sigma_noise_)
 

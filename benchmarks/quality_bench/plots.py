@@ -19,6 +19,7 @@ COLORS = {
     "LA-LL+T": "tab:cyan",
     "LA-all": "tab:green",
     "LA-all+T": "tab:purple",
+    "LA-all+auto": "tab:olive",
 }
 
 
