@@ -402,9 +402,11 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, head, k
                 lambda T, p=prior, s=sigma, h=head: evaluate(p, s, T, h), TEMPERATURE_GRID
             )
     if tau_edge == "bottom":
+        # what the widest posterior alone gains over the net's own predictions (the head
+        # left out of both: a head that sharpens says nothing about the net being wrong)
         top = np.full(n_blocks, PRIOR_GRID[-1])
-        gain = evaluate(prior, sigma, temperature, head)
-        gain -= evaluate(top, sigma, temperature, head)
+        gain = evaluate(prior, sigma, temperature, None)
+        gain -= evaluate(top, sigma, temperature, None)
         _warn_prior_edge(gain / obj.heldout_rows if obj.heldout_rows > 0 else gain)
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)

@@ -51,6 +51,11 @@ _ROUNDS = 5
 SE_FACTOR = 1.0
 # Fewer unseen rows than this: "auto" keeps no head (too few to cross-fit).
 MIN_ROWS_AUTO = 4 * N_FOLDS
+# Fewer unseen rows that the net gets wrong than this (its probability of the true label
+# below one half): "auto" keeps no head. How sharp probabilities should be is learnt from
+# the rows a net gets wrong; on rows it gets all right every fold asks for sharper ones,
+# and cross-fitting agrees with itself (an over-fitted net made sharper still).
+MIN_ERRORS_AUTO = 10
 # The head's search box (log a and b): far beyond where the data or the prior take it.
 _BOX = (-50.0, 50.0)
 
@@ -304,11 +309,18 @@ def choose(
     ``prior`` is given, and its head) on the other folds and scores the rows of the
     held-out fold; every row is scored once. The choice is the simplest candidate whose
     summed score is within one standard error (of the paired per-row differences) of the
-    best one's. Fewer than ``MIN_ROWS_AUTO`` rows: None.
+    best one's. Fewer than ``MIN_ROWS_AUTO`` rows, or fewer than ``MIN_ERRORS_AUTO`` rows
+    the net gets wrong: None.
     """
     labels = rows.labels
     m = len(labels)
     if m < MIN_ROWS_AUTO:
+        return None
+    moments = _Moments(rows, temperature)
+    top = np.full(n_blocks, grid[-1]) if prior is None else prior  # any prior: same mean
+    mean, var = moments(top)
+    own = rows.row_log_likelihood(mean, torch.zeros_like(var), None, None)  # the net's
+    if int((own < math.log(0.5)).sum()) < MIN_ERRORS_AUTO:
         return None
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     _, counts = np.unique(labels, return_counts=True)
@@ -317,7 +329,6 @@ def choose(
     else:
         folds = KFold(N_FOLDS, shuffle=True, random_state=seed).split(labels)
     folds = list(folds)
-    moments = _Moments(rows, temperature)
     candidates = (None, *KINDS)
     scores = {kind: np.zeros(m) for kind in candidates}
     for kind in candidates:

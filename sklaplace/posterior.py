@@ -45,6 +45,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# Below this, ``1 / L`` times a projection stays inside float32's range (3.4e38).
+_FLOAT32_SAFE = 1e30
+
 __all__ = [
     "DiagBlock",
     "FullBlock",
@@ -280,7 +283,10 @@ class KronBlock(_Block):
         null space of a singular ``A``, and ``(|a| eps32)^2 / tau`` swamps the variance at
         small priors (see the module docstring)."""
         u = a.to(torch.float64) @ self.Q_A
-        return u * u
+        p = u * u
+        # ``u^2`` has no cancellation left: in a float32 net's precision it loses nothing
+        # the net's own features carry, and the variances below are sums of positive terms
+        return p.to(a.dtype) if a.dtype == torch.float32 else p
 
     def projected_moments(self, p: Tensor, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
         """Last layer: ``Cov[z] = Q_B diag(v) Q_B^T`` with ``v_i = sum_j u_j^2 / L_ij``.
@@ -290,10 +296,22 @@ class KronBlock(_Block):
         ``v`` with the (n_out, n_out^2) products of ``Q_B``'s columns when those fit in
         ``_CHUNK_ELEMENTS`` (four times faster than the batched product for ten outputs),
         else an einsum.
+
+        In ``p``'s dtype (float32 for a float32 net, see ``project``): ``v`` and the
+        variances are sums of positive terms, accurate to ``n eps`` of that dtype relative
+        to themselves, whatever the conditioning; the covariances' off-diagonal terms
+        cancel, so they are formed in float64. Returned in float64.
         """
-        v = p @ (1.0 / self.eigenvalues(tau, scale)).T
+        inv = (1.0 / self.eigenvalues(tau, scale)).T
         if not cov:
-            return v @ self._derived("Q_B^2 T", lambda: (self.Q_B * self.Q_B).T.contiguous())
+            # float32 while ``1 / L`` stays far inside its range (priors above ~1e-30)
+            dtype = p.dtype if float(inv.max()) < _FLOAT32_SAFE else torch.float64
+            v = p.to(dtype) @ inv.to(dtype)
+            q2 = self._derived(
+                ("Q_B^2 T", dtype), lambda: (self.Q_B * self.Q_B).T.contiguous().to(dtype)
+            )
+            return (v @ q2).to(torch.float64)
+        v = p.to(torch.float64) @ inv
         n = self.shape[0]
         if n**3 > _CHUNK_ELEMENTS:
             return torch.einsum("ki,ni,li->nkl", self.Q_B, v, self.Q_B)
@@ -303,7 +321,7 @@ class KronBlock(_Block):
     def projected_root(self, p: Tensor, tau: Tensor, scale: Tensor) -> tuple:
         """Last layer: ``(sqrt(v), Q_B)``, a root of ``Cov[z] = Q_B diag(v) Q_B^T`` per row
         (for Monte Carlo draws: O(n_out^2) per draw and row, nothing decomposed)."""
-        v = p @ (1.0 / self.eigenvalues(tau, scale)).T
+        v = p.to(torch.float64) @ (1.0 / self.eigenvalues(tau, scale)).T
         return v.sqrt(), self.Q_B
 
     def output_cov(self, a: Tensor, tau: Tensor, scale: Tensor) -> Tensor:

@@ -46,6 +46,8 @@ def test_quickstart_runs_and_laplace_keeps_accuracy(tmp_path, monkeypatch, capsy
     # one ECE binning, stated: the metric's own default
     bins = inspect.signature(expected_calibration_error).parameters["n_bins"].default
     assert f"ECE over {bins} equal-width confidence bins" in printed
+    # beside the calibrators a scikit-learn user would otherwise reach for (issue 18)
+    assert {"CalibratedCV sigmoid", "CalibratedCV isotonic"} <= set(rows)
     map_row, tuned_row = list(rows.values())[:2]
     # the Laplace predictive keeps the net's accuracy (issue: within 0.5 percentage points)
     assert abs(map_row["accuracy"] - tuned_row["accuracy"]) <= 0.005
