@@ -1,19 +1,14 @@
 """Quickstart: make a trained skorch net honest about what it does not know.
 
-Trains an MLP on scikit-learn's bundled digits the usual way: skorch's default
-``train_split`` (``ValidSplit(5)``) holds a fifth of the training rows out of training to
-report a validation loss. The trained net is wrapped in ``FrozenEstimator`` (never
-retrained) and ``LaplaceClassifier`` is fitted with its defaults on the same rows: ``fit``
-finds the rows the net's split held out, checks them against the validation losses in the
-net's history, and tunes the prior precision (and the recalibration head) on them. Prints
-MAP, Laplace and the calibrators a scikit-learn user reaches for
-(``CalibratedClassifierCV(FrozenEstimator(net))``, sigmoid, isotonic and, from
-scikit-learn 1.8, temperature) fitted on exactly the same unseen rows, on the test rows
-(accuracy, log loss, expected calibration error over the 15 equal-width bins that
-``expected_calibration_error`` and ``ReliabilityDisplay`` use by default, Brier score),
-where the unseen rows came from, and saves a reliability diagram (by default to
-``examples_output/quickstart.png``, a directory made in the current one; the path is
-printed).
+An MLP trained on scikit-learn's digits the usual way (skorch's default ``ValidSplit(5)``
+holds a fifth of the rows out of training), wrapped in ``FrozenEstimator`` and given to
+``LaplaceClassifier`` with its defaults on the same rows: ``fit`` finds the rows the split
+held out, checks them against the net's history, and tunes the prior precision and the
+recalibration head on them. Prints MAP, Laplace and ``CalibratedClassifierCV(
+FrozenEstimator(net))`` (sigmoid, isotonic and, from scikit-learn 1.8, temperature) fitted
+on the same unseen rows, scored on the test rows (accuracy, log loss, ECE over the default
+15 equal-width bins, Brier score), and saves a reliability diagram (by default to
+``examples_output/quickstart.png``; the path is printed).
 
 Run:  python examples/quickstart.py [--quick] [--out PNG]
 """
@@ -70,12 +65,10 @@ def main(quick=False, out=OUT):
 
     # 1. Train the net as usual (long enough to over-fit, as nets usually are).
     net = make_net(X.shape[1], 10, max_epochs=30 if quick else 100).fit(X_train, y_train)
-
     # 2. Laplace around the trained net, with the defaults, on the rows it was trained on.
     laplace = LaplaceClassifier(FrozenEstimator(net)).fit(X_train, y_train)
 
-    # MAP probabilities in float64, from the logits: skorch's float32 predict_proba rounds
-    # tiny probabilities to 0, which clips log loss and flatters an over-confident net.
+    # MAP in float64 (skorch's float32 predict_proba rounds tiny probabilities to 0)
     with torch.no_grad():
         logits = net.forward(X_test).double().numpy()
     classes = laplace.classes_
@@ -92,9 +85,8 @@ def main(quick=False, out=OUT):
             calibrator.fit(X_train[unseen], y_train[unseen])
         except ValueError:  # method="temperature" needs scikit-learn >= 1.8
             continue
-        # float32 probabilities (the net's) summed in float64: renormalise the rounding
         p_cal = calibrator.predict_proba(X_test).astype(np.float64)
-        p_cal /= p_cal.sum(axis=1, keepdims=True)
+        p_cal /= p_cal.sum(axis=1, keepdims=True)  # the net's float32 rounding
         rows[f"CalibratedCV {method}"] = scores(y_test, p_cal, calibrator.classes_)
     names = list(rows["MAP (the trained net)"])
     print(f"{f'digits, {len(y_test)} test rows':<24}" + "".join(f"{n:>10}" for n in names))

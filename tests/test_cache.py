@@ -422,9 +422,10 @@ def test_least_recently_used_entries_are_evicted(cache_cls_data, cache_cls_net, 
             )
         )
     cache.clear()
-    # room for about four projected passes over X (48 kB each, at most a quarter of the
-    # bound) with their curvatures (3 kB each): the fourth subset evicts the first
-    sklaplace.set_config(cache_bytes=200_000)
+    # room for about four projected passes over X (25 to 30 kB each: a float32 net's
+    # projections are kept in float32; at most a quarter of the bound) with their
+    # curvatures (3 kB each): the fourth subset evicts the first
+    sklaplace.set_config(cache_bytes=120_000)
     counter = counting()
     for rows, reference in zip(subsets, references, strict=True):
         result = _summary(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
-CLF_LAPLACE = {"LA-LL", "LA-LL+T", "LA-all", "LA-all+T"}
+CLF_LAPLACE = {"LA-LL", "LA-LL+T", "LA-all", "LA-all+T", "LA-all+auto"}
 REG_LAPLACE = {"LA-LL", "LA-all", "LA-LL-conformal", "LA-all-conformal"}
 EXPECTED = {  # (kind, workflow) -> methods
     **{("classification", w): {"MAP", "TS", "TS-logits", "ensemble"} | CLF_LAPLACE for w in "abc"},
