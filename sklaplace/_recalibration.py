@@ -56,6 +56,10 @@ MIN_ROWS_AUTO = 4 * N_FOLDS
 # the rows a net gets wrong; on rows it gets all right every fold asks for sharper ones,
 # and cross-fitting agrees with itself (an over-fitted net made sharper still).
 MIN_ERRORS_AUTO = 10
+# Most logits a bias head takes: its Newton steps need the exact Hessian over 1 + n_outputs
+# parameters, computed by autograd through every held-out row and logit at once (1,000
+# classes: tens of GB). "auto" does not consider biases beyond; asked for, they raise.
+MAX_BIAS_OUTPUTS = 64
 # The head's search box (log a and b): far beyond where the data or the prior take it.
 _BOX = (-50.0, 50.0)
 
@@ -109,7 +113,17 @@ def fit_head(
     the prior (the classical calibrators, for the tests against them). Damped Newton steps
     in ``(log a, b)`` with the exact gradient and Hessian from autograd, so the maximum is
     reached to float64 round-off in a few steps (the parameters are few: 1 + n_outputs).
+    Raises ``ValueError`` for biases over more than ``MAX_BIAS_OUTPUTS`` logits.
     """
+    if kind == "bias_temperature" and n_outputs > MAX_BIAS_OUTPUTS:
+        raise ValueError(
+            f"calibration='bias_temperature' fits one bias per class, and the net has "
+            f"{n_outputs} outputs: its exact Newton steps would take a Hessian over "
+            f"{n_outputs + 1} parameters through every unseen row and class, at a memory "
+            f"cost far above the posterior's. It is offered up to {MAX_BIAS_OUTPUTS} "
+            "outputs; use calibration='temperature', or 'auto' (which considers biases only "
+            f"up to {MAX_BIAS_OUTPUTS} outputs)."
+        )
     n = 1 + (n_outputs if kind == "bias_temperature" else 0)
     x0 = torch.zeros(n, dtype=torch.float64)
     if start is not None:
@@ -330,6 +344,8 @@ def choose(
         folds = KFold(N_FOLDS, shuffle=True, random_state=seed).split(labels)
     folds = list(folds)
     candidates = (None, *KINDS)
+    if rows.n_outputs > MAX_BIAS_OUTPUTS:  # see MAX_BIAS_OUTPUTS
+        candidates = (None, "temperature")
     scores = {kind: np.zeros(m) for kind in candidates}
     for kind in candidates:
         for train, test in folds:

@@ -412,3 +412,23 @@ def test_the_prior_edge_warning_leaves_the_head_out():
         clf.fit(X[:600], y[:600], X_val=X[idx], y_val=y[idx])
     assert clf.calibration_scale_ > 1.5  # the head sharpens
     assert clf.prior_precision_[0] == pytest.approx(1e-4)  # at the bottom of the grid
+
+
+def test_bias_heads_are_bounded_in_the_number_of_outputs(monkeypatch):
+    """A bias head's exact Newton steps take a Hessian over 1 + n_outputs parameters through
+    every unseen row and logit at once: with 1,000 classes the tuning ran out of 24 GB.
+    Beyond ``MAX_BIAS_OUTPUTS`` "auto" does not consider biases, and asking for them raises
+    with the alternatives (here the bound is lowered to 2, below the 3-class net's)."""
+    monkeypatch.setattr(_recalibration, "MAX_BIAS_OUTPUTS", 2)
+    W, k = W3, W3.shape[0]
+    X, y = _logistic_rows(W, np.zeros(k), 300, 0, False)
+    X_val, y_val = _logistic_rows(W, np.zeros(k), 600, 1, False)
+    off = _linear_net(W, np.array([0.0, 0.0, 2.0]), False)  # "auto" took biases above
+    clf = LaplaceClassifier(FrozenEstimator(off), random_state=0).fit(
+        X, y, X_val=X_val, y_val=y_val
+    )
+    assert clf.calibration_ != "bias_temperature"
+    with pytest.raises(ValueError, match="'temperature', or 'auto'"):
+        LaplaceClassifier(FrozenEstimator(off), calibration="bias_temperature").fit(
+            X, y, X_val=X_val, y_val=y_val
+        )
