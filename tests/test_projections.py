@@ -233,16 +233,7 @@ def test_layer_wise_covariances_across_rows_equal_dense_reference(
     layers = select_layers(net)
     tau = torch.linspace(0.5, 2.0, len(layers), dtype=F64)
     Xt, _ = _data(kind, 7, "classification", seed=1)
-    mean, var, row_cov = approx.joint_moments(view, Xt, tau, SCALE, 3)
-    J = _dense_jacobian(net, layers, Xt)
-    sigma = _dense_sigma(approx.posterior, tau, SCALE)
-    expected = torch.einsum("nkd,de,mke->nmk", J, sigma, J)
-    torch.testing.assert_close(mean, net(Xt).detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(row_cov, expected, rtol=1e-10, atol=1e-12)
-    assert torch.equal(row_cov, row_cov.transpose(0, 1))
-    torch.testing.assert_close(
-        var, torch.diagonal(expected, dim1=0, dim2=1).T, rtol=1e-10, atol=1e-12
-    )
+    row_cov = _assert_joint_moments_match_dense(approx, view, net, layers, Xt, tau)
     # the first outputs only: the same numbers
     _, _, first = approx.joint_moments(view, Xt, tau, SCALE, 2)
     torch.testing.assert_close(first, row_cov[:, :, :2], rtol=1e-13, atol=1e-15)
@@ -261,17 +252,8 @@ def test_last_layer_covariances_across_rows_equal_dense_reference(structure, row
     approx = LastLayer(structure).fit(view, "out", LIKELIHOODS["classification"], X, y)
     tau = torch.tensor([0.4], dtype=F64)
     Xt, _ = _data("mlp", 7, "classification", seed=1)
-    mean, var, row_cov = approx.joint_moments(view, Xt, tau, SCALE, 3)
     layers = [layer_of(net, "out")]
-    J = _dense_jacobian(net, layers, Xt)
-    sigma = _dense_sigma(approx.posterior, tau, SCALE)
-    expected = torch.einsum("nkd,de,mke->nmk", J, sigma, J)
-    torch.testing.assert_close(mean, net(Xt).detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(row_cov, expected, rtol=1e-10, atol=1e-12)
-    assert torch.equal(row_cov, row_cov.transpose(0, 1))
-    torch.testing.assert_close(
-        var, torch.diagonal(expected, dim1=0, dim2=1).T, rtol=1e-10, atol=1e-12
-    )
+    _assert_joint_moments_match_dense(approx, view, net, layers, Xt, tau)
 
 
 def test_layer_wise_moments_in_row_chunks_agree(monkeypatch):
@@ -444,3 +426,20 @@ def test_layer_wise_draws_have_the_glm_moments(kind, head, subset, structure):
     mean, cov = _moments(approx, view, Xt, tau, SCALE, cov=True)
     for i in range(2):
         _assert_mc_moments(f[:, i], mean[i], cov[i])
+
+
+def _assert_joint_moments_match_dense(approx, view, net, layers, Xt, tau):
+    """``joint_moments`` (3 outputs) against ``J Sigma J^T`` from dense float64 Jacobians:
+    the mean is the net's, the covariance across rows exact and exactly symmetric, the
+    variances its diagonal. Returns the covariance."""
+    mean, var, row_cov = approx.joint_moments(view, Xt, tau, SCALE, 3)
+    J = _dense_jacobian(net, layers, Xt)
+    sigma = _dense_sigma(approx.posterior, tau, SCALE)
+    expected = torch.einsum("nkd,de,mke->nmk", J, sigma, J)
+    torch.testing.assert_close(mean, net(Xt).detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(row_cov, expected, rtol=1e-10, atol=1e-12)
+    assert torch.equal(row_cov, row_cov.transpose(0, 1))
+    torch.testing.assert_close(
+        var, torch.diagonal(expected, dim1=0, dim2=1).T, rtol=1e-10, atol=1e-12
+    )
+    return row_cov
