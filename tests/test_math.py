@@ -17,15 +17,15 @@ from torch import Tensor, nn
 from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
+from sklaplace import links as predictive_module
 from sklaplace import posterior as posterior_module
-from sklaplace import predictive as predictive_module
-from sklaplace._blas import blas_threads_like_torch, gram
-from sklaplace._optimize import maximize_evidence
+from sklaplace._runtime.blas import blas_threads_like_torch, gram
 from sklaplace.approximations.curvature import Accumulator
 from sklaplace.approximations.layers import Layer
 from sklaplace.likelihoods import Binary, Classification, Regression
+from sklaplace.links import OutputRoot, mc_log_link, probit_logits
 from sklaplace.posterior import DiagBlock, FullBlock, KronBlock, Posterior
-from sklaplace.predictive import OutputRoot, mc_log_link, probit_logits
+from sklaplace.tuning.optimize import maximize_evidence
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"  # raised inside torch.func

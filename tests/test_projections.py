@@ -23,7 +23,7 @@ from torch.func import functional_call, jacrev
 
 from sklaplace import LaplaceRegressor
 from sklaplace import posterior as posterior_module
-from sklaplace._passes import NetView
+from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LastLayer, LayerWise
 from sklaplace.approximations.layers import layer_of, select_layers
 from sklaplace.likelihoods import Binary, Classification, Regression
