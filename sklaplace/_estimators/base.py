@@ -32,9 +32,9 @@ from .._runtime.warnings import InconsistentVersionWarning, warn
 from ..fitting import inputs, steps
 from ..fitting.state import FittedLaplace
 from ..fitting.steps import HYPER_PARAMS
-from ..tuning import resolve as tuning
 from ..tuning.objectives import evidence
 from ..tuning.recalibration import Head
+from ..tuning.resolve import PRIOR_MODES, Hyper, check_numerics, prior_array
 
 __all__ = ["BaseLaplace", "docs_url"]
 
@@ -58,7 +58,7 @@ class BaseLaplace(BaseEstimator):
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
             Interval(Real, 0, None, closed="neither"),
-            StrOptions(set(tuning.PRIOR_MODES)),
+            StrOptions(set(PRIOR_MODES)),
             "array-like",
             dict,
         ],
@@ -157,7 +157,7 @@ class BaseLaplace(BaseEstimator):
         return est.steps[-1][0]
 
     # ---------------------------------------------------------------- prediction time
-    def _hyper(self) -> tuning.Hyper:
+    def _hyper(self) -> Hyper:
         """The hyper-parameters predictions use: fit's, or numbers set after fit."""
         check_is_fitted(self)
         fitted = self._fitted
@@ -192,8 +192,8 @@ class BaseLaplace(BaseEstimator):
         head = fit_hyper.head
         if "logit_temperature" in values:  # deprecated: a fixed temperature head
             head = Head(1.0 / _positive(values, "logit_temperature", 1.0), None, "temperature")
-        hyper = tuning.Hyper(
-            tuning.prior_array(values["prior_precision"], names)
+        hyper = Hyper(
+            prior_array(values["prior_precision"], names)
             if "prior_precision" in values
             else fit_hyper.prior_precision,
             _positive(values, "sigma_noise", fit_hyper.sigma_noise),
@@ -201,7 +201,7 @@ class BaseLaplace(BaseEstimator):
             head,
         )
         noise = fitted.likelihood.noise_variance(hyper.sigma_noise)
-        tuning.check_numerics(fitted.posterior, hyper, noise)
+        check_numerics(fitted.posterior, hyper, noise)
         return hyper
 
     def _predictor(self) -> FittedLaplace:
@@ -277,7 +277,7 @@ class BaseLaplace(BaseEstimator):
         fitted = self._fitted
         prior = hyper.prior_precision
         if prior_precision is not None:
-            prior = tuning.prior_array(prior_precision, list(fitted.posterior.names))
+            prior = prior_array(prior_precision, list(fitted.posterior.names))
         sigma = hyper.sigma_noise
         if sigma_noise is not None:
             if (
@@ -287,8 +287,8 @@ class BaseLaplace(BaseEstimator):
             ):
                 raise ValueError(f"sigma_noise must be a positive float, got {sigma_noise!r}.")
             sigma = float(sigma_noise)
-        check = tuning.Hyper(prior, sigma, hyper.temperature, hyper.head)
-        tuning.check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
+        check = Hyper(prior, sigma, hyper.temperature, hyper.head)
+        check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
         with torch.no_grad():
             return float(evidence(fitted, prior, sigma, hyper.temperature))
 

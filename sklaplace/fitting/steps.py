@@ -22,7 +22,7 @@ from .._runtime.passes import NetView, torch_context
 from .._runtime.stamp import Stamp
 from .._runtime.warnings import warn
 from ..likelihoods import Likelihood
-from ..tuning import resolve as tuning
+from ..resolve import Hyper, check_numerics, resolve
 from ..tuning.conformal import ConformalScores
 from ..tuning.objectives import objectives as tuning_objectives
 from ..tuning.recalibration import Head
@@ -104,17 +104,21 @@ class Fit:
 
 @torch_context
 def fit(plan: FitPlan, data: FitData) -> Fit:
-    """Fit's steps, in order (X and y validated by the estimator)."""
+    """Fit's steps, in order, once the estimator has validated X and y (the numbers are the
+    sections of this module)."""
+    # 1. the parameters and the inputs
     approximations.make(plan.subset_of_weights, plan.hessian_structure)  # checked first
     _warn_about_inputs(plan, data)
+    # 2. the trained net, and the rows it never trained on
     net, unseen_rows = unseen.net_and_unseen_rows(plan, data)
+    # 3. the approximation ("auto" resolved), in the fitted state
     subset, fitted = _approximate(plan, data, net, unseen_rows.curvature_rows)
-    tune_rows, calibration_rows, no_calibration = _split_unseen_rows(plan, unseen_rows)
+    # 4. the hyper-parameters, tuned on the unseen rows that calibrate nothing
+    tune_rows, calibration = _split_unseen_rows(plan, unseen_rows)
     fitted.hyper = _tune(plan, data, fitted, tune_rows, unseen_rows.curvature_rows)
-    interval, fitted.conformal = _calibrate_intervals(
-        plan, fitted, calibration_rows, *no_calibration
-    )
-    fitted.set_prep(data.prep)
+    # 5. the intervals, calibrated at those hyper-parameters
+    interval, fitted.conformal = _calibrate_intervals(plan, fitted, calibration)
+    fitted.set_prep(data.prep)  # the fitted state stamped with the steps before the net
     return Fit(fitted, subset, unseen_rows.indices, unseen_rows.source, interval)
 
 
@@ -125,6 +129,7 @@ def seed(random_state) -> int:
 
 
 # ---------------------------------------------------------------- 1. the inputs
+# (2. the net and the unseen rows: sklaplace.fitting.unseen)
 def _warn_about_inputs(plan: FitPlan, data: FitData) -> None:
     """Say what fit will not use, or uses in a way one may not expect."""
     if data.X_val is not None and not (plan.tunes or plan.calibrates):
@@ -201,21 +206,31 @@ def _view_and_head(net, likelihood, X, batch_size, n_outputs) -> tuple[NetView, 
     return view, head
 
 
-# ---------------------------------------------------------------- 4. the tuning
+# ---------------------------------------------------------------- 4. the hyper-parameters
+@dataclass(frozen=True)
+class _Calibration:
+    """The rows that calibrate intervals, ``(X_cal, y_cal)``, or None: ``reason`` says
+    why; ``too_few``: there were unseen rows, too few to calibrate on."""
+
+    rows: tuple | None
+    reason: str | None = None
+    too_few: bool = False
+
+
 def _split_unseen_rows(plan: FitPlan, rows: holdout.TuningRows):
-    """``(rows that tune, calibration rows or None, (why none, too few))``: calibration
-    rows tune nothing (see :func:`sklaplace.fitting.holdout.split_calibration`)."""
+    """``(rows that tune, calibration)``: calibration rows tune nothing (see
+    :func:`sklaplace.fitting.holdout.split_calibration`)."""
     if not (plan.calibrates and rows.X is not None):
-        return rows, None, (rows.reason, False)
+        return rows, _Calibration(None, rows.reason)
     tune, calibration = holdout.split_calibration(rows, plan.tunes, plan.random_state)
     if calibration is None:
-        return tune, None, (holdout.too_few_to_calibrate(rows), True)
-    return tune, calibration, (rows.reason, False)
+        return tune, _Calibration(None, holdout.too_few_to_calibrate(rows), too_few=True)
+    return tune, _Calibration(calibration, rows.reason)
 
 
-def _tune(plan: FitPlan, data: FitData, fitted, rows, curvature_rows) -> tuning.Hyper:
+def _tune(plan: FitPlan, data: FitData, fitted, rows, curvature_rows) -> Hyper:
     """The hyper-parameters as numbers: modes resolved on ``rows`` (see
-    :mod:`sklaplace.tuning.resolve`), then checked."""
+    :mod:`sklaplace.resolve`), then checked."""
     params = dict(plan.hyper)
     params.update(calibration=plan.head_mode, head=plan.fixed_head)
     params["random_state"] = plan.random_state
@@ -228,9 +243,9 @@ def _tune(plan: FitPlan, data: FitData, fitted, rows, curvature_rows) -> tuning.
     if rows.X is None and plan.tunes:  # no unseen rows: the leave-one-out estimate
         train = holdout.curvature_part(data.X, data.y, data.w, curvature_rows)
     objectives = tuning_objectives(fitted, rows.X, rows.y, weight_decay, train, rows.w)
-    hyper = tuning.resolve(params, objectives)
+    hyper = resolve(params, objectives)
     noise = plan.likelihood.noise_variance(hyper.sigma_noise)
-    tuning.check_numerics(fitted.posterior, hyper, noise)
+    check_numerics(fitted.posterior, hyper, noise)
     return hyper
 
 
@@ -251,15 +266,15 @@ def _weight_decay(fitted: FittedLaplace) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- 5. the intervals
-def _calibrate_intervals(plan: FitPlan, fitted, calibration, reason, too_few):
-    """``(interval, conformal scores or None)``: the regressor's conformal calibration on
-    ``calibration = (X_cal, y_cal)`` at the tuned hyper-parameters, or why not (None:
-    ``reason`` says why there are no rows; ``too_few``: there were unseen rows, too few).
-    ``(None, None)`` for an estimator that calibrates no interval."""
+def _calibrate_intervals(plan: FitPlan, fitted, calibration: _Calibration):
+    """``(interval, conformal scores or None)``: the regressor's conformal calibration at
+    the tuned hyper-parameters, or the Gaussian interval and why; ``(None, None)`` for an
+    estimator that calibrates no interval."""
     if plan.interval is None:
         return None, None
-    if calibration is None:
-        if plan.interval == "conformal" and too_few:
+    reason = calibration.reason
+    if calibration.rows is None:
+        if plan.interval == "conformal" and calibration.too_few:
             raise ValueError(f"interval='conformal': {reason}.")
         if plan.interval == "conformal":
             raise ValueError(
@@ -267,10 +282,10 @@ def _calibrate_intervals(plan: FitPlan, fitted, calibration, reason, too_few):
                 f"are none: {reason or 'no hyper-parameter asked for them'}. Pass them "
                 "with fit(X, y, X_val=..., y_val=...), or use interval='gaussian'."
             )
-        if too_few:
+        if calibration.too_few:
             warn(f"{reason}. predict_interval uses the Gaussian interval (interval_='gaussian').")
         return "gaussian", None
-    X_cal, y_cal = calibration
+    X_cal, y_cal = calibration.rows
     mean, var = prediction.y_moments(
         fitted,
         X_cal,
