@@ -343,9 +343,10 @@ def contention(case, cfg, profile=False):
 def contention_lines(result, n_rows):
     goal = TARGETS["contention"]
     lines = [
-        "| torch threads | call | quiet (ms) | contended (ms) | contended / quiet | ours / net "
+        "| torch threads | call | quiet (ms) | contended (ms) | CPU quiet / contended (ms) | "
+        "contended / quiet | ours / net "
         "quiet | ours / net contended | (ours/net) contended / quiet | target | met |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for threads in (2, 1):
         q, c = result[(threads, "quiet")], result[(threads, "contended")]
@@ -353,12 +354,13 @@ def contention_lines(result, n_rows):
                             ("scoped", "ours, 1 thread scoped to the call")):  # fmt: skip
             if name == "scoped" and threads == 1:
                 continue
-            qw, cw = q[name][0], c[name][0]
+            (qw, qc), (cw, cc) = q[name], c[name]
             rq, rc = qw / q["net"][0], cw / c["net"][0]
             ours = name != "net"
             target = ours and name == "ours"
             lines.append(
-                f"| {threads} | {label} | {qw * 1e3:.1f} | {cw * 1e3:.1f} | {cw / qw:.1f} | "
+                f"| {threads} | {label} | {qw * 1e3:.1f} | {cw * 1e3:.1f} | {qc * 1e3:.1f} / "
+                f"{cc * 1e3:.1f} | {cw / qw:.1f} | "
                 + (f"{rq:.2f} | {rc:.2f} | {rc / rq:.2f} | " if ours else "- | - | - | ")
                 + (
                     f"<= {goal:g} | {'yes' if rc / rq <= goal else 'no'} |"
@@ -511,7 +513,8 @@ def main(argv=None):
             "Contended: two background processes of this script, each a loop of 256 x 256 "
             "matmuls on 2 torch threads, on this machine's "
             f"{os.cpu_count()} cores, paused (SIGSTOP) for the quiet rounds and resumed for "
-            "the contended ones, alternating. Wall-clock ms, medians of "
+            "the contended ones, alternating. Wall-clock ms (and this process's CPU time), "
+            "medians of "
             f"{cfg['contention_repeats']} rounds of each; ours with the cache emptied and the "
             "rows new before each call. *1 thread scoped to the call*: our `predict_proba` "
             "wrapped in "
