@@ -195,7 +195,7 @@ def main(threads=None):
         "`B = G^T G` of the two 128-wide layers (G: 1152 x 128) take 2 x 0.27 ms. Those go "
         "through numpy's `x.T @ x`, a symmetric rank-k update (BLAS `syrk`, half the "
         "multiplications) that took 0.27 ms against 0.41 ms for `torch.mm` "
-        "(`sklaplace._blas.gram`); numpy's BLAS is held to torch's thread count during "
+        "(`sklaplace._runtime.blas.gram`); numpy's BLAS is held to torch's thread count during "
         "the pass. An epoch costs about 1.3 ms per batch (forward, backward, Adam, skorch), "
         "so exact-B KFAC with 10 classes sat near 1.8 epochs then (the table has today's "
         "figure); the floor is set by the 9 "

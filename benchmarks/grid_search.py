@@ -51,7 +51,7 @@ from torch import nn
 
 import sklaplace
 from sklaplace import LaplaceClassifier
-from sklaplace._cache import get_cache
+from sklaplace._runtime.cache import get_cache
 
 N_ROWS, EPOCHS, TARGET = 20_000, 5, 3.0
 GRIDS = {1: [1.0], 20: list(np.logspace(-2, 4, 20))}

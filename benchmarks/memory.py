@@ -140,7 +140,7 @@ def worker(n: int, config: str, dtype: str) -> dict:
 
     import sklaplace
     from sklaplace import LaplaceClassifier
-    from sklaplace._cache import get_cache
+    from sklaplace._runtime.cache import get_cache
 
     torch.set_num_threads(THREADS)
     net = make_net()

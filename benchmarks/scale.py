@@ -64,7 +64,7 @@ from torch import nn
 
 import sklaplace
 from sklaplace import LaplaceClassifier
-from sklaplace._cache import get_cache
+from sklaplace._runtime.cache import get_cache
 
 # big: hidden layers of the overhead net; all: (hidden layers, repeats) of the all-layer nets;
 # repeats: of the many-class predictions, and of the fits

@@ -5,7 +5,7 @@ Nothing is downloaded at build time: no intersphinx, and the builtin alabaster t
 """
 
 import sklaplace
-from sklaplace._base import docs_url
+from sklaplace._estimators.base import docs_url
 
 project = "sklaplace"
 author = "the sklaplace developers"

@@ -6,9 +6,9 @@ in ``fit`` and expose calibrated ``predict_proba`` and ``predict(X, return_std=T
 ``set_config``, ``get_config`` and ``config_context`` hold the package's settings.
 """
 
-from ._config import config_context, get_config, set_config
 from ._estimators import LaplaceClassifier, LaplaceRegressor
-from ._warnings import InconsistentVersionWarning
+from ._runtime.config import config_context, get_config, set_config
+from ._runtime.warnings import InconsistentVersionWarning
 from .likelihoods import HeteroscedasticGaussianNLL
 
 __all__ = [

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .predictive import affine, mc_log_link, probit_logits
+from .links import affine, mc_log_link, probit_logits
 
 __all__ = [
     "Binary",
@@ -158,7 +158,7 @@ class _Classifier(Likelihood):
         """Log of the predictive class probabilities from the Gaussian over ``f``.
 
         ``head = (a, b)``, the recalibration head, maps the Gaussian exactly first:
-        ``a f + b ~ N(a mean + b, a^2 cov)`` (:func:`sklaplace.predictive.affine`; None:
+        ``a f + b ~ N(a mean + b, a^2 cov)`` (:func:`sklaplace.links.affine`; None:
         the identity). ``"probit"`` needs the variances (m, c), ``"mc"`` the covariances
         (m, c, c).
         """

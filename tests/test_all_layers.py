@@ -17,7 +17,7 @@ from skorch import NeuralNet
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from sklaplace._passes import NetView
+from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LayerWise
 from sklaplace.approximations.layers import select_layers
 from sklaplace.likelihoods import Binary, Classification, Regression

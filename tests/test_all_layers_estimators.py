@@ -12,10 +12,10 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from sklaplace import LaplaceClassifier, LaplaceRegressor
-from sklaplace._passes import NetView
+from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LayerWise
 from sklaplace.likelihoods import Classification
-from sklaplace.predictive import probit_logits
+from sklaplace.links import probit_logits
 
 
 def _mlp(n_in, n_out):

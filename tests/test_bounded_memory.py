@@ -23,8 +23,8 @@ from skorch import NeuralNetRegressor
 from torch import nn
 
 import sklaplace
-from sklaplace import LaplaceRegressor, _fitted
-from sklaplace._passes import NetView
+from sklaplace import LaplaceRegressor, prediction
+from sklaplace._runtime.passes import NetView
 
 
 def _regressor_net(n_in=3, hidden=16, n_out=1, seed=0):
@@ -179,11 +179,11 @@ def test_nn_predictive_covariance_is_that_of_its_draws(reg_setup, monkeypatch):
         predictive="nn", n_samples=40, random_state=3,
     ).fit(X, y[:, 0])  # fmt: skip
     fitted, hyper = reg._predictor(), reg._hyper()
-    chunks = fitted.draws(X[:7], hyper, 40, reg._seed())
+    chunks = prediction.draws(fitted, X[:7], hyper, 40, reg._seed())
     f = torch.cat([torch.cat(list(c)) for c in chunks], 1)[:, :, 0].numpy()  # (S, m)
     centred = f - f.mean(0)
     expected = centred.T @ centred / len(f) + np.eye(7) * 0.25
-    monkeypatch.setattr(_fitted, "tile_rows", lambda *args: 3)
+    monkeypatch.setattr(prediction, "tile_rows", lambda *args: 3)
     mean, cov = reg.predict(X[:7], return_cov=True)
     np.testing.assert_allclose(mean, f.mean(0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-12)

@@ -28,8 +28,9 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 import sklaplace
-from sklaplace import LaplaceClassifier, LaplaceRegressor, _passes
-from sklaplace._cache import PassCache, get_cache
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._runtime import passes as _passes
+from sklaplace._runtime.cache import PassCache, get_cache
 from sklaplace.approximations import LastLayer, LayerWise
 from sklaplace.metrics import neg_gaussian_nll
 from sklaplace.posterior import KronBlock

@@ -36,9 +36,11 @@ from torch import nn
 from torch.utils.data import default_collate
 
 import sklaplace
-from sklaplace import LaplaceClassifier, _cache, _passes
+from sklaplace import LaplaceClassifier
+from sklaplace._runtime import cache as _cache
+from sklaplace._runtime import passes as _passes
 
-N_ROWS = 300  # above sklaplace._passes.MIN_CACHED_ROWS (256): these passes are cached
+N_ROWS = 300  # above sklaplace._runtime.passes.MIN_CACHED_ROWS (256): these passes are cached
 
 
 # ---------------------------------------------------------------- cache switches

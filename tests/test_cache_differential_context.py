@@ -7,7 +7,7 @@ changes the context a call runs in, which is not part of the net:
 * torch's **per-thread modes**: ``torch.inference_mode()`` (how serving code calls a
   model), ``torch.no_grad()`` and ``torch.autocast("cpu", dtype=torch.bfloat16)`` around
   ``fit``, around the predictions, or both. sklaplace runs its passes outside all three
-  (``sklaplace._passes.torch_state``), so each result must equal, bit for bit, a fresh
+  (``sklaplace._runtime.passes.torch_state``), so each result must equal, bit for bit, a fresh
   ordinary fit with the cache off; and whatever a call inside them puts in the cache must be
   what an ordinary call computes (an ordinary call after it is served it), and the other
   way round.
@@ -39,7 +39,9 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 import sklaplace
-from sklaplace import LaplaceClassifier, LaplaceRegressor, _cache, _passes
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._runtime import cache as _cache
+from sklaplace._runtime import passes as _passes
 
 N_ROWS = 300
 

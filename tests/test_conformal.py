@@ -19,8 +19,8 @@ from _nets import regressor_net
 from sklearn.frozen import FrozenEstimator
 
 from sklaplace import LaplaceRegressor
-from sklaplace._conformal import ConformalScores
 from sklaplace.metrics import interval_coverage, interval_width, make_interval_scorer
+from sklaplace.tuning.conformal import ConformalScores
 
 
 def _draw(rng, n):

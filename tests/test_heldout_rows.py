@@ -26,7 +26,8 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import KFold, StratifiedKFold
 from skorch.dataset import ValidSplit
 
-from sklaplace import LaplaceClassifier, LaplaceRegressor, _recalibration
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace.tuning import recalibration as _recalibration
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +185,7 @@ def test_temperature_head_contains_temperature_scaling(data, monkeypatch):
 def _synthetic_rows(fn):
     """Held-out rows whose log-likelihood is ``fn(log10 prior, log T)`` with ``T = 1 / a``
     the head's temperature (one row; its 'variance' carries the prior)."""
-    from sklaplace import _hyper
+    from sklaplace.tuning import resolve as _hyper
 
     def moments(prior, temperature):
         x = float(np.log10(np.asarray(prior, dtype=float).ravel()[0]))
@@ -219,7 +220,7 @@ def test_the_better_of_the_posterior_and_temperature_scaling_is_kept(winner, mon
     there) and keeps the better. Two objectives where either wins by a wide margin: keeping
     the worse one (a flipped comparison) gives the other's values. (The head's prior is off:
     it would move the peaks.)"""
-    from sklaplace import _hyper
+    from sklaplace.tuning import resolve as _hyper
 
     monkeypatch.setattr(_recalibration, "SCALE_STD", math.inf)
     top = np.log10(_hyper.PRIOR_GRID[-1])
@@ -268,7 +269,7 @@ def wide_batch_net():
 def _relative_gap(net, X, y):
     """How far the net's loss on the rows its split re-derives from ``(X, y)`` is from the
     validation loss its history recorded (last epoch), relative."""
-    from sklaplace._holdout import _batch_losses, _recorded_valid_batches
+    from sklaplace.fitting.holdout import _batch_losses, _recorded_valid_batches
 
     recorded = _recorded_valid_batches(net)[-1]
     _, ds_valid = net.train_split(net.get_dataset(X, y), y)

@@ -17,15 +17,15 @@ from torch import Tensor, nn
 from torch.func import hessian, jacrev
 from torch.nn import functional as F
 
-from sklaplace import posterior as posterior_module
-from sklaplace import predictive as predictive_module
-from sklaplace._blas import blas_threads_like_torch, gram
-from sklaplace._optimize import maximize_evidence
+from sklaplace import links as predictive_module
+from sklaplace._runtime.blas import blas_threads_like_torch, gram
 from sklaplace.approximations.curvature import Accumulator
 from sklaplace.approximations.layers import Layer
 from sklaplace.likelihoods import Binary, Classification, Regression
+from sklaplace.links import OutputRoot, mc_log_link, probit_logits
 from sklaplace.posterior import DiagBlock, FullBlock, KronBlock, Posterior
-from sklaplace.predictive import OutputRoot, mc_log_link, probit_logits
+from sklaplace.posterior import linalg as posterior_linalg
+from sklaplace.tuning.optimize import maximize_evidence
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"  # raised inside torch.func
@@ -275,10 +275,10 @@ def test_output_cov_equals_dense_glm_covariance(structure):
 
 
 def test_kron_output_cov_for_many_outputs_takes_the_einsum_and_agrees(monkeypatch):
-    """Past ``_CHUNK_ELEMENTS`` the products of Q_B's columns are not formed: same result."""
+    """Past ``CHUNK_ELEMENTS`` the products of Q_B's columns are not formed: same result."""
     block, _, _, a_new = _posterior_case("kron")
     fast = block.output_cov(a_new, TAU, SCALE)
-    monkeypatch.setattr(posterior_module, "_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(posterior_linalg, "CHUNK_ELEMENTS", 1)
     torch.testing.assert_close(block.output_cov(a_new, TAU, SCALE), fast, rtol=1e-13, atol=1e-15)
 
 

@@ -22,12 +22,12 @@ from torch import nn
 from torch.func import functional_call, jacrev
 
 from sklaplace import LaplaceRegressor
-from sklaplace import posterior as posterior_module
-from sklaplace._passes import NetView
+from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LastLayer, LayerWise
 from sklaplace.approximations.layers import layer_of, select_layers
 from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.posterior import DiagBlock, KronBlock
+from sklaplace.posterior import linalg as posterior_linalg
 
 F64 = torch.float64
 LIKELIHOODS = {
@@ -257,14 +257,14 @@ def test_last_layer_covariances_across_rows_equal_dense_reference(structure, row
 
 
 def test_layer_wise_moments_in_row_chunks_agree(monkeypatch):
-    """With ``_CHUNK_ELEMENTS = 1`` every row is its own chunk: the same moments."""
+    """With ``CHUNK_ELEMENTS = 1`` every row is its own chunk: the same moments."""
     net = _make("conv", 3)
     X, y = _data("conv", 9, "classification")
     view = _view(net, 9)
     approx = LayerWise("kron", "all").fit(view, "out", LIKELIHOODS["classification"], X, y)
     tau = torch.tensor([0.5, 2.0], dtype=F64)
     whole = [_moments(approx, view, X, tau, SCALE, cov)[1] for cov in (True, False)]
-    monkeypatch.setattr(posterior_module, "_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(posterior_linalg, "CHUNK_ELEMENTS", 1)
     chunked = [_moments(approx, view, X, tau, SCALE, cov)[1] for cov in (True, False)]
     for a, b in zip(chunked, whole, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)

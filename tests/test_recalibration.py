@@ -20,8 +20,9 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier
 
-from sklaplace import LaplaceClassifier, _recalibration
-from sklaplace.predictive import affine, mc_log_link
+from sklaplace import LaplaceClassifier
+from sklaplace.links import affine, mc_log_link
+from sklaplace.tuning import recalibration as _recalibration
 
 F64 = torch.float64
 EPS = np.finfo(np.float64).eps

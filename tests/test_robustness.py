@@ -16,7 +16,7 @@ from _nets import binary_net, classifier_net, regressor_net
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 
-from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace import LaplaceClassifier, LaplaceRegressor, prediction
 
 STRUCTURES = ["kron", "diag", "full"]
 
@@ -65,7 +65,8 @@ def check_healthy(est, X, tau, sigma=1.0):
             np.testing.assert_allclose(proba.sum(1), 1.0, rtol=0, atol=1e-12)
         est.set_params(link_approx="probit")
         # the logits' predictive std (the classifier's counterpart of return_std)
-        std = torch.cat([v for _, v in est._fitted.moments(X, est._hyper(), cov=False)]).sqrt()
+        moments = prediction.moments(est._fitted, X, est._hyper(), cov=False)
+        std = torch.cat([v for _, v in moments]).sqrt()
         assert torch.isfinite(std).all() and (std > 0).all()
     else:
         mean, std = est.predict(X, return_std=True)
@@ -305,8 +306,8 @@ def test_priors_below_the_tuning_grid_keep_predictions_finite(cls_data, reg_data
 def test_check_numerics_refuses_a_precision_that_is_not_positive(cls_data, cls_net):
     """A curvature eigenvalue below zero that the prior does not outweigh would give
     negative variances (NaN stds): refused with the prior and the layer named."""
-    from sklaplace._hyper import Hyper, check_numerics
     from sklaplace.posterior import Posterior
+    from sklaplace.tuning.resolve import Hyper, check_numerics
 
     X, y = cls_data
     clf = LaplaceClassifier(

@@ -38,7 +38,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
 import sklaplace
-from sklaplace import LaplaceClassifier, LaplaceRegressor, _cache, _passes
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._runtime import cache as _cache
+from sklaplace._runtime import passes as _passes
 
 
 # ---------------------------------------------------------------- helpers
@@ -356,7 +358,7 @@ def test_an_iterator_that_drops_rows_is_refused(data, net):
     est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
     est.estimator_ = dropping
     if hasattr(est, "_fitted"):  # the fitted state that predictions read
-        from sklaplace._stamp import Stamp
+        from sklaplace._runtime.stamp import Stamp
 
         est._fitted.net = dropping
         est._fitted.stamp = Stamp(dropping.module_)  # same weights, new storage

@@ -23,7 +23,7 @@ from skorch import NeuralNet
 from torch import nn
 from torch.func import jacrev
 
-from sklaplace._passes import NetView
+from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LayerWise
 from sklaplace.approximations.curvature import Accumulator
 from sklaplace.approximations.layers import Layer

@@ -362,13 +362,13 @@ class _ForwardCounter:
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        forward = sklaplace._passes.NetView.forward
+        forward = sklaplace._runtime.passes.NetView.forward
 
         def counted(view, Xi):
             self.calls += 1
             return forward(view, Xi)
 
-        monkeypatch.setattr(sklaplace._passes.NetView, "forward", counted)
+        monkeypatch.setattr(sklaplace._runtime.passes.NetView, "forward", counted)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ Differential: each case changes a fitted estimator's net (or the fitted Pipeline
 before it) in a way that changes what it computes, and checks that a fresh fit on the
 changed model does predict something else (so the case cannot pass vacuously); then the
 estimator must refuse to predict, live, after a pickle round trip and after a deep copy
-(:mod:`sklaplace._stamp`). Unchanged estimators, and changes that do not change what the
+(:mod:`sklaplace._runtime.stamp`). Unchanged estimators, and changes that do not change what the
 net computes, must predict after the round trips exactly what a fresh fit predicts.
 """
 
@@ -26,7 +26,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
-from sklaplace import LaplaceClassifier, LaplaceRegressor, _stamp
+from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._runtime import stamp as _stamp
 
 REFUSED = "changed after fit"
 

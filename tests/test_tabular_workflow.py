@@ -28,7 +28,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier
 from torch import nn
 
-from sklaplace import LaplaceClassifier, _passes
+from sklaplace import LaplaceClassifier
+from sklaplace._runtime import passes as _passes
 
 # The mixed-type frame workflow: also run by .ci/run at the minimum versions (setup.cfg).
 pytestmark = pytest.mark.floors

@@ -30,7 +30,9 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from torch import nn
 
 import sklaplace
-from sklaplace import LaplaceClassifier, _cache, _passes
+from sklaplace import LaplaceClassifier
+from sklaplace._runtime import cache as _cache
+from sklaplace._runtime import passes as _passes
 
 N_TRIALS = 20
 N_THREADS = 4

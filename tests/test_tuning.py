@@ -709,8 +709,8 @@ def test_held_out_projections_over_the_budget_are_computed_once(
     over the held-out rows for the whole tuning (there were 47, one per evaluation), and
     the tuned values and predictions of the kept projections, to the bit. Without a file
     (no disk space), each evaluation projects the rows again, to the same values."""
-    from sklaplace import _fitted
     from sklaplace.approximations import LastLayer, LayerWise
+    from sklaplace.tuning import kept
 
     X, y = noisy_cls_data
     X_val, y_val = X[100:300], y[100:300]
@@ -725,10 +725,10 @@ def test_held_out_projections_over_the_budget_are_computed_once(
 
         monkeypatch.setattr(cls, "_project_batches", counted)
     results = []
-    for budget in (_fitted.TUNING_BYTES, 0):
-        monkeypatch.setattr(_fitted, "TUNING_BYTES", budget)
+    for budget in (kept.TUNING_BYTES, 0):
+        monkeypatch.setattr(kept, "TUNING_BYTES", budget)
         if budget == 0 and not spill:
-            monkeypatch.setattr(_fitted._Spill, "open", classmethod(lambda cls: None))
+            monkeypatch.setattr(kept._Spill, "open", classmethod(lambda cls: None))
         passes.clear()
         for subset in ("last_layer", "all"):
             with sklaplace.config_context(cache_bytes=0):  # every pass runs

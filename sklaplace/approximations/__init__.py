@@ -15,7 +15,7 @@ per-layer GGN sums), :mod:`.head` (finding the output layer).
 
 from __future__ import annotations
 
-from .._warnings import warn
+from .._runtime.warnings import warn
 from .base import Approximation, Projection
 from .head import find_head
 from .last_layer import LastLayer

@@ -35,9 +35,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._blas import blas_threads_like_torch
-from .._cache import get_cache, nbytes
-from .._passes import NetView, n_rows_of, pass_key
+from .._runtime.blas import blas_threads_like_torch
+from .._runtime.cache import get_cache, nbytes
+from .._runtime.passes import NetView, n_rows_of, pass_key
 from ..likelihoods import Likelihood
 from ..posterior import Posterior
 from .layers import Layer, layer_of
@@ -208,7 +208,7 @@ class Approximation:
         raise NotImplementedError
 
     def output_root(self, proj: Projection, tau: Tensor, scale: Tensor):
-        """A :class:`~sklaplace.predictive.OutputRoot` of the output covariances of
+        """A :class:`~sklaplace.links.OutputRoot` of the output covariances of
         ``proj``'s rows when the blocks give one without a decomposition, else None (then
         Monte Carlo draws decompose ``moments(..., cov=True)``)."""
         return None

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, vjp, vmap
 
-from .._blas import gram
+from .._runtime.blas import gram
 from ..likelihoods import Likelihood
 from ..posterior import DiagBlock, FullBlock, KronBlock
 from .layers import Layer

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ..predictive import OutputRoot
+from ..links import OutputRoot
 from .base import (
     Approximation,
     Projection,

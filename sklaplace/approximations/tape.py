@@ -1,7 +1,7 @@
 """The one forward/backward recorder: what the selected layers saw in one forward pass.
 
 A ``Tape`` puts forward hooks on the modules of a *private view* of the net
-(:func:`sklaplace._passes.NetView`, a shallow copy of the user's module tree), never on
+(:func:`sklaplace._runtime.passes.NetView`, a shallow copy of the user's module tree), never on
 the user's module: two threads sharing one net each record their own pass, and nothing is
 left behind. During one forward pass it records, for each selected layer, its input laid
 out as ``(m, P, n_in)`` rows (``Layer.inputs``) and, when a backward pass will follow, its

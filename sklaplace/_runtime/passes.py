@@ -28,10 +28,10 @@ and without ``torch.autocast``, so that a call made inside any of them computes 
 what an ordinary call computes (and may share its cache entries). Global settings that
 cannot be set per thread (the default dtype and device, deterministic algorithms, the
 float32 matmul precision) are part of the cache key instead
-(:func:`sklaplace._fingerprint.torch_settings`).
+(:func:`sklaplace._runtime.fingerprint.torch_settings`).
 
 ``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
-:mod:`sklaplace._fingerprint`), the effective batch size, the rows and the pass's own
+:mod:`sklaplace._runtime.fingerprint`), the effective batch size, the rows and the pass's own
 settings; ``None`` (do not cache) when the cache is off, the pass is too small for caching
 to pay for the fingerprints, or anything in it cannot be fingerprinted.
 """
@@ -52,9 +52,9 @@ from skorch.utils import to_tensor
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
-from . import _skorch
-from ._cache import cache_enabled
-from ._fingerprint import fingerprint, fingerprint_net, fingerprint_rows, torch_settings
+from . import skorch as _skorch
+from .cache import cache_enabled
+from .fingerprint import fingerprint, fingerprint_net, fingerprint_rows, torch_settings
 
 __all__ = [
     "NetView",

@@ -25,9 +25,9 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from . import _skorch
-from ._conformal import rows_needed
-from ._passes import NetView, callers_autocast
+from .._runtime import skorch as _skorch
+from .._runtime.passes import NetView, callers_autocast
+from ..tuning.conformal import rows_needed
 
 __all__ = ["TuningRows", "recover_split", "split_off", "train_net"]
 

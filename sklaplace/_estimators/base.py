@@ -1,8 +1,8 @@
 """The scikit-learn plumbing both Laplace estimators share (no math here).
 
-``fit`` validates, decides which rows tune (:mod:`sklaplace._holdout`), builds the fitted
-state (:class:`sklaplace._fitted.FittedLaplace`) and resolves the hyper-parameters in it
-(:mod:`sklaplace._hyper`). Predictions read the fitted state and the hyper-parameters it
+``fit`` validates, decides which rows tune (:mod:`sklaplace.fitting.holdout`), builds the fitted
+state (:class:`sklaplace.fitting.state.FittedLaplace`) and resolves the hyper-parameters in it
+(:mod:`sklaplace.tuning.resolve`). Predictions read the fitted state and the hyper-parameters it
 holds; a numeric hyper-parameter changed with ``set_params`` after ``fit`` is read at
 prediction time, and the fitted attributes (``prior_precision_``, ``temperature_``, ...)
 always show the values predictions use.
@@ -26,11 +26,17 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from . import _holdout, _hyper, _inputs, _skorch, approximations
-from ._fitted import FittedLaplace
-from ._passes import torch_context
-from ._recalibration import Head
-from ._warnings import InconsistentVersionWarning, warn
+from .. import approximations
+from .._runtime import skorch as _skorch
+from .._runtime.passes import torch_context
+from .._runtime.warnings import InconsistentVersionWarning, warn
+from ..fitting import holdout as _holdout
+from ..fitting import inputs as _inputs
+from ..fitting.state import FittedLaplace
+from ..tuning import resolve as _hyper
+from ..tuning.objectives import evidence
+from ..tuning.objectives import objectives as tuning_objectives
+from ..tuning.recalibration import Head
 
 __all__ = ["BaseLaplace", "docs_url"]
 
@@ -74,7 +80,7 @@ class BaseLaplace(BaseEstimator):
 
     @property
     def _doc_link_template(self) -> str:
-        from . import __version__
+        from .. import __version__
 
         return docs_url(__version__) + "api.html#{estimator_module}.{estimator_name}"
 
@@ -185,7 +191,7 @@ class BaseLaplace(BaseEstimator):
         train = None
         if tuning.X is None and tunes:  # no unseen rows: the leave-one-out estimate
             train = _holdout.curvature_part(X, y, w, tuning.curvature_rows)
-        objectives = fitted.objectives(tune.X, tune.y, weight_decay, train, tune.w)
+        objectives = tuning_objectives(fitted, tune.X, tune.y, weight_decay, train, tune.w)
         fitted.hyper = _hyper.resolve(params, objectives)
         _hyper.check_numerics(
             fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
@@ -211,7 +217,7 @@ class BaseLaplace(BaseEstimator):
     def _net_and_tuning_rows(
         self, X, y, X_val, y_val, needs, likelihood, n_outputs, w=None, w_val=None
     ):
-        """The trained net and the rows that tune (see :mod:`sklaplace._holdout`)."""
+        """The trained net and the rows that tune (see :mod:`sklaplace.fitting.holdout`)."""
         model = _inputs.split_model(self.estimator)
         est = model.net
         given = X_val is not None
@@ -302,7 +308,7 @@ class BaseLaplace(BaseEstimator):
             ]
             out.append(
                 _skorch.weight_decay_coefficient(
-                    fitted.net, params, name, fitted.likelihood, fitted._n_outputs()
+                    fitted.net, params, name, fitted.likelihood, fitted.n_outputs()
                 )
             )
         return np.array(out)
@@ -441,18 +447,18 @@ class BaseLaplace(BaseEstimator):
         check = _hyper.Hyper(prior, sigma, hyper.temperature, hyper.head)
         _hyper.check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
         with torch.no_grad():
-            return float(fitted.evidence(prior, sigma, hyper.temperature))
+            return float(evidence(fitted, prior, sigma, hyper.temperature))
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self):
         """The state to pickle, with the version of sklaplace that wrote it."""
-        from . import __version__
+        from .. import __version__
 
         return dict(super().__getstate__(), _sklaplace_version=__version__)
 
     def __setstate__(self, state):
         """Warns (``InconsistentVersionWarning``) when another version wrote the pickle."""
-        from . import __version__
+        from .. import __version__
 
         state = dict(state)
         version = state.pop("_sklaplace_version", "pre-0.2")

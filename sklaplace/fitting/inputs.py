@@ -9,7 +9,7 @@ raw X, as for the Pipeline itself.
 X reaches the net as skorch would take it:
 
 * arrays of numbers (integers stay integers for a net with an embedding, see
-  :class:`sklaplace._passes.NetView`); strings that spell numbers are converted;
+  :class:`sklaplace._runtime.passes.NetView`); strings that spell numbers are converted;
 * scipy sparse matrices, kept sparse (CSR) until a batch goes to the net;
 * dicts of arrays with one entry per argument of a multi-input module's ``forward``;
 * pandas frames of numbers (as arrays); a frame with text columns is refused with the
@@ -41,7 +41,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _skorch
+from .._runtime import skorch as _skorch
 
 __all__ = ["INPUT_DTYPES", "Model", "check_X", "check_targets", "split_model"]
 
@@ -266,4 +266,18 @@ def _check_row_shape(estimator, X, reset: bool) -> None:
             f"{type(estimator).__name__} was fitted on X of {len(fitted) + 1} dimensions, "
             f"rows of shape {fitted}. Give X in the shape fit had (the shape the net was "
             "trained on)."
+        )
+
+
+def check_pair(X_val, y_val, sample_weight_val=None) -> None:
+    if (X_val is None) != (y_val is None):
+        raise ValueError(
+            "X_val and y_val go together: pass both (rows the net was not trained on and "
+            "their targets) or neither."
+        )
+    if sample_weight_val is not None and X_val is None:
+        raise ValueError(
+            "sample_weight_val weighs the rows of X_val, but no X_val was given. Pass X_val "
+            "and y_val with it; without them the held-out rows are taken from X and weighed "
+            "by sample_weight."
         )

@@ -1,12 +1,12 @@
 """The recalibration head: an affine map of the logits, tuned with the prior on unseen rows.
 
 The head maps the GLM logits ``f ~ N(mean, Sigma)`` to ``a f + b ~ N(a mean + b, a^2
-Sigma)`` before the link (:func:`sklaplace.predictive.affine`): ``a = 1 / T`` with ``b = 0``
+Sigma)`` before the link (:func:`sklaplace.links.affine`): ``a = 1 / T`` with ``b = 0``
 is temperature scaling; with a bias per logit it is bias-corrected temperature scaling
 (Alexandari et al. 2020), and on one logit Platt scaling. See :ref:`calibration-head`.
 
 Pure functions of the held-out rows' moments and log-likelihood
-(:class:`~sklaplace._hyper.HeldOutRows`); nothing here knows the likelihood.
+(:class:`~sklaplace.tuning.resolve.HeldOutRows`); nothing here knows the likelihood.
 
 * :func:`fit_head`: the head at fixed moments, maximising the held-out log-likelihood
   plus a weak Gaussian prior on ``log a`` and ``b`` (shrinkage towards the identity map):
@@ -30,7 +30,7 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
 
-from ._optimize import maximize_on_grid
+from .optimize import maximize_on_grid
 
 __all__ = ["KINDS", "choose", "fit_head", "tune"]
 
@@ -278,7 +278,7 @@ def tune(
     on the grid at the current head (cheap: the moments at each grid point are computed
     once), then the head at that prior precision, until the prior stays on its grid point
     (at most ``_ROUNDS`` rounds); then, with ``refine``, the prior precision is refined
-    between its grid neighbours as :func:`~sklaplace._optimize.maximize_on_grid` refines,
+    between its grid neighbours as :func:`~sklaplace.tuning.optimize.maximize_on_grid` refines,
     and the head fitted there once more. Coordinate ascent from the identity head can stop
     at a local optimum; the result is compared with the classical calibrator (the head
     alone at the top of the grid, where the predictions are the net's own) and the better

@@ -7,7 +7,7 @@ attributes that ``forward`` reads (``self.scale``, an activation chosen by a str
 code of every module class and of the hooks on its modules, globals that code reads, and
 the skorch net's input pipeline (``dataset``, ``iterator_valid`` and its ``collate_fn``, an
 overridden ``infer``). ``fingerprint_net`` hashes all of it (with the walker in
-:mod:`sklaplace._hasher`):
+:mod:`sklaplace._runtime.hasher`):
 
 * tensors and arrays by dtype, shape, layout, device, ``requires_grad`` and every byte
   (sparse tensors through their indices and values);
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._hasher import (
+from .hasher import (
     TRAINING_NET_ATTRS,
     Unfingerprintable,
     fingerprint_or_raise,
@@ -129,7 +129,7 @@ def torch_settings() -> tuple:
     These are global to the process, so sklaplace cannot set them for its own passes
     without changing them for every other thread: they key the cache instead. torch's
     per-thread modes (inference mode, gradients, autocast) are neutralised by
-    :func:`sklaplace._passes.torch_state`. The number of threads is not part of the key:
+    :func:`sklaplace._runtime.passes.torch_state`. The number of threads is not part of the key:
     it changes results by round-off only, as any two runs of the same call may differ.
 
     Examples

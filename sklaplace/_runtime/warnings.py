@@ -16,7 +16,7 @@ import sklearn
 
 __all__ = ["InconsistentVersionWarning", "warn"]
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # sklaplace/
 _SKLEARN_WRAPPERS = tuple(
     os.path.join(os.path.dirname(os.path.abspath(sklearn.__file__)), *parts)
     for parts in (("base.py",), ("utils", "_set_output.py"))

@@ -1,4 +1,4 @@
-"""The object-graph hasher behind :mod:`sklaplace._fingerprint`.
+"""The object-graph hasher behind :mod:`sklaplace._runtime.fingerprint`.
 
 ``_Hasher`` walks an object and everything it reaches: tensors and arrays by dtype, shape,
 layout, device, ``requires_grad`` and every byte; containers and objects of user classes

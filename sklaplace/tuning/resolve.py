@@ -1,6 +1,6 @@
 """Hyper-parameters: from the estimator's parameters to the numbers the posterior uses.
 
-Pure functions of two objectives that the fitted state provides (:mod:`sklaplace._fitted`):
+Pure functions of two objectives that the fitted state provides (:mod:`sklaplace.fitting.state`):
 the Laplace evidence through the stored eigenvalues, and the log-likelihood of held-out
 rows under the GLM predictive (rows the net never trained on). Nothing here passes over
 the training data, and everything here runs in ``fit``: predictions only read the result.
@@ -14,7 +14,7 @@ Modes:
 * ``temperature`` (the posterior temperature, which scales the curvature): a number or
   ``"holdout"``;
 * ``calibration`` (classification): the recalibration head ``f -> a f + b`` applied to the
-  Gaussian over the logits before the link (:mod:`sklaplace._recalibration`): None,
+  Gaussian over the logits before the link (:mod:`sklaplace.tuning.recalibration`): None,
   ``"temperature"``, ``"bias_temperature"`` or ``"auto"`` (chosen by cross-fitting), tuned
   jointly with the prior on the held-out rows; ``head`` a fixed head (the deprecated
   ``logit_temperature`` as a number).
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import _recalibration
-from ._optimize import maximize_evidence, maximize_on_grid
-from ._recalibration import Head
-from ._warnings import warn
+from .._runtime.warnings import warn
+from . import recalibration as _recalibration
+from .optimize import maximize_evidence, maximize_on_grid
+from .recalibration import Head
 
 __all__ = [
     "LOGIT_TEMPERATURE_RANGE",
@@ -73,7 +73,7 @@ class HeldOutRows:
     log-likelihood of each of ``rows`` (indices; None: all) under the head ``(a, b)`` (or
     None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
     folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
-    (:mod:`sklaplace._recalibration` keeps them there).
+    (:mod:`sklaplace.tuning.recalibration` keeps them there).
     """
 
     moments: Callable
@@ -369,7 +369,7 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, head, k
     Coordinate ascent on the one objective, one coordinate at a time at the others'
     current values, so no step can decrease it: one round when one value is tuned, three
     otherwise. A recalibration head (``kind`` not None) is tuned with the prior precision
-    as one coordinate (:func:`sklaplace._recalibration.tune`: the head profiled out at each
+    as one coordinate (:func:`sklaplace.tuning.recalibration.tune`: the head profiled out at each
     prior precision, so the pair is tuned jointly); ``head`` is a fixed head otherwise.
     """
     evaluate = obj.heldout

@@ -1,7 +1,7 @@
 """Everything that knows skorch: the net's likelihood, its state, its training record.
 
 The rest of the package sees a :class:`~sklaplace.likelihoods.Likelihood`, a private view
-of the module (:class:`sklaplace._passes.NetView`) and plain tensors.
+of the module (:class:`sklaplace._runtime.passes.NetView`) and plain tensors.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, Ne
 from skorch.exceptions import NotInitializedError
 from torch import nn
 
-from .likelihoods import (
+from ..likelihoods import (
     Binary,
     Classification,
     Heteroscedastic,

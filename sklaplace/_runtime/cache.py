@@ -6,7 +6,7 @@ projected predictive passes do not depend on the candidate, so they are computed
 looked up afterwards.
 
 A key is built from fingerprints of everything that determines the entry
-(:mod:`sklaplace._fingerprint`: the net's tensors, flags, code and inference settings, the
+(:mod:`sklaplace._runtime.fingerprint`: the net's tensors, flags, code and inference settings, the
 rows, the targets, the settings of the pass). Where something cannot be fingerprinted
 there is no key and the pass is neither looked up nor stored, so an entry is never served
 for a net or rows it was not computed from. The cache lives at module level: it survives
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._config import add_listener, get_config
+from .config import add_listener, get_config
 
 # An entry may take at most this fraction of the bound (1 / ADMIT_FRACTION).
 ADMIT_FRACTION = 4

@@ -7,7 +7,9 @@ with ``pip install sklaplace[plot]``.
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._reliability_counts import (
+from ..metrics import reliability_curve
+from ..metrics._calibration import _ece_from_curve
+from ._counts import (
     _XLABEL,
     _check_min_count,
     _counts_axes,
@@ -16,15 +18,13 @@ from ._reliability_counts import (
     _fit_log_axis,
     _setup_counts_axes,
 )
-from ._reliability_legend import (
+from ._legend import (
     _CURVE_GID,
     _DIAGONAL_GID,
     _FIGURE_WIDTH_ATTR,
     _place_legend,
     _update_notes,
 )
-from .metrics import reliability_curve
-from .metrics._calibration import _ece_from_curve
 
 __all__ = ["ReliabilityDisplay"]
 

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ._warnings import warn
+from .._runtime.warnings import warn
 
 __all__ = ["ConformalScores", "rows_needed"]
 

@@ -1,43 +1,7 @@
-"""Gaussian posteriors over the weights of one or more layers, eigendecomposed once.
+"""The posterior's blocks: diagonal, Kronecker-factored and full, one per layer.
 
-Every layer's parameters are viewed as a matrix ``W`` of shape ``(n_out, n_in)``, with the
-bias absorbed as the last input column (the input activation gets a trailing 1). Vectors
-over a layer's parameters use the row-major flattening of ``W``, so the Jacobian of the
-layer's output ``z = W a`` with respect to ``vec(W)`` is ``I (x) a^T``.
-
-A block stores the eigendecomposition of its curvature ``H`` (a GGN) and nothing that
-depends on the hyper-parameters. The posterior precision of a block is
-
-    P = scale * H + tau * I,      scale = 1 / (sigma_noise^2 * temperature),
-
-so its eigenvectors are those of ``H`` and its eigenvalues are ``L = scale * lam + tau``.
-Every covariance is computed in that eigenbasis, as a sum of squared projections divided
-by ``L``: never as a dense ``P^-1`` whose entries cancel (with a singular curvature and a
-small prior, forming ``Q diag(1/L) Q^T`` and then contracting it loses every digit).
-Changing ``tau``, ``sigma_noise`` or ``temperature`` costs no data pass and no new
-decomposition: every method takes them as arguments.
-
-Two ways into the predictive covariance of the net's outputs ``f``:
-
-* the last layer (``f`` is the layer's output): ``project(a)`` (independent of the
-  hyper-parameters, cacheable) then ``projected_moments``; ``row_cov`` across rows;
-* any layer inside the net: the vectors ``g`` backpropagated from each output to the
-  layer's output and the layer input ``a`` give the Jacobians as outer products;
-  ``rotate(g, a)`` (independent of the hyper-parameters) then ``jacobian_moments``;
-  ``jacobian_factors`` for covariances across rows.
-
-``cov=False`` returns the variances (m, c) only, at a cost and memory linear in the number
-of outputs (the probit link needs no more); ``cov=True`` the covariances (m, c, c).
-
-The eigenvalues of ``H`` (or of its Kronecker factors) are float64 and clamped at zero
-(:func:`null_floor`): a GGN is positive semi-definite, and an eigenvalue below the
-decomposition's round-off ``n eps lam_max`` cannot be told from zero, so it is zero. A
-singular curvature (a duplicated hidden unit, one-hot columns that sum to the bias column)
-then leaves exactly the prior along its null space, as it should, instead of a round-off
-eigenvalue that swamps a small ``tau``. ``P`` is positive definite whenever ``tau > 0``.
-Projections onto the eigenbasis are formed in float64 too: in float32, a row inside the
-span of the curvature picks up a component ``|a| eps32`` along the null space, whose
-variance ``(|a| eps32)^2 / tau`` swamps the true one at small priors.
+Each stores the eigendecomposition of its curvature and nothing that depends on the
+hyper-parameters; see :mod:`sklaplace.posterior` for the algebra.
 """
 
 from __future__ import annotations
@@ -45,92 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import linalg
+from .linalg import eigh_psd, outer_moments, single_position_moments
+
+__all__ = ["Block", "DiagBlock", "FullBlock", "KronBlock"]
+
+
 # Below this, ``1 / L`` times a projection stays inside float32's range (3.4e38).
 _FLOAT32_SAFE = 1e30
-
-__all__ = [
-    "DiagBlock",
-    "FullBlock",
-    "KronBlock",
-    "Posterior",
-    "eigh_psd",
-    "jacobian_factors",
-    "null_floor",
-]
-
-# Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
-_CHUNK_ELEMENTS = 2**22
-
-
-def eigh_psd(M: Tensor) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (floored by :func:`null_floor`) and eigenvectors of a symmetric positive
-    semi-definite matrix, computed in float64 whatever ``M``'s dtype."""
-    M = M.to(torch.float64)
-    lam, Q = torch.linalg.eigh(0.5 * (M + M.T))
-    return null_floor(lam), Q
-
-
-def null_floor(lam: Tensor) -> Tensor:
-    """Eigenvalues of a positive semi-definite matrix with round-off zeros set to zero.
-
-    ``eigh`` returns the exact eigenvalues of ``M + E`` with ``||E|| <= n eps ||M||``, so
-    a computed eigenvalue below ``n eps lam_max`` (or negative) is zero to the precision
-    of the decomposition.
-
-    Examples
-    --------
-    >>> import torch
-    >>> null_floor(torch.tensor([-1e-18, 3e-17, 1e-3, 1.0], dtype=torch.float64))
-    tensor([0.0000, 0.0000, 0.0010, 1.0000], dtype=torch.float64)
-    """
-    if lam.numel() == 0:
-        return lam
-    floor = lam.numel() * torch.finfo(lam.dtype).eps * float(lam.max().clamp_min(0.0))
-    return torch.where(lam > floor, lam, torch.zeros_like(lam))
-
-
-def _single_position_moments(v: Tensor, w: Tensor, cov: bool) -> Tensor:
-    """``sum_i v_ki v_li w_i`` per row: ``v`` (c, m, n_out), ``w`` (m, n_out)."""
-    if cov:
-        return torch.einsum("kmi,mi,lmi->mkl", v, w, v)
-    return torch.einsum("kmi,mi->mk", v * v, w)
-
-
-def _outer_moments(v: Tensor, u: Tensor, inv: Tensor, cov: bool) -> Tensor:
-    """Moments through ``J_k = sum_p v_kp u_p^T`` (several positions), chunked by rows.
-
-    ``Cov[f_k, f_l] = sum_ij J_k,ij J_l,ij inv_ij``; at most ``_CHUNK_ELEMENTS`` Jacobian
-    entries are formed at once.
-    """
-    c, m = v.shape[:2]
-    rows = max(1, _CHUNK_ELEMENTS // max(1, c * inv.numel()))
-    out = []
-    for s in range(0, m, rows):
-        jac = torch.einsum("kmpo,mpi->mkoi", v[:, s : s + rows], u[s : s + rows])
-        if cov:
-            scaled = (jac * inv.sqrt()).flatten(2)
-            out.append(scaled @ scaled.transpose(1, 2))
-        else:
-            out.append((jac * jac * inv).sum((2, 3)))
-    return torch.cat(out)
-
-
-def jacobian_factors(v: Tensor, u, root: Tensor, k: int) -> Tensor:
-    """Each row's Jacobian of output ``k`` in the eigenbasis, scaled by ``1 / sqrt(L)``:
-    ``F`` (m, D) with ``Cov[f_k(x_n), f_k(x_m)] = F_n . F_m`` through this layer.
-
-    From ``(v, u) = rotate(g, a)``: ``J_nk = sum_p v_knp u_np^T`` (``u`` None: ``v`` holds
-    the per-row Jacobians, (c, m, D)); ``root`` is ``L^(-1/2)``, shaped like the
-    eigenvalues. For covariances across rows (``return_cov``, ``sample_y``), one tile of
-    rows at a time.
-    """
-    if u is None:
-        return v[k] * root.reshape(-1)
-    if u.shape[1] == 1:
-        jac = v[k, :, 0, :, None] * u[:, 0, None, :]
-    else:
-        jac = torch.einsum("mpo,mpi->moi", v[k], u)
-    return (jac * root).flatten(1)
 
 
 class _Block:
@@ -230,8 +116,8 @@ class DiagBlock(_Block):
             return torch.einsum("kmd,d->mk", v * v, inv)
         if u.shape[1] == 1:
             w = (u[:, 0] * u[:, 0]) @ inv.T
-            return _single_position_moments(v[:, :, 0], w, cov)
-        return _outer_moments(v, u, inv, cov)
+            return single_position_moments(v[:, :, 0], w, cov)
+        return outer_moments(v, u, inv, cov)
 
     def sample(self, z: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Map standard normal draws ``z`` (n, n_out, n_in) to posterior deviations."""
@@ -294,7 +180,7 @@ class KronBlock(_Block):
         Variances ``Var[z_k] = sum_i Q_B[k, i]^2 v_i``: O(m n_out^2) after the O(m n_out
         n_in) product ``v``, and O(m n_out) memory. Covariances: one matrix product of
         ``v`` with the (n_out, n_out^2) products of ``Q_B``'s columns when those fit in
-        ``_CHUNK_ELEMENTS`` (four times faster than the batched product for ten outputs),
+        ``linalg.CHUNK_ELEMENTS`` (four times faster than the batched product for ten outputs),
         else an einsum.
 
         In ``p``'s dtype (float32 for a float32 net, see ``project``): ``v`` and the
@@ -313,7 +199,7 @@ class KronBlock(_Block):
             return (v @ q2).to(torch.float64)
         v = p.to(torch.float64) @ inv
         n = self.shape[0]
-        if n**3 > _CHUNK_ELEMENTS:
+        if n**3 > linalg.CHUNK_ELEMENTS:
             return torch.einsum("ki,ni,li->nkl", self.Q_B, v, self.Q_B)
         cols = self.Q_B.T
         return (v @ (cols[:, :, None] * cols[:, None, :]).reshape(n, n * n)).reshape(-1, n, n)
@@ -351,8 +237,8 @@ class KronBlock(_Block):
         inv = 1.0 / self.eigenvalues(tau, scale)
         if u.shape[1] == 1:
             w = (u[:, 0] * u[:, 0]) @ inv.T
-            return _single_position_moments(v[:, :, 0], w, cov)
-        return _outer_moments(v, u, inv, cov)
+            return single_position_moments(v[:, :, 0], w, cov)
+        return outer_moments(v, u, inv, cov)
 
     def sample(self, z: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
         """Matrix-normal draws: ``Q_B (z / sqrt(L)) Q_A^T`` for ``z`` of shape (n, n_out, n_in)."""
@@ -428,7 +314,7 @@ class FullBlock(_Block):
     def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, None]:
         """Inner layer: the per-row Jacobians in the eigenbasis, (c, m, P), chunked by rows."""
         c, m = g.shape[:2]
-        rows = max(1, _CHUNK_ELEMENTS // max(1, c * self.n_params))
+        rows = max(1, linalg.CHUNK_ELEMENTS // max(1, c * self.n_params))
         out = []
         for s in range(0, m, rows):
             jac = torch.einsum("kmpo,mpi->kmoi", g[:, s : s + rows], a[s : s + rows])
@@ -449,87 +335,3 @@ class FullBlock(_Block):
 
 
 Block = DiagBlock | KronBlock | FullBlock
-
-
-class Posterior:
-    """A block-diagonal Laplace posterior ``N(theta*, P^-1)``, one block per layer.
-
-    Parameters
-    ----------
-    blocks : list of DiagBlock, KronBlock or FullBlock
-    means : list of Tensor
-        The MAP weights of each block, shaped ``(n_out, n_in)`` (bias as last column).
-    names : list of str
-        The module name of each block, for messages and per-layer prior precisions.
-    key : hashable, optional
-        A fingerprint of what the curvature was computed from (net, rows, targets,
-        settings), under which work derived from the blocks can be cached; None if unknown.
-    """
-
-    def __init__(
-        self, blocks: list[Block], means: list[Tensor], names: list[str], key=None
-    ) -> None:
-        if not (len(blocks) == len(means) == len(names)):
-            raise ValueError("blocks, means and names must have the same length.")
-        self.blocks = blocks
-        self.means = means
-        self.names = names
-        self.key = key
-
-    @property
-    def n_blocks(self) -> int:
-        return len(self.blocks)
-
-    @property
-    def n_params(self) -> int:
-        return sum(b.n_params for b in self.blocks)
-
-    def log_det_ratio(self, tau: Tensor, scale: Tensor) -> Tensor:
-        """``logdet P - logdet P0`` with ``P0 = diag(tau)``, through the eigenvalues.
-
-        ``tau`` has one entry per block. Differentiable in ``tau`` and ``scale``.
-        """
-        total = tau.new_zeros(())
-        for block, t in zip(self.blocks, tau, strict=True):
-            total = total + torch.log(block.eigenvalues(t, scale)).sum()
-            total = total - block.n_params * torch.log(t)
-        return total
-
-    def log_evidence(self, data_log_likelihood: Tensor, tau: Tensor, scale: Tensor) -> Tensor:
-        """The Laplace log evidence ``log p(D | theta*) - 0.5 (logdet P - logdet P0 +
-        theta*^T P0 theta*)`` from the data term ``log p(D | theta*)``.
-
-        Differentiable in ``tau`` and ``scale`` (and in the data term's inputs).
-        """
-        quadratic = self.log_det_ratio(tau, scale) + self.prior_quadratic(tau)
-        return data_log_likelihood - 0.5 * quadratic
-
-    def prior_quadratic(self, tau: Tensor) -> Tensor:
-        """``(theta* - 0)^T P0 (theta* - 0) = sum_b tau_b ||theta*_b||^2``."""
-        sq = torch.stack([(m * m).sum() for m in self.means])
-        return (tau * sq).sum()
-
-    def sample(self, n: int, tau: Tensor, scale: Tensor, generator: torch.Generator) -> list:
-        """``n`` weight draws per block, each of shape (n, n_out, n_in)."""
-        draws = []
-        for block, mean, t in zip(self.blocks, self.means, tau, strict=True):
-            z = torch.randn((n, *block.shape), generator=generator, dtype=mean.dtype)
-            draws.append(mean + block.sample(z.to(mean.device), t, scale))
-        return draws
-
-    def to(self, device: torch.device) -> Posterior:
-        """A copy with every tensor on ``device`` (the same object if nothing moves)."""
-        if self.means[0].device == device:
-            return self
-        blocks = []
-        for block in self.blocks:
-            moved = object.__new__(type(block))
-            moved.__dict__.update(
-                {
-                    k: v.to(device) if isinstance(v, Tensor) else v
-                    for k, v in vars(block).items()
-                    if k != "_casts"
-                }
-            )
-            blocks.append(moved)
-        return Posterior(blocks, [m.to(device) for m in self.means], list(self.names), self.key)

@@ -1,0 +1,10 @@
+"""The scikit-learn face: the two estimators' parameters, validation and docstrings.
+
+``base.py`` holds what they share (fit's steps, hyper-parameters at prediction time, the
+fitted attributes); ``docstrings.py`` the parameter documentation they share.
+"""
+
+from .classifier import LaplaceClassifier
+from .regressor import LaplaceRegressor
+
+__all__ = ["LaplaceClassifier", "LaplaceRegressor"]

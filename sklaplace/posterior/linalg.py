@@ -1,0 +1,93 @@
+"""The eigen-decompositions and moment contractions the posterior blocks share.
+
+See :mod:`sklaplace.posterior` for the conventions (eigenvalues floored at the
+decomposition's round-off, projections in float64).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "eigh_psd",
+    "jacobian_factors",
+    "null_floor",
+    "outer_moments",
+    "single_position_moments",
+]
+
+# Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
+CHUNK_ELEMENTS = 2**22
+
+
+def eigh_psd(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (floored by :func:`null_floor`) and eigenvectors of a symmetric positive
+    semi-definite matrix, computed in float64 whatever ``M``'s dtype."""
+    M = M.to(torch.float64)
+    lam, Q = torch.linalg.eigh(0.5 * (M + M.T))
+    return null_floor(lam), Q
+
+
+def null_floor(lam: Tensor) -> Tensor:
+    """Eigenvalues of a positive semi-definite matrix with round-off zeros set to zero.
+
+    ``eigh`` returns the exact eigenvalues of ``M + E`` with ``||E|| <= n eps ||M||``, so
+    a computed eigenvalue below ``n eps lam_max`` (or negative) is zero to the precision
+    of the decomposition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> null_floor(torch.tensor([-1e-18, 3e-17, 1e-3, 1.0], dtype=torch.float64))
+    tensor([0.0000, 0.0000, 0.0010, 1.0000], dtype=torch.float64)
+    """
+    if lam.numel() == 0:
+        return lam
+    floor = lam.numel() * torch.finfo(lam.dtype).eps * float(lam.max().clamp_min(0.0))
+    return torch.where(lam > floor, lam, torch.zeros_like(lam))
+
+
+def single_position_moments(v: Tensor, w: Tensor, cov: bool) -> Tensor:
+    """``sum_i v_ki v_li w_i`` per row: ``v`` (c, m, n_out), ``w`` (m, n_out)."""
+    if cov:
+        return torch.einsum("kmi,mi,lmi->mkl", v, w, v)
+    return torch.einsum("kmi,mi->mk", v * v, w)
+
+
+def outer_moments(v: Tensor, u: Tensor, inv: Tensor, cov: bool) -> Tensor:
+    """Moments through ``J_k = sum_p v_kp u_p^T`` (several positions), chunked by rows.
+
+    ``Cov[f_k, f_l] = sum_ij J_k,ij J_l,ij inv_ij``; at most ``CHUNK_ELEMENTS`` Jacobian
+    entries are formed at once.
+    """
+    c, m = v.shape[:2]
+    rows = max(1, CHUNK_ELEMENTS // max(1, c * inv.numel()))
+    out = []
+    for s in range(0, m, rows):
+        jac = torch.einsum("kmpo,mpi->mkoi", v[:, s : s + rows], u[s : s + rows])
+        if cov:
+            scaled = (jac * inv.sqrt()).flatten(2)
+            out.append(scaled @ scaled.transpose(1, 2))
+        else:
+            out.append((jac * jac * inv).sum((2, 3)))
+    return torch.cat(out)
+
+
+def jacobian_factors(v: Tensor, u, root: Tensor, k: int) -> Tensor:
+    """Each row's Jacobian of output ``k`` in the eigenbasis, scaled by ``1 / sqrt(L)``:
+    ``F`` (m, D) with ``Cov[f_k(x_n), f_k(x_m)] = F_n . F_m`` through this layer.
+
+    From ``(v, u) = rotate(g, a)``: ``J_nk = sum_p v_knp u_np^T`` (``u`` None: ``v`` holds
+    the per-row Jacobians, (c, m, D)); ``root`` is ``L^(-1/2)``, shaped like the
+    eigenvalues. For covariances across rows (``return_cov``, ``sample_y``), one tile of
+    rows at a time.
+    """
+    if u is None:
+        return v[k] * root.reshape(-1)
+    if u.shape[1] == 1:
+        jac = v[k, :, 0, :, None] * u[:, 0, None, :]
+    else:
+        jac = torch.einsum("mpo,mpi->moi", v[k], u)
+    return (jac * root).flatten(1)
