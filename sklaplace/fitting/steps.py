@@ -22,10 +22,10 @@ from .._runtime.passes import NetView, torch_context
 from .._runtime.stamp import Stamp
 from .._runtime.warnings import warn
 from ..likelihoods import Likelihood
-from ..resolve import Hyper, check_numerics, resolve
 from ..tuning.conformal import ConformalScores
 from ..tuning.objectives import objectives as tuning_objectives
 from ..tuning.recalibration import Head
+from ..tuning.resolve import Hyper, check_numerics, resolve
 from . import holdout, inputs, unseen
 from .state import FittedLaplace
 
