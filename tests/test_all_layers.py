@@ -19,7 +19,7 @@ from torch.func import functional_call, jacrev
 
 from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LayerWise
-from sklaplace.approximations.layers import select_layers
+from sklaplace.approximations.selection import select_layers
 from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.posterior import FullBlock, KronBlock, Posterior
 
