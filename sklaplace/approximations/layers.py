@@ -22,9 +22,6 @@ here and its ``@register``; nothing else branches on the kind.
 
 Only parameters with ``requires_grad=True`` are in ``W``: a frozen bias stays a constant
 of the layer, for the last layer as for any other.
-
-The *head* is the last ``nn.Linear`` the module applies; its output is the model's output
-``f`` (logits or means), found and checked by :func:`~.head.find_head`.
 """
 
 from __future__ import annotations
@@ -54,10 +51,8 @@ F64 = torch.float64
 
 
 class Layer:
-    """One posterior block's module: its name, the module, and its weight layout.
-
-    The base of the layer kinds (see the module docstring); :func:`layer_of` and
-    :func:`select_layers` choose the kind.
+    """One posterior block's module: its name, the module, and its weight layout (the
+    base of the kinds; :func:`layer_of` chooses the kind).
 
     Examples
     --------
@@ -140,8 +135,7 @@ class KroneckerLayer(Layer):
         raise NotImplementedError
 
     def outputs(self, g: Tensor) -> Tensor:
-        """Vectors at the layer's output: ``(r, m, ...)`` -> ``(r, m, P, n_out)``; this
-        default is for outputs with the features last."""
+        """Vectors at the layer's output, features last: (r, m, ...) -> (r, m, P, n_out)."""
         r, m = g.shape[:2]
         return g.reshape(r, m, -1, g.shape[-1])
 
@@ -168,8 +162,7 @@ KINDS: list[type[Layer]] = []
 
 
 def register(kind: type[Layer]) -> type[Layer]:
-    """Add a layer kind (a class decorator); the first registered kind whose ``accepts``
-    takes a module lays it out, :class:`OtherLayer` any module none takes."""
+    """Add a layer kind (a class decorator), tried in order by :func:`layer_of`."""
     KINDS.append(kind)
     return kind
 
@@ -233,8 +226,15 @@ class LinearLayer(_WeightAndBias):
         return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-def _pad_same(conv: nn.Module, x: Tensor) -> tuple[Tensor, tuple]:
-    """``x`` padded as ``padding="same"`` pads it, and the padding left to apply."""
+def _padded(layer: Layer, x: Tensor, dims: str) -> tuple[Tensor, tuple]:
+    """A convolution's input ``x`` of ``dims``, padded as ``padding="same"`` pads it, and
+    the padding left to apply."""
+    conv = layer.module
+    if x.dim() != len(dims.split(",")):
+        raise ValueError(
+            f"{type(conv).__name__} layer {layer.name!r} receives input of shape "
+            f"{tuple(x.shape)}; the all-layer Laplace needs batched ({dims}) input."
+        )
     padding = conv.padding
     if not isinstance(padding, str):
         return x, padding
@@ -245,14 +245,6 @@ def _pad_same(conv: nn.Module, x: Tensor) -> tuple[Tensor, tuple]:
             pads += [total // 2, total - total // 2]
         x = F.pad(x, pads)
     return x, (0,) * len(conv.kernel_size)
-
-
-def _check_batched(layer: Layer, x: Tensor, dims: str) -> None:
-    if x.dim() != len(dims.split(",")):
-        raise ValueError(
-            f"{type(layer.module).__name__} layer {layer.name!r} receives input of shape "
-            f"{tuple(x.shape)}; the all-layer Laplace needs batched ({dims}) input."
-        )
 
 
 @register
@@ -272,9 +264,8 @@ class Conv2dLayer(_WeightAndBias):
         )
 
     def patches(self, x):
-        _check_batched(self, x, "rows, channels, height, width")
         conv = self.module
-        x, padding = _pad_same(conv, x)
+        x, padding = _padded(self, x, "rows, channels, height, width")
         cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)
         return cols.transpose(1, 2)
 
