@@ -9,10 +9,10 @@ records (``record``) and how the Jacobian follows from that and the vectors back
 to the module's output (``jacobian_factors``, ``squared_jacobian``). The kinds, tried in
 the order they are registered (:func:`register`):
 
-* :class:`LinearLayer`, :class:`Conv2dLayer`, :class:`EmbeddingLayer`: Kronecker kinds
-  (``kronecker = True``), whose Jacobian is ``sum_p g_p a_p^T`` over input rows ``a_p``
-  (``inputs``) and output positions ``g_p`` (``outputs``); they get Kronecker or
-  diagonal blocks;
+* :class:`LinearLayer`, :class:`Conv2dLayer`, :class:`Conv1dLayer`,
+  :class:`EmbeddingLayer`: Kronecker kinds (``kronecker = True``), whose Jacobian is
+  ``sum_p g_p a_p^T`` over input rows ``a_p`` (``inputs``) and output positions ``g_p``
+  (``outputs``); they get Kronecker or diagonal blocks;
 * :class:`OtherLayer`, whatever no kind takes (LayerNorm, BatchNorm, PReLU, a grouped
   convolution, ...): every parameter flattened into one row, always a diagonal block.
 
@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "KINDS",
+    "Conv1dLayer",
     "Conv2dLayer",
     "EmbeddingLayer",
     "KroneckerLayer",
@@ -253,11 +254,12 @@ class Conv2dLayer(_WeightAndBias):
     the unfolded input patch at output pixel ``p`` (Grosse & Martens 2016)."""
 
     kind = "conv2d"
+    module_type: type[nn.Module] = nn.Conv2d
 
     @classmethod
     def accepts(cls, module):
         return (
-            isinstance(module, nn.Conv2d)
+            isinstance(module, cls.module_type)
             and _trainable_weight(module)
             and module.groups == 1
             and module.padding_mode == "zeros"
@@ -272,6 +274,22 @@ class Conv2dLayer(_WeightAndBias):
     def outputs(self, g):
         r, m = g.shape[:2]  # channels first: (r, m, n_out, *positions)
         return g.reshape(r, m, g.shape[2], -1).transpose(2, 3)
+
+
+@register
+class Conv1dLayer(Conv2dLayer):
+    """``nn.Conv1d`` (``groups=1``, zero padding), as a Conv2d of height 1:
+    ``[W.reshape(out, -1) | b]``, ``a_p`` the input patch at output position ``p``."""
+
+    kind = "conv1d"
+    module_type = nn.Conv1d
+
+    def patches(self, x):
+        conv = self.module
+        x, padding = _padded(self, x, "rows, channels, length")
+        kernel, dilation, stride = (1, *conv.kernel_size), (1, *conv.dilation), (1, *conv.stride)
+        cols = F.unfold(x[:, :, None], kernel, dilation, (0, *padding), stride)
+        return cols.transpose(1, 2)
 
 
 @register
