@@ -1,7 +1,7 @@
-"""Plots for predictive uncertainty, in scikit-learn's Display style.
+"""ReliabilityDisplay: a top-label reliability diagram, in scikit-learn's Display style.
 
-matplotlib is an optional dependency, imported only when something is drawn; install it
-with ``pip install sklaplace[plot]``.
+What it draws is in ``_curve.py`` (the diagram), ``_counts.py`` (the histogram under it)
+and ``_legend.py`` (the legend); matplotlib is imported only when something is drawn.
 """
 
 from sklearn.utils.validation import check_is_fitted
