@@ -33,6 +33,8 @@ from .config import add_listener, get_config
 
 # An entry may take at most this fraction of the bound (1 / ADMIT_FRACTION).
 ADMIT_FRACTION = 4
+# How many requests ``PassCache.seen`` remembers (small tuples: no tensor is kept).
+SEEN_REQUESTS = 1024
 
 __all__ = ["PassCache", "cache_enabled", "get_cache", "nbytes"]
 
@@ -85,6 +87,7 @@ class PassCache:
         self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.RLock()
+        self._seen: OrderedDict[Any, None] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -135,9 +138,24 @@ class PassCache:
         bound (see the module docstring)."""
         return 0 < size <= get_config()["cache_bytes"] // ADMIT_FRACTION
 
-    def clear(self) -> None:
-        """Drop every entry and reset the hit and miss counts."""
+    def seen(self, request: Any) -> bool:
+        """Note a request (a cheap digest of a pass, see
+        :func:`sklaplace._runtime.passes.pass_key`); True when it was noted before, among
+        the last ``SEEN_REQUESTS`` noted. Only admission depends on it: a pass asked for a
+        second time is worth its fingerprint and its place in the cache."""
         with self._lock:
+            if request in self._seen:
+                self._seen.move_to_end(request)
+                return True
+            self._seen[request] = None
+            while len(self._seen) > SEEN_REQUESTS:
+                self._seen.popitem(last=False)
+            return False
+
+    def clear(self) -> None:
+        """Drop every entry, forget the requests seen and reset the hit and miss counts."""
+        with self._lock:
+            self._seen.clear()
             self._data.clear()
             self._bytes = 0
             self.hits = self.misses = 0

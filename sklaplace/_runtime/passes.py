@@ -33,13 +33,29 @@ float32 matmul precision) are part of the cache key instead
 ``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
 :mod:`sklaplace._runtime.fingerprint`), the effective batch size, the rows and the pass's own
 settings; ``None`` (do not cache) when the cache is off, the pass is too small for caching
-to pay for the fingerprints, or anything in it cannot be fingerprinted.
+to pay for the fingerprints, it is not likely to be reused (below), or anything in it cannot
+be fingerprinted.
+
+**Admission** (setting ``cache_admission``, :doc:`/scaling`). Storing a projected pass
+costs its fingerprints and a copy of its batches into a few large tensors; on a small net
+that is a third of a prediction, and a prediction on new rows never gets it back. Under
+"reuse" (the default), a projected pass is keyed and stored only when it is likely to be
+asked for again: inside scikit-learn's model selection (``GridSearchCV``,
+``cross_val_score``: every candidate scores the same folds), or when the same request
+(net object, rows, settings, told by :func:`~sklaplace._runtime.fingerprint.request_digest`,
+a sampled digest that costs microseconds) comes a second time. The second request computes
+the full key and stores the pass; the third is served. The digest only admits: whether an
+entry is served is decided by the full key alone, so a digest that mistakes two requests
+for one costs a fingerprint, never a stale answer. A curvature is always keyed and stored
+(it is kept by reference, with no copy, and its key names the posterior that the
+projections' keys refer to).
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -53,8 +69,15 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from . import skorch as _skorch
-from .cache import cache_enabled
-from .fingerprint import fingerprint, fingerprint_net, fingerprint_rows, torch_settings
+from .cache import cache_enabled, get_cache
+from .config import get_config
+from .fingerprint import (
+    fingerprint,
+    fingerprint_net,
+    fingerprint_rows,
+    request_digest,
+    torch_settings,
+)
 
 __all__ = [
     "NetView",
@@ -69,6 +92,11 @@ __all__ = [
 # Passes over fewer rows are not cached: fingerprinting the net would cost more than the
 # pass (hashing reads every parameter byte, a forward pass of one row about as much).
 MIN_CACHED_ROWS = 256
+# Passes stored at their first request under cache_admission="reuse" (module docstring).
+EAGER_KINDS = frozenset({"curvature"})
+# Where scikit-learn's model selection runs: every candidate of a search fits and scores
+# the same folds, so a pass run from inside it is admitted at once.
+_MODEL_SELECTION = "sklearn.model_selection"
 # iterator_valid__ settings that do not change which rows a batch holds or their values
 _PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
 
@@ -343,6 +371,8 @@ def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
     n = n_rows_of(X) if rows is None else len(rows)
     if not cache_enabled() or n < MIN_CACHED_ROWS:
         return None
+    if not _admits(view, kind, X, y, rows, settings):
+        return None
     net_fp = view.fingerprint()
     if net_fp is None:
         return None
@@ -359,3 +389,33 @@ def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
         data_fp,
         settings_fp,
     )
+
+
+def _admits(view: NetView, kind: str, X, y, rows, settings) -> bool:
+    """Whether a pass is worth keying and storing (see "Admission" in the module docstring)."""
+    if kind in EAGER_KINDS or get_config()["cache_admission"] == "always":
+        return True
+    if in_model_selection():
+        return True
+    request = (
+        kind,
+        id(view.net),
+        view.batch_size,
+        request_digest(X),
+        request_digest(y),
+        request_digest(rows),
+        request_digest(settings),
+    )
+    return get_cache().seen(request)
+
+
+def in_model_selection() -> bool:
+    """Whether the call runs inside scikit-learn's model selection (a search or a
+    cross-validation: ``GridSearchCV``, ``cross_val_score``, ``learning_curve`` ...),
+    told by the modules of the calling frames."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_MODEL_SELECTION):
+            return True
+        frame = frame.f_back
+    return False
