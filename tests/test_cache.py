@@ -29,6 +29,7 @@ from torch import nn
 
 import sklaplace
 from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._runtime import cache as _cache_module
 from sklaplace._runtime import passes as _passes
 from sklaplace._runtime.cache import PassCache, get_cache
 from sklaplace.approximations import LastLayer, LayerWise
@@ -545,7 +546,7 @@ def test_admission_never_decides_a_hit(cache_cls_data, cache_cls_net, cache, mon
     """Requests whose cheap digests collide (here: all of them) are admitted, and each is
     still answered for its own rows: only the full key serves an entry."""
     X, y = cache_cls_data
-    monkeypatch.setattr(_passes, "request_digest", lambda obj: "same")
+    monkeypatch.setattr(_cache_module, "request_digest", lambda obj: "same")
     clf = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y)
     batches = [_fresh_rows(X, seed) * (1 + seed) for seed in range(3)]
     cached = [clf.predict_proba(rows) for rows in batches]

@@ -33,6 +33,7 @@ import sklaplace
 from sklaplace import LaplaceClassifier
 from sklaplace._runtime import cache as _cache
 from sklaplace._runtime import passes as _passes
+from sklaplace._runtime import threads as _threads
 
 N_TRIALS = 20
 N_THREADS = 4
@@ -562,7 +563,7 @@ def test_a_large_net_keeps_torchs_threads(data, monkeypatch):
     net = train(data, max_epochs=1)
     with torch_threads(2):
         seen = record_threads(monkeypatch)
-        monkeypatch.setattr(_passes, "SMALL_PASS_WORK", 16 * 16 * 32)  # l2's weight x batch
+        monkeypatch.setattr(_threads, "SMALL_PASS_WORK", 16 * 16 * 32)  # l2's weight x batch
         LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y).predict_proba(X)
         assert seen and set(seen) == {2}
 

@@ -30,18 +30,8 @@ cannot be set per thread (the default dtype and device, deterministic algorithms
 float32 matmul precision) are part of the cache key instead
 (:func:`sklaplace._runtime.fingerprint.torch_settings`).
 
-**Threads** (setting ``pass_threads``, :doc:`/scaling`). The outermost ``torch_state`` of a
-call is also the scope of the torch thread count its passes run on: a ``NetView`` made
-inside it lowers ``torch.set_num_threads`` for the rest of the call when the net is small
-(``pass_threads="auto"``: its largest parameter tensor times the rows of a batch under
-``SMALL_PASS_WORK``), and the scope restores the caller's count when the call ends,
-exceptions included. A small net's passes are hundreds of small operations, each an
-OpenMP parallel region; on a busy machine every region waits for threads the scheduler
-has put aside, and an all-layer prediction on two threads, with two other processes
-running torch, was measured 80 times slower than on a quiet machine (against 7 times on
-one thread). torch keeps the count per thread but hands the last value set to threads
-that start afterwards: calls overlapping in several threads restore the count that the
-first of them found, as ``blas.blas_threads_like_torch`` does for numpy's BLAS.
+``torch_state`` is also the scope of the torch threads a call's passes run on
+(:mod:`sklaplace._runtime.threads`): a ``NetView`` lowers them for a small net.
 
 ``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
 :mod:`sklaplace._runtime.fingerprint`), the effective batch size, the rows and the pass's own
@@ -49,27 +39,14 @@ settings; ``None`` (do not cache) when the cache is off, the pass is too small f
 to pay for the fingerprints, it is not likely to be reused (below), or anything in it cannot
 be fingerprinted.
 
-**Admission** (setting ``cache_admission``, :doc:`/scaling`). Storing a projected pass
-costs its fingerprints and a copy of its batches into a few large tensors; on a small net
-that is a third of a prediction, and a prediction on new rows never gets it back. Under
-"reuse" (the default), a projected pass is keyed and stored only when it is likely to be
-asked for again: inside scikit-learn's model selection (``GridSearchCV``,
-``cross_val_score``: every candidate scores the same folds), or when the same request
-(net object, rows, settings, told by :func:`~sklaplace._runtime.fingerprint.request_digest`,
-a sampled digest that costs microseconds) comes a second time. The second request computes
-the full key and stores the pass; the third is served. The digest only admits: whether an
-entry is served is decided by the full key alone, so a digest that mistakes two requests
-for one costs a fingerprint, never a stale answer. A curvature is always keyed and stored
-(it is kept by reference, with no copy, and its key names the posterior that the
-projections' keys refer to).
+Whether a pass is worth a key at all (setting ``cache_admission``) is decided by
+:func:`sklaplace._runtime.cache.admits`.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import sys
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -83,15 +60,9 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from . import skorch as _skorch
-from .cache import cache_enabled, get_cache
-from .config import get_config
-from .fingerprint import (
-    fingerprint,
-    fingerprint_net,
-    fingerprint_rows,
-    request_digest,
-    torch_settings,
-)
+from .cache import admits, cache_enabled
+from .fingerprint import fingerprint, fingerprint_net, fingerprint_rows, torch_settings
+from .threads import limit_threads, thread_scope
 
 __all__ = [
     "NetView",
@@ -106,14 +77,6 @@ __all__ = [
 # Passes over fewer rows are not cached: fingerprinting the net would cost more than the
 # pass (hashing reads every parameter byte, a forward pass of one row about as much).
 MIN_CACHED_ROWS = 256
-# Under pass_threads="auto", a net whose largest parameter tensor times the rows of a batch
-# is under this runs its passes on one thread (module docstring).
-SMALL_PASS_WORK = 2**24
-# Passes stored at their first request under cache_admission="reuse" (module docstring).
-EAGER_KINDS = frozenset({"curvature"})
-# Where scikit-learn's model selection runs: every candidate of a search fits and scores
-# the same folds, so a pass run from inside it is admitted at once.
-_MODEL_SELECTION = "sklearn.model_selection"
 # iterator_valid__ settings that do not change which rows a batch holds or their values
 _PLAIN_LOADER_KWARGS = {"batch_size", "shuffle", "num_workers", "pin_memory", "drop_last"}
 
@@ -146,60 +109,6 @@ def _autocast_dtype(device_type: str) -> torch.dtype:
         return torch.get_autocast_gpu_dtype()
 
 
-class _ThreadScope:
-    """The torch thread count of one call (the outermost ``torch_state`` of a thread):
-    lowered by ``limit``, restored by ``close``."""
-
-    _lock = threading.Lock()
-    _active = 0  # scopes that have lowered the count and not restored it yet
-    _original = 1  # the count the first of them found
-
-    def __init__(self) -> None:
-        self.restore: int | None = None
-
-    def limit(self, n_threads: int) -> None:
-        current = torch.get_num_threads()
-        if n_threads >= current:
-            return
-        cls = type(self)
-        with cls._lock:
-            if self.restore is None:
-                if cls._active == 0:
-                    cls._original = current
-                # another call lowered it: this thread may have started under its value
-                self.restore = cls._original
-                cls._active += 1
-            torch.set_num_threads(n_threads)
-
-    def close(self) -> None:
-        if self.restore is None:
-            return
-        cls = type(self)
-        with cls._lock:
-            cls._active -= 1
-            torch.set_num_threads(self.restore)
-            self.restore = None
-
-
-_THREAD_SCOPE: contextvars.ContextVar[_ThreadScope | None] = contextvars.ContextVar(
-    "sklaplace_thread_scope", default=None
-)
-
-
-def pass_threads(net, batch_size: int) -> int | None:
-    """The torch threads that passes over ``net`` should run on (setting ``pass_threads``,
-    see the module docstring), or None for torch's own setting."""
-    setting = get_config()["pass_threads"]
-    if setting == "torch":
-        return None
-    if setting != "auto":
-        return setting
-    if batch_size <= 0:  # (-1: every row in one batch)
-        return None
-    largest = max((p.numel() for p in net.module_.parameters()), default=0)
-    return 1 if largest * batch_size < SMALL_PASS_WORK else None
-
-
 @contextmanager
 def torch_state():
     """torch's thread-local state as sklaplace's calls run (see the module docstring).
@@ -218,9 +127,7 @@ def torch_state():
             state = tuple((d, _autocast_dtype(d), torch.is_autocast_cache_enabled()) for d in on)
             token = _CALLER_AUTOCAST.set(state)
             stack.callback(_CALLER_AUTOCAST.reset, token)
-            scope = _ThreadScope()
-            stack.callback(scope.close)  # (runs after the reset below: last in, first out)
-            stack.callback(_THREAD_SCOPE.reset, _THREAD_SCOPE.set(scope))
+            stack.enter_context(thread_scope())
         # (leaving inference mode this way also turns gradients on, as torch.enable_grad)
         stack.enter_context(torch.inference_mode(False))
         for device_type in on:
@@ -315,11 +222,8 @@ class NetView:
         size = batch_size or kwargs.get("batch_size", net.batch_size)
         self.batch_size = size
         self._fingerprint: str | bool | None = False  # False: not computed yet
-        scope = _THREAD_SCOPE.get()
-        if scope is not None:  # (a probe of a few rows does not decide for the passes)
-            n_threads = pass_threads(net, -1 if size == -1 else max(size, net.batch_size))
-            if n_threads is not None:
-                scope.limit(n_threads)
+        # (a probe of a few rows does not decide for the passes: the net's batch does)
+        limit_threads(net, -1 if size == -1 else max(size, net.batch_size))
 
     # ---------------------------------------------------------------- running the net
     def forward(self, Xi):
@@ -450,7 +354,7 @@ def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
     n = n_rows_of(X) if rows is None else len(rows)
     if not cache_enabled() or n < MIN_CACHED_ROWS:
         return None
-    if not _admits(view, kind, X, y, rows, settings):
+    if not admits(kind, (id(view.net), view.batch_size), X, y, rows, settings):
         return None
     net_fp = view.fingerprint()
     if net_fp is None:
@@ -468,33 +372,3 @@ def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
         data_fp,
         settings_fp,
     )
-
-
-def _admits(view: NetView, kind: str, X, y, rows, settings) -> bool:
-    """Whether a pass is worth keying and storing (see "Admission" in the module docstring)."""
-    if kind in EAGER_KINDS or get_config()["cache_admission"] == "always":
-        return True
-    if in_model_selection():
-        return True
-    request = (
-        kind,
-        id(view.net),
-        view.batch_size,
-        request_digest(X),
-        request_digest(y),
-        request_digest(rows),
-        request_digest(settings),
-    )
-    return get_cache().seen(request)
-
-
-def in_model_selection() -> bool:
-    """Whether the call runs inside scikit-learn's model selection (a search or a
-    cross-validation: ``GridSearchCV``, ``cross_val_score``, ``learning_curve`` ...),
-    told by the modules of the calling frames."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(_MODEL_SELECTION):
-            return True
-        frame = frame.f_back
-    return False
