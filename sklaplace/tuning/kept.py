@@ -23,7 +23,8 @@ TUNING_BYTES = 256 * 2**20
 class Kept:
     """The held-out rows' projections, computed once (one pass over the rows).
 
-    Kept in memory while they fit in ``TUNING_BYTES``; beyond, written to an unlinked
+    Kept in memory while they fit in ``TUNING_BYTES`` (concatenated: every evaluation
+    is then one contraction per block, not one per batch); beyond, written to an unlinked
     temporary file and read back one batch at a time at each evaluation, so memory stays
     bounded and the tuning's many evaluations cost no pass over the rows. If the file
     cannot be written (no disk space), each evaluation projects the rows again.
@@ -51,6 +52,9 @@ class Kept:
                 self.kept.append(proj)
         if self.spill is not None and not self.spill.ok:
             self.spill, self.kept = None, None
+        if self.kept:  # in memory: one projection, so that an evaluation is a few products
+            self.kept = [fitted.approximation.concat(self.kept)]
+            sizes = [sum(sizes)]
         self.bounds = np.cumsum([0, *sizes])
 
     def __iter__(self):

@@ -145,17 +145,19 @@ def fit_head(
 
 def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
     """Minimise ``negative`` from ``x`` by Newton steps damped as Levenberg-Marquardt does
-    (a step is taken only if it decreases the function), within ``_BOX``."""
-    with torch.no_grad():
-        value = float(negative(x))
+    (a step is taken only if it decreases the function), within ``_BOX``.
+
+    One forward pass per trial point, recorded for autograd: an accepted point's gradient
+    and Hessian come from it (one backward pass, then one per parameter through the
+    gradient), a rejected one costs the forward pass only."""
+    xg, out = _recorded(negative, x)
+    value = float(out.detach())
     if not math.isfinite(value):
         return x, value
     damping = 0.0
     eye = torch.eye(len(x), dtype=torch.float64)
     for _ in range(max_steps):
-        xg = x.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(negative(xg), xg)
-        hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
+        grad, hess = _derivatives(xg, out)
         if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
             break
         scale = float(hess.diagonal().abs().max()) + 1.0
@@ -165,8 +167,8 @@ def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tens
             if int(info) == 0:
                 step = torch.cholesky_solve(-grad[:, None], chol)[:, 0]
                 new = (x + step).clamp(*_BOX)
-                with torch.no_grad():
-                    new_value = float(negative(new))
+                new_xg, new_out = _recorded(negative, new)
+                new_value = float(new_out.detach())
                 if new_value <= value:
                     moved = True
                     break
@@ -175,10 +177,34 @@ def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tens
             break
         change, x, old = float((new - x).abs().max()), new, value
         value, damping = new_value, damping / 10.0
+        xg, out = new_xg, new_out
         small = old - value <= 1e-15 * max(1.0, abs(value))
         if change <= 1e-12 or (small and change <= 1e-8):
             break
     return x, value
+
+
+def _recorded(negative, x: torch.Tensor):
+    """``(leaf, negative(leaf))`` with the pass recorded for derivatives."""
+    xg = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        return xg, negative(xg)
+
+
+def _derivatives(xg: torch.Tensor, out: torch.Tensor):
+    """The gradient and Hessian of ``out`` with respect to the leaf ``xg``."""
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(out, xg, create_graph=True)
+        n = len(xg)
+        if not grad.requires_grad:  # ``out`` is linear in ``xg``
+            return grad.detach(), torch.zeros((n, n), dtype=grad.dtype)
+        if n == 1:
+            (hess,) = torch.autograd.grad(grad[0], xg, allow_unused=True)
+            hess = hess[None]
+        else:
+            eye = torch.eye(n, dtype=grad.dtype, device=grad.device)
+            (hess,) = torch.autograd.grad(grad, xg, eye, is_grads_batched=True)
+    return grad.detach(), hess.detach()
 
 
 class _Moments:
@@ -202,6 +228,23 @@ class _Moments:
         if (len(self.cache) + 2) * var.numel() * var.element_size() <= _CACHE_BYTES:
             self.cache[key] = (mean, var)
         return mean, var
+
+    def grid(self, grid: np.ndarray, n_blocks: int):
+        """``(mean, variances (T, m, c))`` at every prior precision of ``grid`` (shared by
+        the blocks), all computed in one call where the rows offer it (float32 sums: to
+        pick a grid point), else one entry at a time; None if they would not fit in
+        ``_CACHE_BYTES``. Kept (one grid at a time)."""
+        key = ("grid", self.temperature, tuple(np.asarray(grid, dtype=np.float64).tolist()))
+        if key in self.rows.cache:
+            return self.rows.cache[key]
+        if self.rows.moments_grid is None:
+            return None
+        mean, var = self(np.full(n_blocks, grid[-1]))
+        if (len(grid) + 2) * var.numel() * var.element_size() > _CACHE_BYTES:
+            return None
+        pair = (mean, self.rows.moments_grid(grid, self.temperature))
+        self.rows.cache[key] = pair
+        return pair
 
 
 def _head_at(moments, rows, prior, kind, subset, start):
@@ -231,11 +274,28 @@ def _value(moments, rows, prior, head, subset) -> float:
 
 def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
     """The grid point with the largest held-out log-likelihood at a fixed head (the first
-    if tied; non-finite values lose), evaluated for many grid points in one call: the
-    GLM mean does not depend on the prior, only the variances do."""
+    if tied; non-finite values lose)."""
+    values = _grid_values(moments, rows, n_blocks, grid, head, subset)
+    values[~np.isfinite(values)] = -np.inf
+    if not np.isfinite(values).any():
+        raise FloatingPointError(
+            "The held-out log-likelihood is not finite at any prior precision searched; "
+            "check the net's outputs for NaN or inf."
+        )
+    return float(grid[int(np.argmax(values))])
+
+
+def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
+    """The held-out log-likelihood at every point of ``grid`` at a fixed head, evaluated
+    for many grid points in one call: the GLM mean does not depend on the prior, only the
+    variances do (all computed together where the rows offer it, ``_Moments.grid``)."""
     grid = np.asarray(grid, dtype=np.float64)
-    variances = [moments(np.full(n_blocks, t))[1] for t in grid]
-    mean = moments(np.full(n_blocks, grid[0]))[0]
+    at_once = moments.grid(grid, n_blocks) if hasattr(moments, "grid") else None
+    if at_once is None:
+        variances = [moments(np.full(n_blocks, t))[1] for t in grid]
+        mean = moments(np.full(n_blocks, grid[0]))[0]
+    else:
+        mean, variances = at_once
     idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
     mean = mean[idx]
     head_t = None if head is None else head.tensors(mean.device)
@@ -247,14 +307,7 @@ def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
             k = len(var) // len(idx)
             ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
             values.append(ll.reshape(k, len(idx)).sum(1))
-    values = torch.cat(values).cpu().numpy()
-    values[~np.isfinite(values)] = -np.inf
-    if not np.isfinite(values).any():
-        raise FloatingPointError(
-            "The held-out log-likelihood is not finite at any prior precision searched; "
-            "check the net's outputs for NaN or inf."
-        )
-    return float(grid[int(np.argmax(values))])
+    return torch.cat(values).cpu().numpy()
 
 
 def tune(
@@ -298,7 +351,9 @@ def tune(
         head, _ = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
     if refine:
         tau, _ = maximize_on_grid(
-            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset), grid
+            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset),
+            grid,
+            on_grid=lambda g: _grid_values(moments, rows, n_blocks, g, head, subset),
         )
     if kind is not None:
         head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
