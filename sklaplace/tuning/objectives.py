@@ -173,15 +173,15 @@ def _heldout(fitted, X_val, y_val, w_val=None):
 
     def variances_grid(proj, taus, scale):
         """``(T, m, c)`` variances of ``proj``'s rows at the rows of ``taus`` (T, n_blocks),
-        in float32 (to pick a grid point; float64 where float32 would overflow), a few
-        prior precisions at a time so that the products stay within ``GRID_ELEMENTS``."""
+        a few prior precisions at a time so that the products stay within
+        ``GRID_ELEMENTS``. In float64: where the held-out likelihood is flat in the prior
+        (a regressor's many rows), float32 sums reorder grid points that differ by less
+        than their round-off, and the tuned prior would move by decades."""
         per = max(1, GRID_ELEMENTS // max(1, len(proj.mean) * width))
-        parts = []
-        for s in range(0, len(taus), per):
-            var = approx.moments_grid(proj, taus[s : s + per], scale, torch.float32)
-            if not torch.isfinite(var).all():
-                var = approx.moments_grid(proj, taus[s : s + per], scale, torch.float64)
-            parts.append(var.to(torch.float64))
+        parts = [
+            approx.moments_grid(proj, taus[s : s + per], scale, torch.float64)
+            for s in range(0, len(taus), per)
+        ]
         return torch.cat(parts)
 
     def grid_taus(taus):
@@ -191,8 +191,8 @@ def _heldout(fitted, X_val, y_val, w_val=None):
 
     def evaluate_grid(taus, sigma, temperature, head=None) -> np.ndarray:
         """``evaluate`` at every prior precision of ``taus`` ((T,), or (T, n_blocks)) at
-        once: the variances of all of them in one product per block (float32 sums), the
-        log-likelihood of all of them in one call."""
+        once: the variances of all of them in one product per block, the log-likelihood of
+        all of them in one call."""
         taus = grid_taus(taus)
         _, scale = fitted.tensors(Hyper(np.ones(n_blocks), float(sigma), float(temperature)))
         head_t = None if head is None else head.tensors(device)
@@ -231,7 +231,7 @@ def _heldout(fitted, X_val, y_val, w_val=None):
 
     def moments_grid(taus, temperature) -> torch.Tensor:
         """The variances (T, m, c) of every held-out row at each prior precision of
-        ``taus``, as :func:`variances_grid` computes them (to pick a grid point)."""
+        ``taus``, all at once (:func:`variances_grid`)."""
         taus = grid_taus(taus)
         _, scale = fitted.tensors(Hyper(np.ones(n_blocks), 1.0, float(temperature)))
         return torch.cat([variances_grid(proj, taus, scale) for proj in projections], dim=1)

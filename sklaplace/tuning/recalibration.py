@@ -30,6 +30,7 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
 
+from .newton import _BOX, _coarse_start, _newton
 from .optimize import maximize_on_grid
 
 __all__ = ["KINDS", "choose", "fit_head", "tune"]
@@ -60,8 +61,6 @@ MIN_ERRORS_AUTO = 10
 # parameters, computed by autograd through every held-out row and logit at once (1,000
 # classes: tens of GB). "auto" does not consider biases beyond; asked for, they raise.
 MAX_BIAS_OUTPUTS = 64
-# The head's search box (log a and b): far beyond where the data or the prior take it.
-_BOX = (-50.0, 50.0)
 
 
 class Head:
@@ -135,76 +134,14 @@ def fit_head(
         value = log_likelihood(*_unpack(x, kind))
         return -(value + log_prior(x)) if shrink else -value
 
+    if start is None:
+        x0 = _coarse_start(negative, x0)
     x, value = _newton(negative, x0.clamp(*_BOX))
     if not math.isfinite(value):
         x = torch.zeros(n, dtype=torch.float64)
         value = float(negative(x))
     head = Head(math.exp(float(x[0])), x[1:].numpy().copy() if n > 1 else None, kind)
     return head, -value
-
-
-def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
-    """Minimise ``negative`` from ``x`` by Newton steps damped as Levenberg-Marquardt does
-    (a step is taken only if it decreases the function), within ``_BOX``.
-
-    One forward pass per trial point, recorded for autograd: an accepted point's gradient
-    and Hessian come from it (one backward pass, then one per parameter through the
-    gradient), a rejected one costs the forward pass only."""
-    xg, out = _recorded(negative, x)
-    value = float(out.detach())
-    if not math.isfinite(value):
-        return x, value
-    damping = 0.0
-    eye = torch.eye(len(x), dtype=torch.float64)
-    for _ in range(max_steps):
-        grad, hess = _derivatives(xg, out)
-        if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
-            break
-        scale = float(hess.diagonal().abs().max()) + 1.0
-        moved = False
-        for _ in range(40):
-            chol, info = torch.linalg.cholesky_ex(hess + damping * scale * eye)
-            if int(info) == 0:
-                step = torch.cholesky_solve(-grad[:, None], chol)[:, 0]
-                new = (x + step).clamp(*_BOX)
-                new_xg, new_out = _recorded(negative, new)
-                new_value = float(new_out.detach())
-                if new_value <= value:
-                    moved = True
-                    break
-            damping = max(10.0 * damping, 1e-8)
-        if not moved:
-            break
-        change, x, old = float((new - x).abs().max()), new, value
-        value, damping = new_value, damping / 10.0
-        xg, out = new_xg, new_out
-        small = old - value <= 1e-15 * max(1.0, abs(value))
-        if change <= 1e-12 or (small and change <= 1e-8):
-            break
-    return x, value
-
-
-def _recorded(negative, x: torch.Tensor):
-    """``(leaf, negative(leaf))`` with the pass recorded for derivatives."""
-    xg = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        return xg, negative(xg)
-
-
-def _derivatives(xg: torch.Tensor, out: torch.Tensor):
-    """The gradient and Hessian of ``out`` with respect to the leaf ``xg``."""
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(out, xg, create_graph=True)
-        n = len(xg)
-        if not grad.requires_grad:  # ``out`` is linear in ``xg``
-            return grad.detach(), torch.zeros((n, n), dtype=grad.dtype)
-        if n == 1:
-            (hess,) = torch.autograd.grad(grad[0], xg, allow_unused=True)
-            hess = hess[None]
-        else:
-            eye = torch.eye(n, dtype=grad.dtype, device=grad.device)
-            (hess,) = torch.autograd.grad(grad, xg, eye, is_grads_batched=True)
-    return grad.detach(), hess.detach()
 
 
 class _Moments:
@@ -231,9 +168,8 @@ class _Moments:
 
     def grid(self, grid: np.ndarray, n_blocks: int):
         """``(mean, variances (T, m, c))`` at every prior precision of ``grid`` (shared by
-        the blocks), all computed in one call where the rows offer it (float32 sums: to
-        pick a grid point), else one entry at a time; None if they would not fit in
-        ``_CACHE_BYTES``. Kept (one grid at a time)."""
+        the blocks), all computed in one call where the rows offer it; None if they do
+        not, or would not fit in ``_CACHE_BYTES``. Kept with the rows."""
         key = ("grid", self.temperature, tuple(np.asarray(grid, dtype=np.float64).tolist()))
         if key in self.rows.cache:
             return self.rows.cache[key]
@@ -297,17 +233,29 @@ def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
     else:
         mean, variances = at_once
     idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
-    mean = mean[idx]
+    if head is None and at_once is not None:
+        # without a head, each row's value does not depend on the subset: every fold of
+        # "auto" reads its rows off one table
+        key = ("grid rows", moments.temperature, tuple(grid.tolist()))
+        if key not in rows.cache:
+            rows.cache[key] = _row_values(rows, mean, variances, None, np.arange(len(mean)))
+        return rows.cache[key][:, idx].sum(1).cpu().numpy()
+    return _row_values(rows, mean[idx], variances, head, idx).sum(1).cpu().numpy()
+
+
+def _row_values(rows, mean, variances, head, idx) -> torch.Tensor:
+    """(T, rows) held-out log-likelihoods of the rows ``idx`` (``mean`` of those rows) at
+    each of the grid's variances, many grid points per call."""
     head_t = None if head is None else head.tensors(mean.device)
     per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
     values = []
     with torch.no_grad():
-        for s in range(0, len(grid), per):
+        for s in range(0, len(variances), per):
             var = torch.cat([v[idx] for v in variances[s : s + per]])
             k = len(var) // len(idx)
             ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
-            values.append(ll.reshape(k, len(idx)).sum(1))
-    return torch.cat(values).cpu().numpy()
+            values.append(ll.reshape(k, len(idx)))
+    return torch.cat(values)
 
 
 def tune(

@@ -79,7 +79,7 @@ class HeldOutRows:
     labels: np.ndarray
     n_outputs: int
     cache: dict = field(default_factory=dict)  # moments by temperature and prior
-    moments_grid: Callable | None = None  # (taus, T) -> variances (T, m, c), float32 sums
+    moments_grid: Callable | None = None  # (taus, T) -> variances (T, m, c) at once
 
 
 @dataclass
