@@ -40,8 +40,7 @@ MAX_LINES = 400
 EXCEPTIONS: dict[str, str] = {}
 
 # path -> reason: over MAX_LINES on main when this test was written, split in progress
-SPLIT_PENDING = {
-}
+SPLIT_PENDING = {}
 
 STAGES = (
     "sklaplace._estimators",
