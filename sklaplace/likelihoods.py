@@ -173,6 +173,15 @@ class _Classifier(Likelihood):
         log_p = self.log_predict(mean, var, head=head)
         return log_p.gather(1, y.long().reshape(-1, 1))[:, 0]
 
+    def link_derivatives(self, f: Tensor, y: Tensor):
+        """``(ll, g, d, r)`` at logits ``f`` (m, c): the log-probability of each label ``y``
+        under the link, ``ll`` (m,), its gradient in ``f``, ``g`` (m, c), and its negative
+        Hessian in ``f`` as ``diag(d_n) - r_n r_n^T`` (``d``, ``r`` (m, c); ``r`` None: the
+        Hessian is diagonal), all in closed form: the recalibration head's Newton steps
+        (:mod:`sklaplace.tuning.recalibration`) chain them through the head and the probit.
+        """
+        raise NotImplementedError
+
 
 class Classification(_Classifier):
     """Softmax cross-entropy over ``c`` logits.
@@ -249,6 +258,13 @@ class Classification(_Classifier):
     def log_link(self, f):
         return torch.log_softmax(f, dim=-1)
 
+    def link_derivatives(self, f, y):
+        """Softmax: ``g = e_y - p`` and ``-d^2 ll / df^2 = diag(p) - p p^T``."""
+        log_p = torch.log_softmax(f, dim=-1)
+        y = y.long().reshape(-1, 1)
+        p = log_p.exp()
+        return log_p.gather(1, y)[:, 0], (-p).scatter_add_(1, y, torch.ones_like(p[:, :1])), p, p
+
 
 class Binary(_Classifier):
     """Sigmoid cross-entropy on one logit; predictions have two columns (0 and 1)."""
@@ -298,6 +314,16 @@ class Binary(_Classifier):
     def log_link(self, f):
         x = f[..., 0]
         return torch.stack([F.logsigmoid(-x), F.logsigmoid(x)], dim=-1)
+
+    def link_derivatives(self, f, y):
+        """Sigmoid on one logit: ``g = y - s`` and ``-d^2 ll / df^2 = s (1 - s)``,
+        ``s = sigmoid(f)``."""
+        x = f[:, 0]
+        one = y.long().reshape(-1) == 1
+        ll = torch.where(one, F.logsigmoid(x), F.logsigmoid(-x))
+        s = torch.sigmoid(x)
+        g = one.to(f.dtype) - s
+        return ll, g[:, None], (s * torch.sigmoid(-x))[:, None], None
 
 
 class Regression(Likelihood):

@@ -433,3 +433,98 @@ def test_bias_heads_are_bounded_in_the_number_of_outputs(monkeypatch):
         LaplaceClassifier(FrozenEstimator(off), calibration="bias_temperature").fit(
             X, y, X_val=X_val, y_val=y_val
         )
+
+
+def _check_head_derivatives(mean, var, link, negative_ll, kind, n_outputs, seed):
+    """``HeadLikelihood``'s value, gradient and Hessian of the head's negative log posterior
+    against autograd through ``negative_ll(a, b)`` (minus the summed log-likelihood), at a
+    random ``x = (log a, b)``: a scale away from 1, biases away from 0. A wrong or missing
+    term is off by order one; round-off is bounded by the rows' sum: each entry sums
+    ``m c`` terms of order one, each to a few ulps."""
+    n = 1 + (n_outputs if kind == "bias_temperature" else 0)
+    x = 0.7 * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    objective = _recalibration._closed_form(
+        _recalibration.HeadLikelihood(mean, var, link), kind, shrink=True
+    )
+    value, derivatives = objective(x)
+    grad, hess = derivatives()
+
+    def negative(x):
+        return negative_ll(*_recalibration._unpack(x, kind)) - _recalibration.log_prior(x)
+
+    xg = x.clone().requires_grad_(True)
+    (want_grad,) = torch.autograd.grad(negative(xg), xg)
+    want_hess = torch.autograd.functional.hessian(negative, x)
+    tol = 16 * mean.numel() * EPS
+    assert value == pytest.approx(float(negative(x)), rel=tol)
+    torch.testing.assert_close(grad, want_grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(hess, want_hess, rtol=tol, atol=tol)
+    assert want_hess.abs().min() > 1e-3  # every entry is a term that can be wrong
+
+
+@pytest.mark.parametrize("kind", ["temperature", "bias_temperature"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_closed_form_head_derivatives_match_autograd(kind, binary):
+    """The head's Newton steps take the gradient and Hessian of its negative log posterior
+    in closed form (``HeadLikelihood``: the chain rule through the head, the probit and the
+    likelihood's ``link_derivatives``), checked against autograd through the held-out
+    likelihood the estimator computes (``heldout_row_log_likelihood`` under the head), in
+    float64, where every term is of order one: variances comparable to the means (the
+    probit's terms), labels drawn at random (the link's gradient)."""
+    from sklaplace.likelihoods import Binary, Classification
+
+    lik = Binary() if binary else Classification()
+    m, c = 40, 1 if binary else 3
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        mean = 2.0 * torch.randn(m, c, generator=g, dtype=F64)
+        var = 3.0 * torch.rand(m, c, generator=g, dtype=F64) + 0.1
+        y = torch.randint(0, 2 if binary else c, (m,), generator=g)
+
+        def link(z, y=y):
+            return lik.link_derivatives(z, y)
+
+        def negative_ll(a, b, y=y, mean=mean, var=var):
+            return -lik.heldout_row_log_likelihood(mean, var, y, None, (a, b)).sum()
+
+        _check_head_derivatives(mean, var, link, negative_ll, kind, c, seed)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_closed_form_head_derivatives_of_weighted_row_subsets(binary):
+    """The same check on the held-out rows a fit tunes the head on (their
+    ``link_derivatives`` and ``row_log_likelihood``): weighted rows (``sample_weight_val``)
+    and the subsets of rows the cross-fitting of "auto" takes."""
+    W = W1 if binary else W3
+    k = W.shape[0]
+    X, y = _logistic_rows(W, np.zeros(k), 100, 0, binary)
+    X_val, y_val = _logistic_rows(W, np.zeros(k), 60, 1, binary)
+    w_val = np.random.default_rng(2).uniform(0.5, 2.0, len(y_val))
+    seen = []
+    original = _recalibration.tune
+
+    def spy(rows, *args, **kwargs):
+        seen.append(rows)
+        return original(rows, *args, **kwargs)
+
+    net = _linear_net(2.0 * W, np.full(k, 0.5), binary)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_recalibration, "tune", spy)
+        LaplaceClassifier(FrozenEstimator(net), calibration="bias_temperature").fit(
+            X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val
+        )
+    rows = seen[0]
+    for seed, subset in enumerate([None, np.arange(0, 60, 3)]):
+        mean, var = rows.moments(np.ones(1), 1.0)
+        var = var + 0.5  # variances comparable to the means, whatever the net's posterior
+        if subset is not None:
+            mean, var = mean[subset], var[subset]
+
+        def link(z, subset=subset):
+            return rows.link_derivatives(z, subset)
+
+        def negative_ll(a, b, subset=subset, mean=mean, var=var):
+            return -rows.row_log_likelihood(mean, var, (a, b), subset).sum()
+
+        for kind in _recalibration.KINDS:
+            _check_head_derivatives(mean, var, link, negative_ll, kind, k, seed)

@@ -188,10 +188,18 @@ def _heldout(fitted, X_val, y_val, w_val=None):
             ll = ll * (w if rows is None else w[rows])
         return ll
 
+    def link_derivatives(z, rows=None):
+        ll, g, d, r = lik.link_derivatives(z, y_val if rows is None else y_val[rows])
+        if w is None:
+            return ll, g, d, r
+        wr = (w if rows is None else w[rows])[:, None]
+        return ll * wr[:, 0], g * wr, d * wr, None if r is None else r * wr.sqrt()
+
     rows = HeldOutRows(
         moments=moments,
         row_log_likelihood=row_log_likelihood,
         labels=y_val.long().cpu().numpy().reshape(-1),
         n_outputs=fitted.n_outputs(),
+        link_derivatives=link_derivatives,
     )
     return evaluate, rms, rows

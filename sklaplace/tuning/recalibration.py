@@ -32,7 +32,7 @@ from sklearn.utils import check_random_state
 
 from .optimize import maximize_on_grid
 
-__all__ = ["KINDS", "choose", "fit_head", "tune"]
+__all__ = ["KINDS", "HeadLikelihood", "choose", "fit_head", "tune"]
 
 KINDS = ("temperature", "bias_temperature")
 # Prior standard deviations of the head's parameters: log a (a factor e per std) and each
@@ -56,9 +56,10 @@ MIN_ROWS_AUTO = 4 * N_FOLDS
 # the rows a net gets wrong; on rows it gets all right every fold asks for sharper ones,
 # and cross-fitting agrees with itself (an over-fitted net made sharper still).
 MIN_ERRORS_AUTO = 10
-# Most logits a bias head takes: its Newton steps need the exact Hessian over 1 + n_outputs
-# parameters, computed by autograd through every held-out row and logit at once (1,000
-# classes: tens of GB). "auto" does not consider biases beyond; asked for, they raise.
+# Most logits a bias head takes: each of its Newton steps forms the exact Hessian over
+# 1 + n_outputs parameters from every held-out row (rows x n_outputs^2 operations, in
+# closed form since autograd took tens of GB at 1,000 classes), and the cross-fitting of
+# "auto" tunes 15 such heads. "auto" does not consider biases beyond; asked for, they raise.
 MAX_BIAS_OUTPUTS = 64
 # The head's search box (log a and b): far beyond where the data or the prior take it.
 _BOX = (-50.0, 50.0)
@@ -99,6 +100,110 @@ def log_prior(x: torch.Tensor) -> torch.Tensor:
     return -0.5 * (x[0] / SCALE_STD) ** 2 - 0.5 * (x[1:] ** 2).sum() / BIAS_STD**2
 
 
+def _log_prior_derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient and (diagonal) Hessian of :func:`log_prior` at ``x``."""
+    precision = torch.full_like(x, 1.0 / BIAS_STD**2)
+    precision[0] = 1.0 / SCALE_STD**2
+    return -precision * x, torch.diag(-precision)
+
+
+class HeadLikelihood:
+    """The summed held-out log-likelihood of a head at fixed moments, with its gradient and
+    Hessian in ``(log a, b)`` in closed form (:ref:`calibration-head`).
+
+    A row's logits ``f ~ N(m, v)`` go through the head and the probit approximation to
+    ``z = kappa (a m + b)`` with ``kappa = (1 + q)^(-1/2)``, ``q = pi/8 a^2 v`` (per logit;
+    the ops of :func:`sklaplace.links.affine` and :func:`sklaplace.links.probit_logits`, so
+    the values are theirs to the bit), and the link gives ``ll(z)`` with its gradient ``g``
+    and negative Hessian ``diag(d) - r r^T`` in ``z`` (``link_derivatives(z)``, the
+    likelihood's). With ``s = log a`` and ``rho = q / (1 + q)``, ``z`` has
+
+    * ``dz/ds = kappa (a m - rho mu)`` (``mu = a m + b``),
+    * ``d2z/ds2 = kappa (a m (1 - 2 rho) + rho mu (3 rho - 2))``,
+    * ``dz_k/db_k = kappa_k``, ``d2z_k/(ds db_k) = -kappa_k rho_k``, ``d2z/db2 = 0``,
+
+    and the chain rule gives the gradient ``sum_n J_n^T g_n`` and the Hessian
+    ``sum_n (-J_n^T Lambda_n J_n + sum_k g_nk d2z_nk)``: a few sums over the rows per
+    Newton step, where autograd through every row and logit took a backward pass per
+    parameter. ``tests/test_recalibration.py`` checks them against autograd in float64.
+    """
+
+    def __init__(self, mean: torch.Tensor, var: torch.Tensor, link_derivatives) -> None:
+        self.mean, self.var, self.link = mean, var, link_derivatives
+
+    def __call__(self, x: torch.Tensor, kind: str):
+        """``(ll, derivatives)`` at ``x = (log a, b...)``: the summed log-likelihood (0-d)
+        and a callable giving its gradient and Hessian in ``x`` (on ``x``'s device)."""
+        bias = kind == "bias_temperature"
+        scale = x[0].exp()
+        mean = self.mean * scale
+        if bias:
+            mean = mean + x[1:].to(mean.device)
+        q = math.pi / 8.0 * (self.var * scale**2)
+        kappa = torch.rsqrt(1.0 + q)
+        ll, g, d, r = self.link(mean * kappa)
+
+        def derivatives() -> tuple[torch.Tensor, torch.Tensor]:
+            rho = q / (1.0 + q)
+            am = self.mean * scale
+            u = kappa * (am - rho * mean)  # dz / ds
+            u2 = kappa * (am * (1.0 - 2.0 * rho) + rho * mean * (3.0 * rho - 2.0))
+            lam_u = d * u if r is None else d * u - r * (r * u).sum(1, keepdim=True)
+            h_ss = ((g * u2).sum() - (u * lam_u).sum()).reshape(1, 1)
+            grad = (g * u).sum().reshape(1)
+            if bias:
+                h_sb = (-(lam_u + g * rho) * kappa).sum(0)[None]
+                h_bb = -torch.diag((d * kappa * kappa).sum(0))
+                if r is not None:
+                    rk = r * kappa
+                    h_bb = h_bb + rk.T @ rk
+                grad = torch.cat([grad, (g * kappa).sum(0)])
+                hess = torch.cat([torch.cat([h_ss, h_sb], 1), torch.cat([h_sb.T, h_bb], 1)])
+            else:
+                hess = h_ss
+            return grad.to(x.device), hess.to(x.device)
+
+        return ll.sum(), derivatives
+
+
+def _closed_form(likelihood: HeadLikelihood, kind: str, shrink: bool):
+    """``x -> (value, derivatives)`` of the negative (log posterior) from ``likelihood``."""
+
+    def objective(x):
+        ll, derivatives = likelihood(x, kind)
+        value = -(ll + log_prior(x)) if shrink else -ll
+
+        def both():
+            grad, hess = derivatives()
+            if shrink:
+                prior_grad, prior_hess = _log_prior_derivatives(x)
+                grad, hess = grad + prior_grad, hess + prior_hess
+            return -grad, -hess
+
+        return float(value), both
+
+    return objective
+
+
+def _by_autograd(negative):
+    """``x -> (value, derivatives)`` of ``negative``, derivatives by autograd (for a
+    log-likelihood given as a function, without the link's closed form)."""
+
+    def objective(x):
+        with torch.no_grad():
+            value = float(negative(x))
+
+        def both():
+            xg = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(negative(xg), xg)
+            hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
+            return grad, hess
+
+        return value, both
+
+    return objective
+
+
 def fit_head(
     log_likelihood,
     n_outputs: int,
@@ -108,19 +213,21 @@ def fit_head(
 ) -> tuple[Head, float]:
     """The head maximising ``log_likelihood(scale, bias) + log prior``, and that maximum.
 
-    ``log_likelihood`` takes a 0-d tensor and a (n_outputs,) tensor or None and returns the
-    summed held-out log-likelihood as a differentiable 0-d tensor. ``shrink=False`` drops
-    the prior (the classical calibrators, for the tests against them). Damped Newton steps
-    in ``(log a, b)`` with the exact gradient and Hessian from autograd, so the maximum is
-    reached to float64 round-off in a few steps (the parameters are few: 1 + n_outputs).
-    Raises ``ValueError`` for biases over more than ``MAX_BIAS_OUTPUTS`` logits.
+    ``log_likelihood`` is a :class:`HeadLikelihood` (derivatives in closed form), or takes a
+    0-d tensor and a (n_outputs,) tensor or None and returns the summed held-out
+    log-likelihood as a differentiable 0-d tensor (derivatives by autograd).
+    ``shrink=False`` drops the prior (the classical calibrators, for the tests against
+    them). Damped Newton steps in ``(log a, b)`` with the exact gradient and Hessian, so
+    the maximum is reached to float64 round-off in a few steps (the parameters are few:
+    1 + n_outputs). Raises ``ValueError`` for biases over more than ``MAX_BIAS_OUTPUTS``
+    logits.
     """
     if kind == "bias_temperature" and n_outputs > MAX_BIAS_OUTPUTS:
         raise ValueError(
             f"calibration='bias_temperature' fits one bias per class, and the net has "
-            f"{n_outputs} outputs: its exact Newton steps would take a Hessian over "
-            f"{n_outputs + 1} parameters through every unseen row and class, at a memory "
-            f"cost far above the posterior's. It is offered up to {MAX_BIAS_OUTPUTS} "
+            f"{n_outputs} outputs: each of its exact Newton steps would form a Hessian over "
+            f"{n_outputs + 1} parameters from every unseen row and class, at a cost growing "
+            f"with the square of the classes. It is offered up to {MAX_BIAS_OUTPUTS} "
             "outputs; use calibration='temperature', or 'auto' (which considers biases only "
             f"up to {MAX_BIAS_OUTPUTS} outputs)."
         )
@@ -131,31 +238,37 @@ def fit_head(
         if kind == "bias_temperature" and start.bias is not None:
             x0[1:] = torch.as_tensor(start.bias)
 
-    def negative(x: torch.Tensor) -> torch.Tensor:
-        value = log_likelihood(*_unpack(x, kind))
-        return -(value + log_prior(x)) if shrink else -value
+    if isinstance(log_likelihood, HeadLikelihood):
+        objective = _closed_form(log_likelihood, kind, shrink)
+    else:
 
-    x, value = _newton(negative, x0.clamp(*_BOX))
+        def negative(x: torch.Tensor) -> torch.Tensor:
+            value = log_likelihood(*_unpack(x, kind))
+            return -(value + log_prior(x)) if shrink else -value
+
+        objective = _by_autograd(negative)
+
+    x, value = _newton(objective, x0.clamp(*_BOX))
     if not math.isfinite(value):
         x = torch.zeros(n, dtype=torch.float64)
-        value = float(negative(x))
+        value = objective(x)[0]
     head = Head(math.exp(float(x[0])), x[1:].numpy().copy() if n > 1 else None, kind)
     return head, -value
 
 
-def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
-    """Minimise ``negative`` from ``x`` by Newton steps damped as Levenberg-Marquardt does
-    (a step is taken only if it decreases the function), within ``_BOX``."""
-    with torch.no_grad():
-        value = float(negative(x))
+def _newton(objective, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
+    """Minimise a function from ``x`` by Newton steps damped as Levenberg-Marquardt does
+    (a step is taken only if it decreases the function), within ``_BOX``.
+
+    ``objective(x)`` gives ``(value, derivatives)``, ``derivatives()`` the gradient and
+    Hessian at ``x`` (asked for only at the points the steps reach)."""
+    value, derivatives = objective(x)
     if not math.isfinite(value):
         return x, value
     damping = 0.0
     eye = torch.eye(len(x), dtype=torch.float64)
     for _ in range(max_steps):
-        xg = x.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(negative(xg), xg)
-        hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
+        grad, hess = derivatives()
         if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
             break
         scale = float(hess.diagonal().abs().max()) + 1.0
@@ -165,8 +278,7 @@ def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tens
             if int(info) == 0:
                 step = torch.cholesky_solve(-grad[:, None], chol)[:, 0]
                 new = (x + step).clamp(*_BOX)
-                with torch.no_grad():
-                    new_value = float(negative(new))
+                new_value, new_derivatives = objective(new)
                 if new_value <= value:
                     moved = True
                     break
@@ -174,7 +286,7 @@ def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tens
         if not moved:
             break
         change, x, old = float((new - x).abs().max()), new, value
-        value, damping = new_value, damping / 10.0
+        value, derivatives, damping = new_value, new_derivatives, damping / 10.0
         small = old - value <= 1e-15 * max(1.0, abs(value))
         if change <= 1e-12 or (small and change <= 1e-8):
             break
@@ -211,6 +323,12 @@ def _head_at(moments, rows, prior, kind, subset, start):
         mean, var = mean[subset], var[subset]
     if kind is None:
         return None, float(rows.row_log_likelihood(mean, var, None, subset).sum())
+
+    if rows.link_derivatives is not None:
+        link = rows.link_derivatives
+        return fit_head(
+            HeadLikelihood(mean, var, lambda z: link(z, subset)), rows.n_outputs, kind, start
+        )
 
     def log_likelihood(scale, bias):
         return rows.row_log_likelihood(mean, var, (scale, bias), subset).sum()

@@ -73,7 +73,10 @@ class HeldOutRows:
     log-likelihood of each of ``rows`` (indices; None: all) under the head ``(a, b)`` (or
     None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
     folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
-    (:mod:`sklaplace.tuning.recalibration` keeps them there).
+    (:mod:`sklaplace.tuning.recalibration` keeps them there); ``link_derivatives(z,
+    rows)`` the (weighted) log-likelihood of ``rows`` at logits ``z`` with its gradient and
+    negative Hessian in ``z`` (``Likelihood.link_derivatives``), for the head's Newton
+    steps in closed form (None: they take autograd through ``row_log_likelihood``).
     """
 
     moments: Callable
@@ -81,6 +84,7 @@ class HeldOutRows:
     labels: np.ndarray
     n_outputs: int
     cache: dict = field(default_factory=dict)  # moments by temperature and prior
+    link_derivatives: Callable | None = None
 
 
 @dataclass
