@@ -303,6 +303,12 @@ class _Moments:
     def __init__(self, rows, temperature: float) -> None:
         self.rows, self.temperature = rows, float(temperature)
         self.cache = rows.cache.setdefault(self.temperature, {})
+        # every row's log-likelihood under no head at each point of a grid (grid -> (G, m)):
+        # the same for every fold and candidate of "auto", and the final tuning
+        self.identity_on_grid = rows.cache.setdefault(("identity", self.temperature), {})
+        # the last head fitted at each (kind, prior), any subset: where Newton starts the next
+        # fit there (the folds' optima are close to one another and to all rows')
+        self.warm = rows.cache.setdefault(("warm", self.temperature), {})
 
     def __call__(self, prior: np.ndarray):
         key = tuple(np.asarray(prior, dtype=np.float64).tolist())
@@ -317,23 +323,27 @@ class _Moments:
 
 
 def _head_at(moments, rows, prior, kind, subset, start):
-    """``(head or None, penalised log-likelihood)`` at one prior precision."""
+    """``(head or None, penalised log-likelihood)`` at one prior precision; Newton starts
+    from ``start``, or without one from the last head fitted at this prior (if any)."""
     mean, var = moments(prior)
     if subset is not None:
         mean, var = mean[subset], var[subset]
     if kind is None:
         return None, float(rows.row_log_likelihood(mean, var, None, subset).sum())
-
+    key = (kind, *np.asarray(prior, dtype=np.float64).tolist())
+    if start is None:
+        start = moments.warm.get(key)
     if rows.link_derivatives is not None:
         link = rows.link_derivatives
-        return fit_head(
-            HeadLikelihood(mean, var, lambda z: link(z, subset)), rows.n_outputs, kind, start
-        )
+        likelihood = HeadLikelihood(mean, var, lambda z: link(z, subset))
+    else:
 
-    def log_likelihood(scale, bias):
-        return rows.row_log_likelihood(mean, var, (scale, bias), subset).sum()
+        def likelihood(scale, bias):
+            return rows.row_log_likelihood(mean, var, (scale, bias), subset).sum()
 
-    return fit_head(log_likelihood, rows.n_outputs, kind, start)
+    head, value = fit_head(likelihood, rows.n_outputs, kind, start)
+    moments.warm[key] = head
+    return head, value
 
 
 def _value(moments, rows, prior, head, subset) -> float:
@@ -347,32 +357,55 @@ def _value(moments, rows, prior, head, subset) -> float:
         return float(rows.row_log_likelihood(mean, var, head_t, subset).sum())
 
 
-def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
-    """The grid point with the largest held-out log-likelihood at a fixed head (the first
-    if tied; non-finite values lose), evaluated for many grid points in one call: the
-    GLM mean does not depend on the prior, only the variances do."""
-    grid = np.asarray(grid, dtype=np.float64)
+def _rows_on_grid(moments, rows, n_blocks, grid, head, idx) -> torch.Tensor:
+    """The held-out log-likelihood of rows ``idx`` at each point of ``grid`` at a fixed
+    head, (len(grid), len(idx)), evaluated for many grid points in one call: the GLM mean
+    does not depend on the prior, only the variances do."""
     variances = [moments(np.full(n_blocks, t))[1] for t in grid]
-    mean = moments(np.full(n_blocks, grid[0]))[0]
-    idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
-    mean = mean[idx]
+    mean = moments(np.full(n_blocks, grid[0]))[0][idx]
     head_t = None if head is None else head.tensors(mean.device)
     per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
-    values = []
+    out = []
     with torch.no_grad():
         for s in range(0, len(grid), per):
             var = torch.cat([v[idx] for v in variances[s : s + per]])
             k = len(var) // len(idx)
             ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
-            values.append(ll.reshape(k, len(idx)).sum(1))
-    values = torch.cat(values).cpu().numpy()
-    values[~np.isfinite(values)] = -np.inf
-    if not np.isfinite(values).any():
+            out.append(ll.reshape(k, len(idx)))
+    return torch.cat(out)
+
+
+def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
+    """The held-out log-likelihood of ``subset`` at each point of ``grid`` at a fixed head
+    (non-finite values as computed). Under no head, every row's values are computed once
+    per grid (``_Moments.identity_on_grid``) and summed over each subset."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if head is None:
+        key = tuple(grid.tolist())
+        per_row = moments.identity_on_grid.get(key)
+        if per_row is None:
+            m = len(moments(np.full(n_blocks, grid[0]))[0])
+            per_row = _rows_on_grid(moments, rows, n_blocks, grid, None, np.arange(m))
+            moments.identity_on_grid[key] = per_row
+        values = (per_row if subset is None else per_row[:, np.asarray(subset)]).sum(1)
+    else:
+        m = len(moments(np.full(n_blocks, grid[0]))[0])
+        idx = np.arange(m) if subset is None else np.asarray(subset)
+        values = _rows_on_grid(moments, rows, n_blocks, grid, head, idx).sum(1)
+    return values.cpu().numpy()
+
+
+def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> tuple[float, np.ndarray]:
+    """The grid point with the largest held-out log-likelihood at a fixed head (the first
+    if tied; non-finite values lose), and the values at every grid point."""
+    values = _grid_values(moments, rows, n_blocks, grid, head, subset)
+    finite = np.where(np.isfinite(values), values, -np.inf)
+    if not np.isfinite(finite).any():
         raise FloatingPointError(
             "The held-out log-likelihood is not finite at any prior precision searched; "
             "check the net's outputs for NaN or inf."
         )
-    return float(grid[int(np.argmax(values))])
+    return float(np.asarray(grid, dtype=np.float64)[int(np.argmax(finite))]), values
 
 
 def tune(
@@ -394,10 +427,12 @@ def tune(
 
     Coordinate ascent on the one objective, so no step decreases it: the prior precision
     on the grid at the current head (cheap: the moments at each grid point are computed
-    once), then the head at that prior precision, until the prior stays on its grid point
-    (at most ``_ROUNDS`` rounds); then, with ``refine``, the prior precision is refined
-    between its grid neighbours as :func:`~sklaplace.tuning.optimize.maximize_on_grid` refines,
-    and the head fitted there once more. Coordinate ascent from the identity head can stop
+    once, and under no head every row's values once for all subsets), then the head at
+    that prior precision, until the prior stays on its grid point (at most ``_ROUNDS``
+    rounds); then, with ``refine``, the prior precision is refined between its grid
+    neighbours as :func:`~sklaplace.tuning.optimize.maximize_on_grid` refines (the grid's
+    values at the head known from the last round), and the head fitted there once more if
+    the prior moved. Coordinate ascent from the identity head can stop
     at a local optimum; the result is compared with the classical calibrator (the head
     alone at the top of the grid, where the predictions are the net's own) and the better
     one kept, so the joint tuning never does worse than the calibrator on these rows.
@@ -407,19 +442,32 @@ def tune(
         head, _ = _head_at(moments, rows, prior, kind, subset, start)
         return prior, head
     head, tau = start if kind is not None else None, None
+    fitted = None  # (prior, penalised log-likelihood) of the last head fitted
     for _ in range(_ROUNDS):
-        best = _best_on_grid(moments, rows, n_blocks, grid, head, subset)
+        best, values = _best_on_grid(moments, rows, n_blocks, grid, head, subset)
         if kind is None or best == tau:
             tau = best
             break
-        tau = best
-        head, _ = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
-    if refine:
-        tau, _ = maximize_on_grid(
-            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset), grid
-        )
-    if kind is not None:
+        tau, values = best, None  # values: the grid's at the current head, if known
         head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+        fitted = (tau, value)
+    if refine:
+        if values is None:
+            values = _grid_values(moments, rows, n_blocks, grid, head, subset)
+        grid_list = np.asarray(grid, dtype=np.float64).tolist()
+        known = dict(zip(grid_list, values.tolist(), strict=True))
+
+        def objective(t):
+            if t in known:
+                return known[t]
+            return _value(moments, rows, np.full(n_blocks, t), head, subset)
+
+        tau, _ = maximize_on_grid(objective, grid)
+    if kind is not None:
+        if fitted is not None and fitted[0] == tau:  # the head is this prior's already
+            value = fitted[1]
+        else:
+            head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
         top = float(grid[-1])
         if tau != top:  # the classical calibrator: the net's own predictions and the head
             top_head, top_value = _head_at(
