@@ -520,8 +520,7 @@ def test_closed_form_head_derivatives_of_weighted_row_subsets(binary):
         if subset is not None:
             mean, var = mean[subset], var[subset]
 
-        def link(z, subset=subset):
-            return rows.link_derivatives(z, subset)
+        link = rows.link_derivatives(subset)
 
         def negative_ll(a, b, subset=subset, mean=mean, var=var):
             return -rows.row_log_likelihood(mean, var, (a, b), subset).sum()

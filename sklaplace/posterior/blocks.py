@@ -37,6 +37,36 @@ class _Block:
         state.pop("_casts", None)
         return state
 
+    def jacobian_variances_grid(
+        self, v: Tensor, u, taus: Tensor, scale: Tensor, dtype=torch.float64
+    ) -> Tensor:
+        """Variances through this layer for many prior precisions at once: (T, m, c).
+
+        ``taus`` (T,): as ``jacobian_moments(v, u, tau, scale, cov=False)`` for each ``tau``,
+        but in one matrix product where the layout allows (a Jacobian given per row, or a
+        single position): the variance is a sum of squared projections times ``1 / L``,
+        linear in ``1 / L``, so the ``T`` inverse eigenvalue sets are contracted together
+        (tuning's grid, :mod:`sklaplace.tuning.objectives`). Several positions: one
+        ``jacobian_moments`` per ``tau``. In ``dtype`` (float32 for a grid search: the
+        sums are of positive terms, accurate to ``n eps`` of it relative to themselves).
+        """
+        base = self.eigenvalues(torch.zeros((), dtype=taus.dtype, device=taus.device), scale)
+        inv = (1.0 / (base[None] + taus.reshape(-1, *([1] * base.dim())))).to(dtype)
+        n_tau = len(taus)
+        if u is None:  # per-row Jacobians (c, m, D), or a one-row layout's gradients
+            c, m = v.shape[:2]
+            var = (v * v).to(dtype).reshape(c * m, -1) @ inv.reshape(n_tau, -1).T
+            return var.reshape(c, m, n_tau).permute(2, 1, 0)
+        if u.shape[1] == 1:  # (c, m, 1, n_out) and (m, 1, n_in): one matrix product
+            n_out, n_in = base.shape
+            u2 = (u[:, 0] * u[:, 0]).to(dtype)
+            w = u2 @ inv.reshape(n_tau * n_out, n_in).T  # (m, T n_out)
+            v2 = (v[:, :, 0] * v[:, :, 0]).to(dtype)  # (c, m, n_out)
+            var = torch.bmm(v2.permute(1, 0, 2), w.reshape(-1, n_tau, n_out).transpose(1, 2))
+            return var.permute(2, 0, 1)  # (m, c, T) -> (T, m, c)
+        moments = [self.jacobian_moments(v, u, t, scale, False) for t in taus]
+        return torch.stack(moments).to(dtype)
+
 
 class DiagBlock(_Block):
     """Diagonal curvature of one layer: ``H = diag(vec(h))``.

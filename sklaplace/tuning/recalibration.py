@@ -30,6 +30,7 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
 
+from .newton import _BOX, _by_autograd, _coarse_start, _newton
 from .optimize import maximize_on_grid
 
 __all__ = ["KINDS", "HeadLikelihood", "choose", "fit_head", "tune"]
@@ -61,8 +62,6 @@ MIN_ERRORS_AUTO = 10
 # closed form since autograd took tens of GB at 1,000 classes), and the cross-fitting of
 # "auto" tunes 15 such heads. "auto" does not consider biases beyond; asked for, they raise.
 MAX_BIAS_OUTPUTS = 64
-# The head's search box (log a and b): far beyond where the data or the prior take it.
-_BOX = (-50.0, 50.0)
 
 
 class Head:
@@ -132,20 +131,19 @@ class HeadLikelihood:
         self.mean, self.var, self.link = mean, var, link_derivatives
 
     def __call__(self, x: torch.Tensor, kind: str):
-        """``(ll, derivatives)`` at ``x = (log a, b...)``: the summed log-likelihood (0-d)
-        and a callable giving its gradient and Hessian in ``x`` (on ``x``'s device)."""
+        """``(ll, derivatives)`` at ``x = (log a, b...)``: the summed log-likelihood (a
+        float) and a callable giving its gradient and Hessian in ``x`` (on ``x``'s
+        device)."""
         bias = kind == "bias_temperature"
         scale = x[0].exp()
-        mean = self.mean * scale
-        if bias:
-            mean = mean + x[1:].to(mean.device)
+        am = self.mean * scale
+        mean = am + x[1:].to(am.device) if bias else am
         q = math.pi / 8.0 * (self.var * scale**2)
         kappa = torch.rsqrt(1.0 + q)
         ll, g, d, r = self.link(mean * kappa)
 
         def derivatives() -> tuple[torch.Tensor, torch.Tensor]:
-            rho = q / (1.0 + q)
-            am = self.mean * scale
+            rho = q * kappa * kappa  # q / (1 + q)
             u = kappa * (am - rho * mean)  # dz / ds
             u2 = kappa * (am * (1.0 - 2.0 * rho) + rho * mean * (3.0 * rho - 2.0))
             lam_u = d * u if r is None else d * u - r * (r * u).sum(1, keepdim=True)
@@ -163,7 +161,7 @@ class HeadLikelihood:
                 hess = h_ss
             return grad.to(x.device), hess.to(x.device)
 
-        return ll.sum(), derivatives
+        return float(ll.sum()), derivatives
 
 
 def _closed_form(likelihood: HeadLikelihood, kind: str, shrink: bool):
@@ -171,35 +169,17 @@ def _closed_form(likelihood: HeadLikelihood, kind: str, shrink: bool):
 
     def objective(x):
         ll, derivatives = likelihood(x, kind)
-        value = -(ll + log_prior(x)) if shrink else -ll
+        if not shrink:
+            return -ll, lambda: tuple(-t for t in derivatives())
+        log_a, *b = x.tolist()
+        prior = -0.5 * (log_a / SCALE_STD) ** 2 - 0.5 * sum(v * v for v in b) / BIAS_STD**2
 
         def both():
             grad, hess = derivatives()
-            if shrink:
-                prior_grad, prior_hess = _log_prior_derivatives(x)
-                grad, hess = grad + prior_grad, hess + prior_hess
-            return -grad, -hess
+            prior_grad, prior_hess = _log_prior_derivatives(x)
+            return -(grad + prior_grad), -(hess + prior_hess)
 
-        return float(value), both
-
-    return objective
-
-
-def _by_autograd(negative):
-    """``x -> (value, derivatives)`` of ``negative``, derivatives by autograd (for a
-    log-likelihood given as a function, without the link's closed form)."""
-
-    def objective(x):
-        with torch.no_grad():
-            value = float(negative(x))
-
-        def both():
-            xg = x.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(negative(xg), xg)
-            hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
-            return grad, hess
-
-        return value, both
+        return -(ll + prior), both
 
     return objective
 
@@ -219,8 +199,9 @@ def fit_head(
     ``shrink=False`` drops the prior (the classical calibrators, for the tests against
     them). Damped Newton steps in ``(log a, b)`` with the exact gradient and Hessian, so
     the maximum is reached to float64 round-off in a few steps (the parameters are few:
-    1 + n_outputs). Raises ``ValueError`` for biases over more than ``MAX_BIAS_OUTPUTS``
-    logits.
+    1 + n_outputs); without ``start``, from the best of a few scales
+    (:func:`~sklaplace.tuning.newton._coarse_start`). Raises ``ValueError`` for biases
+    over more than ``MAX_BIAS_OUTPUTS`` logits.
     """
     if kind == "bias_temperature" and n_outputs > MAX_BIAS_OUTPUTS:
         raise ValueError(
@@ -248,49 +229,14 @@ def fit_head(
 
         objective = _by_autograd(negative)
 
+    if start is None:
+        x0 = _coarse_start(objective, x0)
     x, value = _newton(objective, x0.clamp(*_BOX))
     if not math.isfinite(value):
         x = torch.zeros(n, dtype=torch.float64)
         value = objective(x)[0]
     head = Head(math.exp(float(x[0])), x[1:].numpy().copy() if n > 1 else None, kind)
     return head, -value
-
-
-def _newton(objective, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
-    """Minimise a function from ``x`` by Newton steps damped as Levenberg-Marquardt does
-    (a step is taken only if it decreases the function), within ``_BOX``.
-
-    ``objective(x)`` gives ``(value, derivatives)``, ``derivatives()`` the gradient and
-    Hessian at ``x`` (asked for only at the points the steps reach)."""
-    value, derivatives = objective(x)
-    if not math.isfinite(value):
-        return x, value
-    damping = 0.0
-    eye = torch.eye(len(x), dtype=torch.float64)
-    for _ in range(max_steps):
-        grad, hess = derivatives()
-        if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
-            break
-        scale = float(hess.diagonal().abs().max()) + 1.0
-        moved = False
-        for _ in range(40):
-            chol, info = torch.linalg.cholesky_ex(hess + damping * scale * eye)
-            if int(info) == 0:
-                step = torch.cholesky_solve(-grad[:, None], chol)[:, 0]
-                new = (x + step).clamp(*_BOX)
-                new_value, new_derivatives = objective(new)
-                if new_value <= value:
-                    moved = True
-                    break
-            damping = max(10.0 * damping, 1e-8)
-        if not moved:
-            break
-        change, x, old = float((new - x).abs().max()), new, value
-        value, derivatives, damping = new_value, new_derivatives, damping / 10.0
-        small = old - value <= 1e-15 * max(1.0, abs(value))
-        if change <= 1e-12 or (small and change <= 1e-8):
-            break
-    return x, value
 
 
 class _Moments:
@@ -321,6 +267,22 @@ class _Moments:
             self.cache[key] = (mean, var)
         return mean, var
 
+    def grid(self, grid: np.ndarray, n_blocks: int):
+        """``(mean, variances (T, m, c))`` at every prior precision of ``grid`` (shared by
+        the blocks), all computed in one call where the rows offer it; None if they do
+        not, or would not fit in ``_CACHE_BYTES``. Kept with the rows."""
+        key = ("grid", self.temperature, tuple(np.asarray(grid, dtype=np.float64).tolist()))
+        if key in self.rows.cache:
+            return self.rows.cache[key]
+        if self.rows.moments_grid is None:
+            return None
+        mean, var = self(np.full(n_blocks, grid[-1]))
+        if (len(grid) + 2) * var.numel() * var.element_size() > _CACHE_BYTES:
+            return None
+        pair = (mean, self.rows.moments_grid(grid, self.temperature))
+        self.rows.cache[key] = pair
+        return pair
+
 
 def _head_at(moments, rows, prior, kind, subset, start):
     """``(head or None, penalised log-likelihood)`` at one prior precision; Newton starts
@@ -334,8 +296,7 @@ def _head_at(moments, rows, prior, kind, subset, start):
     if start is None:
         start = moments.warm.get(key)
     if rows.link_derivatives is not None:
-        link = rows.link_derivatives
-        likelihood = HeadLikelihood(mean, var, lambda z: link(z, subset))
+        likelihood = HeadLikelihood(mean, var, rows.link_derivatives(subset))
     else:
 
         def likelihood(scale, bias):
@@ -360,15 +321,24 @@ def _value(moments, rows, prior, head, subset) -> float:
 def _rows_on_grid(moments, rows, n_blocks, grid, head, idx) -> torch.Tensor:
     """The held-out log-likelihood of rows ``idx`` at each point of ``grid`` at a fixed
     head, (len(grid), len(idx)), evaluated for many grid points in one call: the GLM mean
-    does not depend on the prior, only the variances do."""
-    variances = [moments(np.full(n_blocks, t))[1] for t in grid]
-    mean = moments(np.full(n_blocks, grid[0]))[0][idx]
+    does not depend on the prior, only the variances do (all computed together where the
+    rows offer it, ``_Moments.grid``)."""
+    at_once = moments.grid(grid, n_blocks)
+    if at_once is None:
+        variances = [moments(np.full(n_blocks, t))[1] for t in grid]
+        mean = moments(np.full(n_blocks, grid[0]))[0][idx]
+    else:
+        mean, variances = at_once
+        mean = mean[idx]
     head_t = None if head is None else head.tensors(mean.device)
     per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
     out = []
     with torch.no_grad():
         for s in range(0, len(grid), per):
-            var = torch.cat([v[idx] for v in variances[s : s + per]])
+            if at_once is None:
+                var = torch.cat([v[idx] for v in variances[s : s + per]])
+            else:  # (k, m, c): the rows of every grid point in one indexing
+                var = variances[s : s + per][:, idx].reshape(-1, mean.shape[1])
             k = len(var) // len(idx)
             ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
             out.append(ll.reshape(k, len(idx)))
@@ -452,17 +422,17 @@ def tune(
         head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
         fitted = (tau, value)
     if refine:
-        if values is None:
-            values = _grid_values(moments, rows, n_blocks, grid, head, subset)
-        grid_list = np.asarray(grid, dtype=np.float64).tolist()
-        known = dict(zip(grid_list, values.tolist(), strict=True))
 
-        def objective(t):
-            if t in known:
-                return known[t]
-            return _value(moments, rows, np.full(n_blocks, t), head, subset)
+        def on_grid(g):  # the last round's values if they are this grid's at this head
+            if values is not None and np.array_equal(g, grid):
+                return values
+            return _grid_values(moments, rows, n_blocks, g, head, subset)
 
-        tau, _ = maximize_on_grid(objective, grid)
+        tau, _ = maximize_on_grid(
+            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset),
+            grid,
+            on_grid=on_grid,
+        )
     if kind is not None:
         if fitted is not None and fitted[0] == tau:  # the head is this prior's already
             value = fitted[1]
