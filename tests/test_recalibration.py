@@ -527,3 +527,86 @@ def test_closed_form_head_derivatives_of_weighted_row_subsets(binary):
 
         for kind in _recalibration.KINDS:
             _check_head_derivatives(mean, var, link, negative_ll, kind, k, seed)
+
+
+def _auto_fit(off, spies, random_state=0):
+    """A default ("auto") fit of a 3-class linear net on 300 unseen rows, with ``spies``
+    ({name: wrapper}) set on the recalibration module during it."""
+    X, y = _logistic_rows(W3, np.zeros(3), 300, 0)
+    X_val, y_val = _logistic_rows(W3, np.zeros(3), 300, 1)
+    net = _linear_net(W3, off)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, wrap in spies.items():
+            mp.setattr(_recalibration, name, wrap(getattr(_recalibration, name)))
+        return LaplaceClassifier(FrozenEstimator(net), random_state=random_state).fit(
+            X, y, X_val=X_val, y_val=y_val
+        )
+
+
+def test_auto_fits_each_head_once_per_prior_and_warm_starts_the_folds():
+    """The cross-fitting of "auto" tunes a head on each of 5 folds: the coordinate ascent
+    does not fit the head again at the prior where it already fitted it, and a fit at a
+    prior where another fold's head was fitted starts from that head (their optima are
+    close: Newton then takes a few steps, not the search from the identity), or from the
+    head of the nearest prior. Main fitted every head twice at the final prior and started
+    every fold from the identity."""
+    fits = []
+
+    def spy(original):
+        def head_at(moments, rows, prior, kind, subset, start):
+            key = (
+                kind,
+                tuple(np.asarray(prior).tolist()),
+                None if subset is None else len(subset),
+            )
+            warm = start is not None or any(k[0] == kind for k in getattr(moments, "warm", {}))
+            head, value = original(moments, rows, prior, kind, subset, start)
+            fits.append((key, subset is None or tuple(subset), head, warm))
+            return head, value
+
+        return head_at
+
+    clf = _auto_fit(np.array([0.0, 0.0, 2.0]), {"_head_at": spy})
+    assert clf.calibration_ == "bias_temperature"
+    heads = [f for f in fits if f[0][0] is not None]
+    seen = set()
+    for key, rows, _, _ in heads:  # one fit per (kind, prior, rows)
+        assert (key, rows) not in seen
+        seen.add((key, rows))
+    # after the first fit of a kind, every fold starts from a head
+    for kind in _recalibration.KINDS:
+        of_kind = [warm for key, _, _, warm in heads if key[0] == kind]
+        assert len(of_kind) >= 5 and all(of_kind[1:])
+
+
+def test_auto_without_a_head_reads_the_final_grid_off_the_cross_fitting():
+    """When "auto" keeps no head, the final tuning of the prior reads the grid's values off
+    the table the cross-fitting computed (every row's held-out log-likelihood at each prior
+    of the grid), instead of evaluating the grid again; the prior is calibration=None's."""
+    from sklaplace.tuning import heldout as _heldout
+
+    calls = []
+    original = _heldout._known_grid
+
+    def spy(obj, on_grid):
+        def counted(*args):
+            calls.append(args)
+            return on_grid(*args)
+
+        return original(obj, None if on_grid is None else counted)
+
+    X, y = _logistic_rows(W3, np.zeros(3), 300, 0)
+    X_val, y_val = _logistic_rows(W3, np.zeros(3), 300, 1)
+    net = _linear_net(W3, np.zeros(3))  # the model itself: "auto" keeps no head
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_heldout, "_known_grid", spy)
+        clf = LaplaceClassifier(FrozenEstimator(net), random_state=0).fit(
+            X, y, X_val=X_val, y_val=y_val
+        )
+    assert clf.calibration_ is None
+    assert calls == []  # no grid evaluated after the cross-fitting
+    none = LaplaceClassifier(FrozenEstimator(net), calibration=None).fit(
+        X, y, X_val=X_val, y_val=y_val
+    )
+    # the same grid values up to the order of the sums; the refinement evaluates alike
+    np.testing.assert_allclose(clf.prior_precision_, none.prior_precision_, rtol=1e-6)

@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from .newton import _BOX, _by_autograd, _coarse_start, _newton
 from .optimize import maximize_on_grid
 
-__all__ = ["KINDS", "HeadLikelihood", "choose", "fit_head", "tune"]
+__all__ = ["KINDS", "HeadLikelihood", "choose", "fit_head", "identity_grid_values", "tune"]
 
 KINDS = ("temperature", "bias_temperature")
 # Prior standard deviations of the head's parameters: log a (a factor e per std) and each
@@ -253,7 +253,7 @@ class _Moments:
         # the same for every fold and candidate of "auto", and the final tuning
         self.identity_on_grid = rows.cache.setdefault(("identity", self.temperature), {})
         # the last head fitted at each (kind, prior), any subset: where Newton starts the next
-        # fit there (the folds' optima are close to one another and to all rows')
+        # fit there or nearby (the folds' optima are close to one another and to all rows')
         self.warm = rows.cache.setdefault(("warm", self.temperature), {})
 
     def __call__(self, prior: np.ndarray):
@@ -286,7 +286,8 @@ class _Moments:
 
 def _head_at(moments, rows, prior, kind, subset, start):
     """``(head or None, penalised log-likelihood)`` at one prior precision; Newton starts
-    from ``start``, or without one from the last head fitted at this prior (if any)."""
+    from ``start``, or without one from the last head fitted at the nearest prior (if
+    any)."""
     mean, var = moments(prior)
     if subset is not None:
         mean, var = mean[subset], var[subset]
@@ -294,7 +295,7 @@ def _head_at(moments, rows, prior, kind, subset, start):
         return None, float(rows.row_log_likelihood(mean, var, None, subset).sum())
     key = (kind, *np.asarray(prior, dtype=np.float64).tolist())
     if start is None:
-        start = moments.warm.get(key)
+        start = _nearest(moments.warm, key)
     if rows.link_derivatives is not None:
         likelihood = HeadLikelihood(mean, var, rows.link_derivatives(subset))
     else:
@@ -305,6 +306,16 @@ def _head_at(moments, rows, prior, kind, subset, start):
     head, value = fit_head(likelihood, rows.n_outputs, kind, start)
     moments.warm[key] = head
     return head, value
+
+
+def _nearest(warm: dict, key: tuple) -> Head | None:
+    """The head last fitted at ``key`` = (kind, prior...), else at the nearest prior (in
+    log) where a head of that kind was fitted; None before the first."""
+    if key in warm:
+        return warm[key]
+    here = np.log(key[1:])
+    near = [(float(np.abs(np.log(k[1:]) - here).max()), k) for k in warm if k[0] == key[0]]
+    return warm[min(near)[1]] if near else None
 
 
 def _value(moments, rows, prior, head, subset) -> float:
@@ -363,6 +374,15 @@ def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
         idx = np.arange(m) if subset is None else np.asarray(subset)
         values = _rows_on_grid(moments, rows, n_blocks, grid, head, idx).sum(1)
     return values.cpu().numpy()
+
+
+def identity_grid_values(rows, temperature: float, grid) -> np.ndarray | None:
+    """The held-out log-likelihood of all of ``rows`` under no head at each point of
+    ``grid``, if the cross-fitting of "auto" computed it (its table of every row's values),
+    else None: the final tuning without a head then evaluates no grid again."""
+    tables = rows.cache.get(("identity", float(temperature)), {})
+    table = tables.get(tuple(np.asarray(grid, dtype=np.float64).tolist()))
+    return None if table is None else table.sum(1).cpu().numpy()
 
 
 def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> tuple[float, np.ndarray]:
