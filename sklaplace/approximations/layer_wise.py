@@ -36,8 +36,9 @@ from .base import (
     row_cov,
     tile_rows,
 )
-from .curvature import Accumulator, per_row_grads
-from .layers import Layer, RowsDependOnTheirBatch, select_layers
+from .curvature import Accumulator
+from .layers import Layer
+from .selection import RowsDependOnTheirBatch, select_layers
 from .tape import Tape, backprop
 
 __all__ = ["LayerWise"]
@@ -52,7 +53,7 @@ class LayerWise(Approximation):
         ``kron``: Kronecker blocks for Linear / Conv2d / Embedding and diagonal blocks for
         other modules; ``diag``: exact GGN diagonals everywhere.
     subset : "all" or list of str
-        See :func:`~.layers.select_layers`.
+        See :func:`~.selection.select_layers`.
     """
 
     name = "layer_wise"
@@ -126,11 +127,8 @@ class LayerWise(Approximation):
             ):
                 if a is None:  # the layer did not run: no contribution
                     parts.append(_zero_part(layer, block, c, m, f.device))
-                elif layer.kind == "other":
-                    parts.append(block.rotate(per_row_grads(layer, a, g), None))
                 else:
-                    g64 = layer.outputs(g).to(torch.float64)
-                    parts.append(block.rotate(g64, a.to(torch.float64)))
+                    parts.append(block.rotate(*layer.jacobian_factors(a, g)))
             yield Projection(f.detach().to(torch.float64), tuple(parts))
             del tape, f, grads
 
@@ -242,7 +240,7 @@ def _zero_part(layer: Layer, block, c: int, m: int, device) -> tuple:
 
     if block.structure == "full":
         return zeros(c, m, n_out * n_in), None
-    if layer.kind == "other":
+    if not layer.kronecker:
         return zeros(c, m, n_in), None
     return zeros(c, m, 1, n_out), zeros(m, 1, n_in)
 

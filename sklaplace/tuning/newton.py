@@ -5,9 +5,9 @@
 damped as Levenberg-Marquardt does; :func:`_coarse_start` picks where a search starts when
 no head is given. Both take the function as an *objective*: ``objective(x)`` returns
 ``(value, derivatives)``, ``derivatives()`` the gradient and Hessian at ``x``, asked for
-only at the points the search keeps (in closed form for the held-out likelihood,
-:class:`~sklaplace.tuning.recalibration.HeadLikelihood`; :func:`_by_autograd` for a
-function given as such).
+only at the points the search keeps: in closed form for the held-out likelihood
+(:class:`HeadLikelihood`, the head's log-likelihood with its gradient and Hessian), by
+autograd for a function given as such (:func:`_by_autograd`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+__all__ = ["HeadLikelihood"]
+
 # The head's search box (log a and b): far beyond where the data or the prior take it.
 _BOX = (-50.0, 50.0)
 
@@ -25,6 +27,64 @@ _BOX = (-50.0, 50.0)
 # this grid (biases 0), the identity included. Temperature scaling's optimum is often a
 # factor of several away from the identity, where Newton's first steps overshoot.
 START_LOG_SCALES = np.linspace(-3.0, 4.0, 15)
+
+
+class HeadLikelihood:
+    """The summed held-out log-likelihood of a head at fixed moments, with its gradient and
+    Hessian in ``(log a, b)`` in closed form (:ref:`calibration-head`).
+
+    A row's logits ``f ~ N(m, v)`` go through the head and the probit approximation to
+    ``z = kappa (a m + b)`` with ``kappa = (1 + q)^(-1/2)``, ``q = pi/8 a^2 v`` (per logit;
+    the ops of :func:`sklaplace.links.affine` and :func:`sklaplace.links.probit_logits`, so
+    the values are theirs to the bit), and the link gives ``ll(z)`` with its gradient ``g``
+    and negative Hessian ``diag(d) - r r^T`` in ``z`` (``link_derivatives(z)``, the
+    likelihood's). With ``s = log a`` and ``rho = q / (1 + q)``, ``z`` has
+
+    * ``dz/ds = kappa (a m - rho mu)`` (``mu = a m + b``),
+    * ``d2z/ds2 = kappa (a m (1 - 2 rho) + rho mu (3 rho - 2))``,
+    * ``dz_k/db_k = kappa_k``, ``d2z_k/(ds db_k) = -kappa_k rho_k``, ``d2z/db2 = 0``,
+
+    and the chain rule gives the gradient ``sum_n J_n^T g_n`` and the Hessian
+    ``sum_n (-J_n^T Lambda_n J_n + sum_k g_nk d2z_nk)``: a few sums over the rows per
+    Newton step, where autograd through every row and logit took a backward pass per
+    parameter. ``tests/test_recalibration.py`` checks them against autograd in float64.
+    """
+
+    def __init__(self, mean: torch.Tensor, var: torch.Tensor, link_derivatives) -> None:
+        self.mean, self.var, self.link = mean, var, link_derivatives
+
+    def __call__(self, x: torch.Tensor, kind: str):
+        """``(ll, derivatives)`` at ``x = (log a, b...)``: the summed log-likelihood (a
+        float) and a callable giving its gradient and Hessian in ``x`` (on ``x``'s
+        device)."""
+        bias = kind == "bias_temperature"
+        scale = x[0].exp()
+        am = self.mean * scale
+        mean = am + x[1:].to(am.device) if bias else am
+        q = math.pi / 8.0 * (self.var * scale**2)
+        kappa = torch.rsqrt(1.0 + q)
+        ll, g, d, r = self.link(mean * kappa)
+
+        def derivatives() -> tuple[torch.Tensor, torch.Tensor]:
+            rho = q * kappa * kappa  # q / (1 + q)
+            u = kappa * (am - rho * mean)  # dz / ds
+            u2 = kappa * (am * (1.0 - 2.0 * rho) + rho * mean * (3.0 * rho - 2.0))
+            lam_u = d * u if r is None else d * u - r * (r * u).sum(1, keepdim=True)
+            h_ss = ((g * u2).sum() - (u * lam_u).sum()).reshape(1, 1)
+            grad = (g * u).sum().reshape(1)
+            if bias:
+                h_sb = (-(lam_u + g * rho) * kappa).sum(0)[None]
+                h_bb = -torch.diag((d * kappa * kappa).sum(0))
+                if r is not None:
+                    rk = r * kappa
+                    h_bb = h_bb + rk.T @ rk
+                grad = torch.cat([grad, (g * kappa).sum(0)])
+                hess = torch.cat([torch.cat([h_ss, h_sb], 1), torch.cat([h_sb.T, h_bb], 1)])
+            else:
+                hess = h_ss
+            return grad.to(x.device), hess.to(x.device)
+
+        return float(ll.sum()), derivatives
 
 
 def _coarse_start(objective, x0: torch.Tensor) -> torch.Tensor:

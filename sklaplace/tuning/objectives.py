@@ -175,8 +175,8 @@ def _heldout(fitted, X_val, y_val, w_val=None):
         """``(T, m, c)`` variances of ``proj``'s rows at the rows of ``taus`` (T, n_blocks),
         a few prior precisions at a time so that the products stay within
         ``GRID_ELEMENTS``. In float64: where the held-out likelihood is flat in the prior
-        (a regressor's many rows), float32 sums reorder grid points that differ by less
-        than their round-off, and the tuned prior would move by decades."""
+        (a regressor's many rows), grid points decades apart differ by less than float32's
+        round-off of the sums, which would then pick the tuned prior."""
         per = max(1, GRID_ELEMENTS // max(1, len(proj.mean) * width))
         parts = [
             approx.moments_grid(proj, taus[s : s + per], scale, torch.float64)

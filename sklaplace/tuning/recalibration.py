@@ -30,7 +30,8 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
 
-from .newton import _BOX, _by_autograd, _coarse_start, _newton
+from .moments import _best_on_grid, _grid_values, _Moments, _value, identity_grid_values
+from .newton import _BOX, HeadLikelihood, _by_autograd, _coarse_start, _newton
 from .optimize import maximize_on_grid
 
 __all__ = ["KINDS", "HeadLikelihood", "choose", "fit_head", "identity_grid_values", "tune"]
@@ -42,10 +43,6 @@ KINDS = ("temperature", "bias_temperature")
 SCALE_STD = 1.0
 BIAS_STD = 1.0
 N_FOLDS = 5
-# Bytes of held-out variances kept across prior precisions while tuning the head.
-_CACHE_BYTES = 256 * 2**20
-# Link values (rows x logits x grid points) evaluated at once when searching the grid.
-_BATCH_ELEMENTS = 2**22
 # Rounds of coordinate ascent between the prior precision and the head.
 _ROUNDS = 5
 # "auto" keeps the simplest candidate within this many standard errors of the best.
@@ -104,64 +101,6 @@ def _log_prior_derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     precision = torch.full_like(x, 1.0 / BIAS_STD**2)
     precision[0] = 1.0 / SCALE_STD**2
     return -precision * x, torch.diag(-precision)
-
-
-class HeadLikelihood:
-    """The summed held-out log-likelihood of a head at fixed moments, with its gradient and
-    Hessian in ``(log a, b)`` in closed form (:ref:`calibration-head`).
-
-    A row's logits ``f ~ N(m, v)`` go through the head and the probit approximation to
-    ``z = kappa (a m + b)`` with ``kappa = (1 + q)^(-1/2)``, ``q = pi/8 a^2 v`` (per logit;
-    the ops of :func:`sklaplace.links.affine` and :func:`sklaplace.links.probit_logits`, so
-    the values are theirs to the bit), and the link gives ``ll(z)`` with its gradient ``g``
-    and negative Hessian ``diag(d) - r r^T`` in ``z`` (``link_derivatives(z)``, the
-    likelihood's). With ``s = log a`` and ``rho = q / (1 + q)``, ``z`` has
-
-    * ``dz/ds = kappa (a m - rho mu)`` (``mu = a m + b``),
-    * ``d2z/ds2 = kappa (a m (1 - 2 rho) + rho mu (3 rho - 2))``,
-    * ``dz_k/db_k = kappa_k``, ``d2z_k/(ds db_k) = -kappa_k rho_k``, ``d2z/db2 = 0``,
-
-    and the chain rule gives the gradient ``sum_n J_n^T g_n`` and the Hessian
-    ``sum_n (-J_n^T Lambda_n J_n + sum_k g_nk d2z_nk)``: a few sums over the rows per
-    Newton step, where autograd through every row and logit took a backward pass per
-    parameter. ``tests/test_recalibration.py`` checks them against autograd in float64.
-    """
-
-    def __init__(self, mean: torch.Tensor, var: torch.Tensor, link_derivatives) -> None:
-        self.mean, self.var, self.link = mean, var, link_derivatives
-
-    def __call__(self, x: torch.Tensor, kind: str):
-        """``(ll, derivatives)`` at ``x = (log a, b...)``: the summed log-likelihood (a
-        float) and a callable giving its gradient and Hessian in ``x`` (on ``x``'s
-        device)."""
-        bias = kind == "bias_temperature"
-        scale = x[0].exp()
-        am = self.mean * scale
-        mean = am + x[1:].to(am.device) if bias else am
-        q = math.pi / 8.0 * (self.var * scale**2)
-        kappa = torch.rsqrt(1.0 + q)
-        ll, g, d, r = self.link(mean * kappa)
-
-        def derivatives() -> tuple[torch.Tensor, torch.Tensor]:
-            rho = q * kappa * kappa  # q / (1 + q)
-            u = kappa * (am - rho * mean)  # dz / ds
-            u2 = kappa * (am * (1.0 - 2.0 * rho) + rho * mean * (3.0 * rho - 2.0))
-            lam_u = d * u if r is None else d * u - r * (r * u).sum(1, keepdim=True)
-            h_ss = ((g * u2).sum() - (u * lam_u).sum()).reshape(1, 1)
-            grad = (g * u).sum().reshape(1)
-            if bias:
-                h_sb = (-(lam_u + g * rho) * kappa).sum(0)[None]
-                h_bb = -torch.diag((d * kappa * kappa).sum(0))
-                if r is not None:
-                    rk = r * kappa
-                    h_bb = h_bb + rk.T @ rk
-                grad = torch.cat([grad, (g * kappa).sum(0)])
-                hess = torch.cat([torch.cat([h_ss, h_sb], 1), torch.cat([h_sb.T, h_bb], 1)])
-            else:
-                hess = h_ss
-            return grad.to(x.device), hess.to(x.device)
-
-        return float(ll.sum()), derivatives
 
 
 def _closed_form(likelihood: HeadLikelihood, kind: str, shrink: bool):
@@ -239,51 +178,6 @@ def fit_head(
     return head, -value
 
 
-class _Moments:
-    """The held-out rows' moments per (prior precision, temperature), computed once.
-
-    Kept in ``rows.cache`` (shared by the cross-fitting of "auto" and the final tuning)
-    while they fit in ``_CACHE_BYTES``; beyond, computed again when asked for. The GLM
-    mean does not depend on the hyper-parameters: one tensor serves every entry."""
-
-    def __init__(self, rows, temperature: float) -> None:
-        self.rows, self.temperature = rows, float(temperature)
-        self.cache = rows.cache.setdefault(self.temperature, {})
-        # every row's log-likelihood under no head at each point of a grid (grid -> (G, m)):
-        # the same for every fold and candidate of "auto", and the final tuning
-        self.identity_on_grid = rows.cache.setdefault(("identity", self.temperature), {})
-        # the last head fitted at each (kind, prior), any subset: where Newton starts the next
-        # fit there or nearby (the folds' optima are close to one another and to all rows')
-        self.warm = rows.cache.setdefault(("warm", self.temperature), {})
-
-    def __call__(self, prior: np.ndarray):
-        key = tuple(np.asarray(prior, dtype=np.float64).tolist())
-        if key in self.cache:
-            return self.cache[key]
-        mean, var = self.rows.moments(prior, self.temperature)
-        if self.cache:
-            mean = next(iter(self.cache.values()))[0]
-        if (len(self.cache) + 2) * var.numel() * var.element_size() <= _CACHE_BYTES:
-            self.cache[key] = (mean, var)
-        return mean, var
-
-    def grid(self, grid: np.ndarray, n_blocks: int):
-        """``(mean, variances (T, m, c))`` at every prior precision of ``grid`` (shared by
-        the blocks), all computed in one call where the rows offer it; None if they do
-        not, or would not fit in ``_CACHE_BYTES``. Kept with the rows."""
-        key = ("grid", self.temperature, tuple(np.asarray(grid, dtype=np.float64).tolist()))
-        if key in self.rows.cache:
-            return self.rows.cache[key]
-        if self.rows.moments_grid is None:
-            return None
-        mean, var = self(np.full(n_blocks, grid[-1]))
-        if (len(grid) + 2) * var.numel() * var.element_size() > _CACHE_BYTES:
-            return None
-        pair = (mean, self.rows.moments_grid(grid, self.temperature))
-        self.rows.cache[key] = pair
-        return pair
-
-
 def _head_at(moments, rows, prior, kind, subset, start):
     """``(head or None, penalised log-likelihood)`` at one prior precision; Newton starts
     from ``start``, or without one from the last head fitted at the nearest prior (if
@@ -316,86 +210,6 @@ def _nearest(warm: dict, key: tuple) -> Head | None:
     here = np.log(key[1:])
     near = [(float(np.abs(np.log(k[1:]) - here).max()), k) for k in warm if k[0] == key[0]]
     return warm[min(near)[1]] if near else None
-
-
-def _value(moments, rows, prior, head, subset) -> float:
-    """The held-out log-likelihood at a prior precision and a fixed head (the head's prior,
-    a constant at a fixed head, is left out: it does not move the prior's optimum)."""
-    mean, var = moments(prior)
-    if subset is not None:
-        mean, var = mean[subset], var[subset]
-    head_t = None if head is None else head.tensors(mean.device)
-    with torch.no_grad():
-        return float(rows.row_log_likelihood(mean, var, head_t, subset).sum())
-
-
-def _rows_on_grid(moments, rows, n_blocks, grid, head, idx) -> torch.Tensor:
-    """The held-out log-likelihood of rows ``idx`` at each point of ``grid`` at a fixed
-    head, (len(grid), len(idx)), evaluated for many grid points in one call: the GLM mean
-    does not depend on the prior, only the variances do (all computed together where the
-    rows offer it, ``_Moments.grid``)."""
-    at_once = moments.grid(grid, n_blocks)
-    if at_once is None:
-        variances = [moments(np.full(n_blocks, t))[1] for t in grid]
-        mean = moments(np.full(n_blocks, grid[0]))[0][idx]
-    else:
-        mean, variances = at_once
-        mean = mean[idx]
-    head_t = None if head is None else head.tensors(mean.device)
-    per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(grid), per):
-            if at_once is None:
-                var = torch.cat([v[idx] for v in variances[s : s + per]])
-            else:  # (k, m, c): the rows of every grid point in one indexing
-                var = variances[s : s + per][:, idx].reshape(-1, mean.shape[1])
-            k = len(var) // len(idx)
-            ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
-            out.append(ll.reshape(k, len(idx)))
-    return torch.cat(out)
-
-
-def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
-    """The held-out log-likelihood of ``subset`` at each point of ``grid`` at a fixed head
-    (non-finite values as computed). Under no head, every row's values are computed once
-    per grid (``_Moments.identity_on_grid``) and summed over each subset."""
-    grid = np.asarray(grid, dtype=np.float64)
-    if head is None:
-        key = tuple(grid.tolist())
-        per_row = moments.identity_on_grid.get(key)
-        if per_row is None:
-            m = len(moments(np.full(n_blocks, grid[0]))[0])
-            per_row = _rows_on_grid(moments, rows, n_blocks, grid, None, np.arange(m))
-            moments.identity_on_grid[key] = per_row
-        values = (per_row if subset is None else per_row[:, np.asarray(subset)]).sum(1)
-    else:
-        m = len(moments(np.full(n_blocks, grid[0]))[0])
-        idx = np.arange(m) if subset is None else np.asarray(subset)
-        values = _rows_on_grid(moments, rows, n_blocks, grid, head, idx).sum(1)
-    return values.cpu().numpy()
-
-
-def identity_grid_values(rows, temperature: float, grid) -> np.ndarray | None:
-    """The held-out log-likelihood of all of ``rows`` under no head at each point of
-    ``grid``, if the cross-fitting of "auto" computed it (its table of every row's values),
-    else None: the final tuning without a head then evaluates no grid again."""
-    tables = rows.cache.get(("identity", float(temperature)), {})
-    table = tables.get(tuple(np.asarray(grid, dtype=np.float64).tolist()))
-    return None if table is None else table.sum(1).cpu().numpy()
-
-
-def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> tuple[float, np.ndarray]:
-    """The grid point with the largest held-out log-likelihood at a fixed head (the first
-    if tied; non-finite values lose), and the values at every grid point."""
-    values = _grid_values(moments, rows, n_blocks, grid, head, subset)
-    finite = np.where(np.isfinite(values), values, -np.inf)
-    if not np.isfinite(finite).any():
-        raise FloatingPointError(
-            "The held-out log-likelihood is not finite at any prior precision searched; "
-            "check the net's outputs for NaN or inf."
-        )
-    return float(np.asarray(grid, dtype=np.float64)[int(np.argmax(finite))]), values
 
 
 def tune(

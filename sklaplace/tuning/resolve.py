@@ -71,11 +71,12 @@ class HeldOutRows:
     log-likelihood of each of ``rows`` (indices; None: all) under the head ``(a, b)`` (or
     None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
     folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
-    (:mod:`sklaplace.tuning.recalibration` keeps them there); ``link_derivatives(rows)``
-    a function of the logits ``z`` of ``rows`` giving their (weighted) log-likelihood with
-    its gradient and negative Hessian in ``z`` (``Likelihood.link_derivatives``), for the
-    head's Newton steps in closed form (None: they take autograd through
-    ``row_log_likelihood``).
+    (:mod:`sklaplace.tuning.recalibration` keeps them there); ``moments_grid(taus, T)`` the
+    variances (T, m, c) at many prior precisions at once (None: one ``moments`` each);
+    ``link_derivatives(rows)`` a function of the logits ``z`` of ``rows`` giving their
+    (weighted) log-likelihood with its gradient and negative Hessian in ``z``
+    (``Likelihood.link_derivatives``), for the head's Newton steps in closed form (None:
+    they take autograd through ``row_log_likelihood``).
     """
 
     moments: Callable
@@ -93,7 +94,8 @@ class Objectives:
 
     ``evidence(tau, sigma, T)`` takes float64 tensors (differentiable);
     ``heldout(tau, sigma, T, head)`` returns the summed held-out log-likelihood, and is
-    None without held-out rows; ``head_rows`` what the recalibration head is tuned on
+    None without held-out rows; ``heldout_grid(taus, sigma, T, head)`` the same at every
+    prior precision of ``taus`` at once; ``head_rows`` what the recalibration head is tuned on
     (classifiers with held-out rows); ``heldout_rms`` is the root mean square of the held-out
     residuals (regression); ``sigma_mle`` the training residuals' maximum-likelihood noise
     std; ``weight_decay`` the per-block coefficients of the L2 prior (or None).
