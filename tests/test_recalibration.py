@@ -433,3 +433,180 @@ def test_bias_heads_are_bounded_in_the_number_of_outputs(monkeypatch):
         LaplaceClassifier(FrozenEstimator(off), calibration="bias_temperature").fit(
             X, y, X_val=X_val, y_val=y_val
         )
+
+
+def _check_head_derivatives(mean, var, link, negative_ll, kind, n_outputs, seed):
+    """``HeadLikelihood``'s value, gradient and Hessian of the head's negative log posterior
+    against autograd through ``negative_ll(a, b)`` (minus the summed log-likelihood), at a
+    random ``x = (log a, b)``: a scale away from 1, biases away from 0. A wrong or missing
+    term is off by order one; round-off is bounded by the rows' sum: each entry sums
+    ``m c`` terms of order one, each to a few ulps."""
+    n = 1 + (n_outputs if kind == "bias_temperature" else 0)
+    x = 0.7 * torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    objective = _recalibration._closed_form(
+        _recalibration.HeadLikelihood(mean, var, link), kind, shrink=True
+    )
+    value, derivatives = objective(x)
+    grad, hess = derivatives()
+
+    def negative(x):
+        return negative_ll(*_recalibration._unpack(x, kind)) - _recalibration.log_prior(x)
+
+    xg = x.clone().requires_grad_(True)
+    (want_grad,) = torch.autograd.grad(negative(xg), xg)
+    want_hess = torch.autograd.functional.hessian(negative, x)
+    tol = 16 * mean.numel() * EPS
+    assert value == pytest.approx(float(negative(x)), rel=tol)
+    torch.testing.assert_close(grad, want_grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(hess, want_hess, rtol=tol, atol=tol)
+    assert want_hess.abs().min() > 1e-3  # every entry is a term that can be wrong
+
+
+@pytest.mark.parametrize("kind", ["temperature", "bias_temperature"])
+@pytest.mark.parametrize("binary", [False, True])
+def test_closed_form_head_derivatives_match_autograd(kind, binary):
+    """The head's Newton steps take the gradient and Hessian of its negative log posterior
+    in closed form (``HeadLikelihood``: the chain rule through the head, the probit and the
+    likelihood's ``link_derivatives``), checked against autograd through the held-out
+    likelihood the estimator computes (``heldout_row_log_likelihood`` under the head), in
+    float64, where every term is of order one: variances comparable to the means (the
+    probit's terms), labels drawn at random (the link's gradient)."""
+    from sklaplace.likelihoods import Binary, Classification
+
+    lik = Binary() if binary else Classification()
+    m, c = 40, 1 if binary else 3
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        mean = 2.0 * torch.randn(m, c, generator=g, dtype=F64)
+        var = 3.0 * torch.rand(m, c, generator=g, dtype=F64) + 0.1
+        y = torch.randint(0, 2 if binary else c, (m,), generator=g)
+
+        def link(z, y=y):
+            return lik.link_derivatives(z, y)
+
+        def negative_ll(a, b, y=y, mean=mean, var=var):
+            return -lik.heldout_row_log_likelihood(mean, var, y, None, (a, b)).sum()
+
+        _check_head_derivatives(mean, var, link, negative_ll, kind, c, seed)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_closed_form_head_derivatives_of_weighted_row_subsets(binary):
+    """The same check on the held-out rows a fit tunes the head on (their
+    ``link_derivatives`` and ``row_log_likelihood``): weighted rows (``sample_weight_val``)
+    and the subsets of rows the cross-fitting of "auto" takes."""
+    W = W1 if binary else W3
+    k = W.shape[0]
+    X, y = _logistic_rows(W, np.zeros(k), 100, 0, binary)
+    X_val, y_val = _logistic_rows(W, np.zeros(k), 60, 1, binary)
+    w_val = np.random.default_rng(2).uniform(0.5, 2.0, len(y_val))
+    seen = []
+    original = _recalibration.tune
+
+    def spy(rows, *args, **kwargs):
+        seen.append(rows)
+        return original(rows, *args, **kwargs)
+
+    net = _linear_net(2.0 * W, np.full(k, 0.5), binary)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_recalibration, "tune", spy)
+        LaplaceClassifier(FrozenEstimator(net), calibration="bias_temperature").fit(
+            X, y, X_val=X_val, y_val=y_val, sample_weight_val=w_val
+        )
+    rows = seen[0]
+    for seed, subset in enumerate([None, np.arange(0, 60, 3)]):
+        mean, var = rows.moments(np.ones(1), 1.0)
+        var = var + 0.5  # variances comparable to the means, whatever the net's posterior
+        if subset is not None:
+            mean, var = mean[subset], var[subset]
+
+        link = rows.link_derivatives(subset)
+
+        def negative_ll(a, b, subset=subset, mean=mean, var=var):
+            return -rows.row_log_likelihood(mean, var, (a, b), subset).sum()
+
+        for kind in _recalibration.KINDS:
+            _check_head_derivatives(mean, var, link, negative_ll, kind, k, seed)
+
+
+def _auto_fit(off, spies, random_state=0):
+    """A default ("auto") fit of a 3-class linear net on 300 unseen rows, with ``spies``
+    ({name: wrapper}) set on the recalibration module during it."""
+    X, y = _logistic_rows(W3, np.zeros(3), 300, 0)
+    X_val, y_val = _logistic_rows(W3, np.zeros(3), 300, 1)
+    net = _linear_net(W3, off)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, wrap in spies.items():
+            mp.setattr(_recalibration, name, wrap(getattr(_recalibration, name)))
+        return LaplaceClassifier(FrozenEstimator(net), random_state=random_state).fit(
+            X, y, X_val=X_val, y_val=y_val
+        )
+
+
+def test_auto_fits_each_head_once_per_prior_and_warm_starts_the_folds():
+    """The cross-fitting of "auto" tunes a head on each of 5 folds: the coordinate ascent
+    does not fit the head again at the prior where it already fitted it, and a fit at a
+    prior where another fold's head was fitted starts from that head (their optima are
+    close: Newton then takes a few steps, not the search from the identity), or from the
+    head of the nearest prior. Main fitted every head twice at the final prior and started
+    every fold from the identity."""
+    fits = []
+
+    def spy(original):
+        def head_at(moments, rows, prior, kind, subset, start):
+            key = (
+                kind,
+                tuple(np.asarray(prior).tolist()),
+                None if subset is None else len(subset),
+            )
+            warm = start is not None or any(k[0] == kind for k in getattr(moments, "warm", {}))
+            head, value = original(moments, rows, prior, kind, subset, start)
+            fits.append((key, subset is None or tuple(subset), head, warm))
+            return head, value
+
+        return head_at
+
+    clf = _auto_fit(np.array([0.0, 0.0, 2.0]), {"_head_at": spy})
+    assert clf.calibration_ == "bias_temperature"
+    heads = [f for f in fits if f[0][0] is not None]
+    seen = set()
+    for key, rows, _, _ in heads:  # one fit per (kind, prior, rows)
+        assert (key, rows) not in seen
+        seen.add((key, rows))
+    # after the first fit of a kind, every fold starts from a head
+    for kind in _recalibration.KINDS:
+        of_kind = [warm for key, _, _, warm in heads if key[0] == kind]
+        assert len(of_kind) >= 5 and all(of_kind[1:])
+
+
+def test_auto_without_a_head_reads_the_final_grid_off_the_cross_fitting():
+    """When "auto" keeps no head, the final tuning of the prior reads the grid's values off
+    the table the cross-fitting computed (every row's held-out log-likelihood at each prior
+    of the grid), instead of evaluating the grid again; the prior is calibration=None's."""
+    from sklaplace.tuning import heldout as _heldout
+
+    calls = []
+    original = _heldout._known_grid
+
+    def spy(obj, on_grid):
+        def counted(*args):
+            calls.append(args)
+            return on_grid(*args)
+
+        return original(obj, None if on_grid is None else counted)
+
+    X, y = _logistic_rows(W3, np.zeros(3), 300, 0)
+    X_val, y_val = _logistic_rows(W3, np.zeros(3), 300, 1)
+    net = _linear_net(W3, np.zeros(3))  # the model itself: "auto" keeps no head
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_heldout, "_known_grid", spy)
+        clf = LaplaceClassifier(FrozenEstimator(net), random_state=0).fit(
+            X, y, X_val=X_val, y_val=y_val
+        )
+    assert clf.calibration_ is None
+    assert calls == []  # no grid evaluated after the cross-fitting
+    none = LaplaceClassifier(FrozenEstimator(net), calibration=None).fit(
+        X, y, X_val=X_val, y_val=y_val
+    )
+    # the same grid values up to the order of the sums; the refinement evaluates alike
+    np.testing.assert_allclose(clf.prior_precision_, none.prior_precision_, rtol=1e-6)

@@ -167,6 +167,15 @@ class Likelihood:
         (classifiers; see :meth:`sklaplace.likelihoods.Classification.log_predict`)."""
         raise self._missing("log_predict (a classifier's predictive)")
 
+    def link_derivatives(self, f: Tensor, y: Tensor):
+        """``(ll, g, d, r)`` at logits ``f`` (m, c) (classifiers): the log-probability of
+        each label ``y`` under the link, ``ll`` (m,), its gradient in ``f``, ``g`` (m, c),
+        and its negative Hessian in ``f`` as ``diag(d_n) - r_n r_n^T`` (``d``, ``r`` (m, c);
+        ``r`` None: the Hessian is diagonal), in closed form: the recalibration head's
+        Newton steps (:mod:`sklaplace.tuning.recalibration`) chain them through the head
+        and the probit approximation."""
+        raise self._missing("link_derivatives (the link's derivatives, for the head)")
+
     def decide(self, log_proba: np.ndarray) -> np.ndarray:
         """The predicted class index of each row (classifiers)."""
         raise self._missing("decide (a classifier's decision)")

@@ -146,6 +146,13 @@ class Classification(_Classifier):
     def log_link(self, f):
         return torch.log_softmax(f, dim=-1)
 
+    def link_derivatives(self, f, y):
+        """Softmax: ``g = e_y - p`` and ``-d^2 ll / df^2 = diag(p) - p p^T``."""
+        log_p = torch.log_softmax(f, dim=-1)
+        y = y.long().reshape(-1, 1)
+        p = log_p.exp()
+        return log_p.gather(1, y)[:, 0], (-p).scatter_add_(1, y, torch.ones_like(p[:, :1])), p, p
+
 
 @register
 class Binary(_Classifier):
@@ -203,3 +210,13 @@ class Binary(_Classifier):
     def log_link(self, f):
         x = f[..., 0]
         return torch.stack([F.logsigmoid(-x), F.logsigmoid(x)], dim=-1)
+
+    def link_derivatives(self, f, y):
+        """Sigmoid on one logit: ``g = y - s`` and ``-d^2 ll / df^2 = s (1 - s)``,
+        ``s = sigmoid(f)``."""
+        x = f[:, 0]
+        one = y.long().reshape(-1) == 1
+        ll = torch.where(one, F.logsigmoid(x), F.logsigmoid(-x))
+        s = torch.sigmoid(x)
+        g = one.to(f.dtype) - s
+        return ll, g[:, None], (s * torch.sigmoid(-x))[:, None], None

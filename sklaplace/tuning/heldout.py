@@ -32,7 +32,7 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, head, k
     prior precision, so the pair is tuned jointly); ``head`` is a fixed head otherwise.
     """
     evaluate = obj.heldout
-    on_grid = getattr(obj, "heldout_grid", None)  # the prior's grid at once
+    on_grid = _known_grid(obj, getattr(obj, "heldout_grid", None))  # the prior's grid at once
     n_blocks = len(obj.names)
     if tune_sigma:
         sigma = obj.heldout_rms()
@@ -74,6 +74,27 @@ def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, head, k
     if tune_t:
         _warn_temperature_edge(temperature, fixed is not None)
     return prior, sigma, temperature, head
+
+
+def _known_grid(obj, on_grid):
+    """``on_grid`` that reads the grid's values without a head off the table that the
+    cross-fitting of ``calibration="auto"`` computed, when it did (the final tuning without
+    a head then evaluates no grid again); ``on_grid`` itself otherwise."""
+    rows = getattr(obj, "head_rows", None)
+    if rows is None:
+        return on_grid
+
+    def known(grid, sigma, temperature, head):
+        values = None
+        if head is None:
+            values = _recalibration.identity_grid_values(rows, temperature, grid)
+        if values is not None:
+            return values
+        if on_grid is None:
+            return np.array([obj.heldout(t, sigma, temperature, head) for t in grid])
+        return on_grid(grid, sigma, temperature, head)
+
+    return known
 
 
 def _edge(tau: float) -> str | None:

@@ -243,11 +243,25 @@ def _heldout(fitted, X_val, y_val, w_val=None):
             ll = ll * (w if rows is None else w[rows])
         return ll
 
+    def link_derivatives(rows=None):
+        target = y_val if rows is None else y_val[rows]
+        if w is None:
+            return lambda z: lik.link_derivatives(z, target)
+        wr = (w if rows is None else w[rows])[:, None]
+        root = wr.sqrt()
+
+        def weighted(z):
+            ll, g, d, r = lik.link_derivatives(z, target)
+            return ll * wr[:, 0], g * wr, d * wr, None if r is None else r * root
+
+        return weighted
+
     rows = HeldOutRows(
         moments=moments,
         row_log_likelihood=row_log_likelihood,
         labels=y_val.long().cpu().numpy().reshape(-1),
         n_outputs=fitted.n_outputs(),
+        link_derivatives=link_derivatives,
         moments_grid=moments_grid,
     )
     return evaluate, evaluate_grid, rms, rows

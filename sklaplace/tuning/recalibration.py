@@ -30,10 +30,11 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
 
-from .newton import _BOX, _coarse_start, _newton
+from .moments import _best_on_grid, _grid_values, _Moments, _value, identity_grid_values
+from .newton import _BOX, HeadLikelihood, _by_autograd, _coarse_start, _newton
 from .optimize import maximize_on_grid
 
-__all__ = ["KINDS", "choose", "fit_head", "tune"]
+__all__ = ["KINDS", "HeadLikelihood", "choose", "fit_head", "identity_grid_values", "tune"]
 
 KINDS = ("temperature", "bias_temperature")
 # Prior standard deviations of the head's parameters: log a (a factor e per std) and each
@@ -42,10 +43,6 @@ KINDS = ("temperature", "bias_temperature")
 SCALE_STD = 1.0
 BIAS_STD = 1.0
 N_FOLDS = 5
-# Bytes of held-out variances kept across prior precisions while tuning the head.
-_CACHE_BYTES = 256 * 2**20
-# Link values (rows x logits x grid points) evaluated at once when searching the grid.
-_BATCH_ELEMENTS = 2**22
 # Rounds of coordinate ascent between the prior precision and the head.
 _ROUNDS = 5
 # "auto" keeps the simplest candidate within this many standard errors of the best.
@@ -57,9 +54,10 @@ MIN_ROWS_AUTO = 4 * N_FOLDS
 # the rows a net gets wrong; on rows it gets all right every fold asks for sharper ones,
 # and cross-fitting agrees with itself (an over-fitted net made sharper still).
 MIN_ERRORS_AUTO = 10
-# Most logits a bias head takes: its Newton steps need the exact Hessian over 1 + n_outputs
-# parameters, computed by autograd through every held-out row and logit at once (1,000
-# classes: tens of GB). "auto" does not consider biases beyond; asked for, they raise.
+# Most logits a bias head takes: each of its Newton steps forms the exact Hessian over
+# 1 + n_outputs parameters from every held-out row (rows x n_outputs^2 operations, in
+# closed form since autograd took tens of GB at 1,000 classes), and the cross-fitting of
+# "auto" tunes 15 such heads. "auto" does not consider biases beyond; asked for, they raise.
 MAX_BIAS_OUTPUTS = 64
 
 
@@ -98,6 +96,33 @@ def log_prior(x: torch.Tensor) -> torch.Tensor:
     return -0.5 * (x[0] / SCALE_STD) ** 2 - 0.5 * (x[1:] ** 2).sum() / BIAS_STD**2
 
 
+def _log_prior_derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient and (diagonal) Hessian of :func:`log_prior` at ``x``."""
+    precision = torch.full_like(x, 1.0 / BIAS_STD**2)
+    precision[0] = 1.0 / SCALE_STD**2
+    return -precision * x, torch.diag(-precision)
+
+
+def _closed_form(likelihood: HeadLikelihood, kind: str, shrink: bool):
+    """``x -> (value, derivatives)`` of the negative (log posterior) from ``likelihood``."""
+
+    def objective(x):
+        ll, derivatives = likelihood(x, kind)
+        if not shrink:
+            return -ll, lambda: tuple(-t for t in derivatives())
+        log_a, *b = x.tolist()
+        prior = -0.5 * (log_a / SCALE_STD) ** 2 - 0.5 * sum(v * v for v in b) / BIAS_STD**2
+
+        def both():
+            grad, hess = derivatives()
+            prior_grad, prior_hess = _log_prior_derivatives(x)
+            return -(grad + prior_grad), -(hess + prior_hess)
+
+        return -(ll + prior), both
+
+    return objective
+
+
 def fit_head(
     log_likelihood,
     n_outputs: int,
@@ -107,19 +132,22 @@ def fit_head(
 ) -> tuple[Head, float]:
     """The head maximising ``log_likelihood(scale, bias) + log prior``, and that maximum.
 
-    ``log_likelihood`` takes a 0-d tensor and a (n_outputs,) tensor or None and returns the
-    summed held-out log-likelihood as a differentiable 0-d tensor. ``shrink=False`` drops
-    the prior (the classical calibrators, for the tests against them). Damped Newton steps
-    in ``(log a, b)`` with the exact gradient and Hessian from autograd, so the maximum is
-    reached to float64 round-off in a few steps (the parameters are few: 1 + n_outputs).
-    Raises ``ValueError`` for biases over more than ``MAX_BIAS_OUTPUTS`` logits.
+    ``log_likelihood`` is a :class:`HeadLikelihood` (derivatives in closed form), or takes a
+    0-d tensor and a (n_outputs,) tensor or None and returns the summed held-out
+    log-likelihood as a differentiable 0-d tensor (derivatives by autograd).
+    ``shrink=False`` drops the prior (the classical calibrators, for the tests against
+    them). Damped Newton steps in ``(log a, b)`` with the exact gradient and Hessian, so
+    the maximum is reached to float64 round-off in a few steps (the parameters are few:
+    1 + n_outputs); without ``start``, from the best of a few scales
+    (:func:`~sklaplace.tuning.newton._coarse_start`). Raises ``ValueError`` for biases
+    over more than ``MAX_BIAS_OUTPUTS`` logits.
     """
     if kind == "bias_temperature" and n_outputs > MAX_BIAS_OUTPUTS:
         raise ValueError(
             f"calibration='bias_temperature' fits one bias per class, and the net has "
-            f"{n_outputs} outputs: its exact Newton steps would take a Hessian over "
-            f"{n_outputs + 1} parameters through every unseen row and class, at a memory "
-            f"cost far above the posterior's. It is offered up to {MAX_BIAS_OUTPUTS} "
+            f"{n_outputs} outputs: each of its exact Newton steps would form a Hessian over "
+            f"{n_outputs + 1} parameters from every unseen row and class, at a cost growing "
+            f"with the square of the classes. It is offered up to {MAX_BIAS_OUTPUTS} "
             "outputs; use calibration='temperature', or 'auto' (which considers biases only "
             f"up to {MAX_BIAS_OUTPUTS} outputs)."
         )
@@ -130,132 +158,58 @@ def fit_head(
         if kind == "bias_temperature" and start.bias is not None:
             x0[1:] = torch.as_tensor(start.bias)
 
-    def negative(x: torch.Tensor) -> torch.Tensor:
-        value = log_likelihood(*_unpack(x, kind))
-        return -(value + log_prior(x)) if shrink else -value
+    if isinstance(log_likelihood, HeadLikelihood):
+        objective = _closed_form(log_likelihood, kind, shrink)
+    else:
+
+        def negative(x: torch.Tensor) -> torch.Tensor:
+            value = log_likelihood(*_unpack(x, kind))
+            return -(value + log_prior(x)) if shrink else -value
+
+        objective = _by_autograd(negative)
 
     if start is None:
-        x0 = _coarse_start(negative, x0)
-    x, value = _newton(negative, x0.clamp(*_BOX))
+        x0 = _coarse_start(objective, x0)
+    x, value = _newton(objective, x0.clamp(*_BOX))
     if not math.isfinite(value):
         x = torch.zeros(n, dtype=torch.float64)
-        value = float(negative(x))
+        value = objective(x)[0]
     head = Head(math.exp(float(x[0])), x[1:].numpy().copy() if n > 1 else None, kind)
     return head, -value
 
 
-class _Moments:
-    """The held-out rows' moments per (prior precision, temperature), computed once.
-
-    Kept in ``rows.cache`` (shared by the cross-fitting of "auto" and the final tuning)
-    while they fit in ``_CACHE_BYTES``; beyond, computed again when asked for. The GLM
-    mean does not depend on the hyper-parameters: one tensor serves every entry."""
-
-    def __init__(self, rows, temperature: float) -> None:
-        self.rows, self.temperature = rows, float(temperature)
-        self.cache = rows.cache.setdefault(self.temperature, {})
-
-    def __call__(self, prior: np.ndarray):
-        key = tuple(np.asarray(prior, dtype=np.float64).tolist())
-        if key in self.cache:
-            return self.cache[key]
-        mean, var = self.rows.moments(prior, self.temperature)
-        if self.cache:
-            mean = next(iter(self.cache.values()))[0]
-        if (len(self.cache) + 2) * var.numel() * var.element_size() <= _CACHE_BYTES:
-            self.cache[key] = (mean, var)
-        return mean, var
-
-    def grid(self, grid: np.ndarray, n_blocks: int):
-        """``(mean, variances (T, m, c))`` at every prior precision of ``grid`` (shared by
-        the blocks), all computed in one call where the rows offer it; None if they do
-        not, or would not fit in ``_CACHE_BYTES``. Kept with the rows."""
-        key = ("grid", self.temperature, tuple(np.asarray(grid, dtype=np.float64).tolist()))
-        if key in self.rows.cache:
-            return self.rows.cache[key]
-        if self.rows.moments_grid is None:
-            return None
-        mean, var = self(np.full(n_blocks, grid[-1]))
-        if (len(grid) + 2) * var.numel() * var.element_size() > _CACHE_BYTES:
-            return None
-        pair = (mean, self.rows.moments_grid(grid, self.temperature))
-        self.rows.cache[key] = pair
-        return pair
-
-
 def _head_at(moments, rows, prior, kind, subset, start):
-    """``(head or None, penalised log-likelihood)`` at one prior precision."""
+    """``(head or None, penalised log-likelihood)`` at one prior precision; Newton starts
+    from ``start``, or without one from the last head fitted at the nearest prior (if
+    any)."""
     mean, var = moments(prior)
     if subset is not None:
         mean, var = mean[subset], var[subset]
     if kind is None:
         return None, float(rows.row_log_likelihood(mean, var, None, subset).sum())
-
-    def log_likelihood(scale, bias):
-        return rows.row_log_likelihood(mean, var, (scale, bias), subset).sum()
-
-    return fit_head(log_likelihood, rows.n_outputs, kind, start)
-
-
-def _value(moments, rows, prior, head, subset) -> float:
-    """The held-out log-likelihood at a prior precision and a fixed head (the head's prior,
-    a constant at a fixed head, is left out: it does not move the prior's optimum)."""
-    mean, var = moments(prior)
-    if subset is not None:
-        mean, var = mean[subset], var[subset]
-    head_t = None if head is None else head.tensors(mean.device)
-    with torch.no_grad():
-        return float(rows.row_log_likelihood(mean, var, head_t, subset).sum())
-
-
-def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
-    """The grid point with the largest held-out log-likelihood at a fixed head (the first
-    if tied; non-finite values lose)."""
-    values = _grid_values(moments, rows, n_blocks, grid, head, subset)
-    values[~np.isfinite(values)] = -np.inf
-    if not np.isfinite(values).any():
-        raise FloatingPointError(
-            "The held-out log-likelihood is not finite at any prior precision searched; "
-            "check the net's outputs for NaN or inf."
-        )
-    return float(grid[int(np.argmax(values))])
-
-
-def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
-    """The held-out log-likelihood at every point of ``grid`` at a fixed head, evaluated
-    for many grid points in one call: the GLM mean does not depend on the prior, only the
-    variances do (all computed together where the rows offer it, ``_Moments.grid``)."""
-    grid = np.asarray(grid, dtype=np.float64)
-    at_once = moments.grid(grid, n_blocks) if hasattr(moments, "grid") else None
-    if at_once is None:
-        variances = [moments(np.full(n_blocks, t))[1] for t in grid]
-        mean = moments(np.full(n_blocks, grid[0]))[0]
+    key = (kind, *np.asarray(prior, dtype=np.float64).tolist())
+    if start is None:
+        start = _nearest(moments.warm, key)
+    if rows.link_derivatives is not None:
+        likelihood = HeadLikelihood(mean, var, rows.link_derivatives(subset))
     else:
-        mean, variances = at_once
-    idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
-    if head is None and at_once is not None:
-        # without a head, each row's value does not depend on the subset: every fold of
-        # "auto" reads its rows off one table
-        key = ("grid rows", moments.temperature, tuple(grid.tolist()))
-        if key not in rows.cache:
-            rows.cache[key] = _row_values(rows, mean, variances, None, np.arange(len(mean)))
-        return rows.cache[key][:, idx].sum(1).cpu().numpy()
-    return _row_values(rows, mean[idx], variances, head, idx).sum(1).cpu().numpy()
+
+        def likelihood(scale, bias):
+            return rows.row_log_likelihood(mean, var, (scale, bias), subset).sum()
+
+    head, value = fit_head(likelihood, rows.n_outputs, kind, start)
+    moments.warm[key] = head
+    return head, value
 
 
-def _row_values(rows, mean, variances, head, idx) -> torch.Tensor:
-    """(T, rows) held-out log-likelihoods of the rows ``idx`` (``mean`` of those rows) at
-    each of the grid's variances, many grid points per call."""
-    head_t = None if head is None else head.tensors(mean.device)
-    per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
-    values = []
-    with torch.no_grad():
-        for s in range(0, len(variances), per):
-            var = torch.cat([v[idx] for v in variances[s : s + per]])
-            k = len(var) // len(idx)
-            ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
-            values.append(ll.reshape(k, len(idx)))
-    return torch.cat(values)
+def _nearest(warm: dict, key: tuple) -> Head | None:
+    """The head last fitted at ``key`` = (kind, prior...), else at the nearest prior (in
+    log) where a head of that kind was fitted; None before the first."""
+    if key in warm:
+        return warm[key]
+    here = np.log(key[1:])
+    near = [(float(np.abs(np.log(k[1:]) - here).max()), k) for k in warm if k[0] == key[0]]
+    return warm[min(near)[1]] if near else None
 
 
 def tune(
@@ -277,10 +231,12 @@ def tune(
 
     Coordinate ascent on the one objective, so no step decreases it: the prior precision
     on the grid at the current head (cheap: the moments at each grid point are computed
-    once), then the head at that prior precision, until the prior stays on its grid point
-    (at most ``_ROUNDS`` rounds); then, with ``refine``, the prior precision is refined
-    between its grid neighbours as :func:`~sklaplace.tuning.optimize.maximize_on_grid` refines,
-    and the head fitted there once more. Coordinate ascent from the identity head can stop
+    once, and under no head every row's values once for all subsets), then the head at
+    that prior precision, until the prior stays on its grid point (at most ``_ROUNDS``
+    rounds); then, with ``refine``, the prior precision is refined between its grid
+    neighbours as :func:`~sklaplace.tuning.optimize.maximize_on_grid` refines (the grid's
+    values at the head known from the last round), and the head fitted there once more if
+    the prior moved. Coordinate ascent from the identity head can stop
     at a local optimum; the result is compared with the classical calibrator (the head
     alone at the top of the grid, where the predictions are the net's own) and the better
     one kept, so the joint tuning never does worse than the calibrator on these rows.
@@ -290,21 +246,32 @@ def tune(
         head, _ = _head_at(moments, rows, prior, kind, subset, start)
         return prior, head
     head, tau = start if kind is not None else None, None
+    fitted = None  # (prior, penalised log-likelihood) of the last head fitted
     for _ in range(_ROUNDS):
-        best = _best_on_grid(moments, rows, n_blocks, grid, head, subset)
+        best, values = _best_on_grid(moments, rows, n_blocks, grid, head, subset)
         if kind is None or best == tau:
             tau = best
             break
-        tau = best
-        head, _ = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+        tau, values = best, None  # values: the grid's at the current head, if known
+        head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+        fitted = (tau, value)
     if refine:
+
+        def on_grid(g):  # the last round's values if they are this grid's at this head
+            if values is not None and np.array_equal(g, grid):
+                return values
+            return _grid_values(moments, rows, n_blocks, g, head, subset)
+
         tau, _ = maximize_on_grid(
             lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset),
             grid,
-            on_grid=lambda g: _grid_values(moments, rows, n_blocks, g, head, subset),
+            on_grid=on_grid,
         )
     if kind is not None:
-        head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
+        if fitted is not None and fitted[0] == tau:  # the head is this prior's already
+            value = fitted[1]
+        else:
+            head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
         top = float(grid[-1])
         if tau != top:  # the classical calibrator: the net's own predictions and the head
             top_head, top_value = _head_at(

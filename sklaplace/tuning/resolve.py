@@ -72,7 +72,11 @@ class HeldOutRows:
     None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
     folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
     (:mod:`sklaplace.tuning.recalibration` keeps them there); ``moments_grid(taus, T)`` the
-    variances (T, m, c) at many prior precisions at once (None: one ``moments`` each).
+    variances (T, m, c) at many prior precisions at once (None: one ``moments`` each);
+    ``link_derivatives(rows)`` a function of the logits ``z`` of ``rows`` giving their
+    (weighted) log-likelihood with its gradient and negative Hessian in ``z``
+    (``Likelihood.link_derivatives``), for the head's Newton steps in closed form (None:
+    they take autograd through ``row_log_likelihood``).
     """
 
     moments: Callable
@@ -80,6 +84,7 @@ class HeldOutRows:
     labels: np.ndarray
     n_outputs: int
     cache: dict = field(default_factory=dict)  # moments by temperature and prior
+    link_derivatives: Callable | None = None
     moments_grid: Callable | None = None  # (taus, T) -> variances (T, m, c) at once
 
 
