@@ -159,17 +159,22 @@ class Approximation:
         return layers
 
     # ---------------------------------------------------------------- projected passes
-    def project(self, view: NetView, X) -> Iterator[Projection]:
+    def project(self, view: NetView, X, tau=None, scale=None) -> Iterator[Projection]:
         """``Projection`` per batch of X; cached under the posterior's key and the rows.
 
         Stored in chunks of up to ``MERGED_ELEMENTS / c^2`` rows; a pass larger than the
         cache bound is streamed and not kept. The net is checked against the posterior
-        (``layers``) on a hit as on a miss.
+        (``layers``) on a hit as on a miss. With the hyper-parameters ``(tau, scale)`` the
+        moments will be taken at, a float32 net's rows may be projected in float32 where
+        that is safe for them (``precision``); without, in float64 (as for tuning, whose
+        projections serve every prior).
         """
         layers = self.layers(view)
+        precision = self.precision(view, tau, scale)
         key = None
         if self.posterior.key is not None:
-            key = pass_key(view, "projection", X, None, None, self.posterior.key)
+            names = None if precision is None else tuple(str(d) for d in precision)
+            key = pass_key(view, "projection", X, None, None, self.posterior.key, names)
         cache = get_cache()
         hit = cache.get(key)
         if hit is not None:
@@ -177,7 +182,7 @@ class Approximation:
             return
         stored, pending, size = [], [], 0
         keep = key is not None
-        for proj in self._project_batches(view, X, layers):
+        for proj in self._project_batches(view, X, layers, precision):
             if keep:
                 size += nbytes(proj)
                 keep = cache.fits(size)
@@ -194,7 +199,12 @@ class Approximation:
                 stored.append(self._concat(pending))
             cache.put(key, stored)
 
-    def _project_batches(self, view: NetView, X, layers) -> Iterator[Projection]:
+    def precision(self, view: NetView, tau, scale) -> tuple | None:
+        """The dtype each block's projection is formed in at ``(tau, scale)``; None for
+        float64 throughout (the default)."""
+        return None
+
+    def _project_batches(self, view: NetView, X, layers, precision) -> Iterator[Projection]:
         raise NotImplementedError
 
     def _concat(self, projections: list[Projection]) -> Projection:

@@ -12,6 +12,7 @@ from torch import Tensor
 __all__ = [
     "CHUNK_ELEMENTS",
     "eigh_psd",
+    "float32_rotation_is_safe",
     "jacobian_factors",
     "null_floor",
     "outer_moments",
@@ -20,6 +21,31 @@ __all__ = [
 
 # Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
 CHUNK_ELEMENTS = 2**22
+
+
+# Below this, ``1 / L`` times a projection stays inside float32's range (3.4e38).
+FLOAT32_SAFE = 1e30
+
+
+def float32_rotation_is_safe(n_in: int, n_out: int, lam_min, lam_max, tau, scale) -> bool:
+    """Whether a float32 rotation of a row's Jacobian factors into the eigenbasis of a
+    block (sizes ``n_in``, ``n_out``; curvature eigenvalues in ``[lam_min, lam_max]``) keeps
+    its variances within ``10 gamma`` of the float64 ones at ``(tau, scale)``.
+
+    ``gamma = (n_in + n_out + 2) eps32`` bounds the relative (Frobenius) error of the
+    rotated Jacobian and ``kappa = L_max / L_min`` the conditioning of the precision; the
+    variance moves by at most ``(2 sqrt(kappa) + gamma kappa) gamma`` of itself (see
+    :mod:`sklaplace.posterior`). Also requires ``1 / L`` inside float32's range.
+    """
+    eps32 = torch.finfo(torch.float32).eps
+    gamma = (n_in + n_out + 2) * eps32
+    tau, scale = float(tau), float(scale)
+    l_min = scale * max(float(lam_min), 0.0) + tau
+    l_max = scale * float(lam_max) + tau
+    if not l_min > 1.0 / FLOAT32_SAFE:
+        return False
+    kappa = l_max / l_min
+    return 2.0 * kappa**0.5 + gamma * kappa <= 10.0
 
 
 def eigh_psd(M: Tensor) -> tuple[Tensor, Tensor]:
