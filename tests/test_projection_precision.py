@@ -140,3 +140,38 @@ def test_a_float64_net_and_tiny_priors_stay_float64():
     lam_max = approx.posterior.blocks[0].lam_max
     tau = torch.tensor([1e-6 * lam_max, 1e6, 1e6], dtype=F64)
     assert approx.precision(view, tau, scale) == (F64, F32, F32)
+
+
+def test_predictions_project_at_their_hyper_parameters(monkeypatch):
+    """``predict_proba`` of a float32 net hands its prior to the projection: with a prior
+    above the curvature's scale the blocks rotate in float32, with a tiny one in float64."""
+    from sklearn.frozen import FrozenEstimator
+    from skorch import NeuralNetClassifier
+
+    from sklaplace import LaplaceClassifier, config_context
+
+    seen = []
+    rotate = KronBlock.rotate
+
+    def spy(self, g, a):
+        seen.append(g.dtype)
+        return rotate(self, g, a)
+
+    monkeypatch.setattr(KronBlock, "rotate", spy)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 6, generator=g).numpy()
+    y = (X[:, 0] > 0).astype(np.int64)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)),
+        criterion=nn.CrossEntropyLoss,
+        max_epochs=3,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    for prior in (1e6, 1e-8):
+        la = LaplaceClassifier(FrozenEstimator(net), prior_precision=prior).fit(X, y)
+        seen.clear()
+        with config_context(cache_bytes=0):
+            la.predict_proba(X[:50])
+        assert seen and set(seen) == {F32 if prior == 1e6 else F64}, (prior, set(seen))
