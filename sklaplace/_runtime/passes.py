@@ -212,6 +212,7 @@ class NetView:
         kwargs = net.get_params_for("iterator_valid")
         size = batch_size or kwargs.get("batch_size", net.batch_size)
         self.batch_size = size
+        self.batch_size_given = batch_size is not None  # else passes may size their own
         self._fingerprint: str | bool | None = False  # False: not computed yet
 
     # ---------------------------------------------------------------- running the net

@@ -81,7 +81,7 @@ class LastLayer(Approximation):
         return [acc.block()], loss, n_rows
 
     # ---------------------------------------------------------------- predictive
-    def _project_batches(self, view, X, layers, precision) -> Iterator[Projection]:
+    def _project_batches(self, view, X, layers) -> Iterator[Projection]:
         (layer,) = layers
         block = self.posterior.blocks[0]
         for Xi, _ in view.batches(X):

@@ -120,9 +120,13 @@ class LayerWise(Approximation):
         blocks = self.posterior.blocks
         return tuple(b.rotation_dtype(t, scale) for b, t in zip(blocks, tau, strict=True))
 
-    def _project_batches(self, view, X, layers, precision) -> Iterator[Projection]:
+    def parts_bound_the_pass(self) -> bool:
+        """Every layer: the parts hold each layer's input and backpropagated vectors."""
+        return self.subset == "all"
+
+    def _project_batches(self, view, X, layers) -> Iterator[Projection]:
         head = view.module.get_submodule(self.head_name)
-        dtypes = precision or (torch.float64,) * len(layers)
+        dtypes = view.precision or (torch.float64,) * len(layers)
         for Xi, _ in view.batches(X):
             tape, f = self._run(view, layers, head, Xi)
             check_finite(f.detach(), f.detach(), Xi, view.dtype)
