@@ -175,3 +175,23 @@ def test_predictions_project_at_their_hyper_parameters(monkeypatch):
         with config_context(cache_bytes=0):
             la.predict_proba(X[:50])
         assert seen and set(seen) == {F32 if prior == 1e6 else F64}, (prior, set(seen))
+
+
+def test_float32_moments_never_lose_a_variance_to_underflow():
+    """Out of float32's range float64 is used: a huge prior (``1 / L`` below it) is
+    refused by ``rotation_dtype``, and a row whose float32 terms would underflow (tiny
+    backpropagated vectors) is summed in float64, never returned as zero."""
+    a, G = _singular_rows(50, 0)
+    A = a.to(F64).T @ a.to(F64) / len(a)
+    B = G.reshape(-1, N_OUT).to(F64).T @ G.reshape(-1, N_OUT).to(F64)
+    block = KronBlock(A, B)
+    scale = torch.tensor(1.0, dtype=F64)
+    assert block.rotation_dtype(torch.tensor(1e300, dtype=F64), scale) == F64
+    tau = 10 * block.lam_max
+    assert block.rotation_dtype(torch.tensor(tau, dtype=F64), scale) == F32
+    G[0] *= 1e-20  # its variance ~1e-40 / tau: float32 products underflow
+    var32 = _variances(block, a, G, tau, scale, F32)
+    var64 = _variances(block, a, G, tau, scale, F64)
+    assert bool((var32[0] > 0).all())
+    gamma = (N_FEAT + 1 + N_OUT + 2) * EPS32
+    torch.testing.assert_close(var32, var64, rtol=11 * gamma, atol=0)

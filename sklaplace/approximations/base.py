@@ -321,7 +321,9 @@ class ProjectionView:
 
     def batches(self, X, y=None, rows=None) -> Iterator[tuple]:
         n, first = n_rows_of(X), batch_rows(self.view, X)
-        if not self.sized or rows is not None or first >= n:
+        # a custom iterator_valid may batch with a purpose (by length, say): its own sizes
+        plain = self.view.net.iterator_valid is torch.utils.data.DataLoader
+        if not self.sized or not plain or rows is not None or first >= n:
             yield from self.view.batches(X, y, rows)
             return
         yield from self.view.batches(X, y, np.arange(first))

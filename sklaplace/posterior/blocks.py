@@ -41,16 +41,25 @@ class _Block:
 
     def _float32_moments(self, v: Tensor, u, tau: Tensor, scale: Tensor, cov: bool):
         """``jacobian_moments`` of float32 factors: the variances in float32 (sums of
-        positive terms, ``1 / L`` inside float32's range), covariances in float64 (their
-        off-diagonal terms cancel); None for float64 factors."""
+        positive terms, ``L`` and ``1 / L`` inside float32's range), covariances in float64
+        (their off-diagonal terms cancel); None for float64 factors.
+
+        A float32 term below float32's smallest normal number (1.2e-38) is lost; at most
+        ``n`` of them, each weighted by up to ``1 / L_min``, are below ``1e-20`` of a
+        variance at least ``1e-20 / L_min`` (``n`` up to 1e12). Below that (a zero
+        Jacobian included), the batch is summed in float64 instead."""
         if v.dtype != torch.float32:
             return None
-        inv = 1.0 / self.eigenvalues(tau, scale)
+        L = self.eigenvalues(tau, scale)
+        inv = 1.0 / L
         if cov or u is None or u.shape[1] != 1 or float(inv.max()) >= _FLOAT32_SAFE:
             u = None if u is None else u.double()
             return self.jacobian_moments(v.double(), u, tau, scale, cov)
         w = (u[:, 0] * u[:, 0]) @ inv.T.to(torch.float32)
-        return single_position_moments(v[:, :, 0], w, cov=False).to(torch.float64)
+        var = single_position_moments(v[:, :, 0], w, cov=False).to(torch.float64)
+        if var.numel() and float(var.min()) * float(L.min()) < 1e-20:
+            return self.jacobian_moments(v.double(), u.double(), tau, scale, cov)
+        return var
 
 
 class DiagBlock(_Block):

@@ -35,14 +35,14 @@ def float32_rotation_is_safe(n_in: int, n_out: int, lam_min, lam_max, tau, scale
     ``gamma = (n_in + n_out + 2) eps32`` bounds the relative (Frobenius) error of the
     rotated Jacobian and ``kappa = L_max / L_min`` the conditioning of the precision; the
     variance moves by at most ``(2 sqrt(kappa) + gamma kappa) gamma`` of itself (see
-    :mod:`sklaplace.posterior`). Also requires ``1 / L`` inside float32's range.
+    :mod:`sklaplace.posterior`). Also requires ``L`` and ``1 / L`` inside float32's range.
     """
     eps32 = torch.finfo(torch.float32).eps
     gamma = (n_in + n_out + 2) * eps32
     tau, scale = float(tau), float(scale)
     l_min = scale * max(float(lam_min), 0.0) + tau
     l_max = scale * float(lam_max) + tau
-    if not l_min > 1.0 / FLOAT32_SAFE:
+    if not 1.0 / FLOAT32_SAFE < l_min <= l_max < FLOAT32_SAFE:
         return False
     kappa = l_max / l_min
     return 2.0 * kappa**0.5 + gamma * kappa <= 10.0
