@@ -19,7 +19,7 @@ from torch.func import functional_call, jacrev
 
 from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LayerWise
-from sklaplace.approximations.layers import select_layers
+from sklaplace.approximations.selection import select_layers
 from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.posterior import FullBlock, KronBlock, Posterior
 
@@ -67,6 +67,22 @@ class ConvNet(nn.Module):
         return self.out(torch.tanh(self.conv(X)).flatten(1))
 
 
+class Conv1dNet(nn.Module):
+    """Conv1d -> Tanh -> Flatten -> Linear; ``size=kernel`` gives one position."""
+
+    def __init__(self, size=6, kernel=3, padding=0, n_out=3, stride=1, dilation=1):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 3, kernel, padding=padding, stride=stride, dilation=dilation)
+        if padding == "same":
+            n_pos = size
+        else:
+            n_pos = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        self.out = nn.Linear(3 * n_pos, n_out)
+
+    def forward(self, X):
+        return self.out(torch.tanh(self.conv(X)).flatten(1))
+
+
 class EmbedNet(nn.Module):
     """Embedding of ``n_tokens`` indices per row -> Linear per token -> Linear (head)."""
 
@@ -86,6 +102,8 @@ def _make(kind, n_out=3, **kw):
         return MLP(n_out=n_out, **kw).to(F64).eval()
     if kind == "conv":
         return ConvNet(n_out=n_out, **kw).to(F64).eval()
+    if kind == "conv1d":
+        return Conv1dNet(n_out=n_out, **kw).to(F64).eval()
     return EmbedNet(n_out=n_out, **kw).to(F64).eval()
 
 
@@ -96,6 +114,8 @@ def _data(kind, m, n_out, likelihood, seed=0, **kw):
     elif kind == "conv":
         size = kw.get("size", 4)
         X = torch.randn(m, 2, size, size, generator=gen, dtype=F64)
+    elif kind == "conv1d":
+        X = torch.randn(m, 2, kw.get("size", 6), generator=gen, dtype=F64)
     else:
         X = torch.randint(0, 7, (m, kw.get("n_tokens", 2)), generator=gen)
     if likelihood == "classification":
@@ -200,7 +220,12 @@ LIKELIHOOD_OUT = [("classification", 3), ("binary", 1), ("regression", 2)]
 @pytest.mark.parametrize(("likelihood", "n_out"), LIKELIHOOD_OUT)
 @pytest.mark.parametrize(
     ("kind", "kw"),
-    [("mlp", {}), ("conv", {"size": 3, "kernel": 3}), ("embed", {"n_tokens": 1})],
+    [
+        ("mlp", {}),
+        ("conv", {"size": 3, "kernel": 3}),
+        ("conv1d", {"size": 3, "kernel": 3}),
+        ("embed", {"n_tokens": 1}),
+    ],
 )
 def test_kron_equals_exact_ggn_block_on_one_row(likelihood, n_out, kind, kw):
     """KFAC is exact for one row at one position: B (x) A = the GGN block."""
@@ -239,6 +264,8 @@ def test_kron_last_layer_regression_is_exact_on_many_rows():
         ("mlp", {}),
         ("conv", {"size": 4, "kernel": 3, "padding": 1}),
         ("conv", {"size": 5, "kernel": 2, "padding": "same"}),
+        ("conv1d", {"size": 6, "kernel": 3, "padding": 1}),
+        ("conv1d", {"size": 7, "kernel": 2, "padding": "same", "dilation": 2}),
         ("embed", {"n_tokens": 2, "padding_idx": 0}),
     ],
 )
@@ -254,7 +281,7 @@ def test_diag_equals_exact_ggn_diagonal(likelihood, n_out, kind, kw):
 
 
 @pytest.mark.parametrize("structure", ["kron", "diag"])
-@pytest.mark.parametrize("kind", ["mlp", "conv", "embed"])
+@pytest.mark.parametrize("kind", ["mlp", "conv", "conv1d", "embed"])
 def test_curvature_and_loss_do_not_depend_on_batch_size(structure, kind):
     net = _make(kind, 3)
     X, y = _data(kind, 9, 3, "classification")
@@ -311,6 +338,29 @@ def test_frozen_parameters_are_left_out_and_layernorm_gets_a_diag_block():
     assert post.n_params == 5 * 6 + 10 + 15
 
 
+def test_conv1d_gets_kronecker_factors_over_its_patches():
+    """A Conv1d is a Kronecker kind: ``A`` the mean of its input patches' outer products
+    (bias absorbed), formed here by slicing the padded input by hand."""
+    net = _make("conv1d", 3, size=7, kernel=3, padding=2, stride=2, dilation=2)
+    X, y = _data("conv1d", 5, 3, "classification", size=7)
+    layers = select_layers(net)
+    assert [(ly.name, ly.kind, ly.shape) for ly in layers] == [
+        ("conv", "conv1d", (3, 2 * 3 + 1)),
+        ("out", "linear", (3, 3 * 4 + 1)),
+    ]
+    approx, _ = _fit(net, "out", X, y, "classification", "kron", batch_size=2)
+    block = approx.posterior.blocks[0]
+    assert isinstance(block, KronBlock)
+    padded = nn.functional.pad(X, (2, 2))
+    patches = torch.stack([padded[:, :, p : p + 5 : 2] for p in range(0, 8, 2)], dim=1)
+    a = torch.cat([patches.flatten(2), torch.ones(5, 4, 1, dtype=F64)], dim=2).flatten(0, 1)
+    torch.testing.assert_close(
+        (block.Q_A * block.lam_A) @ block.Q_A.T, a.T @ a / len(a), atol=1e-12, rtol=1e-10
+    )
+    with pytest.raises(ValueError, match=r"Conv1d layer 'conv' receives input of shape"):
+        layers[0].inputs(X[0])
+
+
 def test_subset_names_containers_and_rejects_unknown_names():
     net = _make("mlp", 3)
     assert [ly.name for ly in select_layers(net, ["out", "body"])] == [
@@ -360,7 +410,7 @@ def test_shared_weights_give_a_clear_error():
 
 
 def test_parameter_layout_round_trips():
-    for kind, kw in [("mlp", {}), ("conv", {}), ("embed", {})]:
+    for kind, kw in [("mlp", {}), ("conv", {}), ("conv1d", {}), ("embed", {})]:
         net = _make(kind, 3, **kw)
         for layer in select_layers(net):
             mat = layer.weight_matrix()
@@ -380,6 +430,8 @@ def test_parameter_layout_round_trips():
         ("mlp", {}, "regression", 2),
         ("mlp", {}, "binary", 1),
         ("conv", {"size": 4, "kernel": 3, "padding": 1, "stride": 2}, "classification", 3),
+        ("conv1d", {"size": 7, "kernel": 3, "padding": 1, "stride": 2}, "regression", 2),
+        ("conv1d", {"size": 8, "kernel": 2, "dilation": 3}, "classification", 3),
         ("embed", {"n_tokens": 2}, "classification", 3),
     ],
 )

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from sklaplace import links as predictive_module
 from sklaplace._runtime.blas import blas_threads_like_torch, gram
 from sklaplace.approximations.curvature import Accumulator
-from sklaplace.approximations.layers import Layer
+from sklaplace.approximations.layers import LinearLayer
 from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.links import OutputRoot, mc_log_link, probit_logits
 from sklaplace.posterior import DiagBlock, FullBlock, KronBlock, Posterior
@@ -128,7 +128,7 @@ def _accumulate(structure, likelihood, a, f, y, batch_size) -> _Head:
     lik = LIKELIHOODS[likelihood]
     # a bias-free Linear whose matrix is (c, d): the test's ``a`` already ends in 1
     module = nn.Linear(a.shape[1], f.shape[1], bias=False, dtype=F64)
-    acc = Accumulator(Layer("head", module, "linear"), structure)
+    acc = Accumulator(LinearLayer("head", module), structure)
     loss = torch.zeros((), dtype=F64)
     n_rows = 0
     for start in range(0, len(a), batch_size):

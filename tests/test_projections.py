@@ -24,7 +24,8 @@ from torch.func import functional_call, jacrev
 from sklaplace import LaplaceRegressor
 from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LastLayer, LayerWise
-from sklaplace.approximations.layers import layer_of, select_layers
+from sklaplace.approximations.layers import layer_of
+from sklaplace.approximations.selection import select_layers
 from sklaplace.likelihoods import Binary, Classification, Regression
 from sklaplace.posterior import DiagBlock, KronBlock
 from sklaplace.posterior import linalg as posterior_linalg

@@ -26,7 +26,7 @@ from torch.func import jacrev
 from sklaplace._runtime.passes import NetView
 from sklaplace.approximations import LayerWise
 from sklaplace.approximations.curvature import Accumulator
-from sklaplace.approximations.layers import Layer
+from sklaplace.approximations.layers import LinearLayer
 from sklaplace.likelihoods import Binary, Regression
 
 F64 = torch.float64
@@ -108,7 +108,7 @@ def _off_range(a, kind):
 def _head_block(structure, likelihood, a, f):
     """The last layer's block, as ``LastLayer`` forms it (``Accumulator.update_head``)."""
     module = nn.Linear(a.shape[1], f.shape[1], bias=False, dtype=F64)
-    acc = Accumulator(Layer("head", module, "linear"), structure)
+    acc = Accumulator(LinearLayer("head", module), structure)
     acc.update_head(a, f, likelihood)
     return acc.block()
 

@@ -4,8 +4,10 @@
 layout, device, ``requires_grad`` and every byte; containers and objects of user classes
 through their contents; user code through its compiled code, defaults, closures and the
 globals it names; library code (torch, numpy, scikit-learn, skorch, the standard library)
-through its compiled code only, memoised on the function objects. It raises
-``Unfingerprintable`` for what it cannot read (an object in C with hidden state).
+through its compiled code only, memoised on the function objects (in
+:mod:`sklaplace._runtime.library_code`, whose ``global_hooks``, ``is_library`` and
+``versions`` this module passes on to the fingerprints). It raises ``Unfingerprintable``
+for what it cannot read (an object in C with hidden state).
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ import enum
 import functools
 import hashlib
 import marshal
-import sys
-import threading
 import types
 from collections.abc import Mapping
 from pathlib import PurePath
 
 import numpy as np
 import torch
+
+from .library_code import (
+    global_hooks,
+    is_library,
+    library_class_digest,
+    library_digest,
+    versions,
+)
 
 __all__ = [
     "TRAINING_NET_ATTRS",
@@ -32,39 +40,6 @@ __all__ = [
     "versions",
 ]
 
-# Top-level packages whose code is trusted to stay as imported: identified by name.
-_LIBRARIES = frozenset(
-    {
-        "torch",
-        "numpy",
-        "scipy",
-        "sklearn",
-        "skorch",
-        "sklaplace",
-        "pandas",
-        "builtins",
-        "math",
-        "cmath",
-        "functools",
-        "operator",
-        "_operator",
-        "_functools",
-        "collections",
-        "typing",
-        "abc",
-        "enum",
-        "itertools",
-        "copy",
-        "numbers",
-        "warnings",
-        "contextlib",
-        "dataclasses",
-        "re",
-        "types",
-        "inspect",
-        "torchvision",
-    }
-)
 # Values identified by their repr.
 _ATOMS = (
     type(None),
@@ -117,22 +92,6 @@ _SKIPPED_CLASS_ATTRS = frozenset(
 
 class Unfingerprintable(Exception):
     """Raised inside the hasher for an object whose content cannot be read."""
-
-
-def _top_package(obj) -> str:
-    name = getattr(obj, "__module__", None) or ""
-    return name.partition(".")[0]
-
-
-def is_library(obj) -> bool:
-    return _top_package(obj) in _LIBRARIES
-
-
-def versions() -> str:
-    import skorch
-
-    versions = (sys.version_info[:3], torch.__version__, np.__version__, skorch.__version__)
-    return repr(versions)
 
 
 class _Hasher:
@@ -298,7 +257,7 @@ class _Hasher:
 
     def _function(self, f: types.FunctionType) -> None:
         if is_library(f):
-            self._tag("function", f.__module__, f.__qualname__, _library_digest(f))
+            self._tag("function", f.__module__, f.__qualname__, library_digest(f))
             return
         self._tag("function", f.__module__, f.__qualname__)
         self._h.update(marshal.dumps(f.__code__))
@@ -343,7 +302,7 @@ class _Hasher:
             if klass is object:
                 continue
             if is_library(klass):
-                self._tag("library class", klass.__qualname__, _library_class_digest(klass))
+                self._tag("library class", klass.__qualname__, library_class_digest(klass))
                 continue
             for name, attr in sorted(klass.__dict__.items()):
                 if name in _SKIPPED_CLASS_ATTRS:
@@ -366,59 +325,6 @@ class _Hasher:
 
 
 _MISSING = object()
-# id -> (the object, what identified it, its digest): the objects stay alive, so an id is
-# never reused for another object while its entry exists.
-_LIBRARY_MEMO: dict = {}
-_MEMO_LOCK = threading.Lock()
-
-
-def _library_digest(f) -> str:
-    """Digest of a library function's compiled code (not following its globals)."""
-    with _MEMO_LOCK:
-        entry = _LIBRARY_MEMO.get(("f", id(f)))
-        if entry is not None and entry[0] is f:
-            return entry[2]
-    code = getattr(f, "__code__", None)
-    digest = hashlib.sha256(marshal.dumps(code) if code is not None else b"").hexdigest()
-    with _MEMO_LOCK:
-        _LIBRARY_MEMO[("f", id(f))] = (f, None, digest)
-    return digest
-
-
-def _library_class_digest(klass: type) -> str:
-    """Digest of what a library class defines: its methods' compiled code, the names and
-    types of its other attributes. Recomputed when any entry of its ``__dict__`` is another
-    object than before (a patched method)."""
-    values = tuple(vars(klass).values())
-    ids = tuple(map(id, values))
-    with _MEMO_LOCK:
-        entry = _LIBRARY_MEMO.get(("c", id(klass)))
-        if entry is not None and entry[0] is klass and entry[1][0] == ids:
-            return entry[2]
-    h = hashlib.sha256()
-    for name, value in vars(klass).items():
-        func = value.__func__ if isinstance(value, staticmethod | classmethod) else value
-        if isinstance(func, property):
-            func = func.fget
-        code = getattr(func, "__code__", None)
-        h.update(repr((name, type(value).__qualname__)).encode())
-        if isinstance(code, types.CodeType):
-            h.update(marshal.dumps(code))
-    digest = h.hexdigest()
-    with _MEMO_LOCK:
-        _LIBRARY_MEMO[("c", id(klass))] = (klass, (ids, values), digest)
-    return digest
-
-
-def global_hooks() -> dict:
-    """torch's process-wide module hooks (they run on every module's forward)."""
-    from torch.nn.modules import module
-
-    return {
-        name: getattr(module, name)
-        for name in dir(module)
-        if name.startswith("_global_") and isinstance(getattr(module, name), dict)
-    }
 
 
 def _global_names(code: types.CodeType) -> set[str]:

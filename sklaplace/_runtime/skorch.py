@@ -14,14 +14,7 @@ from skorch import NeuralNet, NeuralNetBinaryClassifier, NeuralNetClassifier, Ne
 from skorch.exceptions import NotInitializedError
 from torch import nn
 
-from ..likelihoods import (
-    Binary,
-    Classification,
-    Heteroscedastic,
-    HeteroscedasticGaussianNLL,
-    Likelihood,
-    Regression,
-)
+from ..likelihoods import Likelihood, for_criterion, supported
 
 __all__ = [
     "RecordingSplit",
@@ -34,11 +27,11 @@ __all__ = [
     "weight_decay_coefficient",
 ]
 
-SUPPORTED = (
-    "NeuralNetClassifier with CrossEntropyLoss (module returns logits) or NLLLoss "
-    "(module returns probabilities, skorch's default); NeuralNetBinaryClassifier with "
-    "BCEWithLogitsLoss; NeuralNetRegressor with MSELoss, or with "
-    "sklaplace.HeteroscedasticGaussianNLL (module outputs a mean and a log variance)"
+# The skorch net classes, by the ``net_kind`` the likelihoods register (the first match).
+NET_KINDS = (
+    (NeuralNetBinaryClassifier, "binary"),
+    (NeuralNetClassifier, "classifier"),
+    (NeuralNetRegressor, "regressor"),
 )
 
 
@@ -48,32 +41,24 @@ def _criterion_class(net: NeuralNet) -> type:
 
 
 def likelihood_of(net) -> Likelihood:
-    """The likelihood a skorch net was trained with, from its class and criterion.
+    """The likelihood a skorch net was trained with, from its class and criterion (the
+    likelihoods register both: :func:`sklaplace.likelihoods.for_criterion`).
 
     Raises ``TypeError`` (naming what is supported) for anything else.
     """
     if not isinstance(net, NeuralNet):
         raise TypeError(
-            f"estimator must be a skorch net, got {type(net).__name__}. Supported: {SUPPORTED}."
+            f"estimator must be a skorch net, got {type(net).__name__}. Supported: {supported()}."
         )
     crit = _criterion_class(net)
-    if isinstance(net, NeuralNetBinaryClassifier):
-        if issubclass(crit, nn.BCEWithLogitsLoss):
-            return Binary(threshold=getattr(net, "threshold", 0.5))
-    elif isinstance(net, NeuralNetClassifier):
-        if issubclass(crit, nn.CrossEntropyLoss):
-            return Classification()
-        if issubclass(crit, nn.NLLLoss):
-            return Classification(module_applies_softmax=True)
-    elif isinstance(net, NeuralNetRegressor):
-        if issubclass(crit, nn.MSELoss):
-            return Regression()
-        if issubclass(crit, HeteroscedasticGaussianNLL):
-            return Heteroscedastic()
-    raise TypeError(
-        f"Unsupported net/criterion: {type(net).__name__} with {crit.__name__}. "
-        f"Supported: {SUPPORTED}."
-    )
+    kind = next((kind for cls, kind in NET_KINDS if isinstance(net, cls)), None)
+    likelihood = None if kind is None else for_criterion(kind, crit, net)
+    if likelihood is None:
+        raise TypeError(
+            f"Unsupported net/criterion: {type(net).__name__} with {crit.__name__}. "
+            f"Supported: {supported()}."
+        )
+    return likelihood
 
 
 def check_fitted_net(net: NeuralNet, message: str | None = None) -> None:

@@ -8,9 +8,10 @@ this package branches on which weights carry the posterior.
 * :class:`LayerWise` (``"all"`` or a list of module names): one block per selected layer,
   from forward and backward passes (diag or kron).
 
-Modules: :mod:`.base` (the interface and the cached passes), :mod:`.layers` (module <->
-matrix layouts), :mod:`.tape` (the forward/backward recorder), :mod:`.curvature` (the
-per-layer GGN sums), :mod:`.head` (finding the output layer).
+Modules: :mod:`.base` (the interface and the cached passes), :mod:`.layers` (the layer
+kinds: module <-> matrix layouts), :mod:`.selection` (which layers), :mod:`.tape` (the
+forward/backward recorder), :mod:`.curvature` (the per-layer GGN sums), :mod:`.head`
+(finding the output layer).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .base import Approximation, Projection
 from .head import find_head
 from .last_layer import LastLayer
 from .layer_wise import LayerWise
-from .layers import RowsDependOnTheirBatch, batch_dependent, select_layers
+from .selection import RowsDependOnTheirBatch, batch_dependent, select_layers
 
 __all__ = [
     "Approximation",
@@ -59,7 +60,7 @@ def factor_entries(module) -> tuple[int, int]:
     for layer in select_layers(module, "all"):
         n_out, n_in = layer.shape
         n_params += n_out * n_in
-        entries += n_out * n_in if layer.kind == "other" else n_in * n_in + n_out * n_out
+        entries += n_in * n_in + n_out * n_out if layer.kronecker else n_out * n_in
     return entries, n_params
 
 
@@ -70,7 +71,7 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     entries per weight or ``AUTO_SMALL_FACTORS`` in all (:func:`factor_entries`), else
     ``"last_layer"``. Also ``"last_layer"`` with ``hessian_structure="full"`` (which is for
     the last layer) and for a net whose rows depend on their batch (see
-    :func:`.layers.batch_dependent`: that one warns, saying why). Any other value is
+    :func:`.selection.batch_dependent`: that one warns, saying why). Any other value is
     returned as it is.
 
     The factor rule keeps the all-layer fit within about two training epochs and its

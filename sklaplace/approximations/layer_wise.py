@@ -36,8 +36,9 @@ from .base import (
     row_cov,
     tile_rows,
 )
-from .curvature import Accumulator, per_row_grads
-from .layers import Layer, RowsDependOnTheirBatch, select_layers
+from .curvature import Accumulator
+from .layers import Layer
+from .selection import RowsDependOnTheirBatch, select_layers
 from .tape import Tape, backprop
 
 __all__ = ["LayerWise"]
@@ -52,7 +53,7 @@ class LayerWise(Approximation):
         ``kron``: Kronecker blocks for Linear / Conv2d / Embedding and diagonal blocks for
         other modules; ``diag``: exact GGN diagonals everywhere.
     subset : "all" or list of str
-        See :func:`~.layers.select_layers`.
+        See :func:`~.selection.select_layers`.
     """
 
     name = "layer_wise"
@@ -139,12 +140,12 @@ class LayerWise(Approximation):
             ):
                 if a is None:  # the layer did not run: no contribution
                     parts.append(_zero_part(layer, block, c, m, f.device))
-                elif layer.kind == "other":
-                    parts.append(block.rotate(per_row_grads(layer, a, g), None))
-                else:
-                    # float32 only for one position: summed positions cancel
-                    dtype = dtype if a.shape[1] == 1 else torch.float64
+                elif dtype == torch.float32 and layer.kronecker and a.shape[1] == 1:
+                    # float32 only for one position (summed positions cancel): the
+                    # factors as the net computed them, rotated in float32
                     parts.append(block.rotate(layer.outputs(g).to(dtype), a.to(dtype)))
+                else:
+                    parts.append(block.rotate(*layer.jacobian_factors(a, g)))
             yield Projection(f.detach().to(torch.float64), tuple(parts))
             del tape, f, grads
 
@@ -247,7 +248,7 @@ def _zero_part(layer: Layer, block, c: int, m: int, device) -> tuple:
 
     if block.structure == "full":
         return zeros(c, m, n_out * n_in), None
-    if layer.kind == "other":
+    if not layer.kronecker:
         return zeros(c, m, n_in), None
     return zeros(c, m, 1, n_out), zeros(m, 1, n_in)
 

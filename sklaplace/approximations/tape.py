@@ -3,10 +3,11 @@
 A ``Tape`` puts forward hooks on the modules of a *private view* of the net
 (:func:`sklaplace._runtime.passes.NetView`, a shallow copy of the user's module tree), never on
 the user's module: two threads sharing one net each record their own pass, and nothing is
-left behind. During one forward pass it records, for each selected layer, its input laid
-out as ``(m, P, n_in)`` rows (``Layer.inputs``) and, when a backward pass will follow, its
-output; the head's output ``f``; and, when asked (``trace=True``), the order in which leaf
-modules ran and the inputs and outputs of every ``nn.Linear`` (to find the head).
+left behind. During one forward pass it records, for each selected layer, its input as
+its kind keeps it (``Layer.record``: ``(m, P, n_in)`` rows for a Kronecker kind) and, when
+a backward pass will follow, its output; the head's output ``f``; and, when asked
+(``trace=True``), the order in which leaf modules ran and the inputs and outputs of every
+``nn.Linear`` (to find the head).
 
 ``backprop`` then sends several cotangent directions back from ``f`` to every recorded
 layer output in one batched backward pass.
@@ -89,15 +90,7 @@ class Tape:
                     f"Module {layer.name!r} returns {type(output).__name__}, not a tensor; "
                     "leave it out with subset_of_weights=[...]."
                 )
-            if layer.kind == "other":
-                if not all(isinstance(x, Tensor) for x in inputs):
-                    raise ValueError(
-                        f"Module {layer.name!r} takes non-tensor positional inputs; leave it "
-                        "out with subset_of_weights=[...]."
-                    )
-                self.a[i] = tuple(x.detach().clone() for x in inputs)
-            else:
-                self.a[i] = layer.inputs(inputs[0])
+            self.a[i] = layer.record(inputs)
             if self.keep_outputs:
                 self.z[i] = output
                 # Downstream in-place ops (ReLU(inplace=True)) then act on the copy, so

@@ -1,43 +1,18 @@
-"""Plots for predictive uncertainty, in scikit-learn's Display style.
+"""ReliabilityDisplay: a top-label reliability diagram, in scikit-learn's Display style.
 
-matplotlib is an optional dependency, imported only when something is drawn; install it
-with ``pip install sklaplace[plot]``.
+What it draws is in ``_curve.py`` (the diagram), ``_counts.py`` (the histogram under it)
+and ``_legend.py`` (the legend); matplotlib is imported only when something is drawn.
 """
 
-import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ..metrics import reliability_curve
 from ..metrics._calibration import _ece_from_curve
-from ._counts import (
-    _XLABEL,
-    _check_min_count,
-    _counts_axes,
-    _counts_below,
-    _draw_counts,
-    _fit_log_axis,
-    _setup_counts_axes,
-)
-from ._legend import (
-    _CURVE_GID,
-    _DIAGONAL_GID,
-    _FIGURE_WIDTH_ATTR,
-    _place_legend,
-    _update_notes,
-)
+from ._counts import _XLABEL, _check_min_count, _draw_counts, _fit_log_axis
+from ._curve import _check_curve, _diagram_axes, _draw_curve, _draw_diagonal, _import_pyplot
+from ._legend import _place_legend, _update_notes
 
 __all__ = ["ReliabilityDisplay"]
-
-
-def _import_pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(
-            "Plotting needs matplotlib, which is not installed. Install it with "
-            "`pip install sklaplace[plot]` (or `pip install matplotlib`)."
-        ) from exc
-    return plt
 
 
 class ReliabilityDisplay:
@@ -125,24 +100,9 @@ class ReliabilityDisplay:
     def __init__(
         self, confidence, accuracy, counts, *, ece=None, estimator_name=None, bin_edges=None
     ):
-        self.confidence = np.asarray(confidence, dtype=np.float64)
-        self.accuracy = np.asarray(accuracy, dtype=np.float64)
-        self.counts = np.asarray(counts)
-        if not self.confidence.shape == self.accuracy.shape == self.counts.shape:
-            raise ValueError(
-                "confidence, accuracy and counts must have the same shape, got "
-                f"{self.confidence.shape}, {self.accuracy.shape} and {self.counts.shape}. "
-                "Pass the three outputs of sklaplace.metrics.reliability_curve."
-            )
-        if bin_edges is not None:
-            bin_edges = np.asarray(bin_edges, dtype=np.float64)
-            if bin_edges.shape != (*self.confidence.shape, 2):
-                raise ValueError(
-                    f"bin_edges must have shape (n_nonempty_bins, 2) = "
-                    f"{(*self.confidence.shape, 2)}, got {bin_edges.shape}. Pass the last "
-                    "output of reliability_curve(..., return_bin_edges=True)."
-                )
-        self.bin_edges = bin_edges
+        self.confidence, self.accuracy, self.counts, self.bin_edges = _check_curve(
+            confidence, accuracy, counts, bin_edges
+        )
         self.ece = ece
         self.estimator_name = estimator_name
         self._count_unit = "rows"
@@ -205,69 +165,20 @@ class ReliabilityDisplay:
         'Rows'
         >>> plt.close(disp.figure_)
         """
-        plt = _import_pyplot()
+        _import_pyplot()  # the error message comes before any other
         min_count = _check_min_count(min_count, self.counts, self._count_unit)
-        if ax is None and hist_ax is not None:
-            raise ValueError(
-                "hist_ax was given without ax: pass the Axes of the diagram as ax too (or "
-                "neither, for a new figure with both)."
-            )
-        if ax is None:
-            if show_counts:
-                figure, (ax, hist_ax) = plt.subplots(
-                    2,
-                    1,
-                    sharex=True,
-                    height_ratios=[3, 1],
-                    figsize=(6.0, 6.4),
-                    layout="constrained",
-                )
-                _setup_counts_axes(ax, hist_ax, self._count_unit)
-            else:
-                figure, ax = plt.subplots(figsize=(6.0, 5.0), layout="constrained")
-            setattr(figure, _FIGURE_WIDTH_ATTR, figure.get_figwidth())
-        below = _counts_below(ax)  # then the x-axis is labelled under the histogram only
-        if show_counts:
-            hist_ax, below = _counts_axes(ax, hist_ax, self._count_unit)
-
+        ax, hist_ax, below = _diagram_axes(ax, hist_ax, show_counts, self._count_unit)
         ece = self.ece
         if ece is None:
             ece = _ece_from_curve(self.confidence, self.accuracy, self.counts)
         name = self.estimator_name if name is None else name
         label = f"ECE = {ece:.3f}" if name is None else f"{name} (ECE = {ece:.3f})"
-
-        if ref_line and not any(line.get_gid() == _DIAGONAL_GID for line in ax.get_lines()):
-            ax.plot(
-                [0, 1],
-                [0, 1],
-                linestyle=":",
-                color="black",
-                linewidth=1,
-                label="Perfectly calibrated",
-                gid=_DIAGONAL_GID,
-            )
-
+        if ref_line:
+            _draw_diagonal(ax)
         sparse = self.counts < min_count
-        line_kwargs = {"marker": "o", "label": label, **kwargs, "gid": _CURVE_GID}
-        if sparse.any():
-            line_kwargs.setdefault("markevery", (~sparse).tolist())
-        (self.line_,) = ax.plot(self.confidence, self.accuracy, **line_kwargs)
-        color = self.line_.get_color()
-        self.hollow_markers_ = None
-        if sparse.any():
-            (self.hollow_markers_,) = ax.plot(
-                self.confidence[sparse],
-                self.accuracy[sparse],
-                linestyle="none",
-                marker=self.line_.get_marker(),
-                markersize=self.line_.get_markersize(),
-                markeredgewidth=self.line_.get_markeredgewidth(),
-                markeredgecolor=color,
-                markerfacecolor="none",
-                zorder=self.line_.get_zorder(),
-                label="_nolegend_",
-                gid=_CURVE_GID,
-            )
+        self.line_, self.hollow_markers_ = _draw_curve(
+            ax, self.confidence, self.accuracy, sparse, label, kwargs
+        )
         _update_notes(ax, min_count if sparse.any() else None, self._count_unit)
         self.sparse_bins_ = sparse
         self.min_count_ = min_count
@@ -275,7 +186,13 @@ class ReliabilityDisplay:
         self.bars_ = None
         if show_counts:
             self.bars_ = _draw_counts(
-                hist_ax, self.confidence, self.counts, self.bin_edges, color, sparse, min_count
+                hist_ax,
+                self.confidence,
+                self.counts,
+                self.bin_edges,
+                self.line_.get_color(),
+                sparse,
+                min_count,
             )
             if below:
                 _fit_log_axis(hist_ax)
@@ -283,7 +200,7 @@ class ReliabilityDisplay:
             ax.set_xlabel(_XLABEL)
         ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), ylabel="Accuracy in bin")
         self.ax_ = ax
-        self.hist_ax_ = hist_ax if show_counts else None
+        self.hist_ax_ = hist_ax
         self.figure_ = ax.figure
         _place_legend(ax)
         return self
