@@ -29,6 +29,7 @@ from torch import nn
 
 import sklaplace
 from sklaplace import LaplaceClassifier, LaplaceRegressor
+from sklaplace._runtime import cache as _cache_module
 from sklaplace._runtime import passes as _passes
 from sklaplace._runtime.cache import PassCache, get_cache
 from sklaplace.approximations import LastLayer, LayerWise
@@ -38,18 +39,21 @@ from sklaplace.posterior import KronBlock
 
 # ---------------------------------------------------------------- fixtures and helpers
 @pytest.fixture
-def cache(monkeypatch):
-    """The process-wide cache, emptied before the test; the setting is restored after it.
+def cache(monkeypatch, request):
+    """The process-wide cache, emptied before the test; the settings are restored after it.
 
     The test data are small: passes over any number of rows are cached here (by default
     passes under ``MIN_CACHED_ROWS`` rows are not, since fingerprinting would cost more).
+    Every pass is stored from its first request (``cache_admission="always"``) unless the
+    test asks for another admission (``indirect`` parametrisation of this fixture).
     """
     c = get_cache()
-    old = sklaplace.get_config()["cache_bytes"]
+    old = sklaplace.get_config()
     c.clear()
     monkeypatch.setattr(_passes, "MIN_CACHED_ROWS", 0)
+    sklaplace.set_config(cache_admission=getattr(request, "param", "always"))
     yield c
-    sklaplace.set_config(cache_bytes=old)
+    sklaplace.set_config(cache_bytes=old["cache_bytes"], cache_admission=old["cache_admission"])
     c.clear()
 
 
@@ -151,6 +155,7 @@ CV = KFold(5, shuffle=True, random_state=0)
 
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("cache", ["always", "reuse"], indirect=True)
 def test_grid_search_pays_for_the_data_pass_once_per_fold(
     kind,
     cache_cls_data,
@@ -490,4 +495,73 @@ def test_set_config_validates_and_config_context_restores():
         sklaplace.set_config(cache_bytes=1.5)
     with sklaplace.config_context(cache_bytes=123):
         assert sklaplace.get_config()["cache_bytes"] == 123
+    assert sklaplace.get_config() == before
+
+
+# ---------------------------------------------------------------- admission
+def _fresh_rows(X, seed):
+    return X + np.random.default_rng(seed).normal(scale=1e-3, size=X.shape).astype(X.dtype)
+
+
+@pytest.mark.parametrize("cache", ["reuse"], indirect=True)
+def test_a_prediction_on_new_rows_is_neither_fingerprinted_nor_stored(
+    cache_cls_data, cache_cls_net, cache, counting, monkeypatch
+):
+    """Under the default admission a one-off prediction costs no fingerprint and no copy
+    into the cache: only the fit's curvature (kept by reference) is stored."""
+    X, y = cache_cls_data
+    clf = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y)
+    stored = len(cache)
+    prints = []
+    fingerprint_net = _passes.fingerprint_net
+    monkeypatch.setattr(
+        _passes, "fingerprint_net", lambda net: prints.append(1) or fingerprint_net(net)
+    )
+    for seed in range(3):
+        clf.predict_proba(_fresh_rows(X, seed))
+    assert prints == [] and len(cache) == stored
+
+
+@pytest.mark.parametrize("cache", ["reuse"], indirect=True)
+def test_a_repeated_prediction_is_stored_at_its_second_request(
+    cache_cls_data, cache_cls_net, cache, counting
+):
+    """The second request for the same rows (new objects with the same content) stores the
+    pass, the third is served from it; the answers are the same each time."""
+    X, y = cache_cls_data
+    clf = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y)
+    counter = counting()
+    rows = _fresh_rows(X, 0)
+    runs = []
+    for _ in range(3):
+        counter.reset()
+        runs.append((clf.predict_proba(rows.copy()), counter.projected))
+    assert [n for _, n in runs] == [len(X), len(X), 0]
+    for proba, _ in runs[1:]:
+        np.testing.assert_array_equal(proba, runs[0][0])
+
+
+@pytest.mark.parametrize("cache", ["reuse"], indirect=True)
+def test_admission_never_decides_a_hit(cache_cls_data, cache_cls_net, cache, monkeypatch):
+    """Requests whose cheap digests collide (here: all of them) are admitted, and each is
+    still answered for its own rows: only the full key serves an entry."""
+    X, y = cache_cls_data
+    monkeypatch.setattr(_cache_module, "request_digest", lambda obj: "same")
+    clf = LaplaceClassifier(FrozenEstimator(cache_cls_net), prior_precision=1.0).fit(X, y)
+    batches = [_fresh_rows(X, seed) * (1 + seed) for seed in range(3)]
+    cached = [clf.predict_proba(rows) for rows in batches]
+    with sklaplace.config_context(cache_bytes=0):
+        reference = [clf.predict_proba(rows) for rows in batches]
+    for a, b in zip(cached, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(reference[0], reference[2])  # the rows matter
+
+
+def test_cache_admission_is_validated_and_scoped():
+    before = sklaplace.get_config()
+    assert before["cache_admission"] == "reuse"
+    with pytest.raises(ValueError, match="cache_admission must be 'reuse'"):
+        sklaplace.set_config(cache_admission="never")
+    with sklaplace.config_context(cache_admission="always"):
+        assert sklaplace.get_config()["cache_admission"] == "always"
     assert sklaplace.get_config() == before

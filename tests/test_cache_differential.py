@@ -49,14 +49,18 @@ def cache_off():
     return sklaplace.config_context(cache_bytes=0)
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch):
-    """An empty cache, on, caching passes of any size (restored afterwards)."""
+@pytest.fixture(autouse=True, params=["always", "reuse"])
+def fresh_cache(monkeypatch, request):
+    """An empty cache, on, caching passes of any size (restored afterwards), under both
+    admissions: every pass stored from its first request, or from its second."""
     monkeypatch.setattr(_passes, "MIN_CACHED_ROWS", 0, raising=False)
+    old = sklaplace.get_config()["cache_admission"]
+    sklaplace.set_config(cache_admission=request.param)  # (threads too)
     cache = _cache.get_cache()
     cache.clear()
     assert sklaplace.get_config()["cache_bytes"] > 0
     yield cache
+    sklaplace.set_config(cache_admission=old)
     cache.clear()
 
 

@@ -57,14 +57,18 @@ def cache_off():
     return sklaplace.config_context(cache_bytes=0)
 
 
-@pytest.fixture(autouse=True)
-def cache(monkeypatch):
-    """An empty cache, on, caching passes of any size (restored afterwards)."""
+@pytest.fixture(autouse=True, params=["always", "reuse"])
+def cache(monkeypatch, request):
+    """An empty cache, on, caching passes of any size (restored afterwards), under both
+    admissions: every pass stored from its first request, or from its second."""
     monkeypatch.setattr(_passes, "MIN_CACHED_ROWS", 0, raising=False)
+    old = sklaplace.get_config()["cache_admission"]
+    sklaplace.set_config(cache_admission=request.param)  # (threads too)
     cache = _cache.get_cache()
     cache.clear()
     yield cache
     cache.clear()
+    sklaplace.set_config(cache_admission=old)
 
 
 @pytest.fixture(scope="module")
@@ -335,12 +339,12 @@ def _setting(name):
 def test_process_wide_torch_settings_are_in_the_key(setting, net, data):
     X, y = data
     view = _passes.NetView(net)
-    key = _passes.pass_key(view, "projection", X, y)
+    key = _passes.pass_key(view, "curvature", X, y)
     assert key is not None
     with _setting(setting):
-        changed = _passes.pass_key(_passes.NetView(net), "projection", X, y)
+        changed = _passes.pass_key(_passes.NetView(net), "curvature", X, y)
     assert changed != key
-    assert _passes.pass_key(_passes.NetView(net), "projection", X, y) == key
+    assert _passes.pass_key(_passes.NetView(net), "curvature", X, y) == key
 
 
 # ---------------------------------------------------------------- in-place forwards

@@ -43,7 +43,6 @@ EXCEPTIONS: dict[str, str] = {}
 SPLIT_PENDING = {
     "sklaplace/_estimators/base.py": "551 lines; issue 22 item 4 (fitsteps' files)",
     "sklaplace/_estimators/regressor.py": "423 lines; issue 22 item 4 (fitsteps' files)",
-    "sklaplace/tuning/resolve.py": "483 lines; issue 22 item 4 (tunecost's files)",
 }
 
 STAGES = (

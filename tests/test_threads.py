@@ -33,6 +33,7 @@ import sklaplace
 from sklaplace import LaplaceClassifier
 from sklaplace._runtime import cache as _cache
 from sklaplace._runtime import passes as _passes
+from sklaplace._runtime import threads as _threads
 
 N_TRIALS = 20
 N_THREADS = 4
@@ -504,3 +505,128 @@ def test_cache_under_concurrent_get_put_and_eviction(cache_bound):
     assert len(cache) <= bound // 80
     with contextlib.suppress(AttributeError):  # the size the cache believes it holds
         assert cache.nbytes == 80 * len(cache)
+
+
+# ---------------------------------------------------------------- torch threads of the passes
+@contextlib.contextmanager
+def torch_threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def record_threads(monkeypatch, fail: bool = False) -> list[int]:
+    """Record torch's thread count at every forward pass sklaplace runs (and raise from the
+    first one with ``fail``)."""
+    seen: list[int] = []
+    forward = _passes.NetView.forward
+
+    def recording(view, Xi):
+        seen.append(torch.get_num_threads())
+        if fail:
+            raise RuntimeError("a forward pass failed")
+        return forward(view, Xi)
+
+    monkeypatch.setattr(_passes.NetView, "forward", recording)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"), [("auto", 1), ("torch", 2), (1, 1), (3, 2)], ids=str
+)
+def test_passes_of_a_small_net_run_on_one_thread_and_restore_the_callers(
+    setting, expected, data, net, monkeypatch
+):
+    """The net here (16 x 16 weights, batches of 32 rows) is small: under "auto" its passes
+    run on one torch thread (many small parallel regions stall on a busy machine), and the
+    caller's count is back after the call, after an exception too."""
+    X, y = data
+    est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, subset_of_weights="all")
+    with torch_threads(2), sklaplace.config_context(pass_threads=setting, cache_bytes=0):
+        seen = record_threads(monkeypatch)
+        est.fit(X, y).predict_proba(X)
+        assert seen and set(seen) == {expected}
+        assert torch.get_num_threads() == 2
+        record_threads(monkeypatch, fail=True)
+        with pytest.raises(RuntimeError, match="a forward pass failed"):
+            est.predict_proba(X)
+        assert torch.get_num_threads() == 2
+
+
+def test_a_large_net_keeps_torchs_threads(data, monkeypatch):
+    """A net whose largest weight matrix times the batch rows reaches SMALL_PASS_WORK runs
+    its passes on torch's own thread count."""
+    X, y = data
+    net = train(data, max_epochs=1)
+    with torch_threads(2):
+        seen = record_threads(monkeypatch)
+        monkeypatch.setattr(_threads, "SMALL_PASS_WORK", 16 * 16 * 32)  # l2's weight x batch
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y).predict_proba(X)
+        assert seen and set(seen) == {2}
+
+
+def test_the_thread_count_changes_predictions_by_round_off_only(data, net):
+    """Passes on one thread or on two give the same predictions up to float32 round-off
+    (a different split of each sum: a few units in the last place of the float32 net's
+    outputs, carried into float64 moments)."""
+    X, y = data
+    with torch_threads(2):
+        probas = []
+        for setting in ("auto", "torch"):
+            with sklaplace.config_context(pass_threads=setting):
+                est = LaplaceClassifier(
+                    FrozenEstimator(net), prior_precision=1.0, subset_of_weights="all"
+                )
+                probas.append(est.fit(X, y).predict_proba(X))
+    np.testing.assert_allclose(probas[0], probas[1], rtol=0, atol=64 * np.finfo(np.float32).eps)
+
+
+def test_overlapping_calls_leave_torchs_threads_as_they_were(data):
+    """Two fits in two threads lower torch's thread count (which torch hands to threads
+    started later) and overlap without nesting: afterwards the calling thread and new
+    threads see the count that was set before."""
+    X, y = data
+    net = train(data, module=Synchronised, max_epochs=1)
+    old = set_cache_bytes(0)
+
+    def fit(name):
+        if name == "B":
+            RENDEZVOUS.a_inside.wait(5.0)
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+        if name == "A":
+            RENDEZVOUS.a_done.set()
+
+    RENDEZVOUS.a_inside.clear()
+    RENDEZVOUS.a_done.clear()
+    RENDEZVOUS.calls = threading.local()
+    seen_by_new_thread = []
+    with torch_threads(2):
+        RENDEZVOUS.active = True
+        try:
+            threads = [threading.Thread(target=fit, args=(name,), name=name) for name in "AB"]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert RENDEZVOUS.a_inside.is_set() and RENDEZVOUS.a_done.is_set()
+            late = threading.Thread(
+                target=lambda: seen_by_new_thread.append(torch.get_num_threads())
+            )
+            late.start()
+            late.join()
+            here = torch.get_num_threads()
+        finally:
+            RENDEZVOUS.active = False
+            set_cache_bytes(old)
+    assert (here, seen_by_new_thread) == (2, [2])
+
+
+def test_pass_threads_is_validated():
+    with pytest.raises(ValueError, match="pass_threads must be 'auto', 'torch' or a positive"):
+        sklaplace.set_config(pass_threads=0)
+    with pytest.raises(ValueError, match="pass_threads must be"):
+        sklaplace.config_context(pass_threads="fast").__enter__()
+    assert sklaplace.get_config()["pass_threads"] == "auto"

@@ -18,10 +18,25 @@ of the bound is not stored: a grid search visits its folds in turn, so an LRU ca
 admitted entries it can hold only one or two of would evict each fold's entries (the
 small curvatures included) just before they are needed again, and hit nothing. Every
 operation holds one lock, so threads can share it.
+
+**Admission** (setting ``cache_admission``, :doc:`/scaling`; :func:`admits`). Storing a
+projected pass costs its fingerprints and a copy of its batches into a few large tensors;
+on a small net that is a third of a prediction, and a prediction on new rows never gets it
+back. Under "reuse" (the default), a projected pass is keyed and stored only when it is
+likely to be asked for again: inside scikit-learn's model selection (``GridSearchCV``,
+``cross_val_score``: every candidate scores the same folds), or when the same request (net
+object, rows, settings, told by :func:`~sklaplace._runtime.fingerprint.request_digest`, a
+sampled digest that costs microseconds) comes a second time. The second request computes
+the full key and stores the pass; the third is served. The digest only admits: whether an
+entry is served is decided by the full key alone, so a digest that mistakes two requests
+for one costs a fingerprint, never a stale answer. A curvature is always keyed and stored
+(it is kept by reference, with no copy, and its key names the posterior that the
+projections' keys refer to).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -30,11 +45,20 @@ import numpy as np
 import torch
 
 from .config import add_listener, get_config
+from .fingerprint import request_digest
 
 # An entry may take at most this fraction of the bound (1 / ADMIT_FRACTION).
 ADMIT_FRACTION = 4
+# How many requests ``PassCache.seen`` remembers (small tuples: no tensor is kept).
+SEEN_REQUESTS = 1024
 
-__all__ = ["PassCache", "cache_enabled", "get_cache", "nbytes"]
+# Passes stored at their first request under cache_admission="reuse" (module docstring).
+EAGER_KINDS = frozenset({"curvature"})
+# Where scikit-learn's model selection runs: every candidate of a search fits and scores
+# the same folds, so a pass run from inside it is admitted at once.
+_MODEL_SELECTION = "sklearn.model_selection"
+
+__all__ = ["PassCache", "admits", "cache_enabled", "get_cache", "in_model_selection", "nbytes"]
 
 
 def nbytes(obj: Any) -> int:
@@ -85,6 +109,7 @@ class PassCache:
         self._data: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.RLock()
+        self._seen: OrderedDict[Any, None] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -135,9 +160,24 @@ class PassCache:
         bound (see the module docstring)."""
         return 0 < size <= get_config()["cache_bytes"] // ADMIT_FRACTION
 
-    def clear(self) -> None:
-        """Drop every entry and reset the hit and miss counts."""
+    def seen(self, request: Any) -> bool:
+        """Note a request (a cheap digest of a pass, see
+        :func:`sklaplace._runtime.passes.pass_key`); True when it was noted before, among
+        the last ``SEEN_REQUESTS`` noted. Only admission depends on it: a pass asked for a
+        second time is worth its fingerprint and its place in the cache."""
         with self._lock:
+            if request in self._seen:
+                self._seen.move_to_end(request)
+                return True
+            self._seen[request] = None
+            while len(self._seen) > SEEN_REQUESTS:
+                self._seen.popitem(last=False)
+            return False
+
+    def clear(self) -> None:
+        """Drop every entry, forget the requests seen and reset the hit and miss counts."""
+        with self._lock:
+            self._seen.clear()
             self._data.clear()
             self._bytes = 0
             self.hits = self.misses = 0
@@ -153,3 +193,34 @@ add_listener(lambda settings: _CACHE.evict_to(settings["cache_bytes"]))
 def get_cache() -> PassCache:
     """The process-wide cache the estimators use (statistics and ``clear()``)."""
     return _CACHE
+
+
+def admits(kind: str, source: tuple, X, y=None, rows=None, settings=()) -> bool:
+    """Whether a pass of ``kind`` over rows ``rows`` of ``(X, y)`` is worth keying and
+    storing (see "Admission" in the module docstring); ``source`` names what runs it (the
+    net object and the batch size)."""
+    if kind in EAGER_KINDS or get_config()["cache_admission"] == "always":
+        return True
+    if in_model_selection():
+        return True
+    request = (
+        kind,
+        source,
+        request_digest(X),
+        request_digest(y),
+        request_digest(rows),
+        request_digest(settings),
+    )
+    return _CACHE.seen(request)
+
+
+def in_model_selection() -> bool:
+    """Whether the call runs inside scikit-learn's model selection (a search or a
+    cross-validation: ``GridSearchCV``, ``cross_val_score``, ``learning_curve`` ...),
+    told by the modules of the calling frames."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_MODEL_SELECTION):
+            return True
+        frame = frame.f_back
+    return False

@@ -29,6 +29,8 @@ counters: writes through ``.data`` or a numpy view do not bump them.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -41,7 +43,16 @@ from .hasher import (
     versions,
 )
 
-__all__ = ["fingerprint", "fingerprint_net", "fingerprint_rows", "torch_settings"]
+__all__ = [
+    "fingerprint",
+    "fingerprint_net",
+    "fingerprint_rows",
+    "request_digest",
+    "torch_settings",
+]
+
+# rows of an array that ``request_digest`` reads (evenly spaced, the first and last included)
+SAMPLED_ROWS = 64
 
 
 def fingerprint(*objs) -> str | None:
@@ -187,3 +198,56 @@ def _canonical_rows(arr):
     if hasattr(arr, "to_numpy") and hasattr(arr, "dtype") and hasattr(arr, "name"):
         return ("series", str(arr.dtype), np.asarray(arr.to_numpy()))
     return arr
+
+
+def request_digest(obj) -> tuple:
+    """A cheap digest of ``obj`` (rows, targets, a setting) that tells a repeated request.
+
+    Arrays and CPU tensors: their shape, dtype and the bytes of at most ``SAMPLED_ROWS``
+    evenly spaced rows; sparse matrices: shape, number of stored values and a sample of
+    them; dicts, lists and tuples through their items; other hashable objects through
+    their type and ``hash``; anything else through its identity. Equal contents give equal
+    digests (but for objects digested by identity), while different contents may share one:
+    the digest decides only whether a pass is worth its full fingerprint and a place in the
+    cache (:func:`sklaplace._runtime.passes.pass_key`), never whether an entry is served.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.arange(6.0).reshape(3, 2)
+    >>> request_digest(X) == request_digest(X.copy())
+    True
+    >>> request_digest(X) == request_digest(X[::-1])
+    False
+    """
+    import scipy.sparse as sp
+
+    if isinstance(obj, torch.Tensor):
+        if obj.device.type != "cpu" or obj.is_sparse or obj.layout != torch.strided:
+            return ("tensor", tuple(obj.shape), str(obj.dtype), id(obj))
+        return ("tensor", *_sampled(obj.detach().numpy()))
+    if isinstance(obj, np.ndarray):
+        return ("array", *_sampled(obj))
+    if sp.issparse(obj):
+        data = np.asarray(obj.data) if hasattr(obj, "data") else np.zeros(0)
+        return ("sparse", obj.shape, obj.nnz, str(obj.dtype), *_sampled(data))
+    if isinstance(obj, dict):
+        return ("dict", *tuple((repr(k), request_digest(v)) for k, v in obj.items()))
+    if isinstance(obj, list | tuple) and not hasattr(obj, "_fields"):
+        return (type(obj).__name__, *tuple(request_digest(v) for v in obj))
+    try:
+        return (type(obj).__qualname__, hash(obj))
+    except TypeError:
+        return (type(obj).__qualname__, id(obj))
+
+
+def _sampled(arr: np.ndarray) -> tuple:
+    """Shape, dtype and a hash of at most ``SAMPLED_ROWS`` evenly spaced rows of ``arr``."""
+    if arr.dtype.hasobject:
+        return (arr.shape, str(arr.dtype), id(arr))
+    if arr.ndim == 0 or len(arr) <= SAMPLED_ROWS:
+        sample = arr
+    else:
+        sample = arr[np.linspace(0, len(arr) - 1, SAMPLED_ROWS).astype(np.intp)]
+    digest = hashlib.blake2b(np.ascontiguousarray(sample).tobytes(), digest_size=16)
+    return (arr.shape, str(arr.dtype), digest.hexdigest())

@@ -30,10 +30,17 @@ cannot be set per thread (the default dtype and device, deterministic algorithms
 float32 matmul precision) are part of the cache key instead
 (:func:`sklaplace._runtime.fingerprint.torch_settings`).
 
+``torch_state`` is also the scope of the torch threads a call's passes run on
+(:mod:`sklaplace._runtime.threads`): a ``NetView`` lowers them for a small net.
+
 ``pass_key`` builds the cache key of a pass: the view's fingerprint (its net, see
 :mod:`sklaplace._runtime.fingerprint`), the effective batch size, the rows and the pass's own
 settings; ``None`` (do not cache) when the cache is off, the pass is too small for caching
-to pay for the fingerprints, or anything in it cannot be fingerprinted.
+to pay for the fingerprints, it is not likely to be reused (below), or anything in it cannot
+be fingerprinted.
+
+Whether a pass is worth a key at all (setting ``cache_admission``) is decided by
+:func:`sklaplace._runtime.cache.admits`.
 """
 
 from __future__ import annotations
@@ -53,8 +60,9 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from . import skorch as _skorch
-from .cache import cache_enabled
+from .cache import admits, cache_enabled
 from .fingerprint import fingerprint, fingerprint_net, fingerprint_rows, torch_settings
+from .threads import limit_threads, thread_scope
 
 __all__ = [
     "NetView",
@@ -119,6 +127,7 @@ def torch_state():
             state = tuple((d, _autocast_dtype(d), torch.is_autocast_cache_enabled()) for d in on)
             token = _CALLER_AUTOCAST.set(state)
             stack.callback(_CALLER_AUTOCAST.reset, token)
+            stack.enter_context(thread_scope())
         # (leaving inference mode this way also turns gradients on, as torch.enable_grad)
         stack.enter_context(torch.inference_mode(False))
         for device_type in on:
@@ -214,6 +223,8 @@ class NetView:
         self.batch_size = size
         self.batch_size_given = batch_size is not None  # else passes may size their own
         self._fingerprint: str | bool | None = False  # False: not computed yet
+        # (a probe of a few rows does not decide for the passes: the net's batch does)
+        limit_threads(net, -1 if size == -1 else max(size, net.batch_size))
 
     # ---------------------------------------------------------------- running the net
     def forward(self, Xi):
@@ -343,6 +354,8 @@ def pass_key(view: NetView, kind: str, X, y=None, rows=None, *settings):
     """The cache key of a pass over ``X`` (see the module docstring), or None."""
     n = n_rows_of(X) if rows is None else len(rows)
     if not cache_enabled() or n < MIN_CACHED_ROWS:
+        return None
+    if not admits(kind, (id(view.net), view.batch_size), X, y, rows, settings):
         return None
     net_fp = view.fingerprint()
     if net_fp is None:

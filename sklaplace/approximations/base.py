@@ -234,6 +234,20 @@ class Approximation:
     def moments(self, proj: Projection, tau: Tensor, scale: Tensor, cov: bool) -> Tensor:
         raise NotImplementedError
 
+    def moments_grid(self, proj: Projection, taus: Tensor, scale: Tensor, dtype=torch.float64):
+        """The GLM output variances for many prior precisions at once: (T, m, c).
+
+        ``taus`` (T, n_blocks): row ``t`` is a ``tau`` of ``moments``. Here one
+        ``moments`` per row; subclasses contract all of them together where they can
+        (tuning's grid of prior precisions, :mod:`sklaplace.tuning.objectives`), in
+        ``dtype`` (float32 for a grid search: sums of positive terms).
+        """
+        return torch.stack([self.moments(proj, tau, scale, cov=False) for tau in taus]).to(dtype)
+
+    def concat(self, projections: list[Projection]) -> Projection:
+        """One projection of the rows of ``projections``, in order."""
+        return projections[0] if len(projections) == 1 else self._concat(projections)
+
     def output_root(self, proj: Projection, tau: Tensor, scale: Tensor):
         """A :class:`~sklaplace.links.OutputRoot` of the output covariances of
         ``proj``'s rows when the blocks give one without a decomposition, else None (then

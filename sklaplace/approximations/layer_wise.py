@@ -170,6 +170,15 @@ class LayerWise(Approximation):
             out += block.jacobian_moments(v, u, t, scale, cov)
         return out
 
+    def moments_grid(self, proj, taus, scale, dtype=torch.float64):
+        """Variances (T, m, c) for the T rows of ``taus`` (T, n_blocks), each block's
+        grid contracted at once (``jacobian_variances_grid``), in ``dtype``."""
+        m, c = proj.mean.shape
+        out = torch.zeros((len(taus), m, c), dtype=dtype, device=proj.mean.device)
+        for block, t, (v, u) in zip(self.posterior.blocks, taus.T, proj.parts, strict=True):
+            out += block.jacobian_variances_grid(v, u, t.contiguous(), scale, dtype)
+        return out
+
     def joint_moments(self, view, X, tau, scale, n_cov):
         """Means and variances (m, c), and covariances across rows (m, m, n_cov) of the
         first ``n_cov`` outputs: every row's projection is kept (O(m) memory), then each

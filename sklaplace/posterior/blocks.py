@@ -11,7 +11,7 @@ from torch import Tensor
 
 from . import linalg
 from .linalg import FLOAT32_SAFE as _FLOAT32_SAFE
-from .linalg import eigh_psd, float32_rotation_is_safe, outer_moments, single_position_moments
+from .linalg import eigh_psd, outer_moments, single_position_moments
 
 __all__ = ["Block", "DiagBlock", "FullBlock", "KronBlock"]
 
@@ -40,26 +40,43 @@ class _Block:
         return torch.float64
 
     def _float32_moments(self, v: Tensor, u, tau: Tensor, scale: Tensor, cov: bool):
-        """``jacobian_moments`` of float32 factors: the variances in float32 (sums of
-        positive terms, ``L`` and ``1 / L`` inside float32's range), covariances in float64
-        (their off-diagonal terms cancel); None for float64 factors.
-
-        A float32 term below float32's smallest normal number (1.2e-38) is lost; at most
-        ``n`` of them, each weighted by up to ``1 / L_min``, are below ``1e-20`` of a
-        variance at least ``1e-20 / L_min`` (``n`` up to 1e12). Below that (a zero
-        Jacobian included), the batch is summed in float64 instead."""
-        if v.dtype != torch.float32:
-            return None
-        L = self.eigenvalues(tau, scale)
-        inv = 1.0 / L
-        if cov or u is None or u.shape[1] != 1 or float(inv.max()) >= _FLOAT32_SAFE:
+        """``jacobian_moments`` of float32 factors: the variances in float32 where
+        :func:`~.linalg.float32_variances` can, else in float64."""
+        var = None if cov else linalg.float32_variances(v, u, self.eigenvalues(tau, scale))
+        if var is None:
             u = None if u is None else u.double()
             return self.jacobian_moments(v.double(), u, tau, scale, cov)
-        w = (u[:, 0] * u[:, 0]) @ inv.T.to(torch.float32)
-        var = single_position_moments(v[:, :, 0], w, cov=False).to(torch.float64)
-        if var.numel() and float(var.min()) * float(L.min()) < 1e-20:
-            return self.jacobian_moments(v.double(), u.double(), tau, scale, cov)
         return var
+
+    def jacobian_variances_grid(
+        self, v: Tensor, u, taus: Tensor, scale: Tensor, dtype=torch.float64
+    ) -> Tensor:
+        """Variances through this layer for many prior precisions at once: (T, m, c).
+
+        ``taus`` (T,): as ``jacobian_moments(v, u, tau, scale, cov=False)`` for each ``tau``,
+        but in one matrix product where the layout allows (a Jacobian given per row, or a
+        single position): the variance is a sum of squared projections times ``1 / L``,
+        linear in ``1 / L``, so the ``T`` inverse eigenvalue sets are contracted together
+        (tuning's grid, :mod:`sklaplace.tuning.objectives`). Several positions: one
+        ``jacobian_moments`` per ``tau``. In ``dtype`` (float32 for a grid search: the
+        sums are of positive terms, accurate to ``n eps`` of it relative to themselves).
+        """
+        base = self.eigenvalues(torch.zeros((), dtype=taus.dtype, device=taus.device), scale)
+        inv = (1.0 / (base[None] + taus.reshape(-1, *([1] * base.dim())))).to(dtype)
+        n_tau = len(taus)
+        if u is None:  # per-row Jacobians (c, m, D), or a one-row layout's gradients
+            c, m = v.shape[:2]
+            var = (v * v).to(dtype).reshape(c * m, -1) @ inv.reshape(n_tau, -1).T
+            return var.reshape(c, m, n_tau).permute(2, 1, 0)
+        if u.shape[1] == 1:  # (c, m, 1, n_out) and (m, 1, n_in): one matrix product
+            n_out, n_in = base.shape
+            u2 = (u[:, 0] * u[:, 0]).to(dtype)
+            w = u2 @ inv.reshape(n_tau * n_out, n_in).T  # (m, T n_out)
+            v2 = (v[:, :, 0] * v[:, :, 0]).to(dtype)  # (c, m, n_out)
+            var = torch.bmm(v2.permute(1, 0, 2), w.reshape(-1, n_tau, n_out).transpose(1, 2))
+            return var.permute(2, 0, 1)  # (m, c, T) -> (T, m, c)
+        moments = [self.jacobian_moments(v, u, t, scale, False) for t in taus]
+        return torch.stack(moments).to(dtype)
 
 
 class DiagBlock(_Block):
@@ -137,9 +154,8 @@ class DiagBlock(_Block):
         ``Cov[f_k, f_l] = sum_ij J_nk,ij J_nl,ij S_ij``; for one position this is
         ``sum_i g_ki g_li sum_j a_j^2 S_ij``: O(m c^2 n_out + m n_out n_in).
         """
-        out = self._float32_moments(v, u, tau, scale, cov)
-        if out is not None:
-            return out
+        if v.dtype == torch.float32:
+            return self._float32_moments(v, u, tau, scale, cov)
         inv = 1.0 / self.eigenvalues(tau, scale)
         if u is None:  # per-row gradients (c, m, D) of a one-row layout
             inv = inv.reshape(-1)
@@ -260,7 +276,7 @@ class KronBlock(_Block):
         variances within ``10 (n_in + n_out + 2) eps32`` of themselves
         (:func:`~sklaplace.posterior.linalg.float32_rotation_is_safe`), else float64."""
         n_out, n_in = self.shape
-        safe = float32_rotation_is_safe(n_in, n_out, self.lam_min, self.lam_max, tau, scale)
+        safe = linalg.float32_rotation_is_safe(n_in, n_out, self.lam_min, self.lam_max, tau, scale)
         return torch.float32 if safe else torch.float64
 
     def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
@@ -268,9 +284,8 @@ class KronBlock(_Block):
         the dtype of ``g`` and ``a`` (float32 only where ``rotation_dtype`` says so)."""
         if g.dtype == torch.float64:
             return g @ self.Q_B, a @ self.Q_A
-        Q_B = self._derived(("Q_B", g.dtype), lambda: self.Q_B.to(g.dtype))
-        Q_A = self._derived(("Q_A", g.dtype), lambda: self.Q_A.to(g.dtype))
-        return g @ Q_B, a.to(g.dtype) @ Q_A
+        Q = self._derived("Q float32", lambda: (self.Q_B.float(), self.Q_A.float()))
+        return g.float() @ Q[0], a.float() @ Q[1]
 
     def jacobian_moments(self, v: Tensor, u: Tensor, tau: Tensor, scale: Tensor, cov: bool):
         """Moments through this layer from ``(v, u) = rotate(g, a)``.
@@ -279,9 +294,8 @@ class KronBlock(_Block):
         position ``Cov[f_k, f_l] = sum_ij v_ki v_li u_j^2 / L_ij``: O(m (c n_out + n_in)
         n_out) per row block, no (m, c, n_params) Jacobian formed.
         """
-        out = self._float32_moments(v, u, tau, scale, cov)
-        if out is not None:
-            return out
+        if v.dtype == torch.float32:
+            return self._float32_moments(v, u, tau, scale, cov)
         inv = 1.0 / self.eigenvalues(tau, scale)
         if u.shape[1] == 1:
             w = (u[:, 0] * u[:, 0]) @ inv.T

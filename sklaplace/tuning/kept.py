@@ -13,17 +13,21 @@ import torch
 
 from .._runtime.cache import nbytes
 
-__all__ = ["TUNING_BYTES", "Kept"]
+__all__ = ["MERGE_BYTES", "TUNING_BYTES", "Kept"]
 
 
 # Bytes of held-out projections kept in memory while tuning (beyond, they go to a file).
 TUNING_BYTES = 256 * 2**20
+# Bytes of kept projections concatenated into one (fewer, larger products per evaluation).
+MERGE_BYTES = 32 * 2**20
 
 
 class Kept:
     """The held-out rows' projections, computed once (one pass over the rows).
 
-    Kept in memory while they fit in ``TUNING_BYTES``; beyond, written to an unlinked
+    Kept in memory while they fit in ``TUNING_BYTES`` (concatenated in runs of
+    ``MERGE_BYTES``: an evaluation is then one contraction per block and run, not one per
+    batch); beyond, written to an unlinked
     temporary file and read back one batch at a time at each evaluation, so memory stays
     bounded and the tuning's many evaluations cost no pass over the rows. If the file
     cannot be written (no disk space), each evaluation projects the rows again.
@@ -51,6 +55,9 @@ class Kept:
                 self.kept.append(proj)
         if self.spill is not None and not self.spill.ok:
             self.spill, self.kept = None, None
+        if self.kept:
+            self.kept = _merged(fitted.approximation, self.kept)
+            sizes = [len(proj.mean) for proj in self.kept]
         self.bounds = np.cumsum([0, *sizes])
 
     def __iter__(self):
@@ -59,6 +66,22 @@ class Kept:
         if self.kept is not None:
             return iter(self.kept)
         return self.fitted.approximation.project(self.fitted.view(), self.X)
+
+
+def _merged(approximation, projections: list) -> list:
+    """The projections concatenated in runs of about ``MERGE_BYTES`` (each evaluation is
+    then a few large products instead of one per batch); the originals are let go as
+    their run is concatenated, so memory grows by one run at most."""
+    merged, run, size = [], [], 0
+    projections = projections[::-1]
+    while projections:
+        proj = projections.pop()
+        run.append(proj)
+        size += nbytes(proj)
+        if size >= MERGE_BYTES or not projections:
+            merged.append(approximation.concat(run))
+            run, size = [], 0
+    return merged
 
 
 class _Spill:

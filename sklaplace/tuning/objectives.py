@@ -18,7 +18,11 @@ import torch
 from .kept import Kept
 from .resolve import HeldOutRows, Hyper, Objectives
 
-__all__ = ["evidence", "objectives", "sigma_mle"]
+__all__ = ["GRID_ELEMENTS", "evidence", "objectives", "sigma_mle"]
+
+# Elements of the largest product formed at once when a grid of prior precisions is
+# evaluated together (rows x grid points x the widest block side).
+GRID_ELEMENTS = 2**22
 
 
 def _heldout_rows(y_val, w_val) -> float:
@@ -58,8 +62,8 @@ def objectives(fitted, X_val, y_val, weight_decay, train=None, w_val=None) -> Ob
     ``train``: ``(X, y, w)`` rows the curvature came from, for the leave-one-out noise
     estimate used when there are no held-out rows; ``w_val`` the held-out rows' weights.
     """
-    heldout, rms, rows = (
-        (None, None, None) if X_val is None else _heldout(fitted, X_val, y_val, w_val)
+    heldout, grid, rms, rows = (
+        (None, None, None, None) if X_val is None else _heldout(fitted, X_val, y_val, w_val)
     )
     loo = None
     if train is not None and fitted.likelihood.has_noise:
@@ -68,6 +72,7 @@ def objectives(fitted, X_val, y_val, weight_decay, train=None, w_val=None) -> Ob
         names=list(fitted.posterior.names),
         evidence=functools.partial(evidence, fitted),
         heldout=heldout,
+        heldout_grid=grid,
         heldout_rms=rms,
         head_rows=rows,
         sigma_mle=sigma_mle(fitted),
@@ -127,7 +132,8 @@ def _leave_one_out_sigma(fitted, X, y, w=None):
 
 
 def _heldout(fitted, X_val, y_val, w_val=None):
-    """``f(tau, sigma, T, head)``, the held-out log-likelihood; the residuals' RMS; and,
+    """``f(tau, sigma, T, head)``, the held-out log-likelihood; the same on a grid of
+    prior precisions at once; the residuals' RMS; and,
     for a classifier's recalibration head, the held-out rows' moments and per-row
     log-likelihood under a head (:class:`~sklaplace.tuning.resolve.HeldOutRows`).
 
@@ -163,6 +169,48 @@ def _heldout(fitted, X_val, y_val, w_val=None):
             )
         return total
 
+    width = max(max(block.shape) for block in fitted.posterior.blocks)
+
+    def variances_grid(proj, taus, scale):
+        """``(T, m, c)`` variances of ``proj``'s rows at the rows of ``taus`` (T, n_blocks),
+        a few prior precisions at a time so that the products stay within
+        ``GRID_ELEMENTS``. In float64: where the held-out likelihood is flat in the prior
+        (a regressor's many rows), grid points decades apart differ by less than float32's
+        round-off of the sums, which would then pick the tuned prior."""
+        per = max(1, GRID_ELEMENTS // max(1, len(proj.mean) * width))
+        parts = [
+            approx.moments_grid(proj, taus[s : s + per], scale, torch.float64)
+            for s in range(0, len(taus), per)
+        ]
+        return torch.cat(parts)
+
+    def grid_taus(taus):
+        taus = np.asarray(taus, dtype=np.float64)
+        taus = np.broadcast_to(taus.reshape(len(taus), -1), (len(taus), n_blocks))
+        return torch.tensor(np.ascontiguousarray(taus), device=device)
+
+    def evaluate_grid(taus, sigma, temperature, head=None) -> np.ndarray:
+        """``evaluate`` at every prior precision of ``taus`` ((T,), or (T, n_blocks)) at
+        once: the variances of all of them in one product per block, the log-likelihood of
+        all of them in one call."""
+        taus = grid_taus(taus)
+        _, scale = fitted.tensors(Hyper(np.ones(n_blocks), float(sigma), float(temperature)))
+        head_t = None if head is None else head.tensors(device)
+        totals = torch.zeros(len(taus), dtype=torch.float64, device=device)
+        for proj, lo, hi in zip(projections, bounds[:-1], bounds[1:], strict=True):
+            var = variances_grid(proj, taus, scale)
+            k, m, c = var.shape
+            target = y_val[lo:hi]
+            ll = lik.heldout_row_log_likelihood(
+                proj.mean.repeat(k, 1),
+                var.reshape(k * m, c),
+                target.repeat(k, *([1] * (target.dim() - 1))),
+                sigma,
+                head_t,
+            ).reshape(k, m)
+            totals += ll.sum(1) if w is None else ll @ w[lo:hi]
+        return totals.cpu().numpy()
+
     def rms() -> float:
         mean = torch.cat([p.mean for p in projections])
         sq = ((y_val.reshape(mean.shape) - mean) ** 2).mean(1)
@@ -170,7 +218,7 @@ def _heldout(fitted, X_val, y_val, w_val=None):
         return max(float(avg) ** 0.5, 1e-6)
 
     if not lik.is_classifier:
-        return evaluate, rms, None
+        return evaluate, evaluate_grid, rms, None
 
     def moments(tau, temperature) -> tuple[torch.Tensor, torch.Tensor]:
         tau = np.broadcast_to(np.asarray(tau, dtype=np.float64), (n_blocks,))
@@ -180,6 +228,13 @@ def _heldout(fitted, X_val, y_val, w_val=None):
             means.append(proj.mean)
             variances.append(approx.moments(proj, tau_t, scale, cov=False))
         return torch.cat(means), torch.cat(variances)
+
+    def moments_grid(taus, temperature) -> torch.Tensor:
+        """The variances (T, m, c) of every held-out row at each prior precision of
+        ``taus``, all at once (:func:`variances_grid`)."""
+        taus = grid_taus(taus)
+        _, scale = fitted.tensors(Hyper(np.ones(n_blocks), 1.0, float(temperature)))
+        return torch.cat([variances_grid(proj, taus, scale) for proj in projections], dim=1)
 
     def row_log_likelihood(mean, var, head, rows=None) -> torch.Tensor:
         target = y_val if rows is None else y_val[rows]
@@ -193,5 +248,6 @@ def _heldout(fitted, X_val, y_val, w_val=None):
         row_log_likelihood=row_log_likelihood,
         labels=y_val.long().cpu().numpy().reshape(-1),
         n_outputs=fitted.n_outputs(),
+        moments_grid=moments_grid,
     )
-    return evaluate, rms, rows
+    return evaluate, evaluate_grid, rms, rows

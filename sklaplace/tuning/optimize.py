@@ -18,16 +18,28 @@ __all__ = ["maximize_evidence", "maximize_on_grid"]
 _LOG_BOUNDS = (math.log(1e-8), math.log(1e8))
 
 
-def maximize_on_grid(objective, grid: np.ndarray, refine: bool = True) -> tuple[float, np.ndarray]:
+def maximize_on_grid(
+    objective, grid: np.ndarray, refine: bool = True, on_grid=None
+) -> tuple[float, np.ndarray]:
     """Maximise a scalar function of one positive hyper-parameter: grid, then refine.
 
     The grid (log-spaced) brackets the optimum; a bounded scalar search in log space between
     the best point's neighbours refines it (unless ``refine`` is False). Non-finite values
-    count as -inf.
+    count as -inf. ``on_grid(grid)``, if given, evaluates the whole grid at once (to the
+    precision needed to pick the best point: the best point's value, against which the
+    refinement is compared, is then ``objective``'s own).
     """
     grid = np.asarray(grid, dtype=np.float64)
-    values = np.array([float(objective(g)) for g in grid])
+    if on_grid is None:
+        values = np.array([float(objective(g)) for g in grid])
+    else:
+        values = np.asarray(on_grid(grid), dtype=np.float64).copy()
     values[~np.isfinite(values)] = -np.inf
+    if on_grid is not None and np.isfinite(values).any():
+        best = int(np.argmax(values))
+        values[best] = float(objective(grid[best]))
+        if not np.isfinite(values[best]):
+            values[best] = -np.inf
     if not np.isfinite(values).any():
         raise FloatingPointError(
             f"The held-out log-likelihood is not finite for any of the {len(grid)} candidate "

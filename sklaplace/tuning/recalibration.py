@@ -30,6 +30,7 @@ import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils import check_random_state
 
+from .newton import _BOX, _coarse_start, _newton
 from .optimize import maximize_on_grid
 
 __all__ = ["KINDS", "choose", "fit_head", "tune"]
@@ -60,8 +61,6 @@ MIN_ERRORS_AUTO = 10
 # parameters, computed by autograd through every held-out row and logit at once (1,000
 # classes: tens of GB). "auto" does not consider biases beyond; asked for, they raise.
 MAX_BIAS_OUTPUTS = 64
-# The head's search box (log a and b): far beyond where the data or the prior take it.
-_BOX = (-50.0, 50.0)
 
 
 class Head:
@@ -135,50 +134,14 @@ def fit_head(
         value = log_likelihood(*_unpack(x, kind))
         return -(value + log_prior(x)) if shrink else -value
 
+    if start is None:
+        x0 = _coarse_start(negative, x0)
     x, value = _newton(negative, x0.clamp(*_BOX))
     if not math.isfinite(value):
         x = torch.zeros(n, dtype=torch.float64)
         value = float(negative(x))
     head = Head(math.exp(float(x[0])), x[1:].numpy().copy() if n > 1 else None, kind)
     return head, -value
-
-
-def _newton(negative, x: torch.Tensor, max_steps: int = 100) -> tuple[torch.Tensor, float]:
-    """Minimise ``negative`` from ``x`` by Newton steps damped as Levenberg-Marquardt does
-    (a step is taken only if it decreases the function), within ``_BOX``."""
-    with torch.no_grad():
-        value = float(negative(x))
-    if not math.isfinite(value):
-        return x, value
-    damping = 0.0
-    eye = torch.eye(len(x), dtype=torch.float64)
-    for _ in range(max_steps):
-        xg = x.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(negative(xg), xg)
-        hess = torch.autograd.functional.hessian(negative, x, vectorize=True)
-        if not (torch.isfinite(grad).all() and torch.isfinite(hess).all()):
-            break
-        scale = float(hess.diagonal().abs().max()) + 1.0
-        moved = False
-        for _ in range(40):
-            chol, info = torch.linalg.cholesky_ex(hess + damping * scale * eye)
-            if int(info) == 0:
-                step = torch.cholesky_solve(-grad[:, None], chol)[:, 0]
-                new = (x + step).clamp(*_BOX)
-                with torch.no_grad():
-                    new_value = float(negative(new))
-                if new_value <= value:
-                    moved = True
-                    break
-            damping = max(10.0 * damping, 1e-8)
-        if not moved:
-            break
-        change, x, old = float((new - x).abs().max()), new, value
-        value, damping = new_value, damping / 10.0
-        small = old - value <= 1e-15 * max(1.0, abs(value))
-        if change <= 1e-12 or (small and change <= 1e-8):
-            break
-    return x, value
 
 
 class _Moments:
@@ -202,6 +165,22 @@ class _Moments:
         if (len(self.cache) + 2) * var.numel() * var.element_size() <= _CACHE_BYTES:
             self.cache[key] = (mean, var)
         return mean, var
+
+    def grid(self, grid: np.ndarray, n_blocks: int):
+        """``(mean, variances (T, m, c))`` at every prior precision of ``grid`` (shared by
+        the blocks), all computed in one call where the rows offer it; None if they do
+        not, or would not fit in ``_CACHE_BYTES``. Kept with the rows."""
+        key = ("grid", self.temperature, tuple(np.asarray(grid, dtype=np.float64).tolist()))
+        if key in self.rows.cache:
+            return self.rows.cache[key]
+        if self.rows.moments_grid is None:
+            return None
+        mean, var = self(np.full(n_blocks, grid[-1]))
+        if (len(grid) + 2) * var.numel() * var.element_size() > _CACHE_BYTES:
+            return None
+        pair = (mean, self.rows.moments_grid(grid, self.temperature))
+        self.rows.cache[key] = pair
+        return pair
 
 
 def _head_at(moments, rows, prior, kind, subset, start):
@@ -231,23 +210,8 @@ def _value(moments, rows, prior, head, subset) -> float:
 
 def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
     """The grid point with the largest held-out log-likelihood at a fixed head (the first
-    if tied; non-finite values lose), evaluated for many grid points in one call: the
-    GLM mean does not depend on the prior, only the variances do."""
-    grid = np.asarray(grid, dtype=np.float64)
-    variances = [moments(np.full(n_blocks, t))[1] for t in grid]
-    mean = moments(np.full(n_blocks, grid[0]))[0]
-    idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
-    mean = mean[idx]
-    head_t = None if head is None else head.tensors(mean.device)
-    per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
-    values = []
-    with torch.no_grad():
-        for s in range(0, len(grid), per):
-            var = torch.cat([v[idx] for v in variances[s : s + per]])
-            k = len(var) // len(idx)
-            ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
-            values.append(ll.reshape(k, len(idx)).sum(1))
-    values = torch.cat(values).cpu().numpy()
+    if tied; non-finite values lose)."""
+    values = _grid_values(moments, rows, n_blocks, grid, head, subset)
     values[~np.isfinite(values)] = -np.inf
     if not np.isfinite(values).any():
         raise FloatingPointError(
@@ -255,6 +219,43 @@ def _best_on_grid(moments, rows, n_blocks, grid, head, subset) -> float:
             "check the net's outputs for NaN or inf."
         )
     return float(grid[int(np.argmax(values))])
+
+
+def _grid_values(moments, rows, n_blocks, grid, head, subset) -> np.ndarray:
+    """The held-out log-likelihood at every point of ``grid`` at a fixed head, evaluated
+    for many grid points in one call: the GLM mean does not depend on the prior, only the
+    variances do (all computed together where the rows offer it, ``_Moments.grid``)."""
+    grid = np.asarray(grid, dtype=np.float64)
+    at_once = moments.grid(grid, n_blocks) if hasattr(moments, "grid") else None
+    if at_once is None:
+        variances = [moments(np.full(n_blocks, t))[1] for t in grid]
+        mean = moments(np.full(n_blocks, grid[0]))[0]
+    else:
+        mean, variances = at_once
+    idx = np.arange(len(mean)) if subset is None else np.asarray(subset)
+    if head is None and at_once is not None:
+        # without a head, each row's value does not depend on the subset: every fold of
+        # "auto" reads its rows off one table
+        key = ("grid rows", moments.temperature, tuple(grid.tolist()))
+        if key not in rows.cache:
+            rows.cache[key] = _row_values(rows, mean, variances, None, np.arange(len(mean)))
+        return rows.cache[key][:, idx].sum(1).cpu().numpy()
+    return _row_values(rows, mean[idx], variances, head, idx).sum(1).cpu().numpy()
+
+
+def _row_values(rows, mean, variances, head, idx) -> torch.Tensor:
+    """(T, rows) held-out log-likelihoods of the rows ``idx`` (``mean`` of those rows) at
+    each of the grid's variances, many grid points per call."""
+    head_t = None if head is None else head.tensors(mean.device)
+    per = max(1, _BATCH_ELEMENTS // max(1, mean.numel()))  # grid points per call
+    values = []
+    with torch.no_grad():
+        for s in range(0, len(variances), per):
+            var = torch.cat([v[idx] for v in variances[s : s + per]])
+            k = len(var) // len(idx)
+            ll = rows.row_log_likelihood(mean.repeat(k, 1), var, head_t, np.tile(idx, k))
+            values.append(ll.reshape(k, len(idx)))
+    return torch.cat(values)
 
 
 def tune(
@@ -298,7 +299,9 @@ def tune(
         head, _ = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)
     if refine:
         tau, _ = maximize_on_grid(
-            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset), grid
+            lambda t: _value(moments, rows, np.full(n_blocks, t), head, subset),
+            grid,
+            on_grid=lambda g: _grid_values(moments, rows, n_blocks, g, head, subset),
         )
     if kind is not None:
         head, value = _head_at(moments, rows, np.full(n_blocks, tau), kind, subset, head)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._runtime.warnings import warn
 from . import recalibration as _recalibration
-from .optimize import maximize_evidence, maximize_on_grid
+from .heldout import PRIOR_GRID, _tune_on_heldout
+from .optimize import maximize_evidence
 from .recalibration import Head
 
 __all__ = [
@@ -46,8 +46,6 @@ __all__ = [
 
 # Ways to choose the prior precision in fit instead of giving a number.
 PRIOR_MODES = ("marglik", "holdout", "weight_decay")
-PRIOR_GRID = np.logspace(-4, 6, 31)
-TEMPERATURE_GRID = np.logspace(-3, 3, 25)
 CALIBRATION_MODES = (*_recalibration.KINDS, "auto")
 # The logit temperatures accepted: far beyond any useful value (temperature scaling finds
 # values near 1), and far inside float64's range for mean / T and var / T^2.
@@ -73,7 +71,8 @@ class HeldOutRows:
     log-likelihood of each of ``rows`` (indices; None: all) under the head ``(a, b)`` (or
     None), differentiable in ``a`` and ``b``; ``labels`` the rows' labels (for stratified
     folds); ``n_outputs`` the number of logits; ``cache`` the moments computed so far
-    (:mod:`sklaplace.tuning.recalibration` keeps them there).
+    (:mod:`sklaplace.tuning.recalibration` keeps them there); ``moments_grid(taus, T)`` the
+    variances (T, m, c) at many prior precisions at once (None: one ``moments`` each).
     """
 
     moments: Callable
@@ -81,6 +80,7 @@ class HeldOutRows:
     labels: np.ndarray
     n_outputs: int
     cache: dict = field(default_factory=dict)  # moments by temperature and prior
+    moments_grid: Callable | None = None  # (taus, T) -> variances (T, m, c) at once
 
 
 @dataclass
@@ -89,7 +89,8 @@ class Objectives:
 
     ``evidence(tau, sigma, T)`` takes float64 tensors (differentiable);
     ``heldout(tau, sigma, T, head)`` returns the summed held-out log-likelihood, and is
-    None without held-out rows; ``head_rows`` what the recalibration head is tuned on
+    None without held-out rows; ``heldout_grid(taus, sigma, T, head)`` the same at every
+    prior precision of ``taus`` at once; ``head_rows`` what the recalibration head is tuned on
     (classifiers with held-out rows); ``heldout_rms`` is the root mean square of the held-out
     residuals (regression); ``sigma_mle`` the training residuals' maximum-likelihood noise
     std; ``weight_decay`` the per-block coefficients of the L2 prior (or None).
@@ -103,6 +104,7 @@ class Objectives:
     weight_decay: np.ndarray | None
     noise: Callable[[float], float]  # sigma -> sigma^2 for regression, 1 otherwise
     loo_sigma: Callable | None = None  # (tau, T, sigma0) -> leave-one-out noise std
+    heldout_grid: Callable | None = None  # (taus, sigma, T, head) -> heldout at each tau
     heldout_rows: float = 0.0  # the held-out rows (the sum of their weights, if weighted)
     head_rows: HeldOutRows | None = None
 
@@ -360,124 +362,3 @@ def _evidence_sigma(obj, sigma, tune: bool, temperature, prior) -> float:
         evidence, np.ones(len(obj.names)), sigma, tune_prior=False, tune_sigma=True
     )
     return sigma
-
-
-# ---------------------------------------------------------------------------- held out
-def _tune_on_heldout(obj, fixed, sigma, tune_sigma, temperature, tune_t, head, kind):
-    """``(prior, sigma, temperature, head)`` maximising the held-out log-likelihood.
-
-    Coordinate ascent on the one objective, one coordinate at a time at the others'
-    current values, so no step can decrease it: one round when one value is tuned, three
-    otherwise. A recalibration head (``kind`` not None) is tuned with the prior precision
-    as one coordinate (:func:`sklaplace.tuning.recalibration.tune`: the head profiled out at each
-    prior precision, so the pair is tuned jointly); ``head`` is a fixed head otherwise.
-    """
-    evaluate = obj.heldout
-    n_blocks = len(obj.names)
-    if tune_sigma:
-        sigma = obj.heldout_rms()
-        sigma_grid = sigma * np.logspace(-1.5, 1.5, 31)
-    prior = fixed
-    coordinates = (fixed is None or kind is not None) + tune_sigma + tune_t
-    rounds = 1 if coordinates == 1 else 3
-    tau_edge = None
-    for _ in range(rounds):
-        if kind is not None:
-            prior, head = _recalibration.tune(
-                obj.head_rows, kind, temperature, fixed, n_blocks, PRIOR_GRID, start=head
-            )
-            if fixed is None:
-                tau_edge = _edge(prior[0])
-        elif fixed is None:
-            tau, tau_edge = _maximize_prior(
-                lambda t, s=sigma, T=temperature, h=head: evaluate(t, s, T, h)
-            )
-            prior = np.full(n_blocks, tau)
-        if tune_sigma:
-            sigma, _ = maximize_on_grid(
-                lambda s, p=prior, T=temperature, h=head: evaluate(p, s, T, h), sigma_grid
-            )
-        if tune_t:
-            temperature, _ = maximize_on_grid(
-                lambda T, p=prior, s=sigma, h=head: evaluate(p, s, T, h), TEMPERATURE_GRID
-            )
-    if tau_edge == "bottom":
-        # what the widest posterior alone gains over the net's own predictions (the head
-        # left out of both: a head that sharpens says nothing about the net being wrong)
-        top = np.full(n_blocks, PRIOR_GRID[-1])
-        gain = evaluate(prior, sigma, temperature, None)
-        gain -= evaluate(top, sigma, temperature, None)
-        _warn_prior_edge(gain / obj.heldout_rows if obj.heldout_rows > 0 else gain)
-    if tune_t:
-        _warn_temperature_edge(temperature, fixed is not None)
-    return prior, sigma, temperature, head
-
-
-def _edge(tau: float) -> str | None:
-    if tau >= PRIOR_GRID[-1] * 0.999:
-        return "top"
-    if tau <= PRIOR_GRID[0] * 1.001:
-        return "bottom"
-    return None
-
-
-def _maximize_prior(objective) -> tuple[float, str | None]:
-    """The best prior on ``PRIOR_GRID`` (refined), and "top"/"bottom" if at an end."""
-    best, _ = maximize_on_grid(objective, PRIOR_GRID)
-    return best, _edge(best)
-
-
-# Held-out log-likelihood gained per row by the smallest prior over the net's own
-# predictions (the largest prior) above which the bottom edge means something: what a
-# Gaussian gains per row, on average, by widening its std 1.5 times when the errors are
-# 1.5 times what it says, k^2 / 2 - 1 / 2 - log k with k = 1.5 (about 0.22 nats).
-WIDER = 1.5
-MEANINGFUL_GAIN = WIDER**2 / 2 - 0.5 - float(np.log(WIDER))
-
-
-def _warn_prior_edge(gain: float) -> None:
-    """Warn when the held-out rows are fitted best at the bottom of the prior's range and
-    that gains more than ``MEANINGFUL_GAIN`` nats per row over the net's own predictions.
-
-    At the bottom the held-out rows ask for more uncertainty than the prior allows; that
-    says something when the widest posterior predicts them much better than the net
-    itself, by more than errors 1.5 times larger than the net says would give: the net is
-    wrong on them by more than it says (for a regressor, more than ``sigma_noise``
-    allows). When the gain is small, the held-out likelihood is flat in the
-    prior there (a well-fitted net whose posterior is set by its data, not by the prior;
-    the last layer of a regressor with many rows is the common case): any small prior
-    gives the same predictions, and there is nothing to warn about. (At the top the rows
-    show no over-confidence: the net's own predictions are then the answer.)
-    """
-    if not gain > MEANINGFUL_GAIN:
-        return
-    grid = f"[{PRIOR_GRID[0]:.0e}, {PRIOR_GRID[-1]:.0e}]"
-    warn(
-        f"The held-out rows are fitted best at the smallest prior precision searched "
-        f"({PRIOR_GRID[0]:.0e}, range {grid}), {gain:.3g} nats per row better than the "
-        "net's own predictions: they ask for more uncertainty than the prior allows, so "
-        "the net is wrong on them by more than it says. Check its error on them: if they "
-        "come from another distribution than its training rows (a shift, other units, "
-        "shuffled or mislabelled targets), fix the rows or retrain the net on data like "
-        "them; the tuned posterior is as wide as the prior lets it be. To choose the width "
-        "yourself, give prior_precision as a number."
-    )
-
-
-def _warn_temperature_edge(temperature: float, prior_fixed: bool) -> None:
-    grid = TEMPERATURE_GRID
-    if grid[0] * 1.001 < temperature < grid[-1] * 0.999:
-        return
-    if temperature > 1:
-        warn(
-            f"The held-out rows are fitted best at temperature={temperature:.3g}, the top of "
-            f"the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the posterior is then close "
-            "to the prior, so the prior precision alone sets the uncertainty"
-            + ("; tune it too (prior_precision='holdout')." if prior_fixed else ".")
-        )
-    else:
-        warn(
-            f"The held-out rows are fitted best at temperature={temperature:.3g}, the bottom "
-            f"of the searched range [{grid[0]:.0e}, {grid[-1]:.0e}]: the predictions are "
-            "then the net's own, as when the held-out rows show no over-confidence."
-        )
