@@ -1,11 +1,12 @@
 """The scikit-learn plumbing both Laplace estimators share (no math here).
 
-``fit`` validates, decides which rows tune (:mod:`sklaplace.fitting.holdout`), builds the fitted
-state (:class:`sklaplace.fitting.state.FittedLaplace`) and resolves the hyper-parameters in it
-(:mod:`sklaplace.tuning.resolve`). Predictions read the fitted state and the hyper-parameters it
-holds; a numeric hyper-parameter changed with ``set_params`` after ``fit`` is read at
-prediction time, and the fitted attributes (``prior_precision_``, ``temperature_``, ...)
-always show the values predictions use.
+``fit`` validates (in each estimator: its targets differ) and hands the rest to
+:func:`sklaplace.fitting.steps.fit` with a plan of what its parameters ask for; it sets the
+fitted attributes from what that returns. Predictions read the fitted state
+(:class:`sklaplace.fitting.state.FittedLaplace`) and the hyper-parameters it holds; a
+numeric hyper-parameter changed with ``set_params`` after ``fit`` is read at prediction
+time, and the fitted attributes (``prior_precision_``, ``temperature_``, ...) always show
+the values predictions use.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
@@ -26,17 +26,15 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from .. import approximations
 from .._runtime import skorch as _skorch
 from .._runtime.passes import torch_context
 from .._runtime.warnings import InconsistentVersionWarning, warn
-from ..fitting import holdout as _holdout
-from ..fitting import inputs as _inputs
+from ..fitting import inputs, steps
 from ..fitting.state import FittedLaplace
-from ..tuning import resolve as _hyper
+from ..fitting.steps import HYPER_PARAMS
 from ..tuning.objectives import evidence
-from ..tuning.objectives import objectives as tuning_objectives
 from ..tuning.recalibration import Head
+from ..tuning.resolve import PRIOR_MODES, Hyper, check_numerics, prior_array
 
 __all__ = ["BaseLaplace", "docs_url"]
 
@@ -49,8 +47,6 @@ _STRUCTURE_PARAMS = ("subset_of_weights", "hessian_structure")
 # Parameters that predictions read, kept as fit saw them (what fit calibrated with them
 # must be computed again when they change: the regressor's conformal scores).
 _PREDICT_SETTINGS = ("predictive", "n_samples")
-# Hyper-parameters: numbers read at prediction time, or modes resolved in fit.
-_HYPER_PARAMS = ("prior_precision", "sigma_noise", "temperature", "logit_temperature")
 
 
 class BaseLaplace(BaseEstimator):
@@ -62,7 +58,7 @@ class BaseLaplace(BaseEstimator):
         "hessian_structure": [StrOptions({"diag", "kron", "full"})],
         "prior_precision": [
             Interval(Real, 0, None, closed="neither"),
-            StrOptions(set(_hyper.PRIOR_MODES)),
+            StrOptions(set(PRIOR_MODES)),
             "array-like",
             dict,
         ],
@@ -90,7 +86,7 @@ class BaseLaplace(BaseEstimator):
     # ---------------------------------------------------------------- the net
     def _net(self):
         """The skorch net inside the wrapped model (FrozenEstimator, Pipeline's last step)."""
-        return _inputs.split_model(self.estimator).net
+        return inputs.split_model(self.estimator).net
 
     def _likelihood(self):
         """The net's likelihood; a TypeError naming the right estimator if it is not ours."""
@@ -111,210 +107,57 @@ class BaseLaplace(BaseEstimator):
             return np.float32
         return _skorch.numpy_dtype(_skorch.net_dtype(net))
 
-    def _validate_X(self, X, reset: bool = False, input_name: str = "X"):
-        """X at prediction time (or X_val at fit), through the fitted steps before the net."""
-        prep = self._fitted.prep if "_fitted" in self.__dict__ else self._fit_prep
-        return _inputs.check_X(self, X, reset=reset, prep=prep, input_name=input_name)
+    def _validate_X(self, X):
+        """X at prediction time, through the fitted steps before the net."""
+        return inputs.check_X(self, X, reset=False, prep=self._fitted_state().prep)
 
     # ---------------------------------------------------------------- fit
-    def _calibrates(self) -> bool:
-        """Whether fit calibrates something on unseen rows besides the hyper-parameters."""
-        return False
-
-    def _calibration_scores(self, fitted, calibration, reason, too_few=False):
-        """What fit calibrates on ``(X_cal, y_cal)`` (None: no rows, ``reason`` says why;
-        ``too_few``: there were unseen rows, too few to calibrate) once the
-        hyper-parameters are set; kept in the fitted state."""
-        return None
-
-    def _holdout_params(self) -> list[str]:
-        """The hyper-parameters tuned on held-out rows."""
-        return [p for p in _HYPER_PARAMS if _mode(getattr(self, p, None)) == "holdout"]
-
-    def _auto_head_only(self) -> bool:
-        """Whether the only thing to tune on unseen rows is ``calibration="auto"``."""
-        return (
-            self._head_params()[0] == "auto"
-            and not self._holdout_params()
-            and not self._calibrates()
+    def _fit_plan(self, likelihood, n_outputs: int, **differs) -> steps.FitPlan:
+        """What the parameters ask of fit; ``differs``: what only one estimator has (the
+        classifier's head and classes, the regressor's interval)."""
+        return steps.FitPlan(
+            estimator_name=type(self).__name__,
+            model=inputs.split_model(self.estimator),
+            likelihood=likelihood,
+            n_outputs=n_outputs,
+            subset_of_weights=self.subset_of_weights,
+            hessian_structure=self.hessian_structure,
+            hyper={p: getattr(self, p, 1.0) for p in HYPER_PARAMS},
+            validation_fraction=self.validation_fraction,
+            batch_size=self.batch_size,
+            random_state=self.random_state,
+            predictive=self.predictive,
+            n_samples=self.n_samples,
+            **differs,
         )
 
-    def _head_params(self) -> tuple[str | None, object]:
-        """``(calibration mode, fixed head)`` of the recalibration head (classifiers)."""
-        return None, None
-
-    @torch_context
-    def _fit(self, X, y, n_outputs, likelihood, X_val, y_val, prep=None, w=None, w_val=None):
-        """Everything after validating X and y (X as the net takes it, after ``prep``);
-        ``w`` and ``w_val`` are the sample weights of X and X_val (or None)."""
-        approximations.make(self.subset_of_weights, self.hessian_structure)  # checked first
-        head_mode, fixed_head = self._head_params()
-        tunes = bool(self._holdout_params()) or head_mode is not None
-        calibrates = self._calibrates()
-        needs = tunes or calibrates
-        if X_val is not None and not needs:
-            warn(
-                "X_val and y_val were given, but no hyper-parameter is tuned on held-out "
-                "rows ('holdout'), so they are not used."
-            )
-        if w is not None and not _inputs.split_model(self.estimator).frozen:
-            warn(
-                "sample_weight weighs the posterior's curvature and the tuning, but the net "
-                "is trained without it (skorch's training does not weigh rows). Train the "
-                "net with the weights yourself and wrap it: FrozenEstimator(net)."
-            )
-        if w is not None:
-            _warn_weight_scale(w)
-        net, tuning = self._net_and_tuning_rows(
-            X, y, X_val, y_val, needs, likelihood, n_outputs, w, w_val
-        )
-        args = (X, y, tuning.curvature_rows, self.batch_size, n_outputs)
-        self.subset_of_weights_, fitted = approximations.fit_resolved(
-            self.subset_of_weights,
-            self.hessian_structure,
-            net.module_,
-            n_outputs,
-            lambda approx: FittedLaplace.fit(net, likelihood, approx, *args, sample_weight=w),
-        )
-        tune, calibration, reason, too_few = tuning, None, tuning.reason, False
-        if calibrates and tuning.X is not None:
-            tune, calibration = _holdout.split_calibration(tuning, tunes, self.random_state)
-            if calibration is None:
-                reason, too_few = _holdout.too_few_to_calibrate(tuning), True
-        params = {p: getattr(self, p, 1.0) for p in _HYPER_PARAMS}
-        params.update(calibration=head_mode, head=fixed_head, random_state=self.random_state)
-        if not likelihood.has_noise:  # the net predicts the noise (or there is none)
-            params["sigma_noise"] = 1.0
-        weight_decay = None
-        if _mode(params["prior_precision"]) == "weight_decay":
-            weight_decay = self._weight_decay(fitted)
-        train = None
-        if tuning.X is None and tunes:  # no unseen rows: the leave-one-out estimate
-            train = _holdout.curvature_part(X, y, w, tuning.curvature_rows)
-        objectives = tuning_objectives(fitted, tune.X, tune.y, weight_decay, train, tune.w)
-        fitted.hyper = _hyper.resolve(params, objectives)
-        _hyper.check_numerics(
-            fitted.posterior, fitted.hyper, likelihood.noise_variance(fitted.hyper.sigma_noise)
-        )
-        fitted.conformal = self._calibration_scores(fitted, calibration, reason, too_few=too_few)
-        fitted.set_prep(prep)
-        self._fitted = fitted
+    def _fit_steps(self, plan: steps.FitPlan, data: steps.FitData):
+        """Run fit's steps (:func:`sklaplace.fitting.steps.fit`) and set the fitted
+        attributes from what they produced."""
+        result = steps.fit(plan, data)
+        net = result.fitted.net
+        self._fitted = result.fitted
         self._fit_params = {
             p: getattr(self, p)
-            for p in (*_HYPER_PARAMS, *self._fit_defined, *_PREDICT_SETTINGS)
+            for p in (*HYPER_PARAMS, *self._fit_defined, *_PREDICT_SETTINGS)
             if hasattr(self, p)
         }
+        self.subset_of_weights_ = result.subset_of_weights
+        if result.interval is not None:
+            self.interval_ = result.interval
+        prep = data.prep
         self.estimator_ = net if prep is None else Pipeline([*prep.steps, (self._net_step(), net)])
-        self.validation_indices_ = tuning.indices
-        self.validation_source_ = tuning.source
+        self.validation_indices_ = result.validation_indices
+        self.validation_source_ = result.validation_source
         return self
 
     def _net_step(self) -> str:
-        inner = _inputs.split_model(self.estimator)
+        inner = inputs.split_model(self.estimator)
         est = self.estimator.estimator if inner.frozen else self.estimator
         return est.steps[-1][0]
 
-    def _net_and_tuning_rows(
-        self, X, y, X_val, y_val, needs, likelihood, n_outputs, w=None, w_val=None
-    ):
-        """The trained net and the rows that tune (see :mod:`sklaplace.fitting.holdout`)."""
-        model = _inputs.split_model(self.estimator)
-        est = model.net
-        given = X_val is not None
-        if model.frozen:
-            net = est
-            _skorch.check_fitted_net(net)
-            if given or not needs:
-                source = "X_val" if given else None
-                return net, _holdout.TuningRows(X=X_val, y=y_val, w=w_val, source=source)
-            try:
-                valid, reason = _holdout.recover_split(net, X, y)
-            except IndexError as exc:  # torch's "Target 2 is out of bounds." from the loss
-                if "out of bounds" not in str(exc):
-                    raise
-                raise ValueError(self._missing_outputs(net, X, y, exc)) from exc
-            if valid is not None:
-                return net, _holdout.from_indices(X, y, valid, "train_split", self.random_state, w)
-            if self._holdout_params() or self._head_params()[0] in _hyper.CALIBRATION_MODES[:-1]:
-                # (a calibration alone, or calibration="auto", falls back without a word)
-                self._warn_no_rows(reason, likelihood)
-            return net, _holdout.TuningRows(reason=reason)
-        if getattr(est, "initialized_", False) and len(getattr(est, "history_", [])):
-            warn(
-                f"The {type(est).__name__} given to {type(self).__name__} is already fitted; "
-                "fit clones it and trains the clone from scratch. To keep the trained net, "
-                f"wrap the fitted model: {type(self).__name__}(FrozenEstimator(model)) (the "
-                "net, or the Pipeline that ends in it)."
-            )
-        hold_out = needs and not given
-        if hold_out and not est.train_split and self._auto_head_only():
-            # calibration="auto" uses unseen rows where there are some; it does not take
-            # rows out of the net's training for itself (the net's own split holds them out)
-            hold_out = False
-        net, valid, source = _holdout.train_net(
-            est,
-            X,
-            y,
-            hold_out=hold_out,
-            fraction=self.validation_fraction,
-            stratify=likelihood.is_classifier,
-            random_state=self.random_state,
-            n_outputs=n_outputs,
-        )
-        if given:
-            return net, _holdout.TuningRows(X=X_val, y=y_val, w=w_val, source="X_val")
-        if valid is None:
-            return net, _holdout.TuningRows()
-        return net, _holdout.from_indices(X, y, valid, source, self.random_state, w)
-
-    def _missing_outputs(self, net, X, y, exc) -> str:
-        """The message for targets the frozen net has no output for (classes)."""
-        n_out = _holdout.n_net_outputs(net, X)
-        codes = np.unique(np.asarray(y))
-        missing = codes[codes >= n_out].astype(np.int64)
-        classes = getattr(self, "classes_", None)
-        labels = (classes[missing] if classes is not None else missing).tolist()
-        n = len(classes) if classes is not None else int(codes.max()) + 1
-        return (
-            f"y has labels the net has no output for: {labels[:10]} ({exc}). The net was "
-            f"trained with fewer classes: it has {n_out} output(s), and y has {n} classes. "
-            "Fit on rows whose labels the net was trained with, or train the net with one "
-            "output per class (for example through a module__ parameter of the net)."
-        )
-
-    def _warn_no_rows(self, reason: str, likelihood) -> None:
-        tuned = [p for p in self._holdout_params() if p != "sigma_noise" or likelihood.has_noise]
-        modes = [f"{p}='holdout'" for p in tuned if p != "logit_temperature"]
-        head = self._head_params()[0]
-        if head in _hyper.CALIBRATION_MODES[:-1]:
-            modes.append(f"calibration={head!r}")
-        if not modes:  # sigma_noise alone, for a net that predicts its noise: nothing to tune
-            return
-        modes = ", ".join(modes)
-        warn(
-            f"No rows the net has not seen, so {modes} cannot be tuned: {reason}. "
-            f"{likelihood.without_heldout} Pass rows the net was not trained on with "
-            "fit(X, y, X_val=..., y_val=...), or train the net with a train_split (skorch's "
-            "default ValidSplit) and fit on the rows it was trained on.",
-        )
-
-    def _weight_decay(self, fitted: FittedLaplace) -> np.ndarray:
-        """Per block, the coefficient of the prior implied by the training's weight decay."""
-        module = fitted.net.module_
-        out = []
-        for name in fitted.posterior.names:
-            params = [
-                p for p in module.get_submodule(name).parameters(recurse=False) if p.requires_grad
-            ]
-            out.append(
-                _skorch.weight_decay_coefficient(
-                    fitted.net, params, name, fitted.likelihood, fitted.n_outputs()
-                )
-            )
-        return np.array(out)
-
     # ---------------------------------------------------------------- prediction time
-    def _hyper(self) -> _hyper.Hyper:
+    def _hyper(self) -> Hyper:
         """The hyper-parameters predictions use: fit's, or numbers set after fit."""
         check_is_fitted(self)
         fitted = self._fitted
@@ -332,7 +175,7 @@ class BaseLaplace(BaseEstimator):
         names = list(fitted.posterior.names)
         fit_hyper = fitted.hyper
         values = {}
-        for p in _HYPER_PARAMS:
+        for p in HYPER_PARAMS:
             if not hasattr(self, p):
                 continue
             value, at_fit = getattr(self, p), self._fit_params[p]
@@ -349,8 +192,8 @@ class BaseLaplace(BaseEstimator):
         head = fit_hyper.head
         if "logit_temperature" in values:  # deprecated: a fixed temperature head
             head = Head(1.0 / _positive(values, "logit_temperature", 1.0), None, "temperature")
-        hyper = _hyper.Hyper(
-            _hyper.prior_array(values["prior_precision"], names)
+        hyper = Hyper(
+            prior_array(values["prior_precision"], names)
             if "prior_precision" in values
             else fit_hyper.prior_precision,
             _positive(values, "sigma_noise", fit_hyper.sigma_noise),
@@ -358,7 +201,7 @@ class BaseLaplace(BaseEstimator):
             head,
         )
         noise = fitted.likelihood.noise_variance(hyper.sigma_noise)
-        _hyper.check_numerics(fitted.posterior, hyper, noise)
+        check_numerics(fitted.posterior, hyper, noise)
         return hyper
 
     def _predictor(self) -> FittedLaplace:
@@ -371,7 +214,7 @@ class BaseLaplace(BaseEstimator):
 
     def _seed(self) -> int:
         """One seed per prediction call: every batch shares the same Monte Carlo draws."""
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return steps.seed(self.random_state)
 
     # ---------------------------------------------------------------- fitted attributes
     @property
@@ -434,7 +277,7 @@ class BaseLaplace(BaseEstimator):
         fitted = self._fitted
         prior = hyper.prior_precision
         if prior_precision is not None:
-            prior = _hyper.prior_array(prior_precision, list(fitted.posterior.names))
+            prior = prior_array(prior_precision, list(fitted.posterior.names))
         sigma = hyper.sigma_noise
         if sigma_noise is not None:
             if (
@@ -444,8 +287,8 @@ class BaseLaplace(BaseEstimator):
             ):
                 raise ValueError(f"sigma_noise must be a positive float, got {sigma_noise!r}.")
             sigma = float(sigma_noise)
-        check = _hyper.Hyper(prior, sigma, hyper.temperature, hyper.head)
-        _hyper.check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
+        check = Hyper(prior, sigma, hyper.temperature, hyper.head)
+        check_numerics(fitted.posterior, check, fitted.likelihood.noise_variance(sigma))
         with torch.no_grad():
             return float(evidence(fitted, prior, sigma, hyper.temperature))
 
@@ -493,35 +336,6 @@ def docs_url(version: str) -> str:
     """
     dev = "dev" in version or "+" in version
     return DOCS_ROOT.format(version="latest" if dev else version)
-
-
-# The mean sample weight beyond which (or below its inverse) fit says what the weights do
-# to the posterior: its variances scale as 1 / mean weight, so its stds by more than 2.
-WEIGHT_SCALE = 4.0
-
-
-def _warn_weight_scale(w: np.ndarray) -> None:
-    """Say what weights far from mean 1 do: the curvature is their weighted sum, so the
-    posterior is that of ``sum(w)`` rows."""
-    n, total = len(w), float(np.sum(w))
-    mean = total / n
-    if 1 / WEIGHT_SCALE <= mean <= WEIGHT_SCALE or total == 0:
-        return
-    factor, way = (mean, "narrower") if mean > 1 else (1 / mean, "wider")
-    warn(
-        f"sample_weight sums to {total:.3g} over {n} rows (mean {mean:.3g}): the posterior "
-        "counts a row of weight w as w rows, so its curvature (the data's weight against "
-        f"the prior) scales with the sum of the weights, as if there were {total:.3g} rows "
-        f"instead of {n}; its variances are then about {factor:.3g} times {way} than with "
-        "weights of mean 1 (at the prior precision divided by the mean weight), which a "
-        "prior precision alone cannot undo. If the weights "
-        "only balance classes or rows, normalise them to mean 1: sample_weight / "
-        "sample_weight.mean()."
-    )
-
-
-def _mode(value) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _same(value, at_fit) -> bool:

@@ -13,7 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .. import prediction
 from .._runtime.warnings import warn
-from ..fitting import inputs as _inputs
+from ..fitting import inputs, steps
 from ..tuning.recalibration import Head
 from ..tuning.resolve import LOGIT_TEMPERATURE_RANGE
 from .base import BaseLaplace
@@ -160,11 +160,11 @@ or None, default="auto"
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
-        _inputs.check_pair(X_val, y_val, sample_weight_val)
+        inputs.check_pair(X_val, y_val, sample_weight_val)
         self._warn_deprecated()
-        model = _inputs.split_model(self.estimator)
-        self._fit_prep, X, y = _inputs.check_fit_X(self, X, y, model)
-        w = _inputs.check_weights(sample_weight, X)
+        model = inputs.split_model(self.estimator)
+        prep, X, y = inputs.check_fit_X(self, X, y, model)
+        w = inputs.check_weights(sample_weight, X)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         classes = encoder.classes_
@@ -178,7 +178,7 @@ or None, default="auto"
         dtype = self._target_dtype()
         y_net = likelihood.net_targets(np.searchsorted(classes, y), dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val, input_name="X_val")
+            X_val = inputs.check_X(self, X_val, reset=False, prep=prep, input_name="X_val")
             y_val = np.asarray(y_val).reshape(-1)
             unknown = np.setdiff1d(y_val, classes)
             if len(unknown):
@@ -186,23 +186,30 @@ or None, default="auto"
                     f"y_val has labels that y does not have: {unknown.tolist()[:10]}; the "
                     f"classes (from y) are {classes.tolist()[:10]}."
                 )
-            if len(y_val) != _inputs.n_rows(X_val):
+            if len(y_val) != inputs.n_rows(X_val):
                 raise ValueError(
-                    f"X_val has {_inputs.n_rows(X_val)} rows but y_val has {len(y_val)}; they "
+                    f"X_val has {inputs.n_rows(X_val)} rows but y_val has {len(y_val)}; they "
                     "must match."
                 )
             y_val = likelihood.net_targets(np.searchsorted(classes, y_val), dtype)
-        w_val = _inputs.check_weights(sample_weight_val, X_val)
-        n_outputs = likelihood.n_outputs(len(classes))
-        return self._fit(X, y_net, n_outputs, likelihood, X_val, y_val, self._fit_prep, w, w_val)
+        w_val = inputs.check_weights(sample_weight_val, X_val)
+        head_mode, fixed_head = self._head()
+        plan = self._fit_plan(
+            likelihood,
+            likelihood.n_outputs(len(classes)),
+            head_mode=head_mode,
+            fixed_head=fixed_head,
+            classes=classes,
+        )
+        return self._fit_steps(plan, steps.FitData(X, y_net, X_val, y_val, w, w_val, prep))
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,)\n            Class labels."
     )
 
-    def _head_params(self):
-        """``(calibration mode, fixed head)``, the deprecated ``logit_temperature`` in
-        ``calibration``'s terms."""
+    def _head(self) -> tuple[str | None, Head | None]:
+        """``(calibration mode, fixed head)`` of the recalibration head, the deprecated
+        ``logit_temperature`` in ``calibration``'s terms."""
         t = self.logit_temperature
         if isinstance(t, str) and t == "deprecated":
             return self.calibration, None
@@ -269,7 +276,7 @@ or None, default="auto"
         ndarray of shape (n_samples, n_classes)
         """
         hyper = self._hyper()
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X)
         return prediction.log_proba(
             self._predictor(),
             X,

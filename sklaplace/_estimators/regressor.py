@@ -14,8 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import prediction
 from .._runtime.warnings import warn
-from ..fitting import inputs as _inputs
-from ..tuning.conformal import ConformalScores
+from ..fitting import inputs, steps
 from .base import BaseLaplace
 from .docstrings import COMMON_PARAMS, FIT_DOC, HYPER_NOTE
 
@@ -159,12 +158,10 @@ default="holdout"
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         likelihood = self._likelihood()
-        _inputs.check_pair(X_val, y_val, sample_weight_val)
-        model = _inputs.split_model(self.estimator)
-        self._fit_prep, X, y = _inputs.check_fit_X(
-            self, X, y, model, multi_output=True, y_numeric=True
-        )
-        w = _inputs.check_weights(sample_weight, X)
+        inputs.check_pair(X_val, y_val, sample_weight_val)
+        model = inputs.split_model(self.estimator)
+        prep, X, y = inputs.check_fit_X(self, X, y, model, multi_output=True, y_numeric=True)
+        w = inputs.check_weights(sample_weight, X)
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float64)
         shift, scale = np.zeros(y2.shape[1]), np.ones(y2.shape[1])
@@ -175,63 +172,22 @@ default="holdout"
         dtype = self._target_dtype()
         y_net = likelihood.net_targets((y2 - shift) / scale, dtype)
         if X_val is not None:
-            X_val = self._validate_X(X_val, input_name="X_val")
-            y_val = np.asarray(y_val, dtype=np.float64).reshape(_inputs.n_rows(X_val), -1)
+            X_val = inputs.check_X(self, X_val, reset=False, prep=prep, input_name="X_val")
+            y_val = np.asarray(y_val, dtype=np.float64).reshape(inputs.n_rows(X_val), -1)
             if y_val.shape[1] != y2.shape[1]:
                 raise ValueError(
                     f"y_val has {y_val.shape[1]} target(s) per row but y has {y2.shape[1]}."
                 )
             y_val = likelihood.net_targets((y_val - shift) / scale, dtype)
-        w_val = _inputs.check_weights(sample_weight_val, X_val)
-        return self._fit(
-            X,
-            y_net,
-            likelihood.n_outputs(y2.shape[1]),
-            likelihood,
-            X_val,
-            y_val,
-            self._fit_prep,
-            w,
-            w_val,
+        w_val = inputs.check_weights(sample_weight_val, X_val)
+        plan = self._fit_plan(
+            likelihood, likelihood.n_outputs(y2.shape[1]), interval=self.interval
         )
+        return self._fit_steps(plan, steps.FitData(X, y_net, X_val, y_val, w, w_val, prep))
 
     fit.__doc__ = FIT_DOC.format(
         y="y : array-like of shape (n_samples,) or (n_samples, n_targets)"
     )
-
-    def _calibrates(self) -> bool:
-        return self.interval != "gaussian"
-
-    def _calibration_scores(self, fitted, calibration, reason, too_few=False):
-        if calibration is None:
-            if self.interval == "conformal" and too_few:
-                raise ValueError(f"interval='conformal': {reason}.")
-            if self.interval == "conformal":
-                raise ValueError(
-                    "interval='conformal' needs rows the net was not trained on, and there "
-                    f"are none: {reason or 'no hyper-parameter asked for them'}. Pass them "
-                    "with fit(X, y, X_val=..., y_val=...), or use interval='gaussian'."
-                )
-            if too_few:
-                warn(
-                    f"{reason}. predict_interval uses the Gaussian interval "
-                    "(interval_='gaussian')."
-                )
-            self.interval_ = "gaussian"
-            return None
-        X_cal, y_cal = calibration
-        mean, var = prediction.y_moments(
-            fitted,
-            X_cal,
-            fitted.hyper,
-            predictive=self.predictive,
-            n_samples=self.n_samples,
-            seed=self._seed(),
-        )
-        std = np.sqrt(var)
-        self.interval_ = "conformal"
-        y_cal = np.asarray(y_cal, dtype=np.float64).reshape(mean.shape)
-        return ConformalScores(y_cal, mean, std)
 
     @property
     def sigma_noise_(self) -> float:
@@ -272,7 +228,7 @@ default="holdout"
         if return_cov:
             return self._predict_cov(X)
         hyper = self._hyper()
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X)
         fitted = self._predictor()
         shift, scale = self._y_shift, self._y_scale  # (normalize_y) back to y's units
         mean, var = prediction.y_moments(
@@ -302,7 +258,7 @@ default="holdout"
         """``predict(X, return_cov=True)``; ``draws``: for ``sample_y`` (the size check
         counts its eigenvectors too)."""
         hyper = self._hyper()
-        X = self._validate_X(X, reset=False)
+        X = self._validate_X(X)
         mean, cov = prediction.y_joint_moments(
             self._predictor(),
             X,

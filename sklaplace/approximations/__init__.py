@@ -116,22 +116,39 @@ def choose_subset(subset_of_weights, module, n_outputs: int, hessian_structure: 
     return "all"
 
 
-def fit_resolved(subset_of_weights, hessian_structure: str, module, n_outputs: int, fit):
-    """Resolve ``subset_of_weights`` (:func:`choose_subset`), make the approximation and
-    return ``(resolved subset, fit(approximation))``.
+def fit_resolved(
+    subset_of_weights,
+    hessian_structure: str,
+    view,
+    head: str,
+    likelihood,
+    X,
+    y,
+    rows=None,
+    sample_weight=None,
+) -> tuple[object, Approximation]:
+    """Resolve ``subset_of_weights`` (:func:`choose_subset`), make the approximation and fit
+    it (:meth:`Approximation.fit <.base.Approximation.fit>` on ``rows`` of X through
+    ``view``, ``head`` the output layer); returns ``(resolved subset, fitted
+    approximation)``.
 
     Under ``"auto"``, a net whose rows turn out to depend on their batch (the layer-wise
     fit raises :class:`RowsDependOnTheirBatch`) is fitted on the last layer instead, with a
     warning; any other choice lets the error through.
     """
-    subset = choose_subset(subset_of_weights, module, n_outputs, hessian_structure)
+    args = (view, head, likelihood, X, y, rows, sample_weight)
+    n_outputs = view.module.get_submodule(head).out_features
+    subset = choose_subset(subset_of_weights, view.module, n_outputs, hessian_structure)
+    approximation = make(subset, hessian_structure)
     try:
-        return subset, fit(make(subset, hessian_structure))
+        approximation.fit(*args)
     except RowsDependOnTheirBatch as error:
         if not (isinstance(subset_of_weights, str) and subset_of_weights == "auto"):
             raise
         warn(f"{error.reason} subset_of_weights='auto' takes the last layer instead.")
-        return "last_layer", fit(make("last_layer", hessian_structure))
+        subset, approximation = "last_layer", make("last_layer", hessian_structure)
+        approximation.fit(*args)
+    return subset, approximation
 
 
 def make(subset_of_weights, hessian_structure: str) -> Approximation:

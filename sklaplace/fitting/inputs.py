@@ -42,8 +42,16 @@ from sklearn.utils.validation import (
 )
 
 from .._runtime import skorch as _skorch
+from .._runtime.warnings import warn
 
-__all__ = ["INPUT_DTYPES", "Model", "check_X", "check_targets", "split_model"]
+__all__ = [
+    "INPUT_DTYPES",
+    "Model",
+    "check_X",
+    "check_targets",
+    "split_model",
+    "warn_weight_scale",
+]
 
 # Input dtypes kept as they are (integers: category codes for an embedding, or numbers the
 # net casts); anything else (strings, objects, bools) is converted to float64.
@@ -148,6 +156,31 @@ def check_weights(sample_weight, X):
             "so no row would count. Give the rows to use a positive weight."
         )
     return weights
+
+
+# The mean sample weight beyond which (or below its inverse) fit says what the weights do
+# to the posterior: its variances scale as 1 / mean weight, so its stds by more than 2.
+WEIGHT_SCALE = 4.0
+
+
+def warn_weight_scale(w: np.ndarray) -> None:
+    """Say what weights far from mean 1 do: the curvature is their weighted sum, so the
+    posterior is that of ``sum(w)`` rows."""
+    n, total = len(w), float(np.sum(w))
+    mean = total / n
+    if 1 / WEIGHT_SCALE <= mean <= WEIGHT_SCALE or total == 0:
+        return
+    factor, way = (mean, "narrower") if mean > 1 else (1 / mean, "wider")
+    warn(
+        f"sample_weight sums to {total:.3g} over {n} rows (mean {mean:.3g}): the posterior "
+        "counts a row of weight w as w rows, so its curvature (the data's weight against "
+        f"the prior) scales with the sum of the weights, as if there were {total:.3g} rows "
+        f"instead of {n}; its variances are then about {factor:.3g} times {way} than with "
+        "weights of mean 1 (at the prior precision divided by the mean weight), which a "
+        "prior precision alone cannot undo. If the weights "
+        "only balance classes or rows, normalise them to mean 1: sample_weight / "
+        "sample_weight.mean()."
+    )
 
 
 def n_rows(X) -> int:

@@ -16,19 +16,13 @@ import numpy as np
 import torch
 
 from .._runtime import skorch as _skorch
-from .._runtime.passes import NetView, torch_context
+from .._runtime.passes import NetView
 from .._runtime.stamp import STEPS_CHANGED, Stamp
-from ..approximations import Approximation, find_head
+from ..approximations import Approximation
 from ..likelihoods import Likelihood
 from ..tuning.resolve import Hyper, curvature_scale
 
 __all__ = ["FittedLaplace"]
-
-
-def _has_integers(X) -> bool:
-    """Whether X (an array, a sparse matrix or a dict of them) holds integers."""
-    arrays = X.values() if isinstance(X, dict) else [X]
-    return any(np.dtype(getattr(a, "dtype", np.float64)).kind in "iu" for a in arrays)
 
 
 class FittedLaplace:
@@ -53,42 +47,6 @@ class FittedLaplace:
         self.stamp: Stamp | None = None  # the net (and prep) as fit saw them
         self.int_codes = None  # integer X reaches the net as integers (decided in fit)
         self.prep = None  # the fitted steps of a wrapped Pipeline before the net
-
-    @classmethod
-    @torch_context
-    def fit(
-        cls, net, likelihood, approximation, X, y, rows, batch_size, n_outputs, sample_weight=None
-    ):
-        """Find the head, check its outputs, and fit the approximation on ``rows`` of X.
-
-        Integer X reaches the net as integers, as skorch passes it (codes for an embedding,
-        ``F.one_hot`` or a lookup table), unless the net fails on integers and runs on X cast
-        to its floating dtype (a net of ``nn.Linear`` layers given integer features); the
-        choice is kept for predictions.
-        """
-        view = NetView(net, batch_size, int_codes=_has_integers(X) or None)
-        try:
-            head = find_head(view, X, likelihood)
-        except ValueError as exc:
-            if not _has_integers(X):
-                raise
-            view = NetView(net, batch_size, int_codes=False)
-            try:
-                head = find_head(view, X, likelihood)
-            except ValueError:
-                raise exc from None
-        n_out = view.module.get_submodule(head).out_features
-        if n_out != n_outputs:
-            raise ValueError(
-                f"The net's last layer {head!r} has {n_out} output(s), but "
-                f"{likelihood.outputs_needed(n_outputs)}. Give the output layer that many "
-                "units (for example through a module__ parameter of the net)."
-            )
-        approximation.fit(view, head, likelihood, X, y, rows, sample_weight)
-        fitted = cls(net, likelihood, approximation, batch_size)
-        fitted.stamp = Stamp(net.module_)
-        fitted.int_codes = view.takes_codes
-        return fitted
 
     def set_prep(self, prep) -> None:
         """Keep the fitted steps of a Pipeline before the net, and stamp them with it."""
