@@ -131,7 +131,7 @@ def moments(fitted, X, hyper: Hyper, cov) -> Iterator[tuple[torch.Tensor, torch.
     approx = fitted.approximation
     tau, scale = fitted.tensors(hyper)
     want_root, cov = cov == "root", bool(cov)
-    for proj in approx.project(view, X):
+    for proj in approx.project(view, X, tau, scale):
         if want_root:
             root = approx.output_root(proj, tau, scale)
             if root is not None:

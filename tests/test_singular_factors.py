@@ -264,40 +264,52 @@ def _float32_tolerance(A, B):
     return 10 * eps32 * (2 + lam_a.max() / a_range.min() + lam_b.max() / lam_b.min())
 
 
-@pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("tau", PRIORS)
-def test_all_layer_kron_on_singular_input_factors_matches_the_exact_inverse(tau, dtype):
-    """``LayerWise`` kron, regression (``Lambda = I``): ``A_l = mean a a^T`` and
-    ``B_l = sum_n G_n^T G_n`` per layer, rows inside and outside the training span. A
-    float32 net's reference is its own weights in float64."""
+def _all_layer_case(tau, dtype, hyper):
+    """``LayerWise`` kron on ``_OneHotNet``: its variances on rows inside and outside the
+    training span, the exact ones, and the tolerance. ``hyper``: projected at the
+    hyper-parameters (as predictions project, free to choose float32 where it is safe)."""
     torch.manual_seed(0)
     net = _OneHotNet().to(dtype).eval()
     X = _onehot_inputs(150, seed=0, dtype=dtype)
     y = torch.randn(150, 2, dtype=dtype)
     view = NetView(NeuralNet(net, criterion=nn.MSELoss, train_split=None).initialize(), 64)
     approx = LayerWise("kron").fit(view, "out", Regression(), X, y)
-    scale = 400.0
+    scale = torch.tensor(400.0, dtype=F64)
     taus = torch.full((2,), tau, dtype=F64)
     factors = []
     for a, G in _per_row_factors(net, X):
         factors.append((_mp_gram(a, 1.0 / len(a)), _mp_gram(G.reshape(-1, G.shape[-1]))))
-    rtol = max(_tolerance(A, B, scale, tau) for A, B in factors)
+    rtol = max(_tolerance(A, B, float(scale), tau) for A, B in factors)
     if dtype == torch.float32:
         rtol += max(_float32_tolerance(A, B) for A, B in factors)
     assert rtol < 1e-3
     inside = _onehot_inputs(5, seed=1, dtype=dtype)
     outside = inside.clone()
     outside[:, :3] = 0.5  # one-hot columns that do not sum to the bias column
+    out = []
     for rows in (inside, outside):
+        at = (taus, scale) if hyper else ()
         var = torch.cat(
-            [
-                approx.moments(p, taus, torch.tensor(scale, dtype=F64), False)
-                for p in approx.project(view, rows)
-            ]
+            [approx.moments(p, taus, scale, False) for p in approx.project(view, rows, *at)]
         )
         expected = 0
         for (A, B), (a, G) in zip(factors, _per_row_factors(net, rows), strict=True):
             # row-major vec(W): d f_k / d W[o, i] = G[k, o] a[i]
             jac = torch.einsum("nko,ni->nkoi", G, a).reshape(len(a), G.shape[1], -1)
-            expected = expected + _reference_variances(A, B, scale, tau, jac)
+            expected = expected + _reference_variances(A, B, float(scale), tau, jac)
+        out.append((var, expected))
+    return out, rtol
+
+
+@pytest.mark.parametrize("hyper", [False, True], ids=["free", "at_hyper"])
+@pytest.mark.parametrize("dtype", [F64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("tau", PRIORS)
+def test_all_layer_kron_on_singular_input_factors_matches_the_exact_inverse(tau, dtype, hyper):
+    """``LayerWise`` kron, regression (``Lambda = I``): ``A_l = mean a a^T`` and
+    ``B_l = sum_n G_n^T G_n`` per layer, rows inside and outside the training span. A
+    float32 net's reference is its own weights in float64. Projected at the
+    hyper-parameters, a float32 net's rows must still be rotated in float64 here: the
+    factors are singular and the priors small (``KronBlock.rotation_dtype``)."""
+    cases, rtol = _all_layer_case(tau, dtype, hyper)
+    for var, expected in cases:
         torch.testing.assert_close(var, expected, rtol=rtol, atol=0)

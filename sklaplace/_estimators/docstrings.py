@@ -63,7 +63,8 @@ default="holdout"
         Share of the rows held out of an unfitted net's training for "holdout" tuning when
         the net has no validation split of its own.
     batch_size : int, default=None
-        Rows per forward pass in ``fit`` and prediction; default: the net's own.
+        Rows per forward pass in ``fit`` and prediction; default: the net's own (the
+        all-layer predictive then merges up to 8 of the net's batches, within 32 MB).
     random_state : int, RandomState instance or None, default=None
         Seeds the training of an unfitted net, the held-out split, the regressor's split
         of the unseen rows into a half that tunes and a half that calibrates the conformal

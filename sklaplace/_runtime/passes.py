@@ -221,6 +221,7 @@ class NetView:
         kwargs = net.get_params_for("iterator_valid")
         size = batch_size or kwargs.get("batch_size", net.batch_size)
         self.batch_size = size
+        self.batch_size_given = batch_size is not None  # else passes may size their own
         self._fingerprint: str | bool | None = False  # False: not computed yet
         # (a probe of a few rows does not decide for the passes: the net's batch does)
         limit_threads(net, -1 if size == -1 else max(size, net.batch_size))

@@ -28,10 +28,12 @@ is the only place that knows which weights carry the posterior. Its interface:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,6 +49,11 @@ __all__ = ["Approximation", "Projection"]
 # Rows x outputs^2 of a stored chunk of a projected pass (a hit then costs a few large
 # operations instead of one per batch).
 MERGED_ELEMENTS = 2**22
+
+# Bytes a batch of a projected pass may take (``sized_rows``), and the net's batches it may
+# merge at most.
+PROJECTION_BYTES = 2**25
+PROJECTION_MERGE = 8
 
 
 class Projection(NamedTuple):
@@ -159,17 +166,22 @@ class Approximation:
         return layers
 
     # ---------------------------------------------------------------- projected passes
-    def project(self, view: NetView, X) -> Iterator[Projection]:
+    def project(self, view: NetView, X, tau=None, scale=None) -> Iterator[Projection]:
         """``Projection`` per batch of X; cached under the posterior's key and the rows.
 
         Stored in chunks of up to ``MERGED_ELEMENTS / c^2`` rows; a pass larger than the
         cache bound is streamed and not kept. The net is checked against the posterior
-        (``layers``) on a hit as on a miss.
+        (``layers``) on a hit as on a miss. With the hyper-parameters ``(tau, scale)`` the
+        moments will be taken at, a float32 net's rows may be projected in float32 where
+        that is safe for them (``precision``); without, in float64 (as for tuning, whose
+        projections serve every prior).
         """
         layers = self.layers(view)
+        precision = self.precision(view, tau, scale)
         key = None
         if self.posterior.key is not None:
-            key = pass_key(view, "projection", X, None, None, self.posterior.key)
+            names = None if precision is None else tuple(str(d) for d in precision)
+            key = pass_key(view, "projection", X, None, None, self.posterior.key, names)
         cache = get_cache()
         hit = cache.get(key)
         if hit is not None:
@@ -177,7 +189,11 @@ class Approximation:
             return
         stored, pending, size = [], [], 0
         keep = key is not None
-        for proj in self._project_batches(view, X, layers):
+        sized = not getattr(view, "batch_size_given", True) and self.parts_bound_the_pass()
+        pview = ProjectionView(view, precision, sized)
+        for proj in self._project_batches(pview, X, layers):
+            if not pview.part_bytes:
+                pview.part_bytes = nbytes(proj)
             if keep:
                 size += nbytes(proj)
                 keep = cache.fits(size)
@@ -194,7 +210,18 @@ class Approximation:
                 stored.append(self._concat(pending))
             cache.put(key, stored)
 
-    def _project_batches(self, view: NetView, X, layers) -> Iterator[Projection]:
+    def parts_bound_the_pass(self) -> bool:
+        """Whether the projection's parts are, per row, of the order of the memory its pass
+        takes (the activations and backpropagated vectors of every layer of the net), so
+        that batches may be sized by them; False by default."""
+        return False
+
+    def precision(self, view: NetView, tau, scale) -> tuple | None:
+        """The dtype each block's projection is formed in at ``(tau, scale)``; None for
+        float64 throughout (the default)."""
+        return None
+
+    def _project_batches(self, view: ProjectionView, X, layers) -> Iterator[Projection]:
         raise NotImplementedError
 
     def _concat(self, projections: list[Projection]) -> Projection:
@@ -289,6 +316,44 @@ def row_cov(n_rows: int, n_cov: int, rows: int, tile, device) -> Tensor:
                 out[B, A] = part.transpose(0, 1)
             del part
     return out
+
+
+class ProjectionView:
+    """A :class:`NetView` as a projected pass runs it (every attribute not set here is the
+    view's): ``precision``, the dtype of each block's projection (None: float64), and
+    ``batches`` sized for the projection when ``sized``: the first of the view's batch
+    size, the others of ``sized_rows`` rows by the bytes of the first batch's projection
+    (``part_bytes``, set by ``Approximation.project`` once it has it). Fewer, larger
+    batches cost fewer small operations; the results differ by float rounding only."""
+
+    def __init__(self, view: NetView, precision, sized: bool) -> None:
+        self.view, self.precision, self.sized = view, precision, sized
+        self.part_bytes = 0
+
+    def __getattr__(self, name):
+        return getattr(self.view, name)
+
+    def batches(self, X, y=None, rows=None) -> Iterator[tuple]:
+        n, first = n_rows_of(X), batch_rows(self.view, X)
+        # a custom iterator_valid may batch with a purpose (by length, say): its own sizes
+        plain = self.view.net.iterator_valid is torch.utils.data.DataLoader
+        if not self.sized or not plain or rows is not None or first >= n:
+            yield from self.view.batches(X, y, rows)
+            return
+        yield from self.view.batches(X, y, np.arange(first))
+        sized = copy.copy(self.view)
+        sized.batch_size = sized_rows(self.part_bytes / first, self.view.batch_size, n - first)
+        yield from sized.batches(X, y, np.arange(first, n))
+
+
+def sized_rows(part_bytes: float, batch_size: int, n_rows: int) -> int:
+    """Rows per batch of a projected pass whose parts take ``part_bytes`` per row: four
+    times that (the net's activations, the backpropagated vectors, the casts) within
+    ``PROJECTION_BYTES``, at least the net's ``batch_size`` and at most
+    ``PROJECTION_MERGE`` of its batches (the net's memory per row beyond the parts is
+    unknown), and at most ``n_rows``."""
+    budget = int(PROJECTION_BYTES // max(1.0, 4 * part_bytes))
+    return max(1, min(n_rows, max(batch_size, min(budget, PROJECTION_MERGE * batch_size))))
 
 
 def batch_rows(view: NetView, X) -> int:

@@ -113,8 +113,21 @@ class LayerWise(Approximation):
         return [acc.block() for acc in accs], loss, n_rows
 
     # ---------------------------------------------------------------- predictive
+    def precision(self, view, tau, scale):
+        """Per block, float32 for a float32 net where ``rotation_dtype`` finds it safe at
+        ``(tau, scale)`` (rows with one position, not per-row gradients), else float64."""
+        if tau is None or view.dtype != torch.float32:
+            return None
+        blocks = self.posterior.blocks
+        return tuple(b.rotation_dtype(t, scale) for b, t in zip(blocks, tau, strict=True))
+
+    def parts_bound_the_pass(self) -> bool:
+        """Every layer: the parts hold each layer's input and backpropagated vectors."""
+        return self.subset == "all"
+
     def _project_batches(self, view, X, layers) -> Iterator[Projection]:
         head = view.module.get_submodule(self.head_name)
+        dtypes = view.precision or (torch.float64,) * len(layers)
         for Xi, _ in view.batches(X):
             tape, f = self._run(view, layers, head, Xi)
             check_finite(f.detach(), f.detach(), Xi, view.dtype)
@@ -122,11 +135,15 @@ class LayerWise(Approximation):
             eye = torch.eye(c, dtype=f.dtype, device=f.device)[:, None, :].expand(c, m, c)
             grads = backprop(f, tape.z, eye)
             parts = []
-            for layer, block, a, g in zip(
-                layers, self.posterior.blocks, tape.a, grads, strict=True
+            for layer, block, a, g, dtype in zip(
+                layers, self.posterior.blocks, tape.a, grads, dtypes, strict=True
             ):
                 if a is None:  # the layer did not run: no contribution
                     parts.append(_zero_part(layer, block, c, m, f.device))
+                elif dtype == torch.float32 and layer.kronecker and a.shape[1] == 1:
+                    # float32 only for one position (summed positions cancel): the
+                    # factors as the net computed them, rotated in float32
+                    parts.append(block.rotate(layer.outputs(g).to(dtype), a.to(dtype)))
                 else:
                     parts.append(block.rotate(*layer.jacobian_factors(a, g)))
             yield Projection(f.detach().to(torch.float64), tuple(parts))

@@ -10,13 +10,10 @@ import torch
 from torch import Tensor
 
 from . import linalg
+from .linalg import FLOAT32_SAFE as _FLOAT32_SAFE
 from .linalg import eigh_psd, outer_moments, single_position_moments
 
 __all__ = ["Block", "DiagBlock", "FullBlock", "KronBlock"]
-
-
-# Below this, ``1 / L`` times a projection stays inside float32's range (3.4e38).
-_FLOAT32_SAFE = 1e30
 
 
 class _Block:
@@ -36,6 +33,20 @@ class _Block:
         state = dict(self.__dict__)
         state.pop("_casts", None)
         return state
+
+    def rotation_dtype(self, tau: Tensor, scale: Tensor) -> torch.dtype:
+        """The dtype a float32 net's Jacobian factors are rotated in at ``(tau, scale)``:
+        float64 unless a block says float32 is safe (see :mod:`sklaplace.posterior`)."""
+        return torch.float64
+
+    def _float32_moments(self, v: Tensor, u, tau: Tensor, scale: Tensor, cov: bool):
+        """``jacobian_moments`` of float32 factors: the variances in float32 where
+        :func:`~.linalg.float32_variances` can, else in float64."""
+        var = None if cov else linalg.float32_variances(v, u, self.eigenvalues(tau, scale))
+        if var is None:
+            u = None if u is None else u.double()
+            return self.jacobian_moments(v.double(), u, tau, scale, cov)
+        return var
 
     def jacobian_variances_grid(
         self, v: Tensor, u, taus: Tensor, scale: Tensor, dtype=torch.float64
@@ -123,6 +134,11 @@ class DiagBlock(_Block):
         s = 1.0 / self.eigenvalues(tau, scale)
         return torch.einsum("nj,kj,mj->nmk", a, s, b)
 
+    def rotation_dtype(self, tau: Tensor, scale: Tensor) -> torch.dtype:
+        """float32 whenever ``1 / L`` fits in it: nothing is rotated, and the variances are
+        sums of positive terms, accurate to ``(n_in + n_out) eps32`` of themselves."""
+        return torch.float32 if float(tau) > 1.0 / _FLOAT32_SAFE else torch.float64
+
     def rotate(self, g: Tensor, a) -> tuple:
         """Inner layer: the eigenbasis is the identity, so ``(g, a)`` as they are.
 
@@ -138,6 +154,8 @@ class DiagBlock(_Block):
         ``Cov[f_k, f_l] = sum_ij J_nk,ij J_nl,ij S_ij``; for one position this is
         ``sum_i g_ki g_li sum_j a_j^2 S_ij``: O(m c^2 n_out + m n_out n_in).
         """
+        if v.dtype == torch.float32:
+            return self._float32_moments(v, u, tau, scale, cov)
         inv = 1.0 / self.eigenvalues(tau, scale)
         if u is None:  # per-row gradients (c, m, D) of a one-row layout
             inv = inv.reshape(-1)
@@ -253,9 +271,21 @@ class KronBlock(_Block):
         gram = torch.einsum("nj,ij,mj->inm", u, inv, w)
         return torch.einsum("ki,inm->nmk", self.Q_B**2, gram)
 
+    def rotation_dtype(self, tau: Tensor, scale: Tensor) -> torch.dtype:
+        """float32 where its rounding, amplified by the conditioning of ``P``, keeps the
+        variances within ``10 (n_in + n_out + 2) eps32`` of themselves
+        (:func:`~sklaplace.posterior.linalg.float32_rotation_is_safe`), else float64."""
+        n_out, n_in = self.shape
+        safe = linalg.float32_rotation_is_safe(n_in, n_out, self.lam_min, self.lam_max, tau, scale)
+        return torch.float32 if safe else torch.float64
+
     def rotate(self, g: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        """Inner layer: ``(Q_B^T g, Q_A^T a)``, the Jacobian's factors in the eigenbasis."""
-        return g @ self.Q_B, a @ self.Q_A
+        """Inner layer: ``(Q_B^T g, Q_A^T a)``, the Jacobian's factors in the eigenbasis, in
+        the dtype of ``g`` and ``a`` (float32 only where ``rotation_dtype`` says so)."""
+        if g.dtype == torch.float64:
+            return g @ self.Q_B, a @ self.Q_A
+        Q = self._derived("Q float32", lambda: (self.Q_B.float(), self.Q_A.float()))
+        return g.float() @ Q[0], a.float() @ Q[1]
 
     def jacobian_moments(self, v: Tensor, u: Tensor, tau: Tensor, scale: Tensor, cov: bool):
         """Moments through this layer from ``(v, u) = rotate(g, a)``.
@@ -264,6 +294,8 @@ class KronBlock(_Block):
         position ``Cov[f_k, f_l] = sum_ij v_ki v_li u_j^2 / L_ij``: O(m (c n_out + n_in)
         n_out) per row block, no (m, c, n_params) Jacobian formed.
         """
+        if v.dtype == torch.float32:
+            return self._float32_moments(v, u, tau, scale, cov)
         inv = 1.0 / self.eigenvalues(tau, scale)
         if u.shape[1] == 1:
             w = (u[:, 0] * u[:, 0]) @ inv.T

@@ -12,6 +12,8 @@ from torch import Tensor
 __all__ = [
     "CHUNK_ELEMENTS",
     "eigh_psd",
+    "float32_rotation_is_safe",
+    "float32_variances",
     "jacobian_factors",
     "null_floor",
     "outer_moments",
@@ -20,6 +22,52 @@ __all__ = [
 
 # Elements of a per-chunk Jacobian (rows x outputs x layer parameters) formed at once.
 CHUNK_ELEMENTS = 2**22
+
+
+# Below this, ``1 / L`` times a projection stays inside float32's range (3.4e38).
+FLOAT32_SAFE = 1e30
+
+
+def float32_rotation_is_safe(n_in: int, n_out: int, lam_min, lam_max, tau, scale) -> bool:
+    """Whether a float32 rotation of a row's Jacobian factors into the eigenbasis of a
+    block (sizes ``n_in``, ``n_out``; curvature eigenvalues in ``[lam_min, lam_max]``) keeps
+    its variances within ``10 gamma`` of the float64 ones at ``(tau, scale)``.
+
+    ``gamma = (n_in + n_out + 2) eps32`` bounds the relative (Frobenius) error of the
+    rotated Jacobian and ``kappa = L_max / L_min`` the conditioning of the precision; the
+    variance moves by at most ``(2 sqrt(kappa) + gamma kappa) gamma`` of itself (see
+    :mod:`sklaplace.posterior`). Also requires ``L`` and ``1 / L`` inside float32's range.
+    """
+    eps32 = torch.finfo(torch.float32).eps
+    gamma = (n_in + n_out + 2) * eps32
+    tau, scale = float(tau), float(scale)
+    l_min = scale * max(float(lam_min), 0.0) + tau
+    l_max = scale * float(lam_max) + tau
+    if not 1.0 / FLOAT32_SAFE < l_min <= l_max < FLOAT32_SAFE:
+        return False
+    kappa = l_max / l_min
+    return 2.0 * kappa**0.5 + gamma * kappa <= 10.0
+
+
+def float32_variances(v: Tensor, u, L: Tensor) -> Tensor | None:
+    """Variances (m, c) of one position's float32 factors ``(v, u)`` (a ``rotate``'s)
+    summed in float32 (sums of positive terms), returned in float64; None where float32
+    cannot hold them: several positions or per-row gradients, ``1 / L`` beyond float32's
+    range, or a variance small enough for float32's underflow to matter.
+
+    A float32 term below float32's smallest normal number (1.2e-38) is lost; at most ``n``
+    of them, each weighted by up to ``1 / L_min``, are below ``1e-20`` of a variance of at
+    least ``1e-20 / L_min`` (``n`` up to 1e12); a smaller one (a zero Jacobian included)
+    gives None.
+    """
+    inv = 1.0 / L
+    if u is None or u.shape[1] != 1 or float(inv.max()) >= FLOAT32_SAFE:
+        return None
+    w = (u[:, 0] * u[:, 0]) @ inv.T.to(torch.float32)
+    var = single_position_moments(v[:, :, 0], w, cov=False).to(torch.float64)
+    if var.numel() and float(var.min()) * float(L.min()) < 1e-20:
+        return None
+    return var
 
 
 def eigh_psd(M: Tensor) -> tuple[Tensor, Tensor]:
