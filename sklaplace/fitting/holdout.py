@@ -114,10 +114,16 @@ def too_few_to_calibrate(tuning: TuningRows) -> str:
 
 
 def curvature_part(X, y, w, rows):
-    """``(X, y, w)`` restricted to the curvature's rows (all when ``rows`` is None)."""
-    if rows is None:
-        return X, y, w
-    return take(X, rows), y[rows], None if w is None else w[rows]
+    """``(X, y, w)`` restricted to the curvature's rows (all when ``rows`` is None), at
+    most ``MAX_TUNING_ROWS`` of them (a random subset, seeded): the rows of the
+    leave-one-out noise estimate when there are no unseen rows."""
+    if rows is not None:
+        X, y, w = take(X, rows), y[rows], None if w is None else w[rows]
+    n = len(y)
+    if n > MAX_TUNING_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(n, MAX_TUNING_ROWS, replace=False))
+        X, y, w = take(X, rows), y[rows], None if w is None else w[rows]
+    return X, y, w
 
 
 def halves(n: int, random_state) -> tuple[np.ndarray, np.ndarray]:

@@ -92,15 +92,9 @@ def _leave_one_out_sigma(fitted, X, y, w=None):
     variance). Training residuals of a flexible net are too small to estimate the noise;
     the leave-one-out ones are not. ``sigma`` solves ``sigma^2 = mean((r / (1 - h))^2)``
     by fixed-point iteration (``h`` depends on ``sigma`` through the posterior).
-    At most ``MAX_TUNING_ROWS`` rows (a random subset, seeded) are projected, once.
+    The rows are projected once (the caller caps their number:
+    :func:`sklaplace.fitting.holdout.curvature_part`).
     """
-    from ..fitting.holdout import MAX_TUNING_ROWS, take
-
-    n = len(y)
-    if n > MAX_TUNING_ROWS:
-        rows = np.sort(np.random.default_rng(0).choice(n, MAX_TUNING_ROWS, replace=False))
-        X, y = take(X, rows), y[rows]
-        w = None if w is None else w[rows]
     projections = Kept(fitted, X)  # once; kept, or in a file beyond TUNING_BYTES
     device = fitted.posterior.means[0].device
     mean = torch.cat([p.mean for p in projections])
