@@ -230,7 +230,7 @@ def _split_unseen_rows(plan: FitPlan, rows: holdout.TuningRows):
 
 def _tune(plan: FitPlan, data: FitData, fitted, rows, curvature_rows) -> Hyper:
     """The hyper-parameters as numbers: modes resolved on ``rows`` (see
-    :mod:`sklaplace.resolve`), then checked."""
+    :mod:`sklaplace.tuning.resolve`), then checked."""
     params = dict(plan.hyper)
     params.update(calibration=plan.head_mode, head=plan.fixed_head)
     params["random_state"] = plan.random_state

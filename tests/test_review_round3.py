@@ -1,0 +1,86 @@
+"""Adversarial review, round 3 (issues 22 and 23): each test pins a defect found in the
+merged code (an ``xfail(strict=True)`` where it is not fixed yet)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _nets import binary_net, classifier_net
+from sklearn.datasets import make_classification
+from sklearn.frozen import FrozenEstimator
+
+from sklaplace import LaplaceClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _resolves(ref: str) -> bool:
+    parts = ref.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_docstring_cross_references_name_modules_that_exist():
+    """A ``:mod:``/``:func:``/``:class:`` reference to ``sklaplace.x`` in the package names
+    something importable after the regrouping (``sklaplace.resolve`` moved to
+    ``sklaplace.tuning.resolve``)."""
+    role = re.compile(r":(?:mod|func|class|meth|attr):`~?(sklaplace(?:\.\w+)+)`")
+    bad = []
+    for path in sorted((ROOT / "sklaplace").rglob("*.py")):
+        for ref in role.findall(path.read_text()):
+            if not _resolves(ref):
+                bad.append(f"{path.relative_to(ROOT)}: {ref}")
+    assert bad == []
+
+
+@pytest.fixture(scope="module")
+def rows():
+    X, y = make_classification(120, 4, random_state=0)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize(
+    "kind, criterion_kw",
+    [
+        ("multi", {"criterion__weight": torch.tensor([1.0, 5.0])}),
+        ("multi", {"criterion__label_smoothing": 0.2}),
+        ("binary", {"criterion__pos_weight": torch.tensor([5.0])}),
+    ],
+)
+@pytest.mark.xfail(strict=True, reason="criterion arguments ignored by the likelihood registry")
+def test_a_criterion_whose_arguments_change_the_likelihood_is_not_taken_silently(
+    rows, kind, criterion_kw
+):
+    """A net trained with class weights, label smoothing or ``pos_weight`` minimised another
+    objective than the plain categorical/Bernoulli likelihood that sklaplace's curvature,
+    tuning and log-likelihood assume (``Categorical.row_loss`` ignores them): fit must say
+    so (an error or a warning), not return a posterior of a different model."""
+    X, y = rows
+    torch.manual_seed(0)
+    if kind == "multi":
+        net = classifier_net(max_epochs=2, **criterion_kw).fit(X, y)
+    else:
+        net = binary_net(max_epochs=2, **criterion_kw).fit(X, y.astype(np.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(X, y)
+        except (TypeError, ValueError) as exc:
+            assert "criterion" in str(exc)
+            return
+    assert any("criterion" in str(w.message) for w in caught), [str(w.message) for w in caught]
