@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -14,8 +16,10 @@ import torch
 from _nets import binary_net, classifier_net
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
+from skorch import NeuralNetClassifier
 from torch import nn
 
+import sklaplace
 from sklaplace import LaplaceClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +101,63 @@ def test_a_criterion_whose_arguments_change_the_likelihood_is_not_taken_silently
             assert "criterion" in str(exc)
             return
     assert any("criterion" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+# ---------------------------------------------------------------- torch threads
+class _Gate(nn.Module):
+    """A small MLP whose forward pass, in the thread named "A", waits until thread B's
+    call is over: two calls overlap for certain."""
+
+    gate: ClassVar[dict] = {"inside": None, "release": None}
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 8)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, X):
+        gate = type(self).gate
+        if gate["release"] is not None and threading.current_thread().name == "A":
+            gate["inside"].set()
+            gate["release"].wait(30)
+        return self.out(torch.tanh(self.body(X)))
+
+
+def test_overlapping_calls_restore_each_threads_own_torch_count(rows):
+    """torch keeps a thread count per thread. A call in thread B that overlaps a call in
+    thread A (which lowered A's count first) must leave B with the count B had, not the
+    one A found (``_ThreadScope`` restored the first call's count in every thread)."""
+    X, y = rows
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        _Gate, criterion=nn.CrossEntropyLoss, max_epochs=1, train_split=None, verbose=0
+    ).fit(X, y)
+    est = LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0, subset_of_weights="all")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    gate, seen = _Gate.gate, {}
+
+    def call(name, n_threads):
+        torch.get_num_threads()  # torch initialises a thread's count at its first use
+        torch.set_num_threads(n_threads)
+        if name == "B":
+            gate["inside"].wait(30)  # A's call has lowered A's count
+        with sklaplace.config_context(pass_threads=1, cache_bytes=0):
+            est.predict_proba(X)
+        seen[name] = torch.get_num_threads()
+        if name == "B":
+            gate["release"].set()
+
+    before = torch.get_num_threads()
+    gate["inside"], gate["release"] = threading.Event(), threading.Event()
+    try:
+        threads = [threading.Thread(target=call, args=a, name=a[0]) for a in [("A", 2), ("B", 3)]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        gate["inside"] = gate["release"] = None
+        torch.set_num_threads(before)
+    assert seen == {"A": 2, "B": 3}

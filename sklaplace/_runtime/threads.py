@@ -9,9 +9,10 @@ exceptions included. A small net's passes are hundreds of small operations, each
 parallel region; on a busy machine every region waits for threads the scheduler has put
 aside (an all-layer prediction on two threads, with two other processes running torch, was
 measured at 1.30 s against 16 ms on a quiet machine, and at 57 ms on one thread). torch
-keeps the count per thread but hands the last value set to threads that start afterwards:
-calls overlapping in several threads restore the count that the first of them found, as
-``blas.blas_threads_like_torch`` does for numpy's BLAS.
+keeps the count per thread but hands the last value set to threads that start (or first
+use torch) afterwards: a call restores the count its thread had, unless that count is one
+another call in progress has set (the thread inherited it), in which case it restores the
+count the first of the overlapping calls found.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from contextlib import contextmanager
+from typing import ClassVar
 
 import torch
 
@@ -36,11 +38,12 @@ class _ThreadScope:
     lowered by ``limit``, restored by ``close``."""
 
     _lock = threading.Lock()
-    _active = 0  # scopes that have lowered the count and not restored it yet
+    _lowered: ClassVar[list[int]] = []  # the counts set by the scopes not restored yet
     _original = 1  # the count the first of them found
 
     def __init__(self) -> None:
         self.restore: int | None = None
+        self.lowered: list[int] = []
 
     def limit(self, n_threads: int) -> None:
         current = torch.get_num_threads()
@@ -49,11 +52,14 @@ class _ThreadScope:
         cls = type(self)
         with cls._lock:
             if self.restore is None:
-                if cls._active == 0:
+                if not cls._lowered:
                     cls._original = current
-                # another call lowered it: this thread may have started under its value
-                self.restore = cls._original
-                cls._active += 1
+                # a count another call in progress set: this thread inherited it (it
+                # started, or first used torch, during that call), so restore what that
+                # call found; else the thread's own count
+                self.restore = cls._original if current in cls._lowered else current
+            cls._lowered.append(n_threads)
+            self.lowered.append(n_threads)
             torch.set_num_threads(n_threads)
 
     def close(self) -> None:
@@ -61,7 +67,9 @@ class _ThreadScope:
             return
         cls = type(self)
         with cls._lock:
-            cls._active -= 1
+            for n_threads in self.lowered:
+                cls._lowered.remove(n_threads)
+            self.lowered = []
             torch.set_num_threads(self.restore)
             self.restore = None
 
