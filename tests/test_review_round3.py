@@ -161,3 +161,46 @@ def test_overlapping_calls_restore_each_threads_own_torch_count(rows):
         gate["inside"] = gate["release"] = None
         torch.set_num_threads(before)
     assert seen == {"A": 2, "B": 3}
+
+
+# ---------------------------------------------------------------- in-place forward passes
+class _MaxNormEmbedding(nn.Module):
+    """Two category codes through an ``nn.Embedding(max_norm=...)``, whose forward pass
+    renormalises the weight rows it reads in place (``torch.embedding_renorm_``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4, max_norm=0.5)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, X):
+        return self.out(self.emb(X).flatten(1))
+
+
+@pytest.mark.parametrize("subset", ["all", "last_layer"])
+@pytest.mark.xfail(strict=True, reason="max_norm: vmap crash, weights renormed")
+def test_an_embedding_with_max_norm_is_refused_clearly_and_left_as_it_is(subset):
+    """An embedding with ``max_norm`` writes into its weights at every forward pass, and
+    sklaplace's passes run the user's tensors (pre-existing, not from today's merge). With
+    every layer, fit fails with torch's "vmap: aten::embedding_renorm_ ... is not
+    possible"; with the last layer, fit's passes renormalise the user's weights in place,
+    and a prediction may then say "The net was changed after fit ... Call fit again" (the
+    renorm bumps the weight's version), which a refit does not cure. Fit should say what
+    is unsupported and how to proceed, and leave the user's weights as they were."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 10, (120, 2))
+    y = (X.sum(1) > 9).astype(np.int64)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        _MaxNormEmbedding, criterion=nn.CrossEntropyLoss, max_epochs=2, verbose=0
+    ).fit(X, y)
+    with torch.no_grad():  # rows beyond max_norm, as an optimiser step leaves them
+        net.module_.emb.weight.mul_(3.0)
+    weights = net.module_.emb.weight.detach().clone()
+    est = LaplaceClassifier(FrozenEstimator(net), subset_of_weights=subset, prior_precision=1.0)
+    with pytest.raises(ValueError, match="max_norm"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+            est.predict_proba(X[:10])
+    assert torch.equal(net.module_.emb.weight, weights)
