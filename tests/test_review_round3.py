@@ -178,7 +178,6 @@ class _MaxNormEmbedding(nn.Module):
 
 
 @pytest.mark.parametrize("subset", ["all", "last_layer"])
-@pytest.mark.xfail(strict=True, reason="max_norm: vmap crash, weights renormed")
 def test_an_embedding_with_max_norm_is_refused_clearly_and_left_as_it_is(subset):
     """An embedding with ``max_norm`` writes into its weights at every forward pass, and
     sklaplace's passes run the user's tensors (pre-existing, not from today's merge). With

@@ -67,6 +67,7 @@ from .threads import limit_threads, thread_scope
 __all__ = [
     "NetView",
     "callers_autocast",
+    "check_forward_keeps_weights",
     "n_rows_of",
     "pass_key",
     "torch_context",
@@ -156,6 +157,22 @@ def callers_autocast():
         yield
 
 
+def check_forward_keeps_weights(module: nn.Module) -> None:
+    """Raise ``ValueError`` for a module whose forward pass writes into its own weights:
+    an ``nn.Embedding`` (or ``EmbeddingBag``) with ``max_norm`` renormalises the rows it
+    reads in place, in the tensors a view shares with the user's module (and the all-layer
+    passes, under ``torch.func``, cannot run it)."""
+    for name, mod in module.named_modules():
+        if isinstance(mod, nn.Embedding | nn.EmbeddingBag) and mod.max_norm is not None:
+            raise ValueError(
+                f"Module {name!r} is an {type(mod).__name__} with max_norm={mod.max_norm}: "
+                "its forward pass renormalises the weight rows it reads in place, so every "
+                "pass over the net would change the weights the posterior describes. Set "
+                "its max_norm to None (after renormalising the weights once, if some rows "
+                "exceed it) and wrap the net again."
+            )
+
+
 def view_module(module: nn.Module) -> nn.Module:
     """A private view of a module tree: shallow copies sharing every tensor.
 
@@ -210,6 +227,7 @@ class NetView:
 
     def __init__(self, net, batch_size: int | None = None, int_codes: bool | None = None) -> None:
         self.net = net
+        check_forward_keeps_weights(net.module_)  # before any pass writes into them
         self.module = view_module(net.module_)
         self.module.eval()
         self._infer_net = _skorch.infer_view(net, self.module)
