@@ -195,3 +195,55 @@ def test_float32_moments_never_lose_a_variance_to_underflow():
     assert bool((var32[0] > 0).all())
     gamma = (N_FEAT + 1 + N_OUT + 2) * EPS32
     torch.testing.assert_close(var32, var64, rtol=11 * gamma, atol=0)
+
+
+def test_model_selection_projects_in_float64_once_for_every_candidate(monkeypatch):
+    """Inside a search, a float32 net's projections are float64 (safe at every prior), so
+    the candidates share one cached projection per fold instead of one per precision:
+    with priors on both sides of the float32 rule, the scoring passes are one per fold.
+    Outside a search the same estimator at prior 1e6 rotates in float32."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import GridSearchCV, KFold
+    from skorch import NeuralNetClassifier
+
+    from sklaplace import LaplaceClassifier, config_context
+    from sklaplace.approximations import LayerWise
+
+    seen, passes = [], []
+    rotate = KronBlock.rotate
+
+    def spy(self, g, a):
+        seen.append(g.dtype)
+        return rotate(self, g, a)
+
+    original = LayerWise._project_batches
+
+    def counted(self, view, X, layers):
+        passes.append(len(X))
+        return original(self, view, X, layers)
+
+    monkeypatch.setattr(KronBlock, "rotate", spy)
+    monkeypatch.setattr(LayerWise, "_project_batches", counted)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(1200, 6, generator=g).numpy()
+    y = (X[:, 0] > 0).astype(np.int64)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)),
+        criterion=nn.CrossEntropyLoss,
+        max_epochs=3,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    est = LaplaceClassifier(FrozenEstimator(net), subset_of_weights="all", calibration=None)
+    search = GridSearchCV(
+        est, {"prior_precision": [1e-8, 1.0, 1e6]}, cv=KFold(2), scoring="neg_log_loss"
+    )
+    search.fit(X, y)
+    assert seen and set(seen) == {F64}
+    n_scored = sum(1 for n in passes if n == 600)  # each fold's scored rows (600 of 1200)
+    assert n_scored == 2, passes  # one per fold, shared by the three candidates
+    seen.clear()
+    with config_context(cache_bytes=0):
+        est.set_params(prior_precision=1e6).fit(X, y).predict_proba(X[:50])
+    assert set(seen) == {F32}

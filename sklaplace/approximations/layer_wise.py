@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from .._runtime.cache import in_model_selection
 from ..posterior import jacobian_factors
 from .base import (
     Approximation,
@@ -115,8 +116,14 @@ class LayerWise(Approximation):
     # ---------------------------------------------------------------- predictive
     def precision(self, view, tau, scale):
         """Per block, float32 for a float32 net where ``rotation_dtype`` finds it safe at
-        ``(tau, scale)`` (rows with one position, not per-row gradients), else float64."""
-        if tau is None or view.dtype != torch.float32:
+        ``(tau, scale)`` (rows with one position, not per-row gradients), else float64.
+
+        Inside scikit-learn's model selection (a search, a cross-validation) always
+        float64, with the cache on or off alike: there the candidates differ in their
+        priors, and one float64 pass per fold, safe at every prior, serves them all from
+        the cache (per-prior precisions would run a pass per candidate).
+        """
+        if tau is None or view.dtype != torch.float32 or in_model_selection():
             return None
         blocks = self.posterior.blocks
         return tuple(b.rotation_dtype(t, scale) for b, t in zip(blocks, tau, strict=True))
