@@ -77,7 +77,6 @@ def rows():
         ("multi", {"criterion": FocalLoss}),
     ],
 )
-@pytest.mark.xfail(strict=True, reason="criterion arguments ignored by the likelihood registry")
 def test_a_criterion_whose_arguments_change_the_likelihood_is_not_taken_silently(
     rows, kind, criterion_kw
 ):
@@ -101,6 +100,20 @@ def test_a_criterion_whose_arguments_change_the_likelihood_is_not_taken_silently
             assert "criterion" in str(exc)
             return
     assert any("criterion" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_class_weights_given_back_per_row_are_not_warned_about(rows):
+    """Class weights passed again as row weights are the loss the net was trained with:
+    no warning (a warning on a healthy model teaches users to ignore warnings)."""
+    X, y = rows
+    torch.manual_seed(0)
+    weight = torch.tensor([1.0, 3.0])
+    net = classifier_net(max_epochs=2, criterion__weight=weight).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LaplaceClassifier(FrozenEstimator(net), prior_precision=1.0).fit(
+            X, y, sample_weight=weight.numpy()[y]
+        )
 
 
 # ---------------------------------------------------------------- torch threads

@@ -19,6 +19,7 @@ from ..likelihoods import Likelihood, for_criterion, supported
 __all__ = [
     "RecordingSplit",
     "check_fitted_net",
+    "criterion_changes",
     "infer_view",
     "likelihood_of",
     "net_device",
@@ -59,6 +60,41 @@ def likelihood_of(net) -> Likelihood:
             f"Supported: {supported()}."
         )
     return likelihood
+
+
+# Criterion arguments that leave the registered likelihood as it is: how the loss is
+# reduced over rows (the Laplace approximation sums it), and the label to skip.
+_NEUTRAL_ARGUMENTS = ("reduction", "size_average", "reduce", "ignore_index")
+# Arguments that weigh rows by their class: the same as per-row weights (sample_weight).
+CLASS_WEIGHTS = ("weight", "pos_weight")
+
+
+def criterion_changes(net: NeuralNet, likelihood: Likelihood) -> list[str]:
+    """What in the net's criterion makes its training loss another than ``likelihood``'s
+    (empty: nothing): arguments beyond the reduction (``criterion__weight``,
+    ``criterion__label_smoothing``, ``criterion__pos_weight`` ...), and a subclass of the
+    registered loss that computes its own ``forward``."""
+    crit = _criterion_class(net)
+    changes = []
+    base = next((c for c in likelihood.criteria if issubclass(crit, c)), None)
+    if base is not None and crit.forward is not base.forward:
+        changes.append(f"{crit.__name__}, which overrides {base.__name__}.forward")
+    given = {
+        name[len("criterion__") :]: value
+        for name, value in net.get_params(deep=False).items()
+        if name.startswith("criterion__")
+    }
+    instance = getattr(net, "criterion_", None)
+    for attr in (*CLASS_WEIGHTS, "label_smoothing"):
+        if attr not in given and instance is not None and hasattr(instance, attr):
+            given[attr] = getattr(instance, attr)
+    for name, value in given.items():
+        if name in _NEUTRAL_ARGUMENTS or value is None:
+            continue
+        if name == "label_smoothing" and float(value) == 0.0:
+            continue
+        changes.append(f"criterion__{name}")
+    return changes
 
 
 def check_fitted_net(net: NeuralNet, message: str | None = None) -> None:

@@ -145,6 +145,21 @@ def _warn_about_inputs(plan: FitPlan, data: FitData) -> None:
         )
     if data.w is not None:
         inputs.warn_weight_scale(data.w)
+    changes = _skorch.criterion_changes(plan.model.net, plan.likelihood)
+    if data.w is not None:  # class weights given back as row weights: the same loss
+        changes = [c for c in changes if c[len("criterion__") :] not in _skorch.CLASS_WEIGHTS]
+    if changes:
+        warn(
+            f"The net was trained with {' and '.join(changes)}, which makes its loss "
+            f"another than the {type(plan.likelihood).__name__} likelihood that the "
+            "Laplace approximation assumes (its curvature, its tuning and its held-out "
+            "log-likelihood): the posterior describes the net as if it had been trained "
+            "without it. Class weights (criterion__weight, criterion__pos_weight) weigh "
+            "each row by its class: pass them per row instead, fit(X, y, "
+            "sample_weight=class_weight[y]), and the curvature and the tuning weigh the "
+            "rows as the training did. Label smoothing and other losses have no "
+            "counterpart here."
+        )
 
 
 # ---------------------------------------------------------------- 3. the approximation
