@@ -214,7 +214,7 @@ def main():
         "changes, and its largest cost: about 44 KB a row here, 176 MB a fold, so the five "
         "folds need most of the 1 GiB default bound). A further candidate therefore "
         "repeats only its own work: contracting those factors with its eigenvalues "
-        "(`posterior.py:jacobian_moments`), scikit-learn's validation and `log_loss`, and "
+        "(`posterior/blocks.py:jacobian_moments`), scikit-learn's validation and `log_loss`, and "
         "fingerprinting the net and the fold's rows (SHA-256). With one candidate the "
         "cache costs time (8.8 s against 5.4 s here): the projections are kept whole and "
         "fingerprinted instead of streamed. Under the former 256 MiB bound, the folds' "
