@@ -6,6 +6,13 @@ attributes); ``docstrings.py`` the parameter documentation they share.
 """
 
 from .classifier import LaplaceClassifier
+from .ensemble_classifier import LaplaceEnsembleClassifier
+from .ensemble_regressor import LaplaceEnsembleRegressor
 from .regressor import LaplaceRegressor
 
-__all__ = ["LaplaceClassifier", "LaplaceRegressor"]
+__all__ = [
+    "LaplaceClassifier",
+    "LaplaceEnsembleClassifier",
+    "LaplaceEnsembleRegressor",
+    "LaplaceRegressor",
+]

@@ -128,6 +128,7 @@ class BaseLaplace(BaseEstimator):
             random_state=self.random_state,
             predictive=self.predictive,
             n_samples=self.n_samples,
+            net_seed=getattr(self, "_net_seed", None),  # set by an ensemble on its members
             **differs,
         )
 

@@ -162,9 +162,21 @@ def split_off(y: np.ndarray, fraction: float, stratify: bool, random_state) -> n
 
 
 def train_net(
-    net, X, y, *, hold_out: bool, fraction: float, stratify: bool, random_state, n_outputs
+    net,
+    X,
+    y,
+    *,
+    hold_out: bool,
+    fraction: float,
+    stratify: bool,
+    random_state,
+    n_outputs,
+    seed=None,
 ):
     """Clone and train an unfitted net; with ``hold_out``, keep rows it never trains on.
+
+    ``seed``: the torch seed of its initialisation and training (None: drawn from
+    ``random_state``, or torch's global generator when that is None too).
 
     Returns ``(fitted net, valid indices or None, source)``.
     """
@@ -179,8 +191,7 @@ def train_net(
             valid = split_off(y, fraction, stratify, random_state)
             train_rows = complement(valid, len(y))
             source = "validation_fraction"
-    seed = None
-    if random_state is not None:
+    if seed is None and random_state is not None:
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     # with a seed, training leaves the global torch RNG as it was; without, it uses it
     with torch.random.fork_rng(devices=[], enabled=seed is not None):

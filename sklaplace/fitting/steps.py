@@ -55,6 +55,7 @@ class FitPlan:
     predictive: str = "glm"  # (the predictive and its draws give the calibrated stds)
     n_samples: int = 100
     classes: np.ndarray | None = None  # the classifier's labels, for messages
+    net_seed: int | None = None  # an unfitted net's torch seed (None: from random_state)
 
     @property
     def holdout_params(self) -> list[str]:

@@ -67,6 +67,7 @@ def net_and_unseen_rows(plan, data) -> tuple[object, holdout.TuningRows]:
         stratify=plan.likelihood.is_classifier,
         random_state=plan.random_state,
         n_outputs=plan.n_outputs,
+        seed=plan.net_seed,
     )
     if given:
         return net, holdout.TuningRows(X=X_val, y=data.y_val, w=data.w_val, source="X_val")

@@ -1,0 +1,186 @@
+"""The plumbing both Laplace ensembles share: the members, their fits, their parameters.
+
+An ensemble holds one single Laplace estimator per member (``LaplaceClassifier`` or
+``LaplaceRegressor``, built with the ensemble's parameters), so each member is fitted by
+the one path of fit (:func:`sklaplace.fitting.steps.fit`) with its own curvature, and
+predicts with its own predictive; the ensemble mixes those (:mod:`sklaplace.mixture`).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import ClassVar
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._runtime import skorch as _skorch
+from ..fitting import inputs
+
+__all__ = ["BaseLaplaceEnsemble"]
+
+_INT32 = np.iinfo(np.int32).max
+
+
+class BaseLaplaceEnsemble(BaseEstimator):
+    """Shared plumbing of ``LaplaceEnsembleClassifier`` and ``LaplaceEnsembleRegressor``;
+    ``_single``: the estimator class of one member."""
+
+    _single: ClassVar[type]
+    # the members' parameters the ensemble sets itself (not its own parameters)
+    _fixed_member_params: ClassVar[dict] = {}
+
+    @classmethod
+    def _member_params(cls) -> list[str]:
+        skip = {"estimator", *cls._fixed_member_params}
+        return [p for p in cls._single._get_param_names() if p not in skip]
+
+    @classmethod
+    def from_net(cls, net, n_members=5, **params):
+        """An ensemble of ``n_members`` copies of one skorch net, each initialised and
+        trained with its own torch seed (derived from ``random_state``; see
+        ``random_state``).
+
+        Parameters
+        ----------
+        net : skorch net, or Pipeline ending in one, unfitted
+        n_members : int, default=5
+        **params
+            The ensemble's other parameters.
+
+        Returns
+        -------
+        ensemble : unfitted, with ``estimators=[("member0", clone(net)), ...]``
+        """
+        if not isinstance(n_members, Integral) or n_members < 1:
+            raise ValueError(f"n_members must be a positive int, got {n_members!r}.")
+        if getattr(inputs.split_model(net).net, "initialized_", False):
+            raise ValueError(
+                "from_net trains copies of an unfitted net with different seeds; got a "
+                "fitted net. Pass the unfitted net (or list fitted nets, each in "
+                "FrozenEstimator, as estimators)."
+            )
+        return cls([(f"member{i}", clone(net)) for i in range(n_members)], **params)
+
+    # ---------------------------------------------------------------- the members
+    def _check_estimators(self) -> list[tuple[str, object]]:
+        """The ``(name, estimator)`` pairs, checked: a clear error for each bad input."""
+        est = self.estimators
+        if not isinstance(est, (list, tuple)) or len(est) == 0:
+            raise ValueError(
+                "estimators must be a non-empty list of (name, estimator) pairs, got "
+                f"{est!r}. For k copies of one net use {type(self).__name__}.from_net(net, "
+                "n_members=k)."
+            )
+        pairs = []
+        for item in est:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise ValueError(
+                    f"each entry of estimators must be a (name, estimator) pair with a str "
+                    f"name, got {item!r}."
+                )
+            pairs.append(item)
+        names = [name for name, _ in pairs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"estimators has duplicate names {dup}; give each member its own.")
+        kinds = []
+        for name, member in pairs:
+            net = inputs.split_model(member).net
+            try:
+                likelihood = _skorch.likelihood_of(net)
+            except TypeError as exc:
+                raise TypeError(f"member {name!r}: {exc}") from exc
+            if likelihood.is_classifier != self._single._is_classifier:
+                raise TypeError(
+                    f"member {name!r} is a {type(net).__name__}, a net for "
+                    f"{'classification' if likelihood.is_classifier else 'regression'}; "
+                    f"{type(self).__name__} needs nets for "
+                    f"{'classification' if self._single._is_classifier else 'regression'}."
+                )
+            kinds.append((name, type(net).__name__, type(likelihood).__name__))
+        if len({k[1:] for k in kinds}) > 1:
+            raise ValueError(
+                "the members must be nets of one kind with one likelihood, got "
+                + ", ".join(f"{n!r}: {net} ({lik})" for n, net, lik in kinds)
+                + "."
+            )
+        return pairs
+
+    def _make_members(self, pairs) -> list:
+        """One unfitted single estimator per member, with the ensemble's parameters.
+
+        Every member gets the same integer ``random_state`` (the same held-out rows, so
+        that the members' unseen rows are shared); member 0 trains as the single estimator
+        would, member ``i > 0`` with the torch seed ``SeedSequence([random_state, i])``.
+        """
+        rs = self.random_state
+        if not isinstance(rs, Integral):
+            rs = int(check_random_state(rs).randint(_INT32))
+        params = {p: getattr(self, p) for p in self._member_params()}
+        params["random_state"] = int(rs)
+        params.update(self._fixed_member_params)
+        members = []
+        for i, (_, est) in enumerate(pairs):
+            member = self._single(est, **params)
+            if i > 0:
+                seq = np.random.SeedSequence([int(rs), i])
+                member._net_seed = int(seq.generate_state(1)[0] % _INT32)
+            members.append(member)
+        return members
+
+    def _fit_members(self, X, y, sample_weight, **fit_params):
+        pairs = self._check_estimators()
+        members = self._make_members(pairs)
+        fitted = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_one)(m, X, y, sample_weight, fit_params) for m in members
+        )
+        sizes = {name: m._fitted.n_outputs() for (name, _), m in zip(pairs, fitted, strict=True)}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"the members' nets have different numbers of outputs ({sizes}); a mixture "
+                "needs members that predict the same quantity."
+            )
+        self.estimators_ = fitted
+        self.named_estimators_ = Bunch(
+            **{name: m for (name, _), m in zip(pairs, fitted, strict=True)}
+        )
+        first = fitted[0]
+        self.n_features_in_ = first.n_features_in_
+        if hasattr(first, "feature_names_in_"):
+            self.feature_names_in_ = first.feature_names_in_
+        return self
+
+    def _members(self) -> list:
+        """The fitted members, with the parameters predictions read set as the ensemble's
+        are now (a number set after fit is read at prediction, as for a single estimator)."""
+        check_is_fitted(self, "estimators_")
+        now = {p: getattr(self, p) for p in self._member_params() if p != "random_state"}
+        for member in self.estimators_:
+            member.set_params(**now)
+        return self.estimators_
+
+    # ---------------------------------------------------------------- fitted attributes
+    @property
+    def prior_precision_(self) -> np.ndarray:
+        """The prior precision of each member, shape (n_members, n_layers)."""
+        return np.stack([m.prior_precision_ for m in self._members()])
+
+    @property
+    def temperature_(self) -> np.ndarray:
+        """The posterior temperature of each member, shape (n_members,)."""
+        return np.array([m.temperature_ for m in self._members()])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _fit_one(member, X, y, sample_weight, fit_params):
+    return member.fit(X, y, sample_weight, **fit_params)

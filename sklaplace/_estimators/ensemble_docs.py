@@ -1,0 +1,51 @@
+"""The parameter documentation the two ensembles share."""
+
+ENSEMBLE_PARAMS = """
+    estimators : list of (str, estimator) pairs
+        The members, as in scikit-learn's ``VotingClassifier``: each an unfitted skorch
+        net (or a ``Pipeline`` ending in one), trained in ``fit``, or a fitted one in
+        ``sklearn.frozen.FrozenEstimator``. All nets of one kind (class and criterion),
+        with the same number of outputs. For ``k`` copies of one net use ``from_net``.
+    {single_params}
+        Each member gets them and they mean what they mean for ``{single}``: every
+        member has its own posterior (its own curvature) and tunes its own
+        hyper-parameters on its unseen rows. The members share one integer
+        ``random_state`` (drawn from the one given when it is not an int), so that the
+        rows ``validation_fraction`` holds out are the same for all of them; member 0's
+        net is initialised and trained as ``{single}`` would, member ``i > 0``'s with the
+        torch seed ``SeedSequence([random_state, i])`` (the global torch generator is
+        left as it was), so copies of one net start from different weights.
+    n_jobs : int, default=None
+        The members fitted in parallel (joblib, as in scikit-learn; None: 1 unless in a
+        ``joblib.parallel_backend`` context, -1: all processors). The result does not
+        depend on it.
+"""
+
+ENSEMBLE_ATTRIBUTES = """
+    estimators_ : list of {single}
+        The fitted members, in the order of ``estimators``.
+    named_estimators_ : sklearn.utils.Bunch
+        The fitted members by name.
+    prior_precision_ : ndarray of shape (n_members, n_layers)
+        Each member's prior precision (tuned in fit, or the number given).
+    temperature_ : ndarray of shape (n_members,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Only when X has feature names (pandas input).
+"""
+
+ENSEMBLE_FIT_DOC = """Fit every member (see ``{single}.fit``): its net trained if it is not
+        frozen, then its Laplace posterior and its hyper-parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        {y}
+        sample_weight : array-like of shape (n_samples,), default=None
+        X_val, y_val, sample_weight_val : default=None
+            Rows no member trained on, for every member's tuning (as for ``{single}``).
+
+        Returns
+        -------
+        self
+        """
