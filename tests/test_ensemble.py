@@ -10,13 +10,13 @@ import pytest
 import torch
 from _nets import AutoOutputClassifier, AutoOutputRegressor, classifier_net, regressor_net
 from scipy.stats import norm
-from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
 from sklaplace import (
@@ -95,11 +95,15 @@ def test_one_member_regressor_is_the_single_estimator(reg_data):
     X, y = reg_data
     single = LaplaceRegressor(reg_net(), interval="gaussian", random_state=0).fit(X, y)
     ens = LaplaceEnsembleRegressor([("a", reg_net())], random_state=0).fit(X, y)
-    for a, b in zip(ens.predict(X, return_std=True), single.predict(X, return_std=True)):
+    for a, b in zip(
+        ens.predict(X, return_std=True), single.predict(X, return_std=True), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(ens.predict_interval(X, 0.8), single.predict_interval(X, 0.8)):
+    for a, b in zip(ens.predict_interval(X, 0.8), single.predict_interval(X, 0.8), strict=True):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(ens.predict(X[:5], return_cov=True), single.predict(X[:5], return_cov=True)):
+    for a, b in zip(
+        ens.predict(X[:5], return_cov=True), single.predict(X[:5], return_cov=True), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=100 * EPS * np.abs(b).max())
 
 
@@ -170,6 +174,15 @@ def test_n_jobs_gives_the_same_result(cls_data):
     np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
 
 
+def test_members_warnings_point_at_the_callers_line(cls_data):
+    X, y = cls_data
+    frozen = FrozenEstimator(clone(cls_net()).fit(X, y))
+    ens = LaplaceEnsembleClassifier([("a", frozen), ("b", frozen)], random_state=0)
+    with pytest.warns(UserWarning, match="No rows the net has not seen") as record:
+        ens.fit(X, y)
+    assert {w.filename for w in record} == {__file__}
+
+
 # ---------------------------------------------------------------- errors
 def test_bad_estimators_are_refused(cls_data, reg_data):
     X, y = cls_data
@@ -179,15 +192,15 @@ def test_bad_estimators_are_refused(cls_data, reg_data):
         LaplaceEnsembleClassifier([("a", cls_net()), ("a", cls_net())]).fit(X, y)
     with pytest.raises(ValueError, match="pair"):
         LaplaceEnsembleClassifier([cls_net()]).fit(X, y)
-    with pytest.raises(TypeError, match="member 'b'.*skorch net"):
+    with pytest.raises(TypeError, match=r"member 'b'.*skorch net"):
         LaplaceEnsembleClassifier([("a", cls_net()), ("b", LogisticRegression())]).fit(X, y)
-    with pytest.raises(TypeError, match="member 'b'.*regression"):
+    with pytest.raises(TypeError, match=r"member 'b'.*regression"):
         LaplaceEnsembleClassifier([("a", cls_net()), ("b", reg_net())]).fit(X, y)
     binary = NeuralNetBinaryClassifier(Net64, module__n_out=1, verbose=0)
     with pytest.raises(ValueError, match="one kind"):
         LaplaceEnsembleClassifier([("a", cls_net()), ("b", binary)]).fit(X, y)
     Xr, yr = reg_data
-    with pytest.raises(TypeError, match="member 'a'.*classification"):
+    with pytest.raises(TypeError, match=r"member 'a'.*classification"):
         LaplaceEnsembleRegressor([("a", cls_net())]).fit(Xr, yr)
 
 

@@ -12,7 +12,7 @@ from numbers import Integral
 from typing import ClassVar
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -135,9 +135,12 @@ class BaseLaplaceEnsemble(BaseEstimator):
     def _fit_members(self, X, y, sample_weight, **fit_params):
         pairs = self._check_estimators()
         members = self._make_members(pairs)
-        fitted = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_one)(m, X, y, sample_weight, fit_params) for m in members
-        )
+        if effective_n_jobs(self.n_jobs) == 1:  # in this process: warnings name the caller
+            fitted = [_fit_one(m, X, y, sample_weight, fit_params) for m in members]
+        else:
+            fitted = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_one)(m, X, y, sample_weight, fit_params) for m in members
+            )
         sizes = {name: m._fitted.n_outputs() for (name, _), m in zip(pairs, fitted, strict=True)}
         if len(set(sizes.values())) > 1:
             raise ValueError(

@@ -18,7 +18,9 @@ ENSEMBLE_PARAMS = """
     n_jobs : int, default=None
         The members fitted in parallel (joblib, as in scikit-learn; None: 1 unless in a
         ``joblib.parallel_backend`` context, -1: all processors). The result does not
-        depend on it.
+        depend on it. With one job the members are fitted in this process, one after the
+        other; with more, in joblib's workers, whose warnings joblib's backend may not
+        show here.
 """
 
 ENSEMBLE_ATTRIBUTES = """
