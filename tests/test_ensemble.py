@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch import NeuralNetBinaryClassifier, NeuralNetClassifier, NeuralNetRegressor
+from skorch.dataset import ValidSplit
 from torch import nn
 
 from sklaplace import (
@@ -25,6 +26,7 @@ from sklaplace import (
     LaplaceEnsembleRegressor,
     LaplaceRegressor,
 )
+from sklaplace.fitting.holdout import halves
 
 EPS = np.finfo(np.float64).eps
 
@@ -93,8 +95,9 @@ def test_one_member_classifier_is_the_single_estimator(cls_data, frozen):
 
 def test_one_member_regressor_is_the_single_estimator(reg_data):
     X, y = reg_data
-    single = LaplaceRegressor(reg_net(), interval="gaussian", random_state=0).fit(X, y)
+    single = LaplaceRegressor(reg_net(), random_state=0).fit(X, y)
     ens = LaplaceEnsembleRegressor([("a", reg_net())], random_state=0).fit(X, y)
+    assert ens.interval_ == single.interval_ == "conformal"
     for a, b in zip(
         ens.predict(X, return_std=True), single.predict(X, return_std=True), strict=True
     ):
@@ -140,13 +143,50 @@ def test_regressor_mixture_moments_match_monte_carlo(reg_data):
     centred = draws - draws.mean(1, keepdims=True)
     se_var = np.sqrt((np.mean(centred**4, 1) - np.var(draws, 1) ** 2) / n)
     np.testing.assert_array_less(np.abs(draws.var(1) - std**2), 5 * se_var)
-    # the interval is the Gaussian one of the mixture's moments
-    lo, hi = ens.predict_interval(Xq, confidence=0.9)
-    np.testing.assert_allclose(hi - lo, 2 * norm.ppf(0.95) * std, rtol=1e-12)
     # the covariance across rows has the stds on its diagonal
     mean_c, cov = ens.predict(Xq, return_cov=True)
     np.testing.assert_allclose(mean_c, mean, rtol=1e-12)
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), std, rtol=1e-6)
+
+
+def test_regressor_mixture_conformal_interval(reg_data):
+    X, y = reg_data
+    ens = LaplaceEnsembleRegressor.from_net(reg_net(), n_members=3, random_state=0).fit(X, y)
+    assert ens.interval_ == "conformal"
+    # the calibration rows: the half of the shared unseen rows that tuned nothing
+    valid = ens.estimators_[0].validation_indices_
+    for m in ens.estimators_[1:]:
+        np.testing.assert_array_equal(m.validation_indices_, valid)
+    _, cal = halves(len(valid), ens.estimators_[0].random_state)
+    rows = valid[cal]
+    mean, std = ens.predict(X[rows], return_std=True)
+    # (the targets as the net takes them: float32, the dtype of a net not yet built)
+    y_cal = y[rows].astype(np.float32).astype(np.float64)
+    scores = np.sort(np.abs(y_cal - mean) / std)
+    confidence = 0.8
+    q = scores[int(np.ceil((len(rows) + 1) * confidence)) - 1]
+    Xq = np.array([[-1.0], [0.5], [3.0]])
+    m, s = ens.predict(Xq, return_std=True)
+    lo, hi = ens.predict_interval(Xq, confidence)
+    np.testing.assert_allclose(lo, m - q * s, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hi, m + q * s, rtol=1e-12, atol=1e-14)
+    ens.set_params(prior_precision=10.0)
+    with pytest.raises(ValueError, match="hyper-parameters of fit"):
+        ens.predict_interval(Xq)
+
+
+def test_members_with_their_own_validation_rows_fall_back_to_gaussian(reg_data):
+    X, y = reg_data
+    nets = [clone(reg_net(train_split=ValidSplit(k))).fit(X, y[:, None]) for k in (4, 5)]
+    members = [(f"n{k}", FrozenEstimator(net)) for k, net in zip((4, 5), nets, strict=True)]
+    with pytest.warns(UserWarning, match="different rows"):
+        ens = LaplaceEnsembleRegressor(members, random_state=0).fit(X, y)
+    assert ens.interval_ == "gaussian"
+    _, std = ens.predict(X[:4], return_std=True)
+    lo, hi = ens.predict_interval(X[:4], 0.9)
+    np.testing.assert_allclose(hi - lo, 2 * norm.ppf(0.95) * std, rtol=1e-12)
+    with pytest.raises(ValueError, match="different rows"):
+        LaplaceEnsembleRegressor(members, interval="conformal", random_state=0).fit(X, y)
 
 
 # ---------------------------------------------------------------- one line from one net

@@ -150,6 +150,8 @@ class BaseLaplace(BaseEstimator):
         self.estimator_ = net if prep is None else Pipeline([*prep.steps, (self._net_step(), net)])
         self.validation_indices_ = result.validation_indices
         self.validation_source_ = result.validation_source
+        if getattr(self, "_keep_calibration_rows", False):  # an ensemble's member
+            self._calibration_rows = result.calibration_rows
         return self
 
     def _net_step(self) -> str:

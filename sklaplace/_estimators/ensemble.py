@@ -32,6 +32,8 @@ class BaseLaplaceEnsemble(BaseEstimator):
     _single: ClassVar[type]
     # the members' parameters the ensemble sets itself (not its own parameters)
     _fixed_member_params: ClassVar[dict] = {}
+    # whether the members keep their calibration rows for the ensemble (the regressor's)
+    _keeps_calibration: ClassVar[bool] = False
 
     @classmethod
     def _member_params(cls) -> list[str]:
@@ -126,6 +128,7 @@ class BaseLaplaceEnsemble(BaseEstimator):
         members = []
         for i, (_, est) in enumerate(pairs):
             member = self._single(est, **params)
+            member._keep_calibration_rows = self._keeps_calibration
             if i > 0:
                 seq = np.random.SeedSequence([int(rs), i])
                 member._net_seed = int(seq.generate_state(1)[0] % _INT32)

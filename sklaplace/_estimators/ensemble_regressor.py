@@ -11,16 +11,17 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 
 from .. import mixture
+from . import ensemble_conformal
 from .ensemble import BaseLaplaceEnsemble
 from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS
-from .regressor import LaplaceRegressor
+from .regressor import LaplaceRegressor, _std_setting
 
 __all__ = ["LaplaceEnsembleRegressor"]
 
 _PARAMS = ENSEMBLE_PARAMS.format(
     single="LaplaceRegressor",
     single_params="subset_of_weights, hessian_structure, prior_precision, sigma_noise, "
-    "temperature, normalize_y, predictive, n_samples, validation_fraction, batch_size, "
+    "temperature, interval, normalize_y, predictive, n_samples, validation_fraction, batch_size, "
     "random_state",
 )
 _ATTRIBUTES = ENSEMBLE_ATTRIBUTES.format(single="LaplaceRegressor")
@@ -40,12 +41,17 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
     Attributes
     ----------{_ATTRIBUTES}    sigma_noise_ : ndarray of shape (n_members,)
         Each member's observation noise std.
+    interval_ : {{"conformal", "gaussian"}}
+        What ``predict_interval`` uses: "conformal" when the members shared their
+        calibration rows (see ``interval``).
 
     Notes
     -----
-    ``predict_interval`` is the Gaussian interval of the mixture's mean and std (the
-    members' intervals are not calibrated by split conformal yet; a mixture's conformal
-    calibration is planned).
+    ``interval`` means what it means for ``LaplaceRegressor``, for the mixture: with
+    "conformal" (or "auto" where there are unseen rows) ``predict_interval`` is
+    calibrated by split conformal on the rows no member trained or tuned on, with the
+    mixture's mean and std; the members must share those rows (``X_val``, the rows
+    ``validation_fraction`` holds out, or one ``train_split`` for all nets).
 
     Examples
     --------
@@ -65,13 +71,9 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
     """
 
     _single = LaplaceRegressor
-    _fixed_member_params: ClassVar[dict] = {"interval": "gaussian"}
+    _keeps_calibration = True
     _parameter_constraints: ClassVar[dict] = {
-        **{
-            k: v
-            for k, v in LaplaceRegressor._parameter_constraints.items()
-            if k not in ("estimator", "interval")
-        },
+        **{k: v for k, v in LaplaceRegressor._parameter_constraints.items() if k != "estimator"},
         "estimators": [list, tuple],
         "n_jobs": [Integral, None],
     }
@@ -85,6 +87,7 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
         prior_precision="holdout",
         sigma_noise="holdout",
         temperature=1.0,
+        interval="auto",
         normalize_y=False,
         predictive="glm",
         n_samples=100,
@@ -99,6 +102,7 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
         self.prior_precision = prior_precision
         self.sigma_noise = sigma_noise
         self.temperature = temperature
+        self.interval = interval
         self.normalize_y = normalize_y
         self.predictive = predictive
         self.n_samples = n_samples
@@ -109,9 +113,14 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
-        return self._fit_members(
+        self._fit_members(
             X, y, sample_weight, X_val=X_val, y_val=y_val, sample_weight_val=sample_weight_val
         )
+        self.interval_, self._conformal = ensemble_conformal.calibrate(
+            self.estimators_, self.interval, self.predictive, self.n_samples
+        )
+        self._std_setting_at_fit = _std_setting(self.predictive, self.n_samples)
+        return self
 
     fit.__doc__ = ENSEMBLE_FIT_DOC.format(
         single="LaplaceRegressor",
@@ -158,7 +167,12 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
         return mean, np.sqrt(var)
 
     def predict_interval(self, X, confidence=0.9):
-        """The Gaussian interval of the mixture's mean and std, ``mean +- z * std``.
+        """Predictive interval of a new observation at each row, from the mixture.
+
+        With ``interval_ == "conformal"`` it is ``mean +- q * std`` with the mixture's
+        mean and std and ``q`` calibrated by split conformal on the rows no member trained
+        or tuned on (it covers at least ``confidence`` of new exchangeable rows); with
+        "gaussian", the Gaussian interval of the mixture's mean and std.
 
         Parameters
         ----------
@@ -172,8 +186,30 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
         if not (isinstance(confidence, Real) and 0 < confidence < 1):
             raise ValueError(f"confidence must be in (0, 1), got {confidence!r}.")
         mean, std = self.predict(X, return_std=True)
-        z = norm.ppf(0.5 + confidence / 2)
-        return mean - z * std, mean + z * std
+        scores = self._conformal
+        if scores is None and self.interval == "conformal":
+            raise ValueError(
+                "interval='conformal' was set after a fit that calibrated nothing: call fit again."
+            )
+        if scores is None or self.interval == "gaussian":
+            z = norm.ppf(0.5 + confidence / 2)
+            return mean - z * std, mean + z * std
+        if any(m._hyper() is not m._fitted.hyper for m in self.estimators_):
+            raise ValueError(
+                "The conformal calibration was computed with the hyper-parameters of fit; a "
+                "hyper-parameter set since then changes the stds it normalises. Call fit "
+                "again, or set interval='gaussian'."
+            )
+        if _std_setting(self.predictive, self.n_samples) != self._std_setting_at_fit:
+            raise ValueError(
+                "The conformal calibration was computed with the stds of fit's predictive; "
+                f"predictive={self.predictive!r}, n_samples={self.n_samples!r} gives other "
+                "stds. Call fit again, or set interval='gaussian'."
+            )
+        lower, upper = scores.interval(
+            mean.reshape(len(mean), -1), std.reshape(len(std), -1), confidence
+        )
+        return lower.reshape(mean.shape), upper.reshape(mean.shape)
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Joint draws of new observations from the mixture: each draw picks a member

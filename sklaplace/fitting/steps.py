@@ -101,6 +101,8 @@ class Fit:
     validation_indices: np.ndarray | None
     validation_source: str | None
     interval: str | None  # "conformal" or "gaussian"; None: nothing calibrated
+    # (X_cal, y_cal), the rows that calibrated the interval (net-ready, the net's targets)
+    calibration_rows: tuple | None = None
 
 
 @torch_context
@@ -120,7 +122,7 @@ def fit(plan: FitPlan, data: FitData) -> Fit:
     # 5. the intervals, calibrated at those hyper-parameters
     interval, fitted.conformal = _calibrate_intervals(plan, fitted, calibration)
     fitted.set_prep(data.prep)  # the fitted state stamped with the steps before the net
-    return Fit(fitted, subset, unseen_rows.indices, unseen_rows.source, interval)
+    return Fit(fitted, subset, unseen_rows.indices, unseen_rows.source, interval, calibration.rows)
 
 
 def seed(random_state) -> int:
