@@ -305,3 +305,9 @@ _STRICT = (
 )
 def test_sklearn_common_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("cls", [LaplaceEnsembleClassifier, LaplaceEnsembleRegressor])
+def test_html_repr_links_the_api_page(cls):
+    link = cls([("a", None)])._get_doc_link()
+    assert link.endswith(f"api.html#sklaplace.{cls.__name__}"), link

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._runtime import skorch as _skorch
 from ..fitting import inputs
+from .base import docs_url
 
 __all__ = ["BaseLaplaceEnsemble"]
 
@@ -30,6 +31,15 @@ class BaseLaplaceEnsemble(BaseEstimator):
     ``_single``: the estimator class of one member."""
 
     _single: ClassVar[type]
+    # the link of the HTML repr: the ensemble's entry on the API page (docs/api.rst)
+    _doc_link_module = "sklaplace"
+
+    @property
+    def _doc_link_template(self) -> str:
+        from .. import __version__
+
+        return docs_url(__version__) + "api.html#{estimator_module}.{estimator_name}"
+
     # the members' parameters the ensemble sets itself (not its own parameters)
     _fixed_member_params: ClassVar[dict] = {}
     # whether the members keep their calibration rows for the ensemble (the regressor's)
