@@ -8,6 +8,7 @@ predicts with its own predictive; the ensemble mixes those (:mod:`sklaplace.mixt
 
 from __future__ import annotations
 
+import pickle
 from numbers import Integral
 from typing import ClassVar
 
@@ -151,9 +152,19 @@ class BaseLaplaceEnsemble(BaseEstimator):
         if effective_n_jobs(self.n_jobs) == 1:  # in this process: warnings name the caller
             fitted = [_fit_one(m, X, y, sample_weight, fit_params) for m in members]
         else:
-            fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_one)(m, X, y, sample_weight, fit_params) for m in members
-            )
+            try:
+                fitted = Parallel(n_jobs=self.n_jobs)(
+                    delayed(_fit_one)(m, X, y, sample_weight, fit_params) for m in members
+                )
+            except pickle.PicklingError as exc:
+                # a fitted skorch net pickles its module's class by reference: a class
+                # defined in a script or notebook (__main__) cannot come back from a worker
+                raise ValueError(
+                    f"n_jobs={self.n_jobs!r}: the fitted members could not be sent back from "
+                    f"joblib's workers ({exc}). A net's module class defined in __main__ (a "
+                    "script or a notebook) cannot travel between processes: define it in an "
+                    "importable module, or fit with n_jobs=1."
+                ) from exc
         sizes = {name: m._fitted.n_outputs() for (name, _), m in zip(pairs, fitted, strict=True)}
         if len(set(sizes.values())) > 1:
             raise ValueError(
