@@ -14,7 +14,9 @@ ENSEMBLE_PARAMS = """
         rows ``validation_fraction`` holds out are the same for all of them; member 0's
         net is initialised and trained as ``{single}`` would, member ``i > 0``'s with the
         torch seed ``SeedSequence([random_state, i])`` (the global torch generator is
-        left as it was), so copies of one net start from different weights.
+        left as it was), so copies of one net start from different weights (a module
+        given to skorch as an instance is re-initialised by its submodules'
+        ``reset_parameters``).
     n_jobs : int, default=None
         The members fitted in parallel (joblib, as in scikit-learn; None: 1 unless in a
         ``joblib.parallel_backend`` context, -1: all processors). The result does not

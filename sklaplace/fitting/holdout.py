@@ -191,6 +191,7 @@ def train_net(
             valid = split_off(y, fraction, stratify, random_state)
             train_rows = complement(valid, len(y))
             source = "validation_fraction"
+    own_seed = seed is not None  # an ensemble member's own seed: its own initial weights
     if seed is None and random_state is not None:
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     # with a seed, training leaves the global torch RNG as it was; without, it uses it
@@ -198,6 +199,8 @@ def train_net(
         if seed is not None:
             torch.manual_seed(seed)
         net.initialize()
+        if own_seed and isinstance(net.module, torch.nn.Module):
+            reinitialize(net.module_)
         X_fit = X if isinstance(train_rows, slice) else take(X, train_rows)
         X_fit = _skorch.training_input(net, X_fit)
         try:
@@ -223,6 +226,15 @@ def train_net(
                 "y_val."
             )
     return net, valid, source
+
+
+def reinitialize(module: torch.nn.Module) -> None:
+    """Draw new initial weights for a module given to skorch as an instance (a clone
+    copies its weights, so copies of one net would all start from them): every submodule
+    with ``reset_parameters`` resets them, from the global torch generator."""
+    for sub in module.modules():
+        if callable(getattr(sub, "reset_parameters", None)):
+            sub.reset_parameters()
 
 
 # ---------------------------------------------------------------- a fitted net's split
