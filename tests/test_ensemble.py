@@ -57,7 +57,7 @@ def reg_net(**kw):
 
 
 @pytest.fixture(scope="module")
-def cls_data():
+def ens_cls_data():
     X, y = make_classification(
         n_samples=150,
         n_features=4,
@@ -71,7 +71,7 @@ def cls_data():
 
 
 @pytest.fixture(scope="module")
-def reg_data():
+def ens_reg_data():
     rng = np.random.default_rng(0)
     X = rng.uniform(-2, 2, size=(120, 1))
     y = np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=120)
@@ -80,8 +80,8 @@ def reg_data():
 
 # ---------------------------------------------------------------- one member = single
 @pytest.mark.parametrize("frozen", [False, True])
-def test_one_member_classifier_is_the_single_estimator(cls_data, frozen):
-    X, y = cls_data
+def test_one_member_classifier_is_the_single_estimator(ens_cls_data, frozen):
+    X, y = ens_cls_data
     net = cls_net()
     if frozen:
         net = FrozenEstimator(clone(net).fit(X, y))
@@ -93,8 +93,8 @@ def test_one_member_classifier_is_the_single_estimator(cls_data, frozen):
     np.testing.assert_array_equal(ens.prior_precision_[0], single.prior_precision_)
 
 
-def test_one_member_regressor_is_the_single_estimator(reg_data):
-    X, y = reg_data
+def test_one_member_regressor_is_the_single_estimator(ens_reg_data):
+    X, y = ens_reg_data
     single = LaplaceRegressor(reg_net(), random_state=0).fit(X, y)
     ens = LaplaceEnsembleRegressor([("a", reg_net())], random_state=0).fit(X, y)
     assert ens.interval_ == single.interval_ == "conformal"
@@ -111,8 +111,8 @@ def test_one_member_regressor_is_the_single_estimator(reg_data):
 
 
 # ---------------------------------------------------------------- the mixture
-def test_classifier_mixture_averages_members(cls_data):
-    X, y = cls_data
+def test_classifier_mixture_averages_members(ens_cls_data):
+    X, y = ens_cls_data
     ens = LaplaceEnsembleClassifier.from_net(cls_net(), n_members=3, random_state=0).fit(X, y)
     probs = np.stack([m.predict_proba(X) for m in ens.estimators_])
     # the members differ (their own seeds), and the mixture is their average
@@ -121,8 +121,8 @@ def test_classifier_mixture_averages_members(cls_data):
     np.testing.assert_array_equal(ens.predict(X), ens.classes_[probs.mean(0).argmax(1)])
 
 
-def test_regressor_mixture_moments_match_monte_carlo(reg_data):
-    X, y = reg_data
+def test_regressor_mixture_moments_match_monte_carlo(ens_reg_data):
+    X, y = ens_reg_data
     ens = LaplaceEnsembleRegressor.from_net(reg_net(), n_members=3, random_state=0).fit(X, y)
     Xq = np.array([[-1.5], [0.0], [3.5]])  # the last row far from the data
     mean, std = ens.predict(Xq, return_std=True)
@@ -149,8 +149,8 @@ def test_regressor_mixture_moments_match_monte_carlo(reg_data):
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), std, rtol=1e-6)
 
 
-def test_regressor_mixture_conformal_interval(reg_data):
-    X, y = reg_data
+def test_regressor_mixture_conformal_interval(ens_reg_data):
+    X, y = ens_reg_data
     ens = LaplaceEnsembleRegressor.from_net(reg_net(), n_members=3, random_state=0).fit(X, y)
     assert ens.interval_ == "conformal"
     # the calibration rows: the half of the shared unseen rows that tuned nothing
@@ -175,8 +175,8 @@ def test_regressor_mixture_conformal_interval(reg_data):
         ens.predict_interval(Xq)
 
 
-def test_members_with_their_own_validation_rows_fall_back_to_gaussian(reg_data):
-    X, y = reg_data
+def test_members_with_their_own_validation_rows_fall_back_to_gaussian(ens_reg_data):
+    X, y = ens_reg_data
     nets = [clone(reg_net(train_split=ValidSplit(k))).fit(X, y[:, None]) for k in (4, 5)]
     members = [(f"n{k}", FrozenEstimator(net)) for k, net in zip((4, 5), nets, strict=True)]
     with pytest.warns(UserWarning, match="different rows"):
@@ -190,8 +190,8 @@ def test_members_with_their_own_validation_rows_fall_back_to_gaussian(reg_data):
 
 
 # ---------------------------------------------------------------- one line from one net
-def test_from_net_seeds_are_reproducible_and_leave_torch_rng(cls_data):
-    X, y = cls_data
+def test_from_net_seeds_are_reproducible_and_leave_torch_rng(ens_cls_data):
+    X, y = ens_cls_data
     state = torch.random.get_rng_state()
     a = LaplaceEnsembleClassifier.from_net(cls_net(), n_members=2, random_state=3).fit(X, y)
     assert torch.equal(torch.random.get_rng_state(), state)
@@ -206,16 +206,16 @@ def test_from_net_seeds_are_reproducible_and_leave_torch_rng(cls_data):
         LaplaceEnsembleClassifier.from_net(clone(cls_net()).fit(X, y))
 
 
-def test_n_jobs_gives_the_same_result(cls_data):
-    X, y = cls_data
+def test_n_jobs_gives_the_same_result(ens_cls_data):
+    X, y = ens_cls_data
     kw = dict(n_members=2, prior_precision="marglik", calibration=None, random_state=1)
     one = LaplaceEnsembleClassifier.from_net(cls_net(), n_jobs=1, **kw).fit(X, y)
     two = LaplaceEnsembleClassifier.from_net(cls_net(), n_jobs=2, **kw).fit(X, y)
     np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
 
 
-def test_members_warnings_point_at_the_callers_line(cls_data):
-    X, y = cls_data
+def test_members_warnings_point_at_the_callers_line(ens_cls_data):
+    X, y = ens_cls_data
     frozen = FrozenEstimator(clone(cls_net()).fit(X, y))
     ens = LaplaceEnsembleClassifier([("a", frozen), ("b", frozen)], random_state=0)
     with pytest.warns(UserWarning, match="No rows the net has not seen") as record:
@@ -224,8 +224,8 @@ def test_members_warnings_point_at_the_callers_line(cls_data):
 
 
 # ---------------------------------------------------------------- errors
-def test_bad_estimators_are_refused(cls_data, reg_data):
-    X, y = cls_data
+def test_bad_estimators_are_refused(ens_cls_data, ens_reg_data):
+    X, y = ens_cls_data
     with pytest.raises(ValueError, match="non-empty list"):
         LaplaceEnsembleClassifier([]).fit(X, y)
     with pytest.raises(ValueError, match="duplicate names"):
@@ -239,14 +239,14 @@ def test_bad_estimators_are_refused(cls_data, reg_data):
     binary = NeuralNetBinaryClassifier(Net64, module__n_out=1, verbose=0)
     with pytest.raises(ValueError, match="one kind"):
         LaplaceEnsembleClassifier([("a", cls_net()), ("b", binary)]).fit(X, y)
-    Xr, yr = reg_data
+    Xr, yr = ens_reg_data
     with pytest.raises(TypeError, match=r"member 'a'.*classification"):
         LaplaceEnsembleRegressor([("a", cls_net())]).fit(Xr, yr)
 
 
 # ---------------------------------------------------------------- scikit-learn
-def test_clone_pickle_and_set_params_after_fit(cls_data):
-    X, y = cls_data
+def test_clone_pickle_and_set_params_after_fit(ens_cls_data):
+    X, y = ens_cls_data
     ens = LaplaceEnsembleClassifier.from_net(
         cls_net(), n_members=2, prior_precision=1.0, random_state=0
     ).fit(X, y)
@@ -261,8 +261,8 @@ def test_clone_pickle_and_set_params_after_fit(cls_data):
     assert np.abs(ens.predict_proba(X) - before).max() > 1e-6
 
 
-def test_grid_search_over_prior_precision(cls_data):
-    X, y = cls_data
+def test_grid_search_over_prior_precision(ens_cls_data):
+    X, y = ens_cls_data
     net = FrozenEstimator(clone(cls_net()).fit(X, y))
     net2 = FrozenEstimator(clone(cls_net(max_epochs=5)).fit(X, y))
     ens = LaplaceEnsembleClassifier([("a", net), ("b", net2)], calibration=None)
