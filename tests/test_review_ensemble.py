@@ -170,3 +170,15 @@ def test_nested_member_parameters_as_in_voting_classifier(fitted_on_a_frame):
     assert "member0__lr" in unfitted.get_params(deep=True)
     unfitted.set_params(member0__lr=0.5)
     assert unfitted.estimators[0][1].lr == 0.5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a [name, estimator] list (as from a config file) "
+    "is refused; VotingClassifier takes it",
+)
+def test_estimators_as_lists_of_two_as_in_voting_classifier():
+    net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(4, 3)), criterion=nn.CrossEntropyLoss, verbose=0
+    )
+    assert LaplaceEnsembleClassifier([["a", net]])._check_estimators()[0][0] == "a"
