@@ -146,7 +146,6 @@ def test_predictions_project_at_their_hyper_parameters(monkeypatch):
     """``predict_proba`` of a float32 net hands its prior to the projection: with a prior
     above the curvature's scale the blocks rotate in float32, with a tiny one in float64."""
     from sklearn.frozen import FrozenEstimator
-    from skorch import NeuralNetClassifier
 
     from sklaplace import LaplaceClassifier, config_context
 
@@ -158,17 +157,7 @@ def test_predictions_project_at_their_hyper_parameters(monkeypatch):
         return rotate(self, g, a)
 
     monkeypatch.setattr(KronBlock, "rotate", spy)
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(200, 6, generator=g).numpy()
-    y = (X[:, 0] > 0).astype(np.int64)
-    torch.manual_seed(0)
-    net = NeuralNetClassifier(
-        nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)),
-        criterion=nn.CrossEntropyLoss,
-        max_epochs=3,
-        train_split=None,
-        verbose=0,
-    ).fit(X, y)
+    X, y, net = _small_float32_net(200)
     for prior in (1e6, 1e-8):
         la = LaplaceClassifier(FrozenEstimator(net), prior_precision=prior).fit(X, y)
         seen.clear()
@@ -204,7 +193,6 @@ def test_model_selection_projects_in_float64_once_for_every_candidate(monkeypatc
     Outside a search the same estimator at prior 1e6 rotates in float32."""
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import GridSearchCV, KFold
-    from skorch import NeuralNetClassifier
 
     from sklaplace import LaplaceClassifier, config_context
     from sklaplace.approximations import LayerWise
@@ -224,17 +212,7 @@ def test_model_selection_projects_in_float64_once_for_every_candidate(monkeypatc
 
     monkeypatch.setattr(KronBlock, "rotate", spy)
     monkeypatch.setattr(LayerWise, "_project_batches", counted)
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(1200, 6, generator=g).numpy()
-    y = (X[:, 0] > 0).astype(np.int64)
-    torch.manual_seed(0)
-    net = NeuralNetClassifier(
-        nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)),
-        criterion=nn.CrossEntropyLoss,
-        max_epochs=3,
-        train_split=None,
-        verbose=0,
-    ).fit(X, y)
+    X, y, net = _small_float32_net(1200)
     est = LaplaceClassifier(FrozenEstimator(net), subset_of_weights="all", calibration=None)
     search = GridSearchCV(
         est, {"prior_precision": [1e-8, 1.0, 1e6]}, cv=KFold(2), scoring="neg_log_loss"
@@ -247,3 +225,21 @@ def test_model_selection_projects_in_float64_once_for_every_candidate(monkeypatc
     with config_context(cache_bytes=0):
         est.set_params(prior_precision=1e6).fit(X, y).predict_proba(X[:50])
     assert set(seen) == {F32}
+
+
+def _small_float32_net(n_rows: int):
+    """``(X, y, net)``: a float32 MLP 6-8-2 trained by skorch on ``n_rows`` rows."""
+    from skorch import NeuralNetClassifier
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n_rows, 6, generator=g).numpy()
+    y = (X[:, 0] > 0).astype(np.int64)
+    torch.manual_seed(0)
+    net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)),
+        criterion=nn.CrossEntropyLoss,
+        max_epochs=3,
+        train_split=None,
+        verbose=0,
+    ).fit(X, y)
+    return X, y, net
