@@ -57,6 +57,12 @@ REG_LAPLACE = {
 }
 # The regressor's defaults since 0.2 are LA-all-conformal where the workflow has unseen
 # rows (interval="auto") and LA-all where it has none (workflow d).
+# The single-net default MoLA (package defaults) is compared with, per kind and workflow
+SMOKE_DEFAULTS = {
+    "classification": dict.fromkeys("abcd", "LA-all+auto"),
+    "regression": {"a": "LA-all-conformal", "b": "LA-all-conformal", "c": "LA-all-conformal",
+                   "d": "LA-all"},
+}  # fmt: skip
 Z90 = norm.ppf(0.95)
 
 
