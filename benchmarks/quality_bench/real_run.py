@@ -7,7 +7,9 @@ net, all five its ensemble) and five with ``train_split=None`` on the training r
 (d)). Every baseline of a workflow is fitted on exactly the unseen rows its sklaplace
 default used (``validation_indices_`` in (a) and (b), ``X_val`` in (c)). Each sklaplace
 row's test log loss is compared with the best calibrator's and the best baseline's of the
-same run by a paired bootstrap over the test rows.
+same run by a paired bootstrap over the test rows. MoLA (:mod:`quality_bench.mola`) runs on
+each workflow's five ensemble nets (in (a): five unfitted nets it trains, and the deep
+ensemble of those).
 """
 
 from __future__ import annotations
