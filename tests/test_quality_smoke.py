@@ -266,7 +266,9 @@ def test_the_report_leads_with_the_real_tasks_and_their_targets(quick_run):
     _, result = quick_run
     text = result["results"].read_text()
     real = text.index("## Real tabular tasks (issue 18)")
-    assert real < text.index("# Smoke row") < text.index("## Targets (issue 11, item 8)")
+    mola = text.index("## MoLA against the deep ensemble (issue 21, item 6)")
+    smoke = text.index("\n# Smoke row")
+    assert real < mola < smoke < text.index("## Targets (issue 11, item 8)")
     assert "### Targets (issue 18, item 4)" in text
     for goal in ("both splits: log loss <= best of", "shift, (a)-(c)", "(d): abs(log loss"):
         assert goal in text, goal

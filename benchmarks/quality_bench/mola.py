@@ -327,10 +327,10 @@ def section(real_rows, smoke_rows, real_default, smoke_defaults) -> list[str]:
         if not any(r["method"] == MOLA for r in rows):
             continue
         run_key = ("task", "regime", "seed", "workflow")
-        L += [f"### Smoke row, {kind}, per workflow", ""]
+        L += [f"### Smoke-row tasks, {kind}, per workflow", ""]
         L += workflow_lines(rows, run_key, metric, smoke_defaults[kind])
         L += [
-            f"### Smoke row, {kind}: paired bootstrap of MoLA's per-row "
+            f"### Smoke-row tasks, {kind}: paired bootstrap of MoLA's per-row "
             f"{'log loss' if metric == 'log_loss' else 'Gaussian NLL'}",
             "",
             "Single-net defaults: "

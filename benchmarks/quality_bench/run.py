@@ -308,7 +308,7 @@ def main(argv=None):
     if raw:  # the per-seed rows, for inspection
         raw.write_text(json.dumps({"real": real_rows, "smoke": sink.rows}, default=str))
     if mola:
-        lead = mola_rows.section(real_rows, sink.rows, DEFAULT, SMOKE_DEFAULTS) + list(lead)
+        lead = list(lead) + mola_rows.section(real_rows, sink.rows, DEFAULT, SMOKE_DEFAULTS)
     write_report(results, cfg, table, sink.rows, sink, runtime, plots, lead=lead, smoke=smoke)
     print(f"wrote {results} in {runtime:.0f} s", flush=True)
     return {
