@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import ClassVar
 
 import numpy as np
@@ -62,14 +61,14 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
     _single = LaplaceClassifier
     _parameter_constraints: ClassVar[dict] = {
         **{k: v for k, v in LaplaceClassifier._parameter_constraints.items() if k != "estimator"},
-        "estimators": [list, tuple],
-        "n_jobs": [Integral, None],
+        **BaseLaplaceEnsemble._ensemble_constraints,
     }
 
     def __init__(
         self,
         estimators,
         *,
+        n_members=None,
         subset_of_weights="auto",
         hessian_structure="kron",
         prior_precision="holdout",
@@ -85,6 +84,7 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
         n_jobs=None,
     ):
         self.estimators = estimators
+        self.n_members = n_members
         self.subset_of_weights = subset_of_weights
         self.hessian_structure = hessian_structure
         self.prior_precision = prior_precision
@@ -130,7 +130,8 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        return mixture.log_proba([m.predict_log_proba(X) for m in self._members()])
+        with self._predicting(X) as members:
+            return mixture.log_proba([m.predict_log_proba(X) for m in members])
 
     def predict_proba(self, X):
         """The mixture's class probabilities: the average of the members' predictive
