@@ -133,8 +133,14 @@ def check_features(estimator, X) -> None:
     warning and error, naming ``estimator``) without converting X; a dict of arrays has
     no features to check here."""
     _refuse_dataset(X, "X")
-    if not _is_dict(X):
+    if _is_dict(X):
+        return
+    try:
         validate_data(estimator, X, reset=False, skip_check_array=True)
+    except ValueError as exc:
+        # X of one dimension: the check of the array says how to fix it (reshape)
+        if "does not contain any features" not in str(exc):
+            raise
 
 
 def check_fit_X(estimator, X, y, model: Model, **y_params):
