@@ -2,6 +2,7 @@
 scikit-learn's ``VotingClassifier``, the one-net spelling ``Ensemble(net, n_members=k)``,
 X's feature checks at prediction, and X never reaching torch as the caller's memory."""
 
+import inspect
 import warnings
 
 import numpy as np
@@ -16,7 +17,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklaplace import LaplaceClassifier, LaplaceEnsembleClassifier, LaplaceEnsembleRegressor
+from sklaplace import (
+    LaplaceClassifier,
+    LaplaceEnsembleClassifier,
+    LaplaceEnsembleRegressor,
+    LaplaceRegressor,
+)
 from sklaplace.fitting import inputs
 
 
@@ -128,6 +134,21 @@ def test_bad_one_net_and_n_members_are_refused(data):
     for name in ("prior_precision", "a__b"):
         with pytest.raises(ValueError, match="member names must differ"):
             LaplaceEnsembleClassifier([(name, net())]).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "single"),
+    [(LaplaceEnsembleClassifier, LaplaceClassifier), (LaplaceEnsembleRegressor, LaplaceRegressor)],
+)
+def test_ensemble_signature_repeats_the_single_estimators(ensemble, single):
+    """scikit-learn needs explicit ``__init__`` signatures, so the ensembles repeat the
+    single estimators' parameters: the same names, order and defaults, between the
+    ensemble's own (``estimators, n_members`` first, ``n_jobs`` last)."""
+    ens = inspect.signature(ensemble).parameters
+    one = inspect.signature(single).parameters
+    assert list(ens) == ["estimators", "n_members", *list(one)[1:], "n_jobs"]
+    assert all(ens[p].default == one[p].default for p in list(one)[1:])
+    assert set(ensemble._parameter_constraints) == set(ens)
 
 
 # ---------------------------------------------------------------- X at prediction

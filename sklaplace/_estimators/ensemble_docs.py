@@ -1,5 +1,15 @@
 """The parameter documentation the two ensembles share."""
 
+import inspect
+
+
+def member_params(single: type) -> str:
+    """The single estimator's parameters every member gets, in its signature's order
+    (the ensemble's ``__init__`` repeats them, with the same defaults: scikit-learn
+    needs explicit signatures; ``tests/test_ensemble_params.py`` holds them equal)."""
+    return ", ".join(p for p in inspect.signature(single).parameters if p != "estimator")
+
+
 ENSEMBLE_PARAMS = """
     estimators : list of (str, estimator) pairs, or one unfitted net
         The members, as in scikit-learn's ``VotingClassifier``: each an unfitted skorch

@@ -13,16 +13,14 @@ from sklearn.utils import check_random_state
 from .. import mixture
 from . import ensemble_conformal
 from .ensemble import BaseLaplaceEnsemble
-from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS
+from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS, member_params
 from .regressor import LaplaceRegressor, _std_setting
 
 __all__ = ["LaplaceEnsembleRegressor"]
 
 _PARAMS = ENSEMBLE_PARAMS.format(
     single="LaplaceRegressor",
-    single_params="subset_of_weights, hessian_structure, prior_precision, sigma_noise, "
-    "temperature, interval, normalize_y, predictive, n_samples, validation_fraction, batch_size, "
-    "random_state",
+    single_params=member_params(LaplaceRegressor),
 )
 _ATTRIBUTES = ENSEMBLE_ATTRIBUTES.format(single="LaplaceRegressor")
 
