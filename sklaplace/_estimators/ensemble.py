@@ -143,7 +143,7 @@ class BaseLaplaceEnsemble(BaseEstimator):
         est, n_members = self.estimators, self.n_members
         if not isinstance(est, (list, tuple)) and hasattr(est, "fit"):
             return self._check_kinds(
-                _copies(est, 5 if n_members is None else n_members, "estimators")
+                _copies(est, 5 if n_members is None else n_members, "estimators", copy=False)
             )
         if not isinstance(est, (list, tuple)) or len(est) == 0:
             raise ValueError(
@@ -309,9 +309,13 @@ def _net_and_likelihood(estimator, what: str):
         raise TypeError(f"{what}: {exc}") from exc
 
 
-def _copies(net, n_members, where: str) -> list[tuple[str, object]]:
+def _copies(net, n_members, where: str, copy: bool = True) -> list[tuple[str, object]]:
     """``n_members`` unfitted copies of one net, ``member0``, ``member1``, ...: the one
-    spelling of an ensemble from one net (``from_net`` and ``estimators=net``)."""
+    spelling of an ensemble from one net (``from_net`` and ``estimators=net``).
+
+    ``copy=False``: the one net itself for every member, for ``estimators=net`` (each
+    member's fit trains a clone of it and leaves it as it was); ``from_net`` lists
+    clones, so that ``member<i>__<param>`` sets member ``i``'s net alone."""
     if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
         raise ValueError(f"n_members must be a positive int, got {n_members!r}.")
     model = inputs.split_model(net)
@@ -322,7 +326,7 @@ def _copies(net, n_members, where: str) -> list[tuple[str, object]]:
             "fitted nets, each in FrozenEstimator, as (name, estimator) pairs."
         )
     _net_and_likelihood(net, where)
-    return [(f"member{i}", clone(net)) for i in range(n_members)]
+    return [(f"member{i}", clone(net) if copy else net) for i in range(n_members)]
 
 
 def _fit_one(member, X, y, sample_weight, fit_params):
