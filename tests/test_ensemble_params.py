@@ -188,12 +188,19 @@ def test_regressor_feature_names_warn_once_naming_the_ensemble(fitted_regressor,
 # ---------------------------------------------------------------- X reaching the net
 @pytest.mark.parametrize("kind", ["array", "frame", "dict"])
 def test_the_net_never_gets_the_callers_memory(kind):
+    """Read-only memory (a copy-on-write frame's columns) reaches torch as a writable
+    copy; writable memory is left as it is (the passes copy each batch: the in-place
+    forward tests in test_cache_differential_context.py), so fit's memory stays flat."""
     X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    X.flags.writeable = False
     given = {"array": X, "frame": pd.DataFrame(X), "dict": {"x": X}}[kind]
     out = inputs.check_X(LaplaceClassifier(None), given, reset=True)
     arr = out["x"] if kind == "dict" else out
     assert not np.shares_memory(arr, X) and arr.flags.writeable
     np.testing.assert_array_equal(arr, X)
+    W = np.arange(12, dtype=np.float32).reshape(6, 2)
+    out = inputs.check_X(LaplaceClassifier(None), W, reset=True)
+    assert np.shares_memory(out, W)
 
 
 # ---------------------------------------------------------------- scikit-learn's checks

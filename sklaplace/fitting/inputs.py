@@ -253,11 +253,13 @@ def _net_ready(X):
 
 
 def _own(out, given):
-    """``out`` in memory of its own: a copy when it is the caller's array or a view of the
-    caller's memory (a pandas frame's columns, read-only under copy-on-write). torch
-    shares the memory of the arrays skorch hands it, and may not be given memory it must
-    not write to (its warning on a read-only array) nor the caller's."""
-    if out is given or (isinstance(out, np.ndarray) and not out.flags.owndata):
+    """``out``, copied when it is read-only memory (a pandas frame's columns under
+    copy-on-write, a read-only memory map): torch takes no memory it may not write to (its
+    warning), and skorch hands torch the arrays it is given. Writable memory is not copied
+    (a second copy of a large X would double fit's memory): every pass of ours copies each
+    batch (``sklaplace._runtime.passes``), and skorch's loader stacks rows into new
+    tensors, so no ``forward`` writes to the caller's X."""
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
         return out.copy()
     return out
 
