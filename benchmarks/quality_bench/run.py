@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shlex
 import sys
 import time
 from collections import Counter
@@ -214,9 +215,9 @@ def main(argv=None):
     # regimes in the full run (the plots show the long one), the short one with --quick
     regimes = QUICK_REGIMES if args.quick else REGIMES
     plot_regime = "long" if "long" in regimes else next(iter(regimes))
-    command = "python benchmarks/quality.py" + " ".join(
-        [""] + (argv if argv is not None else sys.argv[1:])
-    )
+    # quoted as a shell takes it (--only-rows "sklaplace default")
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python benchmarks/quality.py", *map(shlex.quote, given)])
     rows_cfg, skipped = available_rows()
     if args.only_rows is not None:
         rows_cfg = {k: v for k, v in rows_cfg.items() if k in args.only_rows}
