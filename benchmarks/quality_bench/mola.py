@@ -35,7 +35,7 @@ from .calibrators import paired_bootstrap
 from .summary import COVERAGE_BAND, LL_TIE
 
 MOLA = "MoLA"
-ENS_OWN = "ensemble (MoLA's nets)"
+ENS_OWN = "ensemble (MoLA's nets)"  # both as in methods.MOLA_METHODS
 RATE_LL, RATE_HELD, RATE_NLL = 0.80, 0.75, 0.75
 N_BOOT = 2000
 LOG_EPS = np.log(np.finfo(np.float64).eps)
