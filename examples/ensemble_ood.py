@@ -11,6 +11,10 @@ probabilities); the first of them gives the single net (MAP) and the single Lapl
 probability separates the test rows of 5-9 from all digits 0-4" (classes never seen); the
 figure shows histograms of the top-class probability on both sets for the four models.
 
+What it shows, honestly (numbers in docs/gallery.rst): the mixture has the lowest log
+loss, just below the single Laplace, and is the least confident on the unseen digits, but
+the deep ensemble separates them best (by less than 0.01 AUROC: one seed of one split).
+
 Run:  python examples/ensemble_ood.py [--quick] [--out PNG]
 """
 
