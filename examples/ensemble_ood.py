@@ -2,7 +2,7 @@
 
 Five copies of one small skorch MLP are trained on the digits 5-9 of scikit-learn's bundled
 digits data, each from its own initialisation, in one line:
-``LaplaceEnsembleClassifier.from_net(net, n_members=5, random_state=0).fit(X, y)`` (each
+``LaplaceEnsembleClassifier(net, n_members=5, random_state=0).fit(X, y)`` (each
 member a ``LaplaceClassifier`` with every default: the net's own ``train_split`` rows tune
 its prior precision). The same five trained nets give the deep ensemble (the mean of their
 probabilities); the first of them gives the single net (MAP) and the single Laplace
@@ -58,7 +58,7 @@ def main(quick=False, out="examples_output/ensemble_ood.png"):
         batch_size=64,
         verbose=0,
     )
-    mixture = LaplaceEnsembleClassifier.from_net(net, n_members=2 if quick else 5, random_state=0)
+    mixture = LaplaceEnsembleClassifier(net, n_members=2 if quick else 5, random_state=0)
     mixture.fit(X_train, y_train)
     nets = [member.estimator_ for member in mixture.estimators_]  # the members' trained nets
     laplace = LaplaceClassifier(FrozenEstimator(nets[0])).fit(X_train, y_train)
