@@ -83,21 +83,19 @@ def _mixed(rows):
     return float((logsumexp(rows, axis=0) - math.log(len(rows))).sum())
 
 
-def _member_rows(ens, X, y, prior_factor=1.0, noise_factor=1.0):
-    """The module's per-member rows at factors on the members' OWN tuning (the mixture
-    step's factors divided out)."""
+def _member_rows(ens, singles, X, y):
+    """The module's per-member rows at factors on the members' OWN tuning (each member's
+    single estimator fitted alone on the same rows: its prior, noise and head)."""
     out = []
-    for m in ens.estimators_:
+    for m, single in zip(ens.estimators_, singles, strict=True):
         rows = mix.MemberRows(m._fitted, X, y)
-        h = m._fitted.hyper
-        rows.hyper = type(h)(
-            h.prior_precision / ens.prior_shift_,
-            h.sigma_noise / getattr(ens, "noise_shift_", 1.0),
-            h.temperature,
-            h.head,
-        )
+        rows.hyper = single._fitted.hyper
         out.append(rows)
     return out
+
+
+def _singles(cls, nets, X, y, X_val, y_val, **kw):
+    return [cls(n, random_state=0, **kw).fit(X, y, X_val=X_val, y_val=y_val) for _, n in nets]
 
 
 def _objective(rows, c, d=1.0):
@@ -123,7 +121,7 @@ def test_classifier_mixture_step_beats_per_member_tuning(cls_case):
     assert mixed - own > 10 * len(y_val) * EPS * abs(own)
     for m, s in zip(ens.estimators_, singles, strict=True):
         np.testing.assert_allclose(
-            m.prior_precision_, s.prior_precision_ * ens.prior_shift_, rtol=4 * EPS
+            m.prior_precision_, mix.shifted(s.prior_precision_, ens.prior_shift_), rtol=4 * EPS
         )
 
 
@@ -135,7 +133,8 @@ def test_classifier_objective_is_the_mixture_of_members_predictions(cls_case):
     ens = LaplaceEnsembleClassifier(nets, calibration=None, random_state=0)
     ens.fit(X, y, X_val=X_val, y_val=y_val)
     direct = _cls_rows(ens.estimators_, X_val, y_val)
-    rows = _member_rows(ens, X_val, y_val)
+    singles = _singles(LaplaceClassifier, nets, X, y, X_val, y_val, calibration=None)
+    rows = _member_rows(ens, singles, X_val, y_val)
     module = np.stack([r.values([ens.prior_shift_]).numpy()[0] for r in rows])
     # per row: the same probit formula from moments computed in two orders of summation
     # (float64 round-off of a few hundred products, relative 1e3 eps of each term)
@@ -149,12 +148,13 @@ def test_chosen_prior_factor_maximises_on_a_fine_grid(cls_case):
     nets, X, y, X_val, y_val = cls_case
     ens = LaplaceEnsembleClassifier(nets, calibration=None, random_state=0)
     ens.fit(X, y, X_val=X_val, y_val=y_val)
-    rows = _member_rows(ens, X_val, y_val)
+    singles = _singles(LaplaceClassifier, nets, X, y, X_val, y_val, calibration=None)
+    rows = _member_rows(ens, singles, X_val, y_val)
     c = ens.prior_shift_
     best = _objective(rows, c)
     # the factors the search may reach (every member's prior in the tuned range)
     taus = np.concatenate([r.hyper.prior_precision for r in rows])
-    low, high = mix.TAU_RANGE[0] / taus.min(), mix.TAU_RANGE[1] / taus.max()
+    low, high = mix.TAU_RANGE[0] / taus.max(), mix.TAU_RANGE[1] / taus.min()
     fine = np.exp(np.linspace(math.log(low), math.log(high), 801))
     values = mix.mixture_values([r.values(fine).numpy() for r in rows])
     # Brent's bounded search stops within 2 (sqrt(eps) |t| + XATOL / 3) of the optimum in
@@ -229,7 +229,7 @@ def test_regressor_mixture_step_prior_and_noise(reg_case):
         rtol=4 * EPS,
     )
     # the module's objective against the members' own predictions
-    rows = _member_rows(ens, X_val, y_val)
+    rows = _member_rows(ens, singles, X_val, y_val)
     value = _objective(rows, ens.prior_shift_, ens.noise_shift_)
     assert value == pytest.approx(mixed, rel=1e3 * EPS, abs=1e3 * EPS)
     # the last coordinate searched (the noise factor) is at its optimum within the

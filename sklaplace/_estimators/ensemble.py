@@ -219,7 +219,12 @@ class BaseLaplaceEnsemble(BaseEstimator):
         tuned = []
         for m in members:
             own = m._fitted.hyper
-            hyper = Hyper(own.prior_precision * c, own.sigma_noise * d, own.temperature, own.head)
+            hyper = Hyper(
+                _mixture.shifted(own.prior_precision, c),
+                own.sigma_noise * d,
+                own.temperature,
+                own.head,
+            )
             try:
                 check_numerics(
                     m._fitted.posterior, hyper, likelihood.noise_variance(hyper.sigma_noise)

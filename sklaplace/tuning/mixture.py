@@ -37,14 +37,15 @@ from .kept import Kept
 from .objectives import GRID_ELEMENTS
 from .resolve import Hyper
 
-__all__ = ["NOISE_GRID", "PRIOR_GRID", "MemberRows", "mixture_values", "tune"]
+__all__ = ["NOISE_GRID", "PRIOR_GRID", "MemberRows", "mixture_values", "shifted", "tune"]
 
 # The factors searched on the members' prior precisions (a decade either side of
 # PRIOR_GRID's spacing, three decades each way) and noise stds; both hold 1.0 exactly.
 PRIOR_GRID = np.logspace(-3, 3, 25)
 NOISE_GRID = np.logspace(-1, 1, 21)
 # The prior precisions a factor may reach: the range the members' own tuning searched
-# (sklaplace.tuning.heldout.PRIOR_GRID); at its top the predictions are the nets' own.
+# (sklaplace.tuning.heldout.PRIOR_GRID; at its top the predictions are the nets' own);
+# each member's shifted prior is clipped to it.
 TAU_RANGE = (float(_HELDOUT_GRID[0]), float(_HELDOUT_GRID[-1]))
 # The refinement's tolerance on the log of a factor (as tuning.optimize's).
 XATOL = 1e-3
@@ -79,7 +80,7 @@ class MemberRows:
         """``(G, m)``: each row's log predictive density at each prior factor."""
         fitted, hyper = self.fitted, self.hyper
         factors = np.asarray(factors, dtype=np.float64).reshape(-1)
-        taus = factors[:, None] * np.asarray(hyper.prior_precision, dtype=np.float64)[None, :]
+        taus = shifted(hyper.prior_precision, factors[:, None])
         taus = torch.tensor(taus, dtype=torch.float64, device=self.device)
         sigma = float(hyper.sigma_noise) * float(noise_factor)
         _, scale = fitted.tensors(Hyper(hyper.prior_precision, sigma, hyper.temperature))
@@ -106,6 +107,12 @@ class MemberRows:
                 )
                 out.append(ll.reshape(g, m))
         return torch.cat(out, dim=1)
+
+
+def shifted(prior, factor) -> np.ndarray:
+    """A member's prior precisions times ``factor``, kept within ``TAU_RANGE`` (a member
+    already at the top, the net's own predictions, stays there as the others move)."""
+    return np.clip(np.asarray(prior, dtype=np.float64) * factor, *TAU_RANGE)
 
 
 def mixture_values(per_member, w=None) -> np.ndarray:
@@ -193,8 +200,8 @@ def _coordinate(members, w, which: str, c: float, d: float) -> tuple[float, floa
 
     current = c if which == "prior" else d
     grid = current * (PRIOR_GRID if which == "prior" else NOISE_GRID)
-    if which == "prior":  # every member's prior precision within the range it was tuned on
+    if which == "prior":  # factors that move some member's prior within TAU_RANGE
         taus = np.concatenate([np.asarray(m.hyper.prior_precision) for m in members])
-        low, high = TAU_RANGE[0] / taus.min(), TAU_RANGE[1] / taus.max()
+        low, high = TAU_RANGE[0] / taus.max(), TAU_RANGE[1] / taus.min()
         grid = grid[((grid >= low) & (grid <= high)) | (grid == current)]
     return _search(objective, on_grid, grid, current)
