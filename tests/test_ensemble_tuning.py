@@ -45,17 +45,19 @@ def _frozen(net, X, y, seed):
 
 @pytest.fixture(scope="module")
 def cls_case():
-    """Three diverse float64 nets (own seeds, over-fitted on few rows) and unseen rows."""
+    """Five float64 nets (own seeds, over-fitted on 200 rows of 4 overlapping classes):
+    members that disagree, so the mixture of members each tuned alone is under-confident;
+    400 unseen rows."""
     X, y = make_classification(
-        n_samples=500, n_features=4, n_informative=3, n_redundant=0, n_classes=3,
-        class_sep=0.8, flip_y=0.05, random_state=1,
+        n_samples=600, n_features=6, n_informative=4, n_redundant=0, n_classes=4,
+        class_sep=0.6, flip_y=0.05, random_state=1,
     )  # fmt: skip
     net = NeuralNetClassifier(
-        Net64, criterion=nn.CrossEntropyLoss, max_epochs=150, lr=0.2,
-        train_split=None, verbose=0, batch_size=32,
+        Net64, module__n_in=6, module__n_out=4, module__hidden=32, max_epochs=300, lr=0.2,
+        criterion=nn.CrossEntropyLoss, train_split=None, verbose=0, batch_size=32,
     )  # fmt: skip
-    tr, va = slice(0, 150), slice(150, 500)
-    nets = [(f"m{i}", _frozen(net, X[tr], y[tr], i)) for i in range(3)]
+    tr, va = slice(0, 200), slice(200, 600)
+    nets = [(f"m{i}", _frozen(net, X[tr], y[tr], i)) for i in range(5)]
     return nets, X[tr], y[tr], X[va], y[va]
 
 
@@ -208,53 +210,63 @@ def _reg_rows(members, X_val, y_val):
     return np.stack(out)
 
 
-def test_regressor_mixture_step_prior_and_noise(reg_case):
+def test_regressor_objective_and_noise_factor(reg_case):
+    """The module's objective at prior and noise factors equals the Gaussian mixture of
+    the members' own predict(return_std=True) with those values set (an independent
+    float64 path); the noise factor tune returns is at its optimum along its coordinate
+    within the refinement's tolerance; the step never loses against the members' own."""
     nets, X, y, X_val, y_val = reg_case
-    ens = LaplaceEnsembleRegressor(nets, interval="gaussian", random_state=0)
-    ens.fit(X, y, X_val=X_val, y_val=y_val)
-    singles = [
-        LaplaceRegressor(n, interval="gaussian", random_state=0).fit(
-            X, y, X_val=X_val, y_val=y_val
-        )
-        for _, n in nets
-    ]
-    own = _mixed(_reg_rows(singles, X_val, y_val))
-    direct = _reg_rows(ens.estimators_, X_val, y_val)
-    mixed = _mixed(direct)
-    assert (ens.prior_shift_, ens.noise_shift_) != (1.0, 1.0)
-    assert mixed - own > 10 * len(y_val) * EPS * abs(own)
-    np.testing.assert_allclose(
-        ens.sigma_noise_,
-        np.array([s.sigma_noise_ for s in singles]) * ens.noise_shift_,
-        rtol=4 * EPS,
-    )
-    # the module's objective against the members' own predictions
-    rows = _member_rows(ens, singles, X_val, y_val)
-    value = _objective(rows, ens.prior_shift_, ens.noise_shift_)
-    assert value == pytest.approx(mixed, rel=1e3 * EPS, abs=1e3 * EPS)
-    # the last coordinate searched (the noise factor) is at its optimum within the
-    # refinement's tolerance (as for the prior above), and the step never loses
-    d = ens.noise_shift_
+    singles = _singles(LaplaceRegressor, nets, X, y, X_val, y_val, interval="gaussian")
+    rows = [mix.MemberRows(s._fitted, X_val, y_val) for s in singles]
+    c, d, value = mix.tune(rows, prior=True, noise=True)
+    assert value >= _objective(rows, 1.0, 1.0)
+    for cc, dd in ((c, d), (3.0, 0.7)):
+        for s in singles:
+            s.set_params(
+                prior_precision=mix.shifted(s._fitted.hyper.prior_precision, cc),
+                sigma_noise=s._fitted.hyper.sigma_noise * dd,
+            )
+        direct = _mixed(_reg_rows(singles, X_val, y_val))
+        assert _objective(rows, cc, dd) == pytest.approx(direct, rel=1e3 * EPS, abs=1e3 * EPS)
+        for s in singles:
+            s.set_params(prior_precision="holdout", sigma_noise="holdout")
     h = 1e-2
     second = (
-        _objective(rows, ens.prior_shift_, d * math.exp(h))
-        - 2 * value
-        + _objective(rows, ens.prior_shift_, d * math.exp(-h))
+        _objective(rows, c, d * math.exp(h)) - 2 * value + _objective(rows, c, d * math.exp(-h))
     ) / h**2
     dt = 2 * (math.sqrt(EPS) * abs(math.log(d)) + mix.XATOL / 3)
     tol = 0.5 * abs(second) * dt**2 + 1e3 * EPS * abs(value)
-    fine = d * np.exp(np.linspace(-1.0, 1.0, 201))
-    along = [_objective(rows, ens.prior_shift_, f) for f in fine]
+    along = [_objective(rows, c, f) for f in d * np.exp(np.linspace(-1.0, 1.0, 201))]
     assert max(along) <= value + tol
-    assert value >= _objective(rows, 1.0, 1.0)
 
 
-def test_regressor_conformal_is_calibrated_after_the_mixture_step(reg_case):
+def test_regressor_conformal_is_calibrated_after_the_mixture_step(reg_case, monkeypatch):
+    """The conformal scores are the mixture's at the hyper-parameters the mixture step
+    set (factors forced here, to see the order)."""
     nets, X, y, X_val, y_val = reg_case
+    monkeypatch.setattr(mix, "choose", lambda *a, **k: (0.5, 0.7))
     ens = LaplaceEnsembleRegressor(nets, interval="conformal", random_state=0)
     ens.fit(X, y, X_val=X_val, y_val=y_val)
-    assert ens.noise_shift_ != 1.0 or ens.prior_shift_ != 1.0
+    assert (ens.prior_shift_, ens.noise_shift_) == (0.5, 0.7)
     _, cal = halves(len(y_val), ens.estimators_[0].random_state)
     mean, std = ens.predict(X_val[cal], return_std=True)
     scores = np.sort(np.abs(y_val[cal] - mean) / std)
     np.testing.assert_allclose(ens._conformal.scores[:, 0], scores, rtol=1e3 * EPS)
+
+
+def test_regressor_step_kept_out_when_the_gain_does_not_cross_fit(reg_case):
+    """Members each tuned alone are already close to the mixture's optimum here: the
+    gain of the tuned factors on all the rows does not survive cross-fitting, and the
+    members keep their own tuning (the single estimators' values, exactly)."""
+    nets, X, y, X_val, y_val = reg_case
+    ens = LaplaceEnsembleRegressor(nets, interval="gaussian", random_state=0)
+    ens.fit(X, y, X_val=X_val, y_val=y_val)
+    singles = _singles(LaplaceRegressor, nets, X, y, X_val, y_val, interval="gaussian")
+    rows = [mix.MemberRows(s._fitted, X_val, y_val) for s in singles]
+    c, d, value = mix.tune(rows, prior=True, noise=True)
+    assert (c, d) != (1.0, 1.0) and value > _objective(rows, 1.0, 1.0)  # a gain in-sample
+    assert (ens.prior_shift_, ens.noise_shift_) == (1.0, 1.0)  # that does not cross-fit
+    np.testing.assert_array_equal(ens.sigma_noise_, [s.sigma_noise_ for s in singles])
+    np.testing.assert_array_equal(
+        ens.prior_precision_, np.stack([s.prior_precision_ for s in singles])
+    )

@@ -213,7 +213,9 @@ class BaseLaplaceEnsemble(BaseEstimator):
             return
         with torch_state():
             shared = [_mixture.MemberRows(m._fitted, X, y) for m in members]
-            c, d, _ = _mixture.tune(shared, w, prior=prior, noise=noise)
+            c, d = _mixture.choose(
+                shared, w, prior=prior, noise=noise, random_state=members[0].random_state
+            )
         if c == 1.0 and d == 1.0:
             return
         tuned = []

@@ -31,13 +31,15 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
+from sklearn.model_selection import KFold
+from sklearn.utils import check_random_state
 
 from .heldout import PRIOR_GRID as _HELDOUT_GRID
 from .kept import Kept
 from .objectives import GRID_ELEMENTS
 from .resolve import Hyper
 
-__all__ = ["NOISE_GRID", "PRIOR_GRID", "MemberRows", "mixture_values", "shifted", "tune"]
+__all__ = ["NOISE_GRID", "PRIOR_GRID", "MemberRows", "choose", "mixture_values", "shifted", "tune"]
 
 # The factors searched on the members' prior precisions (a decade either side of
 # PRIOR_GRID's spacing, three decades each way) and noise stds; both hold 1.0 exactly.
@@ -49,6 +51,11 @@ NOISE_GRID = np.logspace(-1, 1, 21)
 TAU_RANGE = (float(_HELDOUT_GRID[0]), float(_HELDOUT_GRID[-1]))
 # The refinement's tolerance on the log of a factor (as tuning.optimize's).
 XATOL = 1e-3
+# The cross-fitting of choose (as recalibration's "auto"): folds, the fewest rows, and
+# the standard errors of the per-row gains the step must exceed.
+N_FOLDS = 5
+MIN_ROWS = 4 * N_FOLDS
+SE_FACTOR = 1.0
 # Rounds of coordinate ascent (prior factor, then noise factor) when both are tuned.
 _ROUNDS = 2
 
@@ -75,6 +82,7 @@ class MemberRows:
         self.y = torch.as_tensor(np.asarray(y)).to(device)
         self.device = device
         self.width = max(max(block.shape) for block in fitted.posterior.blocks)
+        self.cache: dict = {}
 
     def values(self, factors, noise_factor: float = 1.0) -> torch.Tensor:
         """``(G, m)``: each row's log predictive density at each prior factor."""
@@ -107,6 +115,14 @@ class MemberRows:
                 )
                 out.append(ll.reshape(g, m))
         return torch.cat(out, dim=1)
+
+    def table(self, factors, noise_factor: float = 1.0) -> np.ndarray:
+        """:meth:`values` as a numpy array, kept per (factors, noise factor): the first
+        grids of every fold of :func:`choose` and of the final tuning are the same."""
+        key = (tuple(np.asarray(factors, dtype=np.float64).reshape(-1).tolist()), noise_factor)
+        if key not in self.cache:
+            self.cache[key] = self.values(factors, noise_factor).cpu().numpy()
+        return self.cache[key]
 
 
 def shifted(prior, factor) -> np.ndarray:
@@ -162,9 +178,10 @@ def _search(objective, on_grid, grid, current: float) -> tuple[float, float]:
     return float(grid[best]), float(values[best])
 
 
-def tune(members: list[MemberRows], w=None, *, prior: bool, noise: bool):
+def tune(members: list[MemberRows], w=None, *, prior: bool, noise: bool, subset=None):
     """``(prior factor, noise factor, value)`` maximising the mixture's held-out
-    log-likelihood (module docstring); a factor not tuned stays 1.0.
+    log-likelihood (module docstring) on ``subset`` of the rows (None: all); a factor not
+    tuned stays 1.0.
 
     Coordinate ascent on the one objective (the prior factor, then the noise factor,
     ``_ROUNDS`` rounds when both are tuned), each step from the current value, which its
@@ -173,30 +190,75 @@ def tune(members: list[MemberRows], w=None, *, prior: bool, noise: bool):
     c, d, value = 1.0, 1.0, None
     for _ in range(_ROUNDS if (prior and noise) else 1):
         if prior:
-            c, value = _coordinate(members, w, "prior", c, d)
+            c, value = _coordinate(members, w, "prior", c, d, subset)
         if noise:
-            d, value = _coordinate(members, w, "noise", c, d)
+            d, value = _coordinate(members, w, "noise", c, d, subset)
     if value is None:
-        value = float(mixture_values([m.values([c], d).cpu().numpy() for m in members], w)[0])
+        value = float(mixture_values(*_part([m.table([c], d) for m in members], w, subset))[0])
     return c, d, value
 
 
-def _coordinate(members, w, which: str, c: float, d: float) -> tuple[float, float]:
-    """One coordinate's search: the prior factor ``c`` (on ``PRIOR_GRID`` times the
-    current ``c``) or the noise factor ``d`` (on ``NOISE_GRID`` times the current ``d``)."""
+def choose(members: list[MemberRows], w=None, *, prior: bool, noise: bool, random_state):
+    """``(prior factor, noise factor)``: :func:`tune` on all the rows if the step earns
+    its place on rows it was not tuned on, else ``(1.0, 1.0)`` (the members' own tuning).
+
+    Cross-fitting, as ``calibration="auto"`` chooses its head: ``N_FOLDS`` folds drawn from
+    ``random_state``; the factors tuned on the other folds score each fold's rows against
+    the members' own tuning; the step is kept when its summed gain exceeds ``SE_FACTOR``
+    standard errors of the per-row gains. On a few unseen rows one or two factors can fit
+    their noise; the gain must then show on rows that did not choose them. Fewer than
+    ``MIN_ROWS`` rows: no step.
+    """
+    n = len(members[0].y)
+    if n < MIN_ROWS:
+        return 1.0, 1.0
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    weights = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+    own = _rows([m.table([1.0], 1.0) for m in members])
+    gain = np.zeros(n)
+    for train, test in KFold(N_FOLDS, shuffle=True, random_state=seed).split(np.arange(n)):
+        c, d, _ = tune(members, w, prior=prior, noise=noise, subset=train)
+        if (c, d) != (1.0, 1.0):
+            step = _rows([m.table([c], d) for m in members])
+            gain[test] = weights[test] * (step[test] - own[test])
+    se = math.sqrt(n) * float(np.std(gain, ddof=1))
+    if not (np.isfinite(gain).all() and gain.sum() > SE_FACTOR * se):
+        return 1.0, 1.0
+    c, d, _ = tune(members, w, prior=prior, noise=noise)
+    return c, d
+
+
+def _rows(per_member) -> np.ndarray:
+    """The mixture's per-row log density at one grid point, (m,)."""
+    stacked = np.stack([np.asarray(v, dtype=np.float64)[0] for v in per_member])
+    return logsumexp(stacked, axis=0) - math.log(len(stacked))
+
+
+def _part(per_member, w, subset):
+    """``(per_member, w)`` restricted to the rows of ``subset`` (None: all)."""
+    if subset is None:
+        return per_member, w
+    return [v[:, subset] for v in per_member], None if w is None else np.asarray(w)[subset]
+
+
+def _coordinate(members, w, which: str, c: float, d: float, subset=None):
+    """One coordinate's search, ``(factor, value)``: the prior factor ``c`` (on
+    ``PRIOR_GRID`` times the current ``c``) or the noise factor ``d`` (on ``NOISE_GRID``
+    times the current ``d``), on ``subset`` of the rows."""
 
     def per_member(factors):
-        factors = np.asarray(factors, dtype=np.float64)
         if which == "prior":
-            return [m.values(factors, d).cpu().numpy() for m in members]
-        return [np.concatenate([m.values([c], f).cpu().numpy() for f in factors]) for m in members]
+            per = [m.table(factors, d) for m in members]
+        else:
+            per = [np.concatenate([m.table([c], f) for f in factors]) for m in members]
+        return _part(per, w, subset)
 
     def on_grid(grid):
-        per = per_member(grid)
-        return mixture_values(per, w), _round_off(per, w)
+        per, weights = per_member(grid)
+        return mixture_values(per, weights), _round_off(per, weights)
 
     def objective(f):
-        return float(mixture_values(per_member([f]), w)[0])
+        return float(mixture_values(*per_member([f]))[0])
 
     current = c if which == "prior" else d
     grid = current * (PRIOR_GRID if which == "prior" else NOISE_GRID)
