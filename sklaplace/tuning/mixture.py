@@ -37,9 +37,18 @@ from sklearn.utils import check_random_state
 from .heldout import PRIOR_GRID as _HELDOUT_GRID
 from .kept import Kept
 from .objectives import GRID_ELEMENTS
-from .resolve import Hyper
+from .resolve import Hyper, check_numerics
 
-__all__ = ["NOISE_GRID", "PRIOR_GRID", "MemberRows", "choose", "mixture_values", "shifted", "tune"]
+__all__ = [
+    "NOISE_GRID",
+    "PRIOR_GRID",
+    "MemberRows",
+    "choose",
+    "mixture_values",
+    "shifted",
+    "step",
+    "tune",
+]
 
 # The factors searched on the members' prior precisions (a decade either side of
 # PRIOR_GRID's spacing, three decades each way) and noise stds; both hold 1.0 exactly.
@@ -176,6 +185,33 @@ def _search(objective, on_grid, grid, current: float) -> tuple[float, float]:
     if np.isfinite(res.fun) and -res.fun > values[best] + tol:
         return float(math.exp(res.x)), float(-res.fun)
     return float(grid[best]), float(values[best])
+
+
+def step(states, X, y, w, prior: bool, noise: bool, random_state) -> tuple[float, float]:
+    """The mixture step on fitted states ``states`` (each ``hyper`` its member's own tuning)
+    sharing the unseen rows ``X, y, w``: the factors of :func:`choose`, set on every
+    state's ``hyper``; ``(1.0, 1.0)`` and the states untouched when the step is not kept or
+    a factor takes some member out of float64's range (``check_numerics``)."""
+    c, d = choose(
+        [MemberRows(s, X, y) for s in states], w, prior=prior, noise=noise,
+        random_state=random_state,
+    )  # fmt: skip
+    if c == 1.0 and d == 1.0:
+        return 1.0, 1.0
+    tuned = []
+    for s in states:
+        own = s.hyper
+        hyper = Hyper(
+            shifted(own.prior_precision, c), own.sigma_noise * d, own.temperature, own.head
+        )
+        try:
+            check_numerics(s.posterior, hyper, s.likelihood.noise_variance(hyper.sigma_noise))
+        except ValueError:
+            return 1.0, 1.0
+        tuned.append(hyper)
+    for s, hyper in zip(states, tuned, strict=True):
+        s.hyper = hyper
+    return c, d
 
 
 def tune(members: list[MemberRows], w=None, *, prior: bool, noise: bool, subset=None):
