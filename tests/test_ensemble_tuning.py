@@ -270,3 +270,9 @@ def test_regressor_step_kept_out_when_the_gain_does_not_cross_fit(reg_case):
     np.testing.assert_array_equal(
         ens.prior_precision_, np.stack([s.prior_precision_ for s in singles])
     )
+
+
+def test_grids_hold_the_members_own_values():
+    """Each search starts from the members' own tuning, a point of its grid (exactly 1.0:
+    the factor kept when nothing beats it)."""
+    assert 1.0 in mix.PRIOR_GRID and 1.0 in mix.NOISE_GRID

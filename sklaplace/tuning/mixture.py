@@ -19,8 +19,12 @@ log-likelihoods at every grid point computed at once (the GLM means do not depen
 prior; the variances of all grid points in one product per block), then refined between
 the best point's grid neighbours; a point replaces the current value only if it is
 better by more than the sums' round-off, so the mixture's held-out likelihood is never
-below the members' own tuning, and a flat objective keeps the members' values. See the
-user guide's section on ensembles.
+below the members' own tuning, and a flat objective keeps the members' values.
+
+Two numbers can still fit the noise of a few unseen rows: :func:`choose` keeps the step
+only when its gain shows on rows that did not choose it (cross-fitting over folds, the
+one-standard-error rule of ``calibration="auto"``, :mod:`sklaplace.tuning.recalibration`);
+otherwise every member keeps its own tuning. See the user guide's section on ensembles.
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ __all__ = [
     "tune",
 ]
 
-# The factors searched on the members' prior precisions (a decade either side of
-# PRIOR_GRID's spacing, three decades each way) and noise stds; both hold 1.0 exactly.
+# The factors searched on the members' prior precisions (quarter-decade steps, three
+# decades each way) and noise stds (tenth-decade steps, one decade each way); both grids
+# hold 1.0 exactly.
 PRIOR_GRID = np.logspace(-3, 3, 25)
 NOISE_GRID = np.logspace(-1, 1, 21)
 # The prior precisions a factor may reach: the range the members' own tuning searched
