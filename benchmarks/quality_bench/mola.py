@@ -59,6 +59,9 @@ class MixturePredictor:
         }
         if hasattr(members[0], "sigma_noise_"):
             self.info["sigma"] = float(np.median(model.sigma_noise_))
+        for name in ("prior_shift_", "noise_shift_"):  # the mixture step's factors, if any
+            if hasattr(model, name):
+                self.info[name.rstrip("_")] = float(getattr(model, name))
 
     @property
     def nets(self):
