@@ -19,8 +19,8 @@ batch 128, the default ``train_split``: 20 % of the rows held out), float32:
 
 The modules are ``torch.nn.Sequential`` (classes torch can import in joblib's worker
 processes: a module class defined in a script cannot come back from one, see
-``n_jobs``). Timed (wall and CPU seconds of this process; the CPU of ``n_jobs=2`` is
-the parent's only):
+``n_jobs``). Timed (wall seconds, and CPU seconds of this process and its joblib workers,
+read from ``/proc``):
 
 * ``de_train``: the deep ensemble's training, ``k`` nets trained by skorch one after
   the other, net ``i`` initialised after ``torch.manual_seed(i)``: baseline 1 of fits;
@@ -135,6 +135,18 @@ RATIOS = [
         ("de_train", "single_fit"),
         "< 1 (2 free cores)",
     ),
+    (
+        "MoLA fit, n_jobs=2 / k single fits, CPU (workers included)",
+        "mola_fit_2:cpu",
+        ("single_fit:cpu",),
+        "about 1",
+    ),
+    (
+        "from_net fit, n_jobs=2 / (DE training + k single fits), CPU (workers included)",
+        "from_net_2:cpu",
+        ("de_train:cpu", "single_fit:cpu"),
+        "about 1",
+    ),
     ("MoLA predict / k single predicts", "mola_predict", ("single_predict",), "about 1"),
     ("MoLA predict / deep-ensemble predict", "mola_predict", ("de_predict",), "-"),
     (
@@ -243,9 +255,7 @@ def one_round(tasks, runs, i):
     for name in names[i % len(names) :] + names[: i % len(names)]:
         setup, call = tasks[name]
         arg = setup() if setup else None
-        start, start_cpu = time.perf_counter(), time.process_time()
-        call(arg)
-        runs[name].append((time.perf_counter() - start, time.process_time() - start_cpu))
+        runs[name].append(timed(lambda: call(arg)))  # noqa: B023 (called at once)
 
 
 def kind_tasks(kind, cfg):
@@ -298,9 +308,27 @@ def kind_tasks(kind, cfg):
 
 
 def timed(call):
-    start, start_cpu = time.perf_counter(), time.process_time()
+    """(wall s, CPU s of this process and its joblib workers) of ``call()``."""
+    start, start_cpu = time.perf_counter(), tree_cpu()
     call()
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    return time.perf_counter() - start, tree_cpu() - start_cpu
+
+
+def tree_cpu():
+    """CPU seconds of this process and of its live child processes (joblib's workers; from
+    ``/proc``, Linux; elsewhere this process's alone). A worker started during a call
+    counts from zero; one shut down during a call is not counted (none is, in a call)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    for task in tasks.iterdir() if tasks.exists() else []:
+        for pid in (task / "children").read_text().split():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # (gone)
+                continue
+            total += (int(stat[11]) + int(stat[12])) / tick  # utime, stime
+    return total
 
 
 def measure(tasks, repeats):
@@ -313,23 +341,26 @@ def measure(tasks, repeats):
 
 
 def ratio_rows(runs):
-    """[(label, ours median s, baseline median s, median of per-round ratios, target)]."""
+    """[(label, ours median, baseline median, median (min, max) of per-round ratios,
+    target)]; ``name:cpu`` in ``RATIOS``: CPU seconds, else wall seconds."""
     out = []
     for label, ours, bases, target in RATIOS:
+        field = 1 if ours.endswith(":cpu") else 0
+        ours, bases = ours.split(":")[0], [b.split(":")[0] for b in bases]
         if ours not in runs:
             continue
         n = len(runs[bases[0]])
-        base = [sum(runs[b][i][0] for b in bases) for i in range(n)]
+        base = [sum(runs[b][i][field] for b in bases) for i in range(n)]
         if len(runs[ours]) < n:  # (measured once: against the median round)
-            ours_runs = runs[ours] * n
-            base = [statistics.median(base)] * n
+            ours_runs, base = runs[ours] * n, [statistics.median(base)] * n
         else:
             ours_runs = runs[ours]
-        ratios = [ours_runs[i][0] / base[i] for i in range(n)]
+        ratios = [ours_runs[i][field] / base[i] for i in range(n)]
+        mid = statistics.median(r[field] for r in ours_runs)
         out.append(
             (
                 label,
-                statistics.median(r[0] for r in ours_runs),
+                mid,
                 statistics.median(base),
                 statistics.median(ratios),
                 min(ratios),
@@ -342,44 +373,56 @@ def ratio_rows(runs):
 
 # ------------------------------------------------------------------------- the profile
 def profile_section(cfg):
-    """cProfile of one MoLA fit (n_jobs=1) and of the k single fits of the classifier."""
-    X, y, _ = make_data("classifier", cfg["rows"])
-    nets = train_deep_ensemble("classifier", X, y, cfg["k"], cfg["epochs"])
-    LaplaceEnsembleClassifier(frozen_pairs(nets), n_jobs=1).fit(X, y)  # warm
-    stats = {}
-    for name, call in (
-        ("mola", lambda: LaplaceEnsembleClassifier(frozen_pairs(nets), n_jobs=1).fit(X, y)),
-        ("singles", lambda: [LaplaceClassifier(FrozenEstimator(n)).fit(X, y) for n in nets]),
-    ):
-        clear_cache()
-        prof = cProfile.Profile()
-        prof.enable()
-        call()
-        prof.disable()
-        st = pstats.Stats(prof)
-        stats[name] = {
-            f"{Path(f).name}:{line}({fn})": (v[1], v[3]) for (f, line, fn), v in st.stats.items()
-        }
-    total = {n: max(c for _, c in s.values()) for n, s in stats.items()}
+    """cProfile (CPU time) of one MoLA fit (n_jobs=1) against the k single fits."""
     lines = [
-        "## Profile: one MoLA fit (n_jobs=1) against the k single fits (classifier)",
+        "## Profile: one MoLA fit (n_jobs=1) against the k single fits",
         "",
-        f"cProfile, cumulative seconds: MoLA {total['mola']:.2f} s, k single fits "
-        f"{total['singles']:.2f} s. The functions whose cumulative time differs by more than "
-        "5 % of the single fits' total, largest first:",
+        "cProfile with CPU time (`time.process_time`: the machine's load does not count), "
+        "one run each after a warm-up, the pass cache emptied before each. The sklaplace "
+        "functions both ran whose cumulative CPU differs by more than 3 % of the single "
+        "fits' total, or that ran a different number of times (and took over 1 %), largest "
+        "difference first.",
         "",
-        "| function | calls MoLA / singles | cumulative s MoLA / singles |",
-        "|---|---|---|",
     ]
-    diffs = []
-    for key in set(stats["mola"]) | set(stats["singles"]):
-        a, b = stats["mola"].get(key, (0, 0.0)), stats["singles"].get(key, (0, 0.0))
-        if abs(a[1] - b[1]) > 0.05 * total["singles"]:
-            diffs.append((abs(a[1] - b[1]), key, a, b))
-    for _, key, a, b in sorted(diffs, reverse=True)[:15]:
-        lines.append(f"| `{key}` | {a[0]} / {b[0]} | {a[1]:.3f} / {b[1]:.3f} |")
-    if not diffs:
-        lines.append("| (none) | - | - |")
+    for kind, est in KINDS.items():
+        single, ensemble = est["single"], est["ensemble"]
+        X, y, _ = make_data(kind, cfg["rows"])
+        nets = train_deep_ensemble(kind, X, y, cfg["k"], cfg["epochs"])
+        ensemble(frozen_pairs(nets), n_jobs=1).fit(X, y)  # warm
+        stats = {}
+        for name, call in (
+            ("mola", lambda: ensemble(frozen_pairs(nets), n_jobs=1).fit(X, y)),  # noqa: B023
+            ("singles", lambda: [single(FrozenEstimator(n)).fit(X, y) for n in nets]),  # noqa: B023
+        ):
+            clear_cache()
+            prof = cProfile.Profile(time.process_time)
+            prof.enable()
+            call()
+            prof.disable()
+            stats[name] = {
+                f"{Path(f).parent.name}/{Path(f).name}:{line}({fn})": (v[1], v[3])
+                for (f, line, fn), v in pstats.Stats(prof).stats.items()
+                if "sklaplace" in f
+            }
+        total = {n: max(c for _, c in st.values()) for n, st in stats.items()}
+        diffs = []
+        for key in set(stats["mola"]) & set(stats["singles"]):
+            a, b = stats["mola"][key], stats["singles"][key]
+            big = abs(a[1] - b[1]) > 0.03 * total["singles"]
+            if big or (a[0] != b[0] and max(a[1], b[1]) > 0.01 * total["singles"]):
+                diffs.append((abs(a[1] - b[1]), key, a, b))
+        lines += [
+            f"{kind.capitalize()}: MoLA {total['mola']:.2f} s CPU, k single fits "
+            f"{total['singles']:.2f} s.",
+            "",
+            "| function | calls MoLA / singles | cumulative CPU s MoLA / singles |",
+            "|---|---|---|",
+        ]
+        for _, key, a, b in sorted(diffs, reverse=True)[:12]:
+            lines.append(f"| `{key}` | {a[0]} / {b[0]} | {a[1]:.3f} / {b[1]:.3f} |")
+        if not diffs:
+            lines.append("| (none) | - | - |")
+        lines.append("")
     return lines
 
 
@@ -482,7 +525,7 @@ def kind_lines(kind, cfg, info, runs, rows):
         print(f"{kind}: {label}: {ours:.3f} s / {base:.3f} s = {ratio:.2f}")
     lines += [
         "",
-        "| call | wall s, median (min-max) | CPU s of this process, median |",
+        "| call | wall s, median (min-max) | CPU s (this process + joblib's workers), median |",
         "|---|---|---|",
     ]
     for name, rs in runs.items():
