@@ -133,11 +133,6 @@ def fitted_on_a_frame():
     return ens, X
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each member checks X itself: k warnings, naming "
-    "LaplaceClassifier, not one naming the ensemble",
-)
 def test_feature_name_warning_fires_once_and_names_the_ensemble(fitted_on_a_frame):
     ens, X = fitted_on_a_frame
     with warnings.catch_warnings(record=True) as caught:
@@ -147,23 +142,12 @@ def test_feature_name_warning_fires_once_and_names_the_ensemble(fitted_on_a_fram
     assert len(names) == 1 and "LaplaceEnsembleClassifier" in names[0], names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the members check X: the message names "
-    "LaplaceClassifier, the class the user did not build",
-)
 def test_wrong_number_of_features_names_the_ensemble(fitted_on_a_frame):
     ens, X = fitted_on_a_frame
     with pytest.raises(ValueError, match="LaplaceEnsembleClassifier is expecting 4"):
         ens.predict(X.to_numpy()[:, :3])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="estimators are not exposed as nested parameters "
-    "as VotingClassifier does (member0__lr): a member's net cannot be tuned "
-    "by GridSearchCV, and n_members is no parameter either",
-)
 def test_nested_member_parameters_as_in_voting_classifier(fitted_on_a_frame):
     ens, _ = fitted_on_a_frame
     unfitted = clone(ens)
@@ -172,11 +156,6 @@ def test_nested_member_parameters_as_in_voting_classifier(fitted_on_a_frame):
     assert unfitted.estimators[0][1].lr == 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a [name, estimator] list (as from a config file) "
-    "is refused; VotingClassifier takes it",
-)
 def test_estimators_as_lists_of_two_as_in_voting_classifier():
     net = NeuralNetClassifier(
         nn.Sequential(nn.Linear(4, 3)), criterion=nn.CrossEntropyLoss, verbose=0
@@ -184,12 +163,6 @@ def test_estimators_as_lists_of_two_as_in_voting_classifier():
     assert LaplaceEnsembleClassifier([["a", net]])._check_estimators()[0][0] == "a"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a frame's columns reach skorch's training as a "
-    "read-only array (pandas copy-on-write): torch's 'NumPy array is not "
-    "writable' UserWarning on a healthy fit",
-)
 def test_fitting_on_a_data_frame_warns_nothing():
     """In a fresh process: torch shows that warning once per process."""
     script = """

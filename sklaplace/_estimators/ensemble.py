@@ -9,6 +9,8 @@ predicts with its own predictive; the ensemble mixes those (:mod:`sklaplace.mixt
 from __future__ import annotations
 
 import pickle
+import warnings
+from contextlib import contextmanager
 from numbers import Integral
 from typing import ClassVar
 
@@ -16,6 +18,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._runtime import skorch as _skorch
@@ -41,6 +44,12 @@ class BaseLaplaceEnsemble(BaseEstimator):
 
         return docs_url(__version__) + "api.html#{estimator_module}.{estimator_name}"
 
+    # the ensemble's own parameters (the others are the single estimator's)
+    _ensemble_constraints: ClassVar[dict] = {
+        "estimators": [list, tuple, HasMethods(["fit", "get_params"])],
+        "n_members": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+    }
     # the members' parameters the ensemble sets itself (not its own parameters)
     _fixed_member_params: ClassVar[dict] = {}
     # whether the members keep their calibration rows for the ensemble (the regressor's)
@@ -55,7 +64,12 @@ class BaseLaplaceEnsemble(BaseEstimator):
     def from_net(cls, net, n_members=5, **params):
         """An ensemble of ``n_members`` copies of one skorch net, each initialised and
         trained with its own torch seed (derived from ``random_state``; see
-        ``random_state``).
+        ``random_state``), with the copies listed by name.
+
+        ``cls(net, n_members=k, **params)`` builds the same members (the same names,
+        seeds and fits) with ``n_members`` a parameter (tunable, ``estimators__<param>``
+        reaching the one net for every member); ``from_net`` lists the copies, so that
+        ``member<i>__<param>`` reaches the net of member ``i`` alone.
 
         Parameters
         ----------
@@ -68,45 +82,105 @@ class BaseLaplaceEnsemble(BaseEstimator):
         -------
         ensemble : unfitted, with ``estimators=[("member0", clone(net)), ...]``
         """
-        if not isinstance(n_members, Integral) or n_members < 1:
-            raise ValueError(f"n_members must be a positive int, got {n_members!r}.")
-        if getattr(inputs.split_model(net).net, "initialized_", False):
-            raise ValueError(
-                "from_net trains copies of an unfitted net with different seeds; got a "
-                "fitted net. Pass the unfitted net (or list fitted nets, each in "
-                "FrozenEstimator, as estimators)."
-            )
-        return cls([(f"member{i}", clone(net)) for i in range(n_members)], **params)
+        return cls(_copies(net, n_members, "from_net"), **params)
+
+    # ---------------------------------------------------------------- parameters
+    def _pairs(self) -> list[tuple[str, object]] | None:
+        """``estimators`` as ``(name, estimator)`` tuples when it is a list of pairs (None
+        for one net, or for a value fit will refuse)."""
+        est = self.estimators
+        if not isinstance(est, (list, tuple)) or not all(_is_pair(item) for item in est):
+            return None
+        return [tuple(item) for item in est]
+
+    def get_params(self, deep=True):
+        """Parameters of the ensemble; with ``deep`` and a list of ``estimators``, each
+        member's estimator as ``<name>`` and its parameters as ``<name>__<param>`` (as for
+        scikit-learn's ``VotingClassifier``). With one net, ``estimators__<param>``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+
+        Returns
+        -------
+        params : dict
+        """
+        out = super().get_params(deep=deep)
+        pairs = self._pairs() if deep else None
+        for name, est in pairs or ():
+            out[name] = est
+            if hasattr(est, "get_params"):
+                out.update({f"{name}__{k}": v for k, v in est.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params):
+        """Set parameters: the ensemble's, a member's estimator by its name (``<name>``),
+        or its parameters (``<name>__<param>``, or ``estimators__<param>`` with one net).
+
+        Parameters
+        ----------
+        **params
+
+        Returns
+        -------
+        self
+        """
+        if "estimators" in params:
+            self.estimators = params.pop("estimators")
+        pairs = self._pairs()
+        if pairs and any(name in params for name, _ in pairs):
+            self.estimators = [(name, params.pop(name, est)) for name, est in pairs]
+        return super().set_params(**params)
 
     # ---------------------------------------------------------------- the members
     def _check_estimators(self) -> list[tuple[str, object]]:
-        """The ``(name, estimator)`` pairs, checked: a clear error for each bad input."""
-        est = self.estimators
+        """The ``(name, estimator)`` pairs, checked: a clear error for each bad input.
+
+        One net (not a list) gives ``n_members`` copies of it (5 when None), named
+        ``member0``, ``member1``, ...; with a list, ``n_members`` is None or its length.
+        """
+        est, n_members = self.estimators, self.n_members
+        if not isinstance(est, (list, tuple)) and hasattr(est, "fit"):
+            return self._check_kinds(
+                _copies(est, 5 if n_members is None else n_members, "estimators", copy=False)
+            )
         if not isinstance(est, (list, tuple)) or len(est) == 0:
             raise ValueError(
-                "estimators must be a non-empty list of (name, estimator) pairs, got "
-                f"{est!r}. For k copies of one net use {type(self).__name__}.from_net(net, "
-                "n_members=k)."
+                "estimators must be a non-empty list of (name, estimator) pairs or one "
+                f"unfitted net, got {est!r}. For k copies of one net use "
+                f"{type(self).__name__}(net, n_members=k)."
             )
-        pairs = []
-        for item in est:
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-                raise ValueError(
-                    f"each entry of estimators must be a (name, estimator) pair with a str "
-                    f"name, got {item!r}."
-                )
-            pairs.append(item)
+        bad = [item for item in est if not _is_pair(item)]
+        if bad:
+            raise ValueError(
+                f"each entry of estimators must be a (name, estimator) pair with a str "
+                f"name, got {bad[0]!r}."
+            )
+        pairs = self._pairs()
+        if n_members is not None and n_members != len(pairs):
+            raise ValueError(
+                f"n_members={n_members!r} but estimators lists {len(pairs)} members. "
+                "n_members counts the copies of one net (estimators=net); with a list of "
+                "members leave it None."
+            )
         names = [name for name, _ in pairs]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"estimators has duplicate names {dup}; give each member its own.")
+        clash = sorted(set(names) & set(self._get_param_names()))
+        if clash or any("__" in n for n in names):
+            raise ValueError(
+                f"member names must differ from the ensemble's parameters and contain no "
+                f"'__' (they name nested parameters, <name>__<param>); got {names}."
+            )
+        return self._check_kinds(pairs)
+
+    def _check_kinds(self, pairs):
+        """The members' nets: each for this ensemble's task, all of one kind."""
         kinds = []
         for name, member in pairs:
-            net = inputs.split_model(member).net
-            try:
-                likelihood = _skorch.likelihood_of(net)
-            except TypeError as exc:
-                raise TypeError(f"member {name!r}: {exc}") from exc
+            net, likelihood = _net_and_likelihood(member, f"member {name!r}")
             if likelihood.is_classifier != self._single._is_classifier:
                 raise TypeError(
                     f"member {name!r} is a {type(net).__name__}, a net for "
@@ -190,6 +264,19 @@ class BaseLaplaceEnsemble(BaseEstimator):
             member.set_params(**now)
         return self.estimators_
 
+    @contextmanager
+    def _predicting(self, X):
+        """The fitted members (see ``_members``), with X checked here once against the
+        ensemble's fit: a warning or an error about X's features names the ensemble and
+        is said once, not by each member again."""
+        members = self._members()
+        inputs.check_features(self, X)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=inputs.FEATURE_NAMES_WARNING, category=UserWarning
+            )
+            yield members
+
     # ---------------------------------------------------------------- fitted attributes
     @property
     def prior_precision_(self) -> np.ndarray:
@@ -207,6 +294,39 @@ class BaseLaplaceEnsemble(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _is_pair(item) -> bool:
+    """A ``(name, estimator)`` entry: a tuple or a list of two (as scikit-learn takes)."""
+    return isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+
+
+def _net_and_likelihood(estimator, what: str):
+    net = inputs.split_model(estimator).net
+    try:
+        return net, _skorch.likelihood_of(net)
+    except TypeError as exc:
+        raise TypeError(f"{what}: {exc}") from exc
+
+
+def _copies(net, n_members, where: str, copy: bool = True) -> list[tuple[str, object]]:
+    """``n_members`` unfitted copies of one net, ``member0``, ``member1``, ...: the one
+    spelling of an ensemble from one net (``from_net`` and ``estimators=net``).
+
+    ``copy=False``: the one net itself for every member, for ``estimators=net`` (each
+    member's fit trains a clone of it and leaves it as it was); ``from_net`` lists
+    clones, so that ``member<i>__<param>`` sets member ``i``'s net alone."""
+    if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
+        raise ValueError(f"n_members must be a positive int, got {n_members!r}.")
+    model = inputs.split_model(net)
+    if model.frozen or getattr(model.net, "initialized_", False):
+        raise ValueError(
+            f"{where}: one net is trained as n_members copies from different seeds, so it "
+            "must be an unfitted net; got a fitted net. Pass the unfitted net, or list "
+            "fitted nets, each in FrozenEstimator, as (name, estimator) pairs."
+        )
+    _net_and_likelihood(net, where)
+    return [(f"member{i}", clone(net) if copy else net) for i in range(n_members)]
 
 
 def _fit_one(member, X, y, sample_weight, fit_params):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import ClassVar
 
 import numpy as np
@@ -11,15 +10,13 @@ from sklearn.base import ClassifierMixin, _fit_context
 from .. import mixture
 from .classifier import LaplaceClassifier
 from .ensemble import BaseLaplaceEnsemble
-from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS
+from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS, member_params
 
 __all__ = ["LaplaceEnsembleClassifier"]
 
 _PARAMS = ENSEMBLE_PARAMS.format(
     single="LaplaceClassifier",
-    single_params="subset_of_weights, hessian_structure, prior_precision, temperature, "
-    "calibration, logit_temperature, link_approx, predictive, n_samples, "
-    "validation_fraction, batch_size, random_state",
+    single_params=member_params(LaplaceClassifier),
 )
 _ATTRIBUTES = ENSEMBLE_ATTRIBUTES.format(single="LaplaceClassifier")
 
@@ -39,7 +36,8 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
     classes_ : ndarray of shape (n_classes,){_ATTRIBUTES}
     Examples
     --------
-    Five members from one net, each trained from its own initialisation:
+    Three members from one net, each trained from its own initialisation
+    (``n_members`` a parameter, ``estimators__lr`` the net's learning rate for all):
 
     >>> import torch
     >>> from skorch import NeuralNetClassifier
@@ -51,25 +49,25 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
     ...     torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     >>> net = NeuralNetClassifier(module, criterion=torch.nn.CrossEntropyLoss,
     ...                           max_epochs=20, lr=0.1, verbose=0)
-    >>> ens = LaplaceEnsembleClassifier.from_net(
+    >>> ens = LaplaceEnsembleClassifier(
     ...     net, n_members=3, prior_precision=1.0, random_state=0).fit(X, y)
     >>> ens.predict_proba(X[:2]).shape
     (2, 3)
-    >>> len(ens.estimators_)
-    3
+    >>> list(ens.named_estimators_)
+    ['member0', 'member1', 'member2']
     """
 
     _single = LaplaceClassifier
     _parameter_constraints: ClassVar[dict] = {
         **{k: v for k, v in LaplaceClassifier._parameter_constraints.items() if k != "estimator"},
-        "estimators": [list, tuple],
-        "n_jobs": [Integral, None],
+        **BaseLaplaceEnsemble._ensemble_constraints,
     }
 
     def __init__(
         self,
         estimators,
         *,
+        n_members=None,
         subset_of_weights="auto",
         hessian_structure="kron",
         prior_precision="holdout",
@@ -85,6 +83,7 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
         n_jobs=None,
     ):
         self.estimators = estimators
+        self.n_members = n_members
         self.subset_of_weights = subset_of_weights
         self.hessian_structure = hessian_structure
         self.prior_precision = prior_precision
@@ -130,7 +129,8 @@ class LaplaceEnsembleClassifier(ClassifierMixin, BaseLaplaceEnsemble):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        return mixture.log_proba([m.predict_log_proba(X) for m in self._members()])
+        with self._predicting(X) as members:
+            return mixture.log_proba([m.predict_log_proba(X) for m in members])
 
     def predict_proba(self, X):
         """The mixture's class probabilities: the average of the members' predictive

@@ -1,11 +1,30 @@
 """The parameter documentation the two ensembles share."""
 
+import inspect
+
+
+def member_params(single: type) -> str:
+    """The single estimator's parameters every member gets, in its signature's order
+    (the ensemble's ``__init__`` repeats them, with the same defaults: scikit-learn
+    needs explicit signatures; ``tests/test_ensemble_params.py`` holds them equal)."""
+    return ", ".join(p for p in inspect.signature(single).parameters if p != "estimator")
+
+
 ENSEMBLE_PARAMS = """
-    estimators : list of (str, estimator) pairs
+    estimators : list of (str, estimator) pairs, or one unfitted net
         The members, as in scikit-learn's ``VotingClassifier``: each an unfitted skorch
         net (or a ``Pipeline`` ending in one), trained in ``fit``, or a fitted one in
         ``sklearn.frozen.FrozenEstimator``. All nets of one kind (class and criterion),
-        with the same number of outputs. For ``k`` copies of one net use ``from_net``.
+        with the same number of outputs. A pair may be a list of two (``[name, net]``).
+        A member's parameters are nested parameters, ``<name>__<param>``
+        (``set_params(member0__lr=0.01)``, ``GridSearchCV``). Or ONE unfitted net (or
+        ``Pipeline`` ending in one): ``n_members`` copies of it, named ``member0``,
+        ``member1``, ..., each trained from its own seed (see ``random_state``);
+        ``estimators__<param>`` then sets the net's parameters for every member.
+        ``from_net(net, n_members)`` lists such copies as pairs instead.
+    n_members : int, default=None
+        With one net as ``estimators``, the number of members (None: 5), a parameter
+        ``GridSearchCV`` can tune; with a list, None or the list's length.
     {single_params}
         Each member gets them and they mean what they mean for ``{single}``: every
         member has its own posterior (its own curvature) and tunes its own

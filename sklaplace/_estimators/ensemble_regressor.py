@@ -13,16 +13,14 @@ from sklearn.utils import check_random_state
 from .. import mixture
 from . import ensemble_conformal
 from .ensemble import BaseLaplaceEnsemble
-from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS
+from .ensemble_docs import ENSEMBLE_ATTRIBUTES, ENSEMBLE_FIT_DOC, ENSEMBLE_PARAMS, member_params
 from .regressor import LaplaceRegressor, _std_setting
 
 __all__ = ["LaplaceEnsembleRegressor"]
 
 _PARAMS = ENSEMBLE_PARAMS.format(
     single="LaplaceRegressor",
-    single_params="subset_of_weights, hessian_structure, prior_precision, sigma_noise, "
-    "temperature, interval, normalize_y, predictive, n_samples, validation_fraction, batch_size, "
-    "random_state",
+    single_params=member_params(LaplaceRegressor),
 )
 _ATTRIBUTES = ENSEMBLE_ATTRIBUTES.format(single="LaplaceRegressor")
 
@@ -74,14 +72,14 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
     _keeps_calibration = True
     _parameter_constraints: ClassVar[dict] = {
         **{k: v for k, v in LaplaceRegressor._parameter_constraints.items() if k != "estimator"},
-        "estimators": [list, tuple],
-        "n_jobs": [Integral, None],
+        **BaseLaplaceEnsemble._ensemble_constraints,
     }
 
     def __init__(
         self,
         estimators,
         *,
+        n_members=None,
         subset_of_weights="auto",
         hessian_structure="kron",
         prior_precision="holdout",
@@ -97,6 +95,7 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
         n_jobs=None,
     ):
         self.estimators = estimators
+        self.n_members = n_members
         self.subset_of_weights = subset_of_weights
         self.hessian_structure = hessian_structure
         self.prior_precision = prior_precision
@@ -156,13 +155,13 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
             raise RuntimeError(
                 "At most one of return_std or return_cov can be requested, not both."
             )
-        members = self._members()
-        if return_cov:
-            pairs = [m.predict(X, return_cov=True) for m in members]
-            return mixture.joint_moments([p[0] for p in pairs], [p[1] for p in pairs])
-        if not return_std:
-            return np.mean([np.asarray(m.predict(X), dtype=np.float64) for m in members], 0)
-        pairs = [m.predict(X, return_std=True) for m in members]
+        with self._predicting(X) as members:
+            if return_cov:
+                pairs = [m.predict(X, return_cov=True) for m in members]
+                return mixture.joint_moments([p[0] for p in pairs], [p[1] for p in pairs])
+            if not return_std:
+                return np.mean([np.asarray(m.predict(X), dtype=np.float64) for m in members], 0)
+            pairs = [m.predict(X, return_std=True) for m in members]
         mean, var = mixture.moments([p[0] for p in pairs], [p[1] ** 2 for p in pairs])
         return mean, np.sqrt(var)
 
@@ -229,15 +228,15 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
         if not isinstance(n_samples, Integral) or n_samples < 0:
             raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}.")
         rng = check_random_state(random_state)
-        members = self._members()
         out = None
-        for member, where in zip(
-            members, mixture.draw_members(rng, len(members), n_samples), strict=True
-        ):
-            draws = member.sample_y(X, len(where), random_state=rng)
-            if out is None:
-                out = np.empty((*draws.shape[:-1], n_samples))
-            out[..., where] = draws
+        with self._predicting(X) as members:
+            for member, where in zip(
+                members, mixture.draw_members(rng, len(members), n_samples), strict=True
+            ):
+                draws = member.sample_y(X, len(where), random_state=rng)
+                if out is None:
+                    out = np.empty((*draws.shape[:-1], n_samples))
+                out[..., where] = draws
         return out
 
     def __sklearn_tags__(self):

@@ -124,6 +124,25 @@ def check_X(estimator, X, *, reset: bool, prep=None, input_name: str = "X"):
         ) from exc
 
 
+# scikit-learn's warnings on X's feature names not matching those seen in fit
+FEATURE_NAMES_WARNING = r"X (has|does not have valid) feature names, but"
+
+
+def check_features(estimator, X) -> None:
+    """Check X's feature names and count against ``estimator``'s fit (scikit-learn's
+    warning and error, naming ``estimator``) without converting X; a dict of arrays has
+    no features to check here."""
+    _refuse_dataset(X, "X")
+    if _is_dict(X):
+        return
+    try:
+        validate_data(estimator, X, reset=False, skip_check_array=True)
+    except ValueError as exc:
+        # X of one dimension: the check of the array says how to fix it (reshape)
+        if "does not contain any features" not in str(exc):
+            raise
+
+
 def check_fit_X(estimator, X, y, model: Model, **y_params):
     """Validate ``(X, y)`` at fit; returns the fitted prep, X for the net and y."""
     _refuse_dataset(X, "X")
@@ -229,9 +248,20 @@ def _net_ready(X):
     """The output of a Pipeline's steps, checked as the net's input."""
     if _is_dict(X):
         return _check_dict(X)
-    return _csr_matrix(
-        check_array(X, accept_sparse="csr", dtype=INPUT_DTYPES, allow_nd=True, input_name="X")
-    )
+    out = check_array(X, accept_sparse="csr", dtype=INPUT_DTYPES, allow_nd=True, input_name="X")
+    return _own(_csr_matrix(out), X)
+
+
+def _own(out, given):
+    """``out``, copied when it is read-only memory (a pandas frame's columns under
+    copy-on-write, a read-only memory map): torch takes no memory it may not write to (its
+    warning), and skorch hands torch the arrays it is given. Writable memory is not copied
+    (a second copy of a large X would double fit's memory): every pass of ours copies each
+    batch (``sklaplace._runtime.passes``), and skorch's loader stacks rows into new
+    tensors, so no ``forward`` writes to the caller's X."""
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        return out.copy()
+    return out
 
 
 def _csr_matrix(X):
@@ -249,7 +279,7 @@ def _check_dict(X: Mapping) -> dict:
     for key, value in X.items():
         arr = check_array(value, ensure_2d=False, allow_nd=True, dtype=INPUT_DTYPES,
                           input_name=f"X[{key!r}]")  # fmt: skip
-        out[key], lengths[key] = arr, len(arr)
+        out[key], lengths[key] = _own(arr, value), len(arr)
     if len(set(lengths.values())) != 1:
         raise ValueError(f"The arrays in the dict X have different numbers of rows: {lengths}.")
     return out
@@ -280,7 +310,9 @@ def _validate_array(estimator, X, reset, *args, **kwargs):
             "remainder=StandardScaler()), net)))."
         ) from exc
     _check_row_shape(estimator, out[0] if isinstance(out, tuple) else out, reset)
-    return (_csr_matrix(out[0]), out[1]) if isinstance(out, tuple) else _csr_matrix(out)
+    if isinstance(out, tuple):
+        return _own(_csr_matrix(out[0]), X), out[1]
+    return _own(_csr_matrix(out), X)
 
 
 def _check_row_shape(estimator, X, reset: bool) -> None:
