@@ -135,6 +135,13 @@ RATIOS = [
         ("de_train", "single_fit"),
         "< 1 (2 free cores)",
     ),
+    ("MoLA fit, n_jobs=1 / k single fits, CPU", "mola_fit_1:cpu", ("single_fit:cpu",), "about 1"),
+    (
+        "from_net fit, n_jobs=1 / (DE training + k single fits), CPU",
+        "from_net_1:cpu",
+        ("de_train:cpu", "single_fit:cpu"),
+        "about 1",
+    ),
     (
         "MoLA fit, n_jobs=2 / k single fits, CPU (workers included)",
         "mola_fit_2:cpu",
