@@ -152,6 +152,8 @@ class BaseLaplace(BaseEstimator):
         self.validation_source_ = result.validation_source
         if getattr(self, "_keep_calibration_rows", False):  # an ensemble's member
             self._calibration_rows = result.calibration_rows
+        if getattr(self, "_keep_tuning_rows", False):  # an ensemble's member
+            self._tuning_rows = result.tuning_rows
         return self
 
     def _net_step(self) -> str:

@@ -22,8 +22,11 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._runtime import skorch as _skorch
+from .._runtime.passes import torch_state
 from ..fitting import inputs
+from ..tuning import mixture as _mixture
 from .base import docs_url
+from .ensemble_conformal import _same
 
 __all__ = ["BaseLaplaceEnsemble"]
 
@@ -223,6 +226,8 @@ class BaseLaplaceEnsemble(BaseEstimator):
     def _fit_members(self, X, y, sample_weight, **fit_params):
         pairs = self._check_estimators()
         members = self._make_members(pairs)
+        for member in members:  # the mixture step tunes on the rows they tuned on
+            member._keep_tuning_rows = True
         if effective_n_jobs(self.n_jobs) == 1:  # in this process: warnings name the caller
             fitted = [_fit_one(m, X, y, sample_weight, fit_params) for m in members]
         else:
@@ -245,6 +250,7 @@ class BaseLaplaceEnsemble(BaseEstimator):
                 f"the members' nets have different numbers of outputs ({sizes}); a mixture "
                 "needs members that predict the same quantity."
             )
+        self._tune_mixture(fitted)
         self.estimators_ = fitted
         self.named_estimators_ = Bunch(
             **{name: m for (name, _), m in zip(pairs, fitted, strict=True)}
@@ -254,6 +260,40 @@ class BaseLaplaceEnsemble(BaseEstimator):
         if hasattr(first, "feature_names_in_"):
             self.feature_names_in_ = first.feature_names_in_
         return self
+
+    def _tune_mixture(self, members) -> None:
+        """The mixture step, after the members' own tuning: shared factors on the members'
+        tuned prior precisions (and noise stds) maximising the mixture's held-out
+        log-likelihood on the unseen rows all the members tuned on
+        (:mod:`sklaplace.tuning.mixture`); sets ``prior_shift_`` (and a regressor's
+        ``noise_shift_``).
+
+        No step (both 1.0) for a single member (the mixture is the member, tuned as the
+        single estimator), when no hyper-parameter was tuned on held-out rows (a number,
+        "marglik", "weight_decay"), or when the members tuned on different rows (frozen
+        nets each with its own validation rows): then no rows are unseen by the whole
+        mixture, and each member keeps its own tuning.
+        """
+        rows = [m.__dict__.pop("_tuning_rows", None) for m in members]
+        self._set_shifts(1.0, 1.0)
+        likelihood = members[0]._fitted.likelihood
+        prior = _is_holdout(self.prior_precision)
+        noise = _is_holdout(getattr(self, "sigma_noise", None)) and likelihood.has_noise
+        if len(members) < 2 or not (prior or noise) or any(r is None for r in rows):
+            return
+        X, y, w = rows[0]
+        if not all(_same(r[0], X) and _same(r[1], y) and _same(r[2], w) for r in rows[1:]):
+            return
+        with torch_state():
+            c, d = _mixture.step(
+                [m._fitted for m in members], X, y, w, prior, noise, members[0].random_state
+            )
+        self._set_shifts(c, d)
+
+    def _set_shifts(self, prior: float, noise: float) -> None:
+        self.prior_shift_ = float(prior)
+        if "sigma_noise" in self._member_params():  # (a regressor's)
+            self.noise_shift_ = float(noise)
 
     def _members(self) -> list:
         """The fitted members, with the parameters predictions read set as the ensemble's
@@ -294,6 +334,10 @@ class BaseLaplaceEnsemble(BaseEstimator):
         tags.input_tags.sparse = True
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _is_holdout(value) -> bool:
+    return isinstance(value, str) and value == "holdout"
 
 
 def _is_pair(item) -> bool:

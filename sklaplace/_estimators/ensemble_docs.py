@@ -28,7 +28,9 @@ ENSEMBLE_PARAMS = """
     {single_params}
         Each member gets them and they mean what they mean for ``{single}``: every
         member has its own posterior (its own curvature) and tunes its own
-        hyper-parameters on its unseen rows. The members share one integer
+        hyper-parameters on its unseen rows; then, on the unseen rows they share, one
+        factor on all the tuned prior precisions (and noise stds) may be tuned for the
+        mixture (``prior_shift_``; see the user guide). The members share one integer
         ``random_state`` (drawn from the one given when it is not an int), so that the
         rows ``validation_fraction`` holds out are the same for all of them; member 0's
         net is initialised and trained as ``{single}`` would, member ``i > 0``'s with the
@@ -51,6 +53,9 @@ ENSEMBLE_ATTRIBUTES = """
         The fitted members by name.
     prior_precision_ : ndarray of shape (n_members, n_layers)
         Each member's prior precision (tuned in fit, or the number given).
+    prior_shift_ : float
+        The factor the mixture step put on every member's tuned prior precision (each
+        kept within the range tuning searches); 1.0: no step (see the user guide).
     temperature_ : ndarray of shape (n_members,)
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

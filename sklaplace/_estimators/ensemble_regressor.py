@@ -39,6 +39,8 @@ class LaplaceEnsembleRegressor(RegressorMixin, BaseLaplaceEnsemble):
     Attributes
     ----------{_ATTRIBUTES}    sigma_noise_ : ndarray of shape (n_members,)
         Each member's observation noise std.
+    noise_shift_ : float
+        The factor the mixture step put on every member's tuned noise std (1.0: none).
     interval_ : {{"conformal", "gaussian"}}
         What ``predict_interval`` uses: "conformal" when the members shared their
         calibration rows (see ``interval``).

@@ -103,6 +103,9 @@ class Fit:
     interval: str | None  # "conformal" or "gaussian"; None: nothing calibrated
     # (X_cal, y_cal), the rows that calibrated the interval (net-ready, the net's targets)
     calibration_rows: tuple | None = None
+    # (X, y, w), the unseen rows that tuned the hyper-parameters (an ensemble's mixture
+    # step tunes on them again: sklaplace.tuning.mixture)
+    tuning_rows: tuple | None = None
 
 
 @torch_context
@@ -122,7 +125,16 @@ def fit(plan: FitPlan, data: FitData) -> Fit:
     # 5. the intervals, calibrated at those hyper-parameters
     interval, fitted.conformal = _calibrate_intervals(plan, fitted, calibration)
     fitted.set_prep(data.prep)  # the fitted state stamped with the steps before the net
-    return Fit(fitted, subset, unseen_rows.indices, unseen_rows.source, interval, calibration.rows)
+    tuned_on = None if tune_rows.X is None else (tune_rows.X, tune_rows.y, tune_rows.w)
+    return Fit(
+        fitted,
+        subset,
+        unseen_rows.indices,
+        unseen_rows.source,
+        interval,
+        calibration.rows,
+        tuned_on,
+    )
 
 
 def seed(random_state) -> int:
