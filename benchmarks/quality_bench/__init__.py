@@ -12,5 +12,6 @@ splits, OOD rows), :mod:`.nets` (skorch MLPs, regimes, float64 outputs), :mod:`.
 four ways users fit, one cell at a time), :mod:`.metrics` (scores of one predictor),
 :mod:`.summary` (medians, win-rates, targets), :mod:`.tables`, :mod:`.diagnostics` and
 :mod:`.report` (the markdown), :mod:`.plots` (the figures) and :mod:`.run` (the command
-line).
+line). :mod:`.mola` (issue 21): the mixture of Laplace approximations on the deep
+ensemble's members, in both parts, with its targets.
 """

@@ -57,6 +57,12 @@ REG_LAPLACE = {
 }
 # The regressor's defaults since 0.2 are LA-all-conformal where the workflow has unseen
 # rows (interval="auto") and LA-all where it has none (workflow d).
+# The single-net default MoLA (package defaults) is compared with, per kind and workflow
+SMOKE_DEFAULTS = {
+    "classification": dict.fromkeys("abcd", "LA-all+auto"),
+    "regression": {"a": "LA-all-conformal", "b": "LA-all-conformal", "c": "LA-all-conformal",
+                   "d": "LA-all"},
+}  # fmt: skip
 Z90 = norm.ppf(0.95)
 
 
@@ -216,6 +222,11 @@ class LaplacePredictor:
 
 
 # ---------------------------------------------------------------- the two kinds
+# the rows of quality_bench.mola (issue 21) in the tables: MoLA, and in (a) the deep
+# ensemble of the nets its fit trained
+MOLA_METHODS = ("MoLA", "ensemble (MoLA's nets)")
+
+
 @dataclass
 class Kind:
     """What differs between classification and regression, for the workflows."""
@@ -261,7 +272,7 @@ CLASSIFICATION = Kind(
     tuple(CLF_LAPLACE),
     _clf_baselines,
     lambda net, task: {"MAP": lambda: MAPClassifier(net)},
-    ["MAP", "TS", "TS-logits", "ensemble", *CLF_LAPLACE],
+    ["MAP", "TS", "TS-logits", "ensemble", *CLF_LAPLACE, *MOLA_METHODS],
 )
 REGRESSION = Kind(
     "regression",
@@ -273,5 +284,5 @@ REGRESSION = Kind(
     _reg_baselines,
     # without unseen rows, MAP's std can only come from the training residuals
     lambda net, task: {"MAP": lambda: MAPRegressor(net, task.X_train, task.y_train)},
-    ["MAP", "split-conformal", "ensemble", *REG_LAPLACE],
+    ["MAP", "split-conformal", "ensemble", *REG_LAPLACE, *MOLA_METHODS],
 )

@@ -24,6 +24,7 @@ from collections import defaultdict
 import numpy as np
 
 from . import tables
+from .mola import ENS_OWN, MOLA
 from .real_methods import BASELINES, CALIBRATORS, DEFAULT, REAL_REGIMES
 from .real_tasks import REAL_TASKS, describe
 from .summary import LL_TIE
@@ -239,6 +240,8 @@ def setup_lines(cfg, skipped) -> list[str]:
 def real_section(cfg, rows, failures, notes, warnings, unit_seconds, skipped, labels):
     """The lead section of RESULTS_quality.md."""
     methods = [*labels, *BASELINES]
+    present = {r["method"] for r in rows}
+    methods += [m for m in (MOLA, ENS_OWN) if m in present]  # issue 21, item 6
     L = ["## Real tabular tasks (issue 18)", "", *setup_lines(cfg, skipped)]
     L += [
         "### Targets (issue 18, item 4)",
@@ -260,7 +263,9 @@ def real_section(cfg, rows, failures, notes, warnings, unit_seconds, skipped, la
             t = mean_table(rows, w, metric, methods)
             if t:
                 L += [f"### {metric}, workflow ({w}), mean over seeds (best in bold)", "", *t]
-    t = mean_table(rows, "d", "log_loss", [DEFAULT, "MAP"])
+    t = mean_table(
+        rows, "d", "log_loss", [DEFAULT, "MAP", *[m for m in (MOLA, "ensemble") if m in present]]
+    )
     if t:
         L += [f"### log_loss, workflow (d): {WORKFLOWS['d']}", "", *t]
     L += ["### Cost and problems (real tasks)", ""]

@@ -7,7 +7,9 @@ net, all five its ensemble) and five with ``train_split=None`` on the training r
 (d)). Every baseline of a workflow is fitted on exactly the unseen rows its sklaplace
 default used (``validation_indices_`` in (a) and (b), ``X_val`` in (c)). Each sklaplace
 row's test log loss is compared with the best calibrator's and the best baseline's of the
-same run by a paired bootstrap over the test rows.
+same run by a paired bootstrap over the test rows. MoLA (:mod:`quality_bench.mola`) runs on
+each workflow's five ensemble nets (in (a): five unfitted nets it trains, and the deep
+ensemble of those).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklaplace import LaplaceClassifier
 from sklaplace.metrics import expected_calibration_error
 
+from . import mola as mola_rows
 from .calibrators import paired_bootstrap
 from .real_methods import (
     BASELINES,
     CALIBRATORS,
+    DEFAULT,
     MAP,
+    Ensemble,
     Laplace,
     baselines,
     logits64,
@@ -90,6 +95,7 @@ class _Unit:
         self.warnings = Counter()
         self.train_seconds = []
         self.train_cpu = []  # CPU seconds of each net's training (load-independent)
+        self.mola_cpu = []  # CPU seconds of each MoLA fit and scoring (in (a): its training)
 
     def apply(self, ctx, method, build, task, losses, extra_s=0.0):
         key = (ctx["workflow"], method)
@@ -149,17 +155,19 @@ def _compare(unit, ctx, losses, sklaplace_labels, seed):
             )
 
 
-def run_unit(name, split, seed, regimes, workflows, rows_cfg, n_members):
-    """Every regime and workflow of one (task, split, seed); returns what it recorded."""
+def run_unit(name, split, seed, regimes, workflows, rows_cfg, n_members, mola=True):
+    """Every regime and workflow of one (task, split, seed); returns what it recorded.
+    ``mola``: also the MoLA rows (:mod:`quality_bench.mola`)."""
     torch.set_num_threads(1)
     cpu0 = time.process_time()
     unit = _Unit()
     task = real_task(name, split, seed)
     for regime, epochs in regimes.items():
-        _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members)
+        _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members, mola)
     return {
         "cpu": time.process_time() - cpu0,
         "train_cpu": float(sum(unit.train_cpu)),
+        "mola_cpu": float(sum(unit.mola_cpu)),
         "rows": unit.rows,
         "failures": unit.failures,
         "notes": unit.notes,
@@ -169,7 +177,7 @@ def run_unit(name, split, seed, regimes, workflows, rows_cfg, n_members):
     }
 
 
-def _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members):
+def _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members, mola):
     """The four workflows of one (task, split, seed, regime)."""
     name, split = task.name, task.split
     X_dev, y_dev = task.X_dev, task.y_dev
@@ -225,6 +233,32 @@ def _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members
             unit.apply(ctx, method, build, task, losses, extra)
         _compare(unit, ctx, losses, labels, seed)
 
+    def run_mola(ctx, estimators, fit_args, fit_kw, losses, expected=None):
+        """MoLA on ``estimators`` (the workflow's ensemble members), compared by a paired
+        bootstrap with the deep ensemble and the single-net default of the same run."""
+        if not mola:
+            return None
+        c0 = time.process_time()
+
+        def build():
+            model = mola_rows.mola(estimators, seed).fit(*fit_args, **(fit_kw or {}))
+            return mola_rows.MixturePredictor(model)
+
+        pred = unit.apply(ctx, mola_rows.MOLA, build, task, losses)
+        where = f"({ctx['workflow']}) {name} {split} seed {seed} {regime}"
+        if pred is not None and expected is not None:
+            note = mola_rows.shared_rows_note(pred.model, expected, where)
+            if note:
+                unit.notes.append(note)
+        if pred is not None and ctx["workflow"] == "a":  # the deep ensemble of MoLA's nets
+            unit.apply(ctx, mola_rows.ENS_OWN, lambda: Ensemble(pred.nets), task, losses)
+        unit.mola_cpu.append(time.process_time() - c0)
+        if pred is not None:
+            row = next(r for r in reversed(unit.rows) if r["method"] == mola_rows.MOLA)
+            ens = mola_rows.ensemble_of(ctx["workflow"])
+            mola_rows.compare(row, losses, ens, DEFAULT, seed)
+        return pred
+
     if "a" in workflows:
         ctx, losses = {**base, "workflow": "a"}, {}
         unfitted = lambda: make_pipeline_net(task, epochs, True)  # noqa: E731
@@ -240,12 +274,23 @@ def _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members
             rows = check_rows(ctx, fitted, own_split_rows(first, X_dev, y_dev))
             X_u, y_u = X_dev.iloc[rows], y_dev[rows]
             run_baselines(ctx, first, own, X_u, y_u, losses, own_s[0], sum(own_s))
+        unfitted_members = [make_pipeline_net(task, epochs, True) for _ in range(n_members)]
+        expected = own_split_rows(own[0], X_dev, y_dev) if own else None
+        pred = run_mola(ctx, unfitted_members, (X_dev, y_dev), None, losses, expected)
+        if pred is not None and fitted:  # member 0 trains as the single default does
+            ref = logits64(next(iter(fitted.values())).model.estimator_, task.X_test)
+            if not np.array_equal(logits64(pred.nets[0], task.X_test), ref):
+                unit.notes.append(
+                    f"(a) {name} {split} seed {seed} {regime}: MoLA's first net differs from "
+                    "the single-net rows' (same random_state)"
+                )
     if "b" in workflows:
         ctx, losses = {**base, "workflow": "b"}, {}
         fitted = laplace_rows(ctx, lambda: FrozenEstimator(own[0]), (X_dev, y_dev), None, losses)
         rows = check_rows(ctx, fitted, own_split_rows(own[0], X_dev, y_dev))
         X_u, y_u = X_dev.iloc[rows], y_dev[rows]
         run_baselines(ctx, own[0], own, X_u, y_u, losses, own_s[0], sum(own_s))
+        run_mola(ctx, [FrozenEstimator(p) for p in own], (X_dev, y_dev), None, losses, rows)
     frozen = lambda: FrozenEstimator(plain[0])  # noqa: E731
     train = (task.X_train, task.y_train)
     if "c" in workflows:
@@ -254,7 +299,12 @@ def _run_regime(unit, task, seed, regime, epochs, workflows, rows_cfg, n_members
         run_baselines(
             ctx, plain[0], plain, task.X_val, task.y_val, losses, plain_s[0], sum(plain_s)
         )
+        val = {"X_val": task.X_val, "y_val": task.y_val}
+        run_mola(ctx, [FrozenEstimator(p) for p in plain], train, val, losses)
     if "d" in workflows:
         ctx, losses = {**base, "workflow": "d"}, {}
         laplace_rows(ctx, frozen, train, None, losses)
         unit.apply(ctx, "MAP", lambda: MAP(plain[0]), task, losses, plain_s[0])
+        if mola:  # the deep ensemble needs no unseen rows: MoLA's comparison in (d)
+            unit.apply(ctx, "ensemble", lambda: Ensemble(plain), task, losses, sum(plain_s))
+            run_mola(ctx, [FrozenEstimator(p) for p in plain], train, None, losses)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shlex
 import sys
 import time
 from collections import Counter
@@ -19,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .methods import CLASSIFICATION, REGRESSION
+from . import mola as mola_rows
+from .methods import CLASSIFICATION, REGRESSION, SMOKE_DEFAULTS
 from .nets import QUICK_REGIMES, REGIMES
 from .plots import PLOTTED, make_plots
-from .real_methods import REAL_REGIMES, SKLAPLACE_ROWS, available_rows
+from .real_methods import DEFAULT, REAL_REGIMES, SKLAPLACE_ROWS, available_rows
 from .real_report import print_targets, real_section
 from .real_run import run_unit
 from .real_tasks import REAL_TASKS, SPLITS, real_task
@@ -38,6 +40,8 @@ QUICK_REG_TASKS = ("heteroscedastic", "toy_cubic")
 QUICK_REAL_TASKS = ("chile_vote", "default")  # multiclass + held-out class; rare positives
 QUICK_REAL_REGIMES = {"short": 20}
 SMOKE_CPU_MINUTES = 6.0  # one seed of the smoke row (issue 11's run: 18 CPU min, 3 seeds)
+SMOKE_MOLA_FACTOR = 1.6  # with MoLA: x1.69 CPU measured on the short regime (digits, toy_cubic)
+ENSEMBLE_RESULTS = "RESULTS_ensemble_quality.md"  # where --only-rows writes
 
 
 def parse(argv=None):
@@ -73,6 +77,16 @@ def parse(argv=None):
         "--rows", type=Path, default=None, help="also write the raw per-seed rows (JSON) here"
     )
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--only-rows",
+        default=None,
+        help="real tasks: comma-separated sklaplace rows to run (e.g. 'sklaplace default'); "
+        "the baselines and MoLA always run. Writes benchmarks/RESULTS_ensemble_quality.md "
+        "(not RESULTS_quality.md) and no plots, unless --out-dir is given",
+    )
+    parser.add_argument(
+        "--no-mola", action="store_true", help="leave out the MoLA rows (issue 21, item 6)"
+    )
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
@@ -81,6 +95,11 @@ def parse(argv=None):
     args.splits = tuple(s for s in args.splits.split(",") if s)
     if not set(args.splits) <= set(SPLITS):
         parser.error(f"--splits takes {SPLITS}; got {args.splits!r}")
+    if args.only_rows is not None:
+        args.only_rows = [r.strip() for r in args.only_rows.split(",") if r.strip()]
+        unknown = sorted(set(args.only_rows) - set(SKLAPLACE_ROWS))
+        if unknown or not args.only_rows:
+            parser.error(f"--only-rows: unknown row(s) {unknown}; known: {list(SKLAPLACE_ROWS)}")
     known = {*REAL_TASKS, *CLF_TASKS, *REG_TASKS}
     args.task_set = None
     if args.tasks is not None:
@@ -96,7 +115,7 @@ def _pick(names, task_set):
     return tuple(n for n in names if task_set is None or n in task_set)
 
 
-def run_real(cfg, rows_cfg, jobs, meanwhile=None):
+def run_real(cfg, rows_cfg, jobs, meanwhile=None, mola=True):
     """Every (task, split, seed) unit of the real tasks, largest first, on ``jobs`` worker
     processes; ``meanwhile()`` (the smoke row) runs in this process while they work."""
     units = [
@@ -107,7 +126,7 @@ def run_real(cfg, rows_cfg, jobs, meanwhile=None):
     ]
     sizes = {(n, s): len(real_task(n, s, 0).y_dev) for n in cfg["real_tasks"] for s in SPLITS}
     order = sorted(units, key=lambda u: -sizes[u[:2]])
-    args = (cfg["real_regimes"], cfg["workflows"], rows_cfg, ENSEMBLE_SIZE)
+    args = (cfg["real_regimes"], cfg["workflows"], rows_cfg, ENSEMBLE_SIZE, mola)
     results, t0 = {}, time.perf_counter()
 
     def done(u, out, seconds):
@@ -147,20 +166,24 @@ def _timed_unit(u, args):
     return out, time.perf_counter() - t0
 
 
-def expected_full_minutes(results, sizes, rows_cfg, jobs=2):
+def expected_full_minutes(results, sizes, rows_cfg, jobs=2, full_rows=None):
     """The full run's real-task wall-clock on ``jobs`` free cores, from the measured units'
     CPU time (which the machine's load does not inflate as it does wall-clock time).
 
     Training CPU is taken to scale with development rows x epochs x nets trained (10 per
     regime, plus one per sklaplace row of workflow (a), which trains its own net), the rest
     (Laplace fits, calibrators, predictions) with development rows x regimes; the full
-    configuration runs every row of ``SKLAPLACE_ROWS`` (the rows skipped here included).
-    Plus the smoke row: one seed of issue 11's full run, about 6 CPU minutes.
+    configuration runs every row of ``full_rows`` (default ``SKLAPLACE_ROWS``, the rows
+    skipped here included). MoLA's CPU (in (a) its five nets' training too) is measured
+    apart and scaled with development rows x epochs. Plus the smoke row: one seed of issue
+    11's full run, about 6 CPU minutes (more with MoLA: ``SMOKE_MOLA_FACTOR``).
     """
+    full_rows = SKLAPLACE_ROWS if full_rows is None else full_rows
     nets_now = 2 * ENSEMBLE_SIZE + sum("a" in w for _, w in rows_cfg.values())
-    nets_full = 2 * ENSEMBLE_SIZE + sum("a" in w for _, w in SKLAPLACE_ROWS.values())
+    nets_full = 2 * ENSEMBLE_SIZE + sum("a" in w for _, w in full_rows.values())
     train = sum(r["train_cpu"] * nets_now / (2 * ENSEMBLE_SIZE) for r in results)
-    other = sum(r["cpu"] for r in results) - train
+    mola = sum(r.get("mola_cpu", 0.0) for r in results)
+    other = sum(r["cpu"] for r in results) - train - mola
     epochs = sum(r["row_epochs"] for r in results)
     regimes = sum(r["row_regimes"] for r in results)
     if not epochs:
@@ -168,32 +191,37 @@ def expected_full_minutes(results, sizes, rows_cfg, jobs=2):
     dev = [sizes.get((n, s)) or len(real_task(n, s, 0).y_dev) for n in REAL_TASKS for s in SPLITS]
     full_epochs = 3 * sum(dev) * sum(REAL_REGIMES.values())
     full_regimes = 3 * sum(dev) * len(REAL_REGIMES)
-    fits = len(SKLAPLACE_ROWS) / max(len(rows_cfg), 1)  # more Laplace fits per workflow
+    fits = len(full_rows) / max(len(rows_cfg), 1)  # more Laplace fits per workflow
     cpu = train / epochs * full_epochs * nets_full / nets_now + other / regimes * full_regimes * (
         1 + 0.5 * (fits - 1)
     )
-    return (cpu / 60 + SMOKE_CPU_MINUTES) / jobs
+    cpu += mola / epochs * full_epochs
+    smoke = SMOKE_CPU_MINUTES * (SMOKE_MOLA_FACTOR if mola else 1.0)
+    return (cpu / 60 + smoke) / jobs
 
 
 def main(argv=None):
     args = parse(argv)
     torch.set_num_threads(1)
+    name = "RESULTS_quality.md" if args.only_rows is None else ENSEMBLE_RESULTS
     if args.out_dir is None:
-        results, plot_dir = (
-            ROOT / "benchmarks" / "RESULTS_quality.md",
-            ROOT / "docs/_static/quality",
-        )
+        results, plot_dir = ROOT / "benchmarks" / name, ROOT / "docs/_static/quality"
+        if args.only_rows is not None:  # never over the full run's plots
+            args.no_plots = True
     else:
-        results, plot_dir = args.out_dir / "RESULTS_quality.md", args.out_dir
+        results, plot_dir = args.out_dir / name, args.out_dir
     plot_dir.mkdir(parents=True, exist_ok=True)
     # the smoke row (issue 11's small tasks): one seed (seed 0, the plots' seed); both
     # regimes in the full run (the plots show the long one), the short one with --quick
     regimes = QUICK_REGIMES if args.quick else REGIMES
     plot_regime = "long" if "long" in regimes else next(iter(regimes))
-    command = "python benchmarks/quality.py" + " ".join(
-        [""] + (argv if argv is not None else sys.argv[1:])
-    )
+    # quoted as a shell takes it (--only-rows "sklaplace default")
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python benchmarks/quality.py", *map(shlex.quote, given)])
     rows_cfg, skipped = available_rows()
+    if args.only_rows is not None:
+        rows_cfg = {k: v for k, v in rows_cfg.items() if k in args.only_rows}
+    mola = not args.no_mola
     cfg = {
         "provenance": provenance(),  # before the run: the code it imports
         "command": command.replace(" --out-dir " + str(args.out_dir), ""),
@@ -209,6 +237,7 @@ def main(argv=None):
         "smoke_seeds": 1,
         "members": ENSEMBLE_SIZE,
         "jobs": args.jobs,
+        "mola": mola,
     }
     for label, why in skipped.items():
         print(f"  skipped sklaplace row {label!r}: {why}", flush=True)
@@ -225,7 +254,7 @@ def main(argv=None):
                     task = make(name, seed)
                     for regime, epochs in regimes.items():
                         t1 = time.perf_counter()
-                        run_cell(kind, task, seed, regime, epochs, ENSEMBLE_SIZE, sink)
+                        run_cell(kind, task, seed, regime, epochs, ENSEMBLE_SIZE, sink, mola)
                         t2 = time.perf_counter()
                         print(
                             f"  smoke {kind.name:14s} {name:20s} seed {seed} {regime:5s} "
@@ -235,7 +264,7 @@ def main(argv=None):
 
     real, sizes = [], {}
     if cfg["real_tasks"]:
-        real, sizes = run_real(cfg, rows_cfg, args.jobs, meanwhile=smoke_row)
+        real, sizes = run_real(cfg, rows_cfg, args.jobs, meanwhile=smoke_row, mola=mola)
     else:
         smoke_row()
     real_rows = [r for u in real for r in u["rows"]]
@@ -254,14 +283,17 @@ def main(argv=None):
         )  # fmt: skip
         complete = set(cfg["workflows"]) == set("abcd") and set(cfg["splits"]) == set(SPLITS)
         minutes = expected_full_minutes(real, sizes, rows_cfg) if complete else np.nan
+        only = expected_full_minutes(real, sizes, rows_cfg, full_rows=rows_cfg)
+        only = only if complete else np.nan
         print(
             f"expected full run (python benchmarks/quality.py --jobs 2): {minutes:.0f} min "
-            "wall-clock on 2 free cores, extrapolated from these units' CPU time",
+            "wall-clock on 2 free cores, extrapolated from these units' CPU time; with "
+            f"only this run's sklaplace rows ({', '.join(rows_cfg)}): {only:.0f} min",
             flush=True,
         )
         lead += [
             f"Expected full run (`--jobs 2`, 2 free cores), extrapolated from this run's CPU "
-            f"time: {minutes:.0f} min.",
+            f"time: {minutes:.0f} min (only this run's sklaplace rows: {only:.0f} min).",
             "",
         ]
     table = median_table(sink.rows)
@@ -276,6 +308,8 @@ def main(argv=None):
     raw = args.rows or (args.out_dir and args.out_dir / "quality_rows.json")
     if raw:  # the per-seed rows, for inspection
         raw.write_text(json.dumps({"real": real_rows, "smoke": sink.rows}, default=str))
+    if mola:
+        lead = list(lead) + mola_rows.section(real_rows, sink.rows, DEFAULT, SMOKE_DEFAULTS)
     write_report(results, cfg, table, sink.rows, sink, runtime, plots, lead=lead, smoke=smoke)
     print(f"wrote {results} in {runtime:.0f} s", flush=True)
     return {

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 
-from .methods import LaplacePredictor
+from . import mola as mola_rows
+from .methods import SMOKE_DEFAULTS, EnsembleClassifier, EnsembleRegressor, LaplacePredictor
 from .metrics import clf_metrics, reg_metrics
 from .nets import outputs64, own_split_rows, train
 
@@ -94,8 +95,9 @@ def _member_seed(seed: int, k: int, plain: bool) -> int:
     return 100 * seed + k + (50 if plain else 0)
 
 
-def run_cell(kind, task, seed, regime, epochs, n_members, sink):
-    """All methods of all four workflows on one (task, seed, regime)."""
+def run_cell(kind, task, seed, regime, epochs, n_members, sink, mola=True):
+    """All methods of all four workflows on one (task, seed, regime); ``mola``: with the
+    MoLA rows of :mod:`.mola` on the workflow's ensemble members."""
     evaluate = clf_metrics if kind.name == "classification" else reg_metrics
     base = {"kind": kind.name, "task": task.name, "seed": seed, "regime": regime}
     X_dev, y_dev = task.X_dev, task.y_dev
@@ -137,9 +139,54 @@ def run_cell(kind, task, seed, regime, epochs, n_members, sink):
     def baselines(workflow, net, ens, rows, train_s, ens_cost):
         ctx = context(workflow)
         X_u, y_u = rows
+        out = {}
         for name, build in kind.baselines(net, ens, X_u, y_u).items():
             cost = train_s if name == "MAP" else ens_cost if name == "ensemble" else None
-            _apply(sink, ctx, name, build, evaluate, task, cost)
+            out[name] = _apply(sink, ctx, name, build, evaluate, task, cost)
+        return out
+
+    regression = kind.name == "regression"
+
+    def run_mola(workflow, estimators, fit_args, fit_kw, fitted, expected=None):
+        """MoLA on the workflow's ensemble members; in (a) also the deep ensemble of the
+        nets its fit trained; paired bootstrap against the ensemble and the default."""
+        if not mola:
+            return
+        ctx = context(workflow)
+
+        def build():
+            model = mola_rows.mola(estimators, seed, regression)
+            return mola_rows.MixturePredictor(model.fit(*fit_args, **(fit_kw or {})))
+
+        pred = _apply(sink, ctx, mola_rows.MOLA, build, evaluate, task)
+        if pred is None:
+            return
+        where = f"({workflow}) {kind.name} {task.name} seed {seed} {regime}"
+        if expected is not None:
+            note = mola_rows.shared_rows_note(pred.model, expected, where)
+            if note:
+                sink.notes.append(note)
+        fitted = {**fitted, mola_rows.MOLA: pred}
+        first = next((p for n, p in fitted.items() if n.startswith("LA-")), None)
+        if workflow == "a" and first is not None:  # member 0 trains as the single one does
+            ref = outputs64(first.model.estimator_, task.X_test)
+            if not np.array_equal(outputs64(pred.nets[0], task.X_test), ref):
+                sink.notes.append(f"{where}: MoLA's first net differs from the candidates'")
+        if workflow == "a":
+            X_u, y_u = (task.X_train, task.y_train) if expected is None else (
+                X_dev[expected], y_dev[expected])  # fmt: skip
+            build_ens = kind.baselines(None, pred.nets, X_u, y_u)["ensemble"]
+            fitted[mola_rows.ENS_OWN] = _apply(
+                sink, ctx, mola_rows.ENS_OWN, build_ens, evaluate, task
+            )
+        ens, default = mola_rows.ensemble_of(workflow), SMOKE_DEFAULTS[kind.name][workflow]
+        losses = {
+            m: mola_rows.row_losses(fitted[m], task, regression)
+            for m in (mola_rows.MOLA, ens, default)
+            if fitted.get(m) is not None
+        }
+        row = next(r for r in reversed(sink.rows) if r["method"] == mola_rows.MOLA)
+        mola_rows.compare(row, losses, ens, default, seed)
 
     def check_rows(workflow, fitted):
         """The unseen rows the Laplace fits used (the baselines get the same): they should
@@ -157,7 +204,7 @@ def run_cell(kind, task, seed, regime, epochs, n_members, sink):
         return got[0][2] if got[0][2] is not None else expected
 
     # (a) an unfitted net trained inside fit
-    fitted = candidates(
+    fitted_a = fitted = candidates(
         "a", kind.candidates, lambda: kind.make_net(task, epochs, True), (X_dev, y_dev)
     )
     if fitted:
@@ -169,21 +216,35 @@ def run_cell(kind, task, seed, regime, epochs, n_members, sink):
                 f"(a) {kind.name} {task.name} seed {seed} {regime}: the candidates' nets "
                 "differ (same random_state); MAP and TS use the first one's"
             )
-        baselines("a", nets[0], own, (X_dev[rows], y_dev[rows]), own_s, own_cost)
+        fitted_a = {**fitted, **baselines("a", nets[0], own, (X_dev[rows], y_dev[rows]), own_s,
+                                          own_cost)}  # fmt: skip
+    unfitted = [kind.make_net(task, epochs, True) for _ in range(n_members)]
+    run_mola("a", unfitted, (X_dev, y_dev), None, fitted_a, expected)
 
     # (b) a frozen net trained with the default train_split, fit on the same rows
     fitted = candidates("b", kind.candidates, lambda: FrozenEstimator(own[0]), (X_dev, y_dev))
     rows = check_rows("b", fitted) if fitted else expected
-    baselines("b", own[0], own, (X_dev[rows], y_dev[rows]), own_s, own_cost)
+    fitted.update(baselines("b", own[0], own, (X_dev[rows], y_dev[rows]), own_s, own_cost))
+    run_mola("b", [FrozenEstimator(n) for n in own], (X_dev, y_dev), None, fitted, expected)
 
     # (c) a frozen net trained with train_split=None, fit with X_val / y_val
     frozen = lambda: FrozenEstimator(plain[0])  # noqa: E731
     val = {"X_val": task.X_val, "y_val": task.y_val}
-    candidates("c", kind.candidates, frozen, (task.X_train, task.y_train), val)
-    baselines("c", plain[0], plain, (task.X_val, task.y_val), plain_s, plain_cost)
+    fitted = candidates("c", kind.candidates, frozen, (task.X_train, task.y_train), val)
+    fitted.update(baselines("c", plain[0], plain, (task.X_val, task.y_val), plain_s, plain_cost))
+    train_rows = (task.X_train, task.y_train)
+    run_mola("c", [FrozenEstimator(n) for n in plain], train_rows, val, fitted)
 
     # (d) the same net and rows, no X_val: no rows the net has not seen
-    candidates("d", kind.no_rows_candidates, frozen, (task.X_train, task.y_train))
+    fitted = candidates("d", kind.no_rows_candidates, frozen, (task.X_train, task.y_train))
     ctx = context("d")
     for name, build in kind.no_rows_baselines(plain[0], task).items():
         _apply(sink, ctx, name, build, evaluate, task, plain_s)
+    if mola:  # MoLA's comparison in (d): the ensemble (regression: noise from X_train)
+        ens = (
+            (lambda: EnsembleRegressor(plain, *train_rows))
+            if regression
+            else (lambda: EnsembleClassifier(plain))
+        )
+        fitted["ensemble"] = _apply(sink, ctx, "ensemble", ens, evaluate, task, plain_cost)
+        run_mola("d", [FrozenEstimator(n) for n in plain], train_rows, None, fitted)
