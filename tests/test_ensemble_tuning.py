@@ -276,3 +276,115 @@ def test_grids_hold_the_members_own_values():
     """Each search starts from the members' own tuning, a point of its grid (exactly 1.0:
     the factor kept when nothing beats it)."""
     assert 1.0 in mix.PRIOR_GRID and 1.0 in mix.NOISE_GRID
+
+
+# ---------------------------------------------------------------- cost (issue 21, item 5)
+class _Direct(mix.MemberRows):
+    """The step's reference path: every point by :meth:`MemberRows.values` (the scale at
+    each noise std, one call per point), nothing kept."""
+
+    def points(self, points):
+        return np.concatenate([self.values([c], d).numpy() for c, d in points])
+
+
+def _ensemble_rows(kind, case, **kw):
+    nets, X, y, X_val, y_val = case
+    ens = kind(nets, random_state=0, **kw).fit(X, y, X_val=X_val, y_val=y_val)
+    return ens, [mix.MemberRows(m._fitted, X_val, y_val) for m in ens.estimators_], y_val
+
+
+def test_batched_points_equal_direct_values(reg_case):
+    """One call for many (prior factor, noise factor) points, the noise as a rescaled
+    prior (``MemberRows.pairs``), equals each point computed at its own noise std,
+    including factors whose shifted prior is clipped to ``TAU_RANGE``."""
+    _, rows, _ = _ensemble_rows(LaplaceEnsembleRegressor, reg_case, interval="gaussian")
+    # the step is not kept here: each member's fitted hyper is its own tuning
+    points = [(c, d) for c in (1e-9, 0.03, 1.0, 7.0, 1e9) for d in (0.1, 0.45, 1.0, 3.2, 10.0)]
+    for r in rows:
+        batched = r.pairs(points)
+        direct = np.concatenate([r.values([c], d).numpy() for c, d in points])
+        np.testing.assert_allclose(
+            batched, direct, rtol=1e3 * EPS, atol=1e3 * EPS * np.abs(direct).max()
+        )
+
+
+@pytest.mark.parametrize("which", ["cls", "reg"])
+def test_choose_equals_the_direct_path(which, cls_case, reg_case, monkeypatch):
+    """The kept points and grid-only folds choose what the reference path (every point
+    computed directly, folds refined as the final tuning) chooses: the same decision
+    (classifier: kept; regressor: not kept) and the same factors to the refinement's
+    tolerance."""
+    kind, case = (
+        (LaplaceEnsembleClassifier, cls_case)
+        if which == "cls"
+        else (LaplaceEnsembleRegressor, reg_case)
+    )
+    kw = {} if which == "cls" else {"interval": "gaussian"}
+    nets, X, y, X_val, y_val = case
+    singles_kind = LaplaceClassifier if which == "cls" else LaplaceRegressor
+    singles = _singles(singles_kind, nets, X, y, X_val, y_val, **kw)
+    noise = which == "reg"
+    new = mix.choose(
+        [mix.MemberRows(s._fitted, X_val, y_val) for s in singles], prior=True, noise=noise,
+        random_state=0,
+    )  # fmt: skip
+    monkeypatch.setattr(mix, "REFINE_FOLDS", True)
+    ref = mix.choose(
+        [_Direct(s._fitted, X_val, y_val) for s in singles], prior=True, noise=noise,
+        random_state=0,
+    )  # fmt: skip
+    assert (new == (1.0, 1.0)) == (ref == (1.0, 1.0)) == (which == "reg")
+    np.testing.assert_allclose(np.log(new), np.log(ref), rtol=0, atol=mix.XATOL)
+    monkeypatch.setattr(mix, "REFINE_FOLDS", False)
+    ens = kind(nets, random_state=0, **kw).fit(X, y, X_val=X_val, y_val=y_val)
+    assert (ens.prior_shift_, getattr(ens, "noise_shift_", 1.0)) == new
+
+
+@pytest.mark.parametrize("which", ["cls", "reg"])
+def test_folds_cost_little_beside_the_members_fits(which, cls_case, reg_case, monkeypatch):
+    """FAILS with a grid per fold and round, refinements in the folds, or a noise grid
+    one point at a time: the cross-fitting's ``moments_grid`` contractions, per member,
+    are at most one for the members' own values plus one per coordinate search of each
+    fold (each grid in one call; here every member's unseen rows are one projection
+    batch and each grid one contraction), whatever the folds' points."""
+    kind, case = (
+        (LaplaceEnsembleClassifier, cls_case)
+        if which == "cls"
+        else (LaplaceEnsembleRegressor, reg_case)
+    )
+    kw = {} if which == "cls" else {"interval": "gaussian"}
+    nets, X, y, X_val, y_val = case
+    count = {"grid": 0, "at_final": None}
+    single = LaplaceClassifier if which == "cls" else LaplaceRegressor
+    fitted_kind = type(
+        single(nets[0][1]).fit(X, y, X_val=X_val, y_val=y_val)._fitted.approximation
+    )
+    original = fitted_kind.moments_grid
+
+    def counted(self, *args, **kwargs):
+        count["grid"] += 1
+        return original(self, *args, **kwargs)
+
+    tune = mix.tune
+
+    def final(members, w=None, **kwargs):
+        if kwargs.get("subset") is None and count["at_final"] is None:
+            count["at_final"] = count["grid"]
+        return tune(members, w, **kwargs)
+
+    starts = {}
+    choose = mix.choose
+
+    def start(members, *args, **kwargs):
+        assert all(len(m.projections.bounds) == 2 for m in members)  # one batch of rows
+        starts["grid"] = count["grid"]
+        return choose(members, *args, **kwargs)
+
+    monkeypatch.setattr(fitted_kind, "moments_grid", counted)
+    monkeypatch.setattr(mix, "tune", final)
+    monkeypatch.setattr(mix, "choose", start)
+    ens = kind(nets, random_state=0, **kw).fit(X, y, X_val=X_val, y_val=y_val)
+    end = count["grid"] if count["at_final"] is None else count["at_final"]
+    searches = (2 * mix._ROUNDS) if which == "reg" else 1
+    assert end - starts["grid"] <= len(nets) * (1 + mix.N_FOLDS * searches)
+    assert (ens.prior_shift_ != 1.0) == (which == "cls")

@@ -70,6 +70,12 @@ XATOL = 1e-3
 N_FOLDS = 5
 MIN_ROWS = 4 * N_FOLDS
 SE_FACTOR = 1.0
+# Whether the folds' tuning refines between grid points (the final tuning always does):
+# the folds only show whether the step's gain holds on rows that did not choose it; on the
+# grids' points alone they share their points, so that each member's per-row values are
+# computed once for all the folds (issue 21, item 5: the step costs little beside the
+# members' fits).
+REFINE_FOLDS = False
 # Rounds of coordinate ascent (prior factor, then noise factor) when both are tuned.
 _ROUNDS = 2
 
@@ -97,6 +103,7 @@ class MemberRows:
         self.device = device
         self.width = max(max(block.shape) for block in fitted.posterior.blocks)
         self.cache: dict = {}
+        self.calls = 0  # calls of pairs: the cost the tests pin
 
     def values(self, factors, noise_factor: float = 1.0) -> torch.Tensor:
         """``(G, m)``: each row's log predictive density at each prior factor."""
@@ -130,13 +137,79 @@ class MemberRows:
                 out.append(ll.reshape(g, m))
         return torch.cat(out, dim=1)
 
+    def pairs(self, pairs) -> np.ndarray:
+        """``(G, m)`` float64: each row's log predictive density at each ``(c, d)`` of
+        ``pairs`` (prior factor, noise factor), all the points in one ``moments_grid``
+        contraction per block.
+
+        A noise factor only rescales the curvature: with ``s(d)`` the curvature scale at
+        noise ``d sigma`` and ``r = s(1) / s(d)``, each eigenvalue of the posterior's
+        precision is ``s(d) lam + tau = (s(1) lam + r tau) / r``, so the variances at
+        ``(tau, d sigma)`` are ``r`` times those at ``(r tau, sigma)`` (exactly, in exact
+        arithmetic; ``r = d^2`` for a Gaussian noise). ``tau`` is the member's prior
+        already shifted and clipped to ``TAU_RANGE`` (:func:`shifted`), so the clipping is
+        the one of :meth:`values`; only the scaled ``r tau`` leaves the range, as a
+        precision, never as a tuned value.
+        """
+        fitted, hyper = self.fitted, self.hyper
+        pairs = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+        sigma0 = float(hyper.sigma_noise)
+        _, scale = fitted.tensors(Hyper(hyper.prior_precision, sigma0, hyper.temperature))
+        ratios, sigmas = np.empty(len(pairs)), []
+        for g, d in enumerate(pairs[:, 1]):
+            sigma = sigma0 * float(d)
+            _, s = fitted.tensors(Hyper(hyper.prior_precision, sigma, hyper.temperature))
+            ratios[g] = float(scale) / float(s) if d != 1.0 else 1.0
+            sigmas.append(sigma)
+        taus = shifted(hyper.prior_precision, pairs[:, :1]) * ratios[:, None]
+        taus = torch.tensor(taus, dtype=torch.float64, device=self.device)
+        r = torch.tensor(ratios, dtype=torch.float64, device=self.device)
+        head = None if hyper.head is None else hyper.head.tensors(self.device)
+        lik, approx = fitted.likelihood, fitted.approximation
+        out, bounds = [], self.projections.bounds
+        with torch.no_grad():
+            for proj, lo, hi in zip(self.projections, bounds[:-1], bounds[1:], strict=True):
+                per = max(1, GRID_ELEMENTS // max(1, len(proj.mean) * self.width))
+                var = (
+                    torch.cat(
+                        [
+                            approx.moments_grid(proj, taus[s : s + per], scale, torch.float64)
+                            for s in range(0, len(taus), per)
+                        ]
+                    )
+                    * r[:, None, None]
+                )
+                target, mean = self.y[lo:hi], proj.mean.double()
+                rows = torch.empty((len(pairs), hi - lo), dtype=torch.float64)
+                for d in np.unique(pairs[:, 1]):  # one call per noise std
+                    at = np.flatnonzero(pairs[:, 1] == d)
+                    g, m, c = len(at), var.shape[1], var.shape[2]
+                    ll = lik.heldout_row_log_likelihood(
+                        mean.repeat(g, 1),
+                        var[torch.as_tensor(at, device=var.device)].reshape(g * m, c),
+                        target.repeat(g, *([1] * (target.dim() - 1))),
+                        sigmas[at[0]],
+                        head,
+                    )
+                    rows[torch.as_tensor(at)] = ll.reshape(g, m).cpu()
+                out.append(rows)
+        return torch.cat(out, dim=1).numpy()
+
     def table(self, factors, noise_factor: float = 1.0) -> np.ndarray:
-        """:meth:`values` as a numpy array, kept per (factors, noise factor): the first
-        grids of every fold of :func:`choose` and of the final tuning are the same."""
-        key = (tuple(np.asarray(factors, dtype=np.float64).reshape(-1).tolist()), noise_factor)
-        if key not in self.cache:
-            self.cache[key] = self.values(factors, noise_factor).cpu().numpy()
-        return self.cache[key]
+        """:meth:`pairs` at ``(c, noise_factor)`` for each ``c`` of ``factors``."""
+        factors = np.asarray(factors, dtype=np.float64).reshape(-1)
+        return self.points([(float(c), float(noise_factor)) for c in factors])
+
+    def points(self, points) -> np.ndarray:
+        """:meth:`pairs`, each point's rows kept: the folds of :func:`choose` and the
+        final tuning reach the same points (the grids from the same factors), and only
+        the points not seen yet are computed, in one call."""
+        missing = list(dict.fromkeys(p for p in points if p not in self.cache))
+        if missing:
+            self.calls += 1
+            for p, rows in zip(missing, self.pairs(missing), strict=True):
+                self.cache[p] = rows
+        return np.stack([self.cache[p] for p in points])
 
 
 def shifted(prior, factor) -> np.ndarray:
@@ -167,18 +240,18 @@ def _round_off(per_member, w) -> float:
     return float((finite.size + 4) * np.finfo(np.float64).eps * finite.sum())
 
 
-def _search(objective, on_grid, grid, current: float) -> tuple[float, float]:
+def _search(objective, on_grid, grid, current: float, refine: bool = True):
     """``(factor, value)`` maximising ``objective`` (a scalar factor -> value) over ``grid``
-    (``on_grid(grid)``: the values and their round-off) then refined between the best
-    point's neighbours; ``current`` (a point of ``grid``) is kept unless another point
-    (or the refinement) is better by more than the sums' round-off ``tol``."""
+    (``on_grid(grid)``: the values and their round-off) then, if ``refine``, refined
+    between the best point's neighbours; ``current`` (a point of ``grid``) is kept unless
+    another point (or the refinement) is better by more than the sums' round-off ``tol``."""
     values, tol = on_grid(grid)
     values = np.where(np.isfinite(values), values, -np.inf)
     best = int(np.argmin(np.abs(np.log(grid) - math.log(current))))
     top = int(np.argmax(values))
     if values[top] > values[best] + tol:
         best = top
-    if len(grid) < 2:
+    if len(grid) < 2 or not refine:
         return float(grid[best]), float(values[best])
     lo, hi = math.log(grid[max(best - 1, 0)]), math.log(grid[min(best + 1, len(grid) - 1)])
     res = minimize_scalar(
@@ -219,10 +292,14 @@ def step(states, X, y, w, prior: bool, noise: bool, random_state) -> tuple[float
     return c, d
 
 
-def tune(members: list[MemberRows], w=None, *, prior: bool, noise: bool, subset=None):
+def tune(
+    members: list[MemberRows], w=None, *, prior: bool, noise: bool, subset=None,
+    refine: bool = True,
+):  # fmt: skip
     """``(prior factor, noise factor, value)`` maximising the mixture's held-out
     log-likelihood (module docstring) on ``subset`` of the rows (None: all); a factor not
-    tuned stays 1.0.
+    tuned stays 1.0. ``refine=False``: the grids' points only (the folds of
+    :func:`choose`: their points are shared, each member's rows computed once).
 
     Coordinate ascent on the one objective (the prior factor, then the noise factor,
     ``_ROUNDS`` rounds when both are tuned), each step from the current value, which its
@@ -231,9 +308,9 @@ def tune(members: list[MemberRows], w=None, *, prior: bool, noise: bool, subset=
     c, d, value = 1.0, 1.0, None
     for _ in range(_ROUNDS if (prior and noise) else 1):
         if prior:
-            c, value = _coordinate(members, w, "prior", c, d, subset)
+            c, value = _coordinate(members, w, "prior", c, d, subset, refine)
         if noise:
-            d, value = _coordinate(members, w, "noise", c, d, subset)
+            d, value = _coordinate(members, w, "noise", c, d, subset, refine)
     if value is None:
         value = float(mixture_values(*_part([m.table([c], d) for m in members], w, subset))[0])
     return c, d, value
@@ -258,7 +335,7 @@ def choose(members: list[MemberRows], w=None, *, prior: bool, noise: bool, rando
     own = _rows([m.table([1.0], 1.0) for m in members])
     gain = np.zeros(n)
     for train, test in KFold(N_FOLDS, shuffle=True, random_state=seed).split(np.arange(n)):
-        c, d, _ = tune(members, w, prior=prior, noise=noise, subset=train)
+        c, d, _ = tune(members, w, prior=prior, noise=noise, subset=train, refine=REFINE_FOLDS)
         if (c, d) != (1.0, 1.0):
             step = _rows([m.table([c], d) for m in members])
             gain[test] = weights[test] * (step[test] - own[test])
@@ -282,7 +359,7 @@ def _part(per_member, w, subset):
     return [v[:, subset] for v in per_member], None if w is None else np.asarray(w)[subset]
 
 
-def _coordinate(members, w, which: str, c: float, d: float, subset=None):
+def _coordinate(members, w, which: str, c: float, d: float, subset=None, refine=True):
     """One coordinate's search, ``(factor, value)``: the prior factor ``c`` (on
     ``PRIOR_GRID`` times the current ``c``) or the noise factor ``d`` (on ``NOISE_GRID``
     times the current ``d``), on ``subset`` of the rows."""
@@ -291,7 +368,7 @@ def _coordinate(members, w, which: str, c: float, d: float, subset=None):
         if which == "prior":
             per = [m.table(factors, d) for m in members]
         else:
-            per = [np.concatenate([m.table([c], f) for f in factors]) for m in members]
+            per = [m.points([(float(c), float(f)) for f in factors]) for m in members]
         return _part(per, w, subset)
 
     def on_grid(grid):
@@ -307,4 +384,4 @@ def _coordinate(members, w, which: str, c: float, d: float, subset=None):
         taus = np.concatenate([np.asarray(m.hyper.prior_precision) for m in members])
         low, high = TAU_RANGE[0] / taus.max(), TAU_RANGE[1] / taus.min()
         grid = grid[((grid >= low) & (grid <= high)) | (grid == current)]
-    return _search(objective, on_grid, grid, current)
+    return _search(objective, on_grid, grid, current, refine)
