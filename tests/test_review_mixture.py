@@ -111,6 +111,9 @@ def test_concurrent_predictions_warn_each_call_and_leave_the_filters(cls_data):
     messages = [str(w.message) for w in caught]
     assert len(messages) == n_threads * n_calls, messages[:3]
     assert all("LaplaceEnsembleClassifier" in m for m in messages)
+    # a member called by itself still checks X's feature names (the skip is the ensemble's)
+    with pytest.warns(UserWarning, match="LaplaceClassifier was fitted with feature names"):
+        ens.estimators_[0].predict_proba(X[:3])
 
 
 # ---------------------------------------------------------------- the mixture step
