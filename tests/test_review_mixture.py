@@ -196,3 +196,28 @@ def test_members_fitted_in_threads_are_the_members_fitted_one_by_one(cls_data):
         with parallel_backend("threading"):
             ens = LaplaceEnsembleClassifier(net, n_jobs=2, **kw).fit(X, y)
         np.testing.assert_array_equal(ens.predict_proba(X), ref)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tuning/optimize.py (prior_precision='marglik') and fitting/holdout.py silence "
+    "warnings with warnings.catch_warnings at fit, which saves and restores the process's "
+    "filter list: members fitted in threads (joblib's threading backend) leave an "
+    "'ignore' filter in the caller's process (3 runs out of 5 measured). Not fixed here: "
+    "the RuntimeWarnings L-BFGS-B raises there need a thread-safe silencing first.",
+)
+def test_members_fitted_in_threads_leave_the_warnings_filters(cls_data):
+    from joblib import parallel_backend
+
+    X, y = cls_data
+    net = cls_net(max_epochs=3)
+    kw = dict(n_members=4, prior_precision="marglik", calibration=None, random_state=0)
+    leaked = 0
+    with warnings.catch_warnings():
+        for _ in range(8):  # a race: one run leaks with probability about 0.6 (measured)
+            before = list(warnings.filters)
+            with parallel_backend("threading"):
+                LaplaceEnsembleClassifier(net, n_jobs=2, **kw).fit(X, y)
+            leaked += list(warnings.filters) != before
+            warnings.filters[:] = before
+    assert leaked == 0
