@@ -9,7 +9,6 @@ predicts with its own predictive; the ensemble mixes those (:mod:`sklaplace.mixt
 from __future__ import annotations
 
 import pickle
-import warnings
 from contextlib import contextmanager
 from numbers import Integral
 from typing import ClassVar
@@ -311,10 +310,7 @@ class BaseLaplaceEnsemble(BaseEstimator):
         is said once, not by each member again."""
         members = self._members()
         inputs.check_features(self, X)
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=inputs.FEATURE_NAMES_WARNING, category=UserWarning
-            )
+        with inputs.features_checked():  # per thread: no process-wide warnings filter
             yield members
 
     # ---------------------------------------------------------------- fitted attributes

@@ -55,6 +55,10 @@ def calibrate(members, interval: str, predictive: str, n_samples: int):
     ]
     mean, var = mixture.moments([mm[0] for mm in moments], [mm[1] for mm in moments])
     y_cal = np.asarray(y_cal, dtype=np.float64).reshape(mean.shape)
+    for m, (m_mean, m_var) in zip(members, moments, strict=True):
+        # each member's own scores at its hyper-parameters now (the mixture step may have
+        # moved them since its fit calibrated them): its predict_interval stays calibrated
+        m._fitted.conformal = ConformalScores(y_cal.reshape(m_mean.shape), m_mean, np.sqrt(m_var))
     return "conformal", ConformalScores(y_cal, mean, np.sqrt(var))
 
 

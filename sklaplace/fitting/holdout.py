@@ -17,7 +17,9 @@ the top of its range (the net's own predictions). In order:
 
 from __future__ import annotations
 
+import threading
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,11 @@ from .._runtime.passes import NetView, callers_autocast
 from ..tuning.conformal import rows_needed
 
 __all__ = ["TuningRows", "recover_split", "split_off", "train_net"]
+
+# Seeded training sets torch's global generator, which every thread shares: two seeded
+# trainings at once in one process (threads: joblib's threading backend, an ensemble's
+# members) would draw each other's numbers. One at a time, so that a seed gives its net.
+_SEEDED_TRAINING = threading.RLock()
 
 # Held-out rows scored when tuning (a random subset of them when there are more).
 MAX_TUNING_ROWS = 10_000
@@ -195,7 +202,8 @@ def train_net(
     if seed is None and random_state is not None:
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     # with a seed, training leaves the global torch RNG as it was; without, it uses it
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+    seeded = _SEEDED_TRAINING if seed is not None else nullcontext()
+    with seeded, torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         net.initialize()

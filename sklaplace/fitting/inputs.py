@@ -25,6 +25,8 @@ the labels and the net's own validation split, none of which a ``Dataset`` offer
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,7 +106,8 @@ def check_X(estimator, X, *, reset: bool, prep=None, input_name: str = "X"):
     _refuse_dataset(X, input_name)
     try:
         if prep is not None:
-            validate_data(estimator, X, reset=reset, skip_check_array=True)
+            if reset or not _FEATURES_CHECKED.get():
+                validate_data(estimator, X, reset=reset, skip_check_array=True)
             return _net_ready(prep.transform(X))
         if _is_dict(X):
             return _check_dict(X)
@@ -124,8 +127,22 @@ def check_X(estimator, X, *, reset: bool, prep=None, input_name: str = "X"):
         ) from exc
 
 
-# scikit-learn's warnings on X's feature names not matching those seen in fit
-FEATURE_NAMES_WARNING = r"X (has|does not have valid) feature names, but"
+# True while an ensemble predicts (features_checked): it checked X's feature names and
+# count against its fit, which are its members' (each fitted on the same X)
+_FEATURES_CHECKED: ContextVar[bool] = ContextVar("sklaplace_features_checked", default=False)
+
+
+@contextmanager
+def features_checked():
+    """Within it, ``check_X`` at prediction skips the feature checks (names and count)
+    that the caller made once for several estimators (an ensemble's members: their
+    warnings would repeat the ensemble's). A context variable, not a warnings filter:
+    each thread (and task) has its own, and no process-wide state changes."""
+    token = _FEATURES_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _FEATURES_CHECKED.reset(token)
 
 
 def check_features(estimator, X) -> None:
@@ -289,17 +306,12 @@ def _validate_array(estimator, X, reset, *args, **kwargs):
     """``validate_data`` with array inputs; a frame with text gets the fix in its error."""
     if not reset and len(getattr(X, "shape", ())) >= 2:  # the shape of a row first: it
         _check_row_shape(estimator, X, reset)  # says more (1-D X: scikit-learn's message)
+    checks = dict(accept_sparse="csr", dtype=INPUT_DTYPES, allow_nd=True, **kwargs)
     try:
-        out = validate_data(
-            estimator,
-            X,
-            *args,
-            reset=reset,
-            accept_sparse="csr",
-            dtype=INPUT_DTYPES,
-            allow_nd=True,
-            **kwargs,
-        )
+        if not reset and not args and _FEATURES_CHECKED.get():  # checked by the caller
+            out = check_array(X, input_name="X", estimator=estimator, **checks)
+        else:
+            out = validate_data(estimator, X, *args, reset=reset, **checks)
     except ValueError as exc:
         if "could not convert" not in str(exc) or not hasattr(X, "columns"):
             raise
