@@ -388,3 +388,31 @@ def test_folds_cost_little_beside_the_members_fits(which, cls_case, reg_case, mo
     searches = (2 * mix._ROUNDS) if which == "reg" else 1
     assert end - starts["grid"] <= len(nets) * (1 + mix.N_FOLDS * searches)
     assert (ens.prior_shift_ != 1.0) == (which == "cls")
+
+
+def test_regressor_conformal_reuses_the_members_moments_when_not_kept(reg_case, monkeypatch):
+    """FAILS when the calibration recomputes the members' moments: with the mixture step
+    not kept, each member's calibration moments from its own fit are the mixture's
+    (``y_moments`` once per member in the whole fit), and the scores are still the
+    mixture's of the members' own predictions."""
+    from sklaplace import prediction
+
+    nets, X, y, X_val, y_val = reg_case
+    calls = {"n": 0}
+    original = prediction.y_moments
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(prediction, "y_moments", counted)
+    ens = LaplaceEnsembleRegressor(nets, interval="conformal", random_state=0)
+    ens.fit(X, y, X_val=X_val, y_val=y_val)
+    assert (ens.prior_shift_, ens.noise_shift_) == (1.0, 1.0)
+    assert calls["n"] == len(nets)
+    monkeypatch.setattr(prediction, "y_moments", original)
+    _, cal = halves(len(y_val), ens.estimators_[0].random_state)
+    mean, std = ens.predict(X_val[cal], return_std=True)
+    scores = np.sort(np.abs(y_val[cal] - mean) / std)
+    np.testing.assert_allclose(ens._conformal.scores[:, 0], scores, rtol=1e3 * EPS)
+    assert all("_calibration_moments" not in m.__dict__ for m in ens.estimators_)

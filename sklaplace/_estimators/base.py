@@ -152,6 +152,7 @@ class BaseLaplace(BaseEstimator):
         self.validation_source_ = result.validation_source
         if getattr(self, "_keep_calibration_rows", False):  # an ensemble's member
             self._calibration_rows = result.calibration_rows
+            self._calibration_moments = result.calibration_moments
         if getattr(self, "_keep_tuning_rows", False):  # an ensemble's member
             self._tuning_rows = result.tuning_rows
         return self

@@ -27,6 +27,7 @@ def calibrate(members, interval: str, predictive: str, n_samples: int):
     """``(interval_, ConformalScores or None)`` of the mixture of fitted ``members``
     (each fitted with ``_keep_calibration_rows``; their rows are dropped here)."""
     rows = [m.__dict__.pop("_calibration_rows", None) for m in members]
+    own = [m.__dict__.pop("_calibration_moments", None) for m in members]
     if any(m.interval_ != "conformal" or r is None for m, r in zip(members, rows, strict=True)):
         return "gaussian", None  # (each member said why, or refused interval="conformal")
     X_cal, y_cal = rows[0]
@@ -43,15 +44,8 @@ def calibrate(members, interval: str, predictive: str, n_samples: int):
         )
         return "gaussian", None
     moments = [
-        prediction.y_moments(
-            m._fitted,
-            X_cal,
-            m._fitted.hyper,
-            predictive=predictive,
-            n_samples=n_samples,
-            seed=steps.seed(m.random_state),
-        )
-        for m in members
+        _moments(m, kept, X_cal, predictive, n_samples)
+        for m, kept in zip(members, own, strict=True)
     ]
     mean, var = mixture.moments([mm[0] for mm in moments], [mm[1] for mm in moments])
     y_cal = np.asarray(y_cal, dtype=np.float64).reshape(mean.shape)
@@ -60,6 +54,23 @@ def calibrate(members, interval: str, predictive: str, n_samples: int):
         # moved them since its fit calibrated them): its predict_interval stays calibrated
         m._fitted.conformal = ConformalScores(y_cal.reshape(m_mean.shape), m_mean, np.sqrt(m_var))
     return "conformal", ConformalScores(y_cal, mean, np.sqrt(var))
+
+
+def _moments(member, kept, X_cal, predictive: str, n_samples: int):
+    """A member's predictive mean and variance of the calibration rows at its
+    hyper-parameters now: the ones its own fit computed while they hold (the mixture step
+    not kept: the same rows, state, predictive, draws and seed), else computed again.
+    ``kept``: ``(hyper, mean, var)`` from the member's fit, or None."""
+    if kept is not None and kept[0] is member._fitted.hyper:
+        return kept[1], kept[2]
+    return prediction.y_moments(
+        member._fitted,
+        X_cal,
+        member._fitted.hyper,
+        predictive=predictive,
+        n_samples=n_samples,
+        seed=steps.seed(member.random_state),
+    )
 
 
 def _same(a, b) -> bool:

@@ -106,6 +106,9 @@ class Fit:
     # (X, y, w), the unseen rows that tuned the hyper-parameters (an ensemble's mixture
     # step tunes on them again: sklaplace.tuning.mixture)
     tuning_rows: tuple | None = None
+    # (hyper, mean, var): the calibration rows' predictive moments and the hyper-parameters
+    # they were computed at (an ensemble's calibration reuses them while they hold)
+    calibration_moments: tuple | None = None
 
 
 @torch_context
@@ -123,7 +126,7 @@ def fit(plan: FitPlan, data: FitData) -> Fit:
     tune_rows, calibration = _split_unseen_rows(plan, unseen_rows)
     fitted.hyper = _tune(plan, data, fitted, tune_rows, unseen_rows.curvature_rows)
     # 5. the intervals, calibrated at those hyper-parameters
-    interval, fitted.conformal = _calibrate_intervals(plan, fitted, calibration)
+    interval, fitted.conformal, moments = _calibrate_intervals(plan, fitted, calibration)
     fitted.set_prep(data.prep)  # the fitted state stamped with the steps before the net
     tuned_on = None if tune_rows.X is None else (tune_rows.X, tune_rows.y, tune_rows.w)
     return Fit(
@@ -134,6 +137,7 @@ def fit(plan: FitPlan, data: FitData) -> Fit:
         interval,
         calibration.rows,
         tuned_on,
+        moments,
     )
 
 
@@ -297,11 +301,12 @@ def _weight_decay(fitted: FittedLaplace) -> np.ndarray:
 
 # ---------------------------------------------------------------- 5. the intervals
 def _calibrate_intervals(plan: FitPlan, fitted, calibration: _Calibration):
-    """``(interval, conformal scores or None)``: the regressor's conformal calibration at
-    the tuned hyper-parameters, or the Gaussian interval and why; ``(None, None)`` for an
-    estimator that calibrates no interval."""
+    """``(interval, conformal scores or None, (hyper, mean, var) or None)``: the
+    regressor's conformal calibration at the tuned hyper-parameters (and the moments it
+    used), or the Gaussian interval and why; ``(None, None, None)`` for an estimator that
+    calibrates no interval."""
     if plan.interval is None:
-        return None, None
+        return None, None, None
     reason = calibration.reason
     if calibration.rows is None:
         if plan.interval == "conformal" and calibration.too_few:
@@ -314,7 +319,7 @@ def _calibrate_intervals(plan: FitPlan, fitted, calibration: _Calibration):
             )
         if calibration.too_few:
             warn(f"{reason}. predict_interval uses the Gaussian interval (interval_='gaussian').")
-        return "gaussian", None
+        return "gaussian", None, None
     X_cal, y_cal = calibration.rows
     mean, var = prediction.y_moments(
         fitted,
@@ -325,4 +330,5 @@ def _calibrate_intervals(plan: FitPlan, fitted, calibration: _Calibration):
         seed=seed(plan.random_state),
     )
     y_cal = np.asarray(y_cal, dtype=np.float64).reshape(mean.shape)
-    return "conformal", ConformalScores(y_cal, mean, np.sqrt(var))
+    scores = ConformalScores(y_cal, mean, np.sqrt(var))
+    return "conformal", scores, (fitted.hyper, mean, var)
