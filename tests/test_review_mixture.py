@@ -62,7 +62,7 @@ def forced(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def cls_data():
+def mix_cls_data():
     X, y = make_classification(
         n_samples=300, n_features=6, n_informative=4, n_redundant=0, n_classes=4,
         class_sep=0.6, flip_y=0.05, random_state=1,
@@ -71,7 +71,7 @@ def cls_data():
 
 
 @pytest.fixture(scope="module")
-def reg_data():
+def mix_reg_data():
     rng = np.random.default_rng(0)
     X = rng.uniform(-2, 2, size=(200, 1))
     y = np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=200)
@@ -79,13 +79,13 @@ def reg_data():
 
 
 # ---------------------------------------------------------------- feature names, threads
-def test_concurrent_predictions_warn_each_call_and_leave_the_filters(cls_data):
+def test_concurrent_predictions_warn_each_call_and_leave_the_filters(mix_cls_data):
     """FAILS with ``warnings.catch_warnings`` in ``_predicting`` (not thread-safe: it
     saves and restores the process's filter list): predictions from several threads lost
     the ensemble's own feature-name warnings and left an "ignore" filter in the caller's
     warnings filters after they returned. Each call must warn once, naming the ensemble,
     and the filters must be the caller's."""
-    X, y = cls_data
+    X, y = mix_cls_data
     cols = [f"f{i}" for i in range(X.shape[1])]
     ens = LaplaceEnsembleClassifier(
         cls_net(max_epochs=2), n_members=2, prior_precision=1.0, calibration=None
@@ -117,13 +117,13 @@ def test_concurrent_predictions_warn_each_call_and_leave_the_filters(cls_data):
 
 
 # ---------------------------------------------------------------- the mixture step
-def test_members_intervals_are_recalibrated_after_the_mixture_step(reg_data, forced):
+def test_members_intervals_are_recalibrated_after_the_mixture_step(mix_reg_data, forced):
     """FAILS on main: the mixture step moved every member's prior and noise after the
     member's own fit had calibrated its conformal scores, so a member's
     ``predict_interval`` (``named_estimators_``) used scores normalised by its stds before
     the step: no longer the conformal quantile of its calibration rows (0.8 % off here).
     Each member's scores must be its own at the hyper-parameters it predicts with."""
-    X, y = reg_data
+    X, y = mix_reg_data
     ens = LaplaceEnsembleRegressor(reg_net(), n_members=2, random_state=0)
     ens.fit(X[:100], y[:100], X_val=X[100:], y_val=y[100:])
     assert (ens.prior_shift_, ens.noise_shift_) != (1.0, 1.0)  # the step moved them
@@ -142,13 +142,13 @@ def test_members_intervals_are_recalibrated_after_the_mixture_step(reg_data, for
         assert inside == int(np.ceil((len(cal) + 1) * 0.9))
 
 
-def test_one_net_from_net_and_a_list_of_clones_agree_with_the_step(cls_data, forced):
+def test_one_net_from_net_and_a_list_of_clones_agree_with_the_step(mix_cls_data, forced):
     """Probe: ``cls(net, n_members=k)``, ``from_net`` and a hand-written list of clones
     named member0.. build the same members, reach the same step, predict the same; a
     pickle round trip keeps the step; probabilities are float64 and sum to 1."""
     import pickle
 
-    X, y = cls_data
+    X, y = mix_cls_data
     net = cls_net(max_epochs=20)
     kw = dict(calibration=None, random_state=0)
     one = LaplaceEnsembleClassifier(net, n_members=2, **kw).fit(X, y)
@@ -169,9 +169,9 @@ def test_one_net_from_net_and_a_list_of_clones_agree_with_the_step(cls_data, for
     np.testing.assert_array_equal(listed.predict_proba(X), proba)
 
 
-def test_one_member_from_one_net_is_the_single_estimator(cls_data):
+def test_one_member_from_one_net_is_the_single_estimator(mix_cls_data):
     """Probe: ``cls(net, n_members=1)`` is the single estimator exactly (no step)."""
-    X, y = cls_data
+    X, y = mix_cls_data
     net = cls_net(max_epochs=10)
     single = LaplaceClassifier(net, random_state=0).fit(X, y)
     ens = LaplaceEnsembleClassifier(net, n_members=1, random_state=0).fit(X, y)
@@ -180,7 +180,7 @@ def test_one_member_from_one_net_is_the_single_estimator(cls_data):
     np.testing.assert_array_equal(ens.prior_precision_[0], single.prior_precision_)
 
 
-def test_members_fitted_in_threads_are_the_members_fitted_one_by_one(cls_data):
+def test_members_fitted_in_threads_are_the_members_fitted_one_by_one(mix_cls_data):
     """FAILS on main (3 runs out of 4 measured, probabilities up to 0.06 apart): with
     joblib's threading backend, the members trained at once in one process shared torch's
     global generator (each seeded with its own seed): they drew each other's numbers, so
@@ -188,7 +188,7 @@ def test_members_fitted_in_threads_are_the_members_fitted_one_by_one(cls_data):
     training now runs one at a time in a process; each fit must be the sequential one."""
     from joblib import parallel_backend
 
-    X, y = cls_data
+    X, y = mix_cls_data
     net = cls_net(max_epochs=30, batch_size=16)
     kw = dict(n_members=4, prior_precision=1.0, calibration=None, random_state=0)
     ref = LaplaceEnsembleClassifier(net, **kw).fit(X, y).predict_proba(X)
@@ -206,10 +206,10 @@ def test_members_fitted_in_threads_are_the_members_fitted_one_by_one(cls_data):
     "'ignore' filter in the caller's process (3 runs out of 5 measured). Not fixed here: "
     "the RuntimeWarnings L-BFGS-B raises there need a thread-safe silencing first.",
 )
-def test_members_fitted_in_threads_leave_the_warnings_filters(cls_data):
+def test_members_fitted_in_threads_leave_the_warnings_filters(mix_cls_data):
     from joblib import parallel_backend
 
-    X, y = cls_data
+    X, y = mix_cls_data
     net = cls_net(max_epochs=3)
     kw = dict(n_members=4, prior_precision="marglik", calibration=None, random_state=0)
     leaked = 0
