@@ -97,3 +97,16 @@ def binary_net(*, hidden=16, max_epochs=10, lr=0.1, **kw):
 def regressor_net(n_out=1, *, hidden=16, max_epochs=10, lr=0.05, cls=NeuralNetRegressor, **kw):
     """A ``NeuralNetRegressor`` (``MSELoss``) on ``MLP``."""
     return cls(MLP, module__n_out=n_out, module__hidden=hidden, **_common(max_epochs, lr, **kw))
+
+
+class TanhMLP64(nn.Module):
+    """A small float64 MLP with one tanh hidden layer (the ensembles' tests)."""
+
+    def __init__(self, n_in, n_out, hidden):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh())
+        self.out = nn.Linear(hidden, n_out)
+        self.double()
+
+    def forward(self, X):
+        return self.out(self.body(X))

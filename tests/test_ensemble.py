@@ -8,7 +8,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _nets import AutoOutputClassifier, AutoOutputRegressor, classifier_net, regressor_net
+from _nets import (
+    AutoOutputClassifier,
+    AutoOutputRegressor,
+    TanhMLP64,
+    classifier_net,
+    regressor_net,
+)
 from scipy.stats import norm
 from sklearn.base import clone
 from sklearn.datasets import make_classification
@@ -31,17 +37,11 @@ from sklaplace.fitting.holdout import halves
 EPS = np.finfo(np.float64).eps
 
 
-class Net64(nn.Module):
+class Net64(TanhMLP64):
     """A small float64 MLP."""
 
     def __init__(self, n_in=4, n_out=3, hidden=8):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh())
-        self.out = nn.Linear(hidden, n_out)
-        self.double()
-
-    def forward(self, X):
-        return self.out(self.body(X))
+        super().__init__(n_in, n_out, hidden)
 
 
 def cls_net(n_out=3, **kw):

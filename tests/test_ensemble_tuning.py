@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _nets import TanhMLP64
 from scipy.special import logsumexp
 from scipy.stats import norm
 from sklearn.base import clone
@@ -27,15 +28,11 @@ from sklaplace.tuning import mixture as mix
 EPS = np.finfo(np.float64).eps
 
 
-class Net64(nn.Module):
-    def __init__(self, n_in=4, n_out=3, hidden=16):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh())
-        self.out = nn.Linear(hidden, n_out)
-        self.double()
+class Net64(TanhMLP64):
+    """A small float64 MLP."""
 
-    def forward(self, X):
-        return self.out(self.body(X))
+    def __init__(self, n_in=4, n_out=3, hidden=16):
+        super().__init__(n_in, n_out, hidden)
 
 
 def _frozen(net, X, y, seed):

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _nets import TanhMLP64
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from skorch import NeuralNetClassifier, NeuralNetRegressor
@@ -25,17 +26,11 @@ from sklaplace.tuning import mixture as mix
 EPS = np.finfo(np.float64).eps
 
 
-class Net64(nn.Module):
+class Net64(TanhMLP64):
     """A small float64 MLP."""
 
     def __init__(self, n_in=6, n_out=4, hidden=16):
-        super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh())
-        self.out = nn.Linear(hidden, n_out)
-        self.double()
-
-    def forward(self, X):
-        return self.out(self.body(X))
+        super().__init__(n_in, n_out, hidden)
 
 
 def cls_net(**kw):
