@@ -8,13 +8,15 @@ called sklaplace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import warnings
 
 import sklearn
 
-__all__ = ["InconsistentVersionWarning", "warn"]
+__all__ = ["InconsistentVersionWarning", "ignoring", "warn"]
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # sklaplace/
 _SKLEARN_WRAPPERS = tuple(
@@ -69,3 +71,21 @@ class InconsistentVersionWarning(UserWarning):
             "versions. Refit the estimator with sklaplace "
             f"{self.current_version}, or load it with sklaplace {self.original_version}."
         )
+
+
+# one of sklaplace's sections that silence a warning at a time, in this process
+_FILTERS = threading.RLock()
+
+
+@contextlib.contextmanager
+def ignoring(category: type[Warning]):
+    """Ignore ``category`` inside the block, one such block at a time in the process.
+
+    ``warnings.catch_warnings`` saves the process's filter list on entry and restores it on
+    exit: two threads inside it at once (members fitted in threads, a threaded grid search)
+    restore each other's lists, and one thread's "ignore" can stay behind in the caller's
+    process. The lock keeps sklaplace's own blocks from overlapping.
+    """
+    with _FILTERS, warnings.catch_warnings():
+        warnings.simplefilter("ignore", category)
+        yield

@@ -18,7 +18,6 @@ the top of its range (the net's own predictions). In order:
 from __future__ import annotations
 
 import threading
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from sklearn.utils import check_random_state
 
 from .._runtime import skorch as _skorch
 from .._runtime.passes import NetView, callers_autocast
+from .._runtime.warnings import ignoring
 from ..tuning.conformal import rows_needed
 
 __all__ = ["TuningRows", "recover_split", "split_off", "train_net"]
@@ -279,8 +279,7 @@ def recover_split(net, X, y) -> tuple[np.ndarray | None, str | None]:
     if _reproduces(net, recorded, got):
         return np.sort(valid), None
     if y.ndim == 2 and y.shape[1] == 1:
-        with warnings.catch_warnings():  # torch's warning about the broadcast
-            warnings.simplefilter("ignore", UserWarning)
+        with ignoring(UserWarning):  # torch's warning about the broadcast
             flat = _batch_losses(net, X, y[:, 0], valid, sizes[0])
         if _reproduces(net, recorded, flat):
             raise ValueError(

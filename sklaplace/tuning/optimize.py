@@ -6,11 +6,12 @@ Both maximise; both work in log space of positive hyper-parameters.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 from scipy.optimize import minimize, minimize_scalar
+
+from .._runtime.warnings import ignoring
 
 __all__ = ["maximize_evidence", "maximize_on_grid"]
 
@@ -92,8 +93,7 @@ def maximize_evidence(
         (grad,) = torch.autograd.grad(value, xt)
         return float(value.detach()), grad.numpy().astype(np.float64)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with ignoring(RuntimeWarning):
         result = minimize(
             objective, x0, jac=True, method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(x0)
         )
